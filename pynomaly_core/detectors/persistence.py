@@ -29,17 +29,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pynomaly_core.paths import pynomaly_home
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 
 
 class ModelIntegrityError(RuntimeError):
     """A saved model failed its checksum or signature check; it is not loaded."""
-
-
-def pynomaly_home() -> Path:
-    """Directory for local state (models, reports, warehouse file): ``$PYNOMALY_HOME`` or ``./.pynomaly``."""
-    return Path(os.environ.get("PYNOMALY_HOME", Path.cwd() / ".pynomaly")).resolve()
 
 
 def signing_key() -> bytes:
@@ -98,7 +95,7 @@ def save_object(obj: Any, path: str | Path, *, kind: str, info: dict[str, Any] |
             joblib.dump(obj, tmp / "model.joblib")
             loader = "joblib"
         files = {
-            p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()
+            p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
         }
         manifest: dict[str, Any] = {
             "format_version": FORMAT_VERSION,

@@ -1,0 +1,46 @@
+"""The Pynomaly code location: every feed in ``$PYNOMALY_FEEDS_DIR`` becomes its own asset graph.
+
+This module only composes: stages live in ``defs/``, resources in ``resources.py``.
+Heavy libraries (torch, tensorflow, shap, evidently, mlflow, great_expectations) are
+imported inside the functions that use them, so loading stays fast.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pynomaly_assets.defs.export import build_export_asset
+from pynomaly_assets.defs.ingest import build_raw_asset
+from pynomaly_assets.defs.jobs import build_jobs
+from pynomaly_assets.defs.scoring import build_scoring_asset
+from pynomaly_assets.defs.training import build_training_assets
+from pynomaly_assets.defs.validation import build_validated_asset
+from pynomaly_assets.feed_context import FeedContext, load_feed_contexts
+from pynomaly_assets.resources import default_resources
+
+
+def build_feed_definitions(fc: FeedContext) -> dg.Definitions:
+    """All assets, checks, jobs and schedules of one feed."""
+    jobs, schedules = build_jobs(fc)
+    return dg.Definitions(
+        assets=[
+            build_raw_asset(fc),
+            build_validated_asset(fc),
+            *build_training_assets(fc),
+            build_scoring_asset(fc),
+            build_export_asset(fc),
+        ],
+        jobs=jobs,
+        schedules=schedules,
+    )
+
+
+def build_definitions(feeds: list[FeedContext] | None = None) -> dg.Definitions:
+    feeds = load_feed_contexts() if feeds is None else feeds
+    return dg.Definitions.merge(
+        *(build_feed_definitions(fc) for fc in feeds),
+        dg.Definitions(resources=default_resources()),
+    )
+
+
+defs = build_definitions()

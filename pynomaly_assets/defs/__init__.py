@@ -1,0 +1,1 @@
+"""Dagster definitions, one module per pipeline stage; each stage builds its assets per feed."""

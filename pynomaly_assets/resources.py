@@ -1,0 +1,130 @@
+"""Resources of the code location: where frames, models and exported tables live.
+
+Everything is configured from environment variables so the same code runs on the
+embedded defaults (files under ``$PYNOMALY_HOME``, a SQLite warehouse) and in
+production (PostgreSQL warehouse, shared volumes):
+
+* ``PYNOMALY_HOME`` — local state (default ``./.pynomaly``);
+* ``PYNOMALY_WAREHOUSE_URL`` — SQLAlchemy URL of the warehouse the anomaly and
+  quarantine tables are written to (default ``sqlite:///$PYNOMALY_HOME/warehouse.db``);
+* ``PYNOMALY_WAREHOUSE_SCHEMA`` — optional PostgreSQL schema for those tables.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from pynomaly_core.paths import pynomaly_home
+from pynomaly_core.storage import FrameStore, JsonStore
+
+
+def home_subdir(name: str) -> str:
+    return str(pynomaly_home() / name)
+
+
+class WarehouseResource(dg.ConfigurableResource):
+    """The SQL warehouse that BI tools read (anomaly table, quarantine, views)."""
+
+    url: str | None = None
+    schema_name: str | None = None
+
+    _engine: Any = PrivateAttr(default=None)
+
+    def resolved_url(self) -> str:
+        from pynomaly_core.export import warehouse_url_default
+
+        return self.url or warehouse_url_default()
+
+    def engine(self):
+        if self._engine is None:
+            from pynomaly_core.export import make_engine
+
+            self._engine = make_engine(self.resolved_url())
+        return self._engine
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+    @property
+    def dialect(self) -> str:
+        return self.resolved_url().split(":", 1)[0].split("+", 1)[0]
+
+
+class ModelStoreResource(dg.ConfigurableResource):
+    """Directory of trained models (signed, checksummed directories)."""
+
+    base_dir: str
+
+    def model_dir(self, feed: str, version: str) -> Path:
+        return Path(self.base_dir) / feed / version
+
+
+class FrameStoreResource(dg.ConfigurableResource):
+    """Parquet files of DataFrame assets, one per partition; assets that read windows use it directly."""
+
+    base_dir: str
+
+    def store(self) -> FrameStore:
+        return FrameStore(self.base_dir)
+
+
+class ParquetFrameIOManager(dg.ConfigurableIOManager):
+    """Stores DataFrame asset values as Parquet, one file per partition (no pickling)."""
+
+    frames: FrameStoreResource
+
+    def store(self) -> FrameStore:
+        return self.frames.store()
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if obj is None:
+            return
+        partition = context.partition_key if context.has_partition_key else None
+        path = self.store().write(obj, list(context.asset_key.path), partition)
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        key = list(context.asset_key.path)
+        if context.has_asset_partitions:
+            partitions = context.asset_partition_keys
+            if len(partitions) != 1:
+                raise ValueError(
+                    f"asset {'/'.join(key)}: {len(partitions)} partitions requested as one input; "
+                    "read windows through FrameStore.read_window"
+                )
+            return self.store().read(key, partitions[0])
+        return self.store().read(key)
+
+
+class JsonIOManager(dg.ConfigurableIOManager):
+    """Stores small asset values (model references, metric dicts) as JSON documents."""
+
+    base_dir: str
+
+    def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        partition = context.partition_key if context.has_partition_key else None
+        JsonStore(self.base_dir).write(obj, list(context.asset_key.path), partition)
+
+    def load_input(self, context: dg.InputContext) -> Any:
+        partition = context.asset_partition_key if context.has_asset_partitions else None
+        return JsonStore(self.base_dir).read(list(context.asset_key.path), partition)
+
+
+def default_resources() -> dict[str, Any]:
+    """Resources wired from the environment (see the module docstring)."""
+    url = dg.EnvVar("PYNOMALY_WAREHOUSE_URL") if os.environ.get("PYNOMALY_WAREHOUSE_URL") else None
+    schema = dg.EnvVar("PYNOMALY_WAREHOUSE_SCHEMA") if os.environ.get("PYNOMALY_WAREHOUSE_SCHEMA") else None
+    frames = FrameStoreResource(base_dir=home_subdir("frames"))
+    return {
+        "warehouse": WarehouseResource(url=url, schema_name=schema),
+        "model_store": ModelStoreResource(base_dir=home_subdir("models")),
+        "frame_store": frames,
+        "frame_io_manager": ParquetFrameIOManager(frames=frames),
+        "io_manager": JsonIOManager(base_dir=home_subdir("values")),
+    }

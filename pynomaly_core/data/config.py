@@ -1,0 +1,274 @@
+"""Feed configuration: one YAML file describes one input table, validated with pydantic.
+
+A feed says where its data comes from, which columns it has and what values are
+allowed, how it is partitioned, how the training window is chosen and which
+detector to fit. Every error names the file and the key at fault.
+
+Example (``feeds/card_payments.yaml``)::
+
+    name: card_payments
+    source:
+      kind: csv                       # csv | parquet | sql | demo
+      path: landing/payments/{date}/*.csv
+    event_time: paid_at
+    record_key: payment_id
+    label: is_fraud                   # optional ground truth (1 = anomaly)
+    features:
+      - {name: amount, type: float, min: 0, max: 50000}
+      - {name: merchant_category, type: category, allowed: [grocery, travel, online]}
+    partitioning: {start_date: "2026-01-01"}
+    detector: {name: IForest, contamination: 0.01}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+FEEDS_DIR_ENV = "PYNOMALY_FEEDS_DIR"  # read by the code location; quoted in errors
+
+
+class FeedConfigError(ValueError):
+    """A feed file is missing, unreadable or invalid; the message names the file and key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CsvSource(_Strict):
+    """Files with one partition per day: ``path`` must contain ``{date}`` (YYYY-MM-DD)."""
+
+    kind: Literal["csv"]
+    path: str = Field(description="Path or glob with a {date} placeholder, relative to the feed file.")
+    delimiter: str = ","
+    encoding: str = "utf-8"
+
+    @field_validator("path")
+    @classmethod
+    def _has_date(cls, value: str) -> str:
+        if "{date}" not in value:
+            raise ValueError(
+                "must contain the placeholder {date} (e.g. landing/telemetry/{date}.csv) so each "
+                "daily partition reads only its own files"
+            )
+        return value
+
+
+class ParquetSource(CsvSource):
+    kind: Literal["parquet"]  # type: ignore[assignment]
+
+
+class SqlSource(_Strict):
+    """A query run through SQLAlchemy with the partition window bound as parameters.
+
+    The query must use ``:partition_start`` and ``:partition_end`` (UTC timestamps,
+    end exclusive), e.g. ``SELECT * FROM readings WHERE ts >= :partition_start AND
+    ts < :partition_end``. The connection URL comes from the environment variable
+    named by ``url_env`` so secrets stay out of the file.
+    """
+
+    kind: Literal["sql"]
+    url_env: str = "PYNOMALY_SOURCE_URL"
+    query: str
+
+    @field_validator("query")
+    @classmethod
+    def _binds_window(cls, value: str) -> str:
+        missing = [p for p in (":partition_start", ":partition_end") if p not in value]
+        if missing:
+            raise ValueError(f"must bind {' and '.join(missing)} so each partition reads only its window")
+        return value
+
+
+class DemoSource(_Strict):
+    """The offline demo generator (machine telemetry with labelled anomalies)."""
+
+    kind: Literal["demo"]
+    seed: int = 7
+    machines: int = Field(6, ge=1, le=200)
+    interval_minutes: int = Field(5, ge=1, le=60)
+    anomaly_rate: float = Field(0.01, ge=0.0, le=0.2)
+    drift_date: dt.date | None = None
+    drift_strength: float = Field(1.0, ge=0.0)
+
+
+Source = Annotated[Union[CsvSource, ParquetSource, SqlSource, DemoSource], Field(discriminator="kind")]
+
+
+class FeatureSpec(_Strict):
+    """One feature column: its type and what values are allowed."""
+
+    name: str
+    type: Literal["float", "int", "bool", "category"] = "float"
+    min: float | None = None
+    max: float | None = None
+    allowed: list[str] | None = None
+    nullable: bool = False
+    missing: Literal["median", "mean", "zero", "most_frequent"] = "median"
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not IDENTIFIER.match(value):
+            raise ValueError(f"{value!r} is not a valid column name (letters, digits, underscore)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "FeatureSpec":
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"feature {self.name!r}: min ({self.min}) is greater than max ({self.max})")
+        if self.allowed is not None and self.type != "category":
+            raise ValueError(f"feature {self.name!r}: 'allowed' only applies to type 'category'")
+        if self.type == "category" and (self.min is not None or self.max is not None):
+            raise ValueError(f"feature {self.name!r}: min/max do not apply to type 'category'")
+        return self
+
+
+class Partitioning(_Strict):
+    start_date: dt.date
+    end_offset: int = Field(0, ge=0, description="Partitions after today that may be materialized.")
+
+
+class ValidationSettings(_Strict):
+    min_pass_rate: float = Field(0.95, ge=0.0, le=1.0)
+    min_rows: int = Field(1, ge=0)
+    allow_extra_columns: bool = False
+
+
+class TrainingSettings(_Strict):
+    window_days: int = Field(14, ge=1, le=366)
+    min_rows: int = Field(200, ge=1)
+    max_rows: int | None = Field(200_000, ge=1, description="Uniform sample above this size.")
+
+
+class DetectorSettings(_Strict):
+    name: str = "IForest"
+    contamination: float = Field(0.01, gt=0.0, le=0.5)
+    params: dict[str, Any] = Field(default_factory=dict)
+    random_state: int | None = 42
+    scaling: Literal["robust", "standard", "minmax", "none"] = "robust"
+
+
+class FeedConfig(_Strict):
+    """One feed. See the module docstring for an example."""
+
+    name: str
+    description: str = ""
+    source: Source
+    event_time: str
+    record_key: str
+    label: str | None = None
+    #: columns carried through to the validated data and reports but not used as features
+    passthrough: list[str] = Field(default_factory=list)
+    features: list[FeatureSpec] = Field(min_length=1)
+    partitioning: Partitioning
+    validation: ValidationSettings = ValidationSettings()
+    training: TrainingSettings = TrainingSettings()
+    detector: DetectorSettings = DetectorSettings()
+    #: directory of the YAML file; relative source paths resolve against it
+    base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+
+    @field_validator("name", "event_time", "record_key", "label")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        if value is not None and not IDENTIFIER.match(value):
+            raise ValueError(f"{value!r} is not a valid identifier (letters, digits, underscore; max 63)")
+        return value
+
+    @model_validator(mode="after")
+    def _columns_distinct(self) -> "FeedConfig":
+        names = [f.name for f in self.features]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"features: duplicate column(s) {dupes}")
+        for col in self.passthrough:
+            if not IDENTIFIER.match(col):
+                raise ValueError(f"passthrough: {col!r} is not a valid column name")
+            if col in names:
+                raise ValueError(f"passthrough: column {col!r} is also listed under features")
+        special = {"event_time": self.event_time, "record_key": self.record_key, "label": self.label}
+        for key, col in special.items():
+            if col is not None and col in names:
+                raise ValueError(f"{key}: column {col!r} is also listed under features")
+        return self
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def expected_columns(self) -> list[str]:
+        """Every column a raw partition must have, in order."""
+        cols = [self.record_key, self.event_time, *self.passthrough, *self.feature_names]
+        if self.label is not None:
+            cols.append(self.label)
+        return cols
+
+    def resolve_path(self, pattern: str) -> str:
+        path = Path(os.path.expandvars(pattern))
+        return str(path if path.is_absolute() else self.base_dir / path)
+
+
+_SOURCE_KINDS = {"csv", "parquet", "sql", "demo"}
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        parts = [str(p) for p in err["loc"]]
+        # pydantic puts the union's tag ("csv", "sql", ...) after "source"; users never write it
+        parts = [p for i, p in enumerate(parts) if not (i > 0 and parts[i - 1] == "source" and p in _SOURCE_KINDS)]
+        loc = ".".join(parts)
+        lines.append(f"  {loc or '<top>'}: {err['msg']}")
+    return "\n".join(lines)
+
+
+def parse_feed(data: Any, *, source: str = "<feed>", base_dir: Path | None = None) -> FeedConfig:
+    """Validate a feed mapping; ``source`` (the file name) is quoted in errors."""
+    if not isinstance(data, dict):
+        raise FeedConfigError(f"{source}: a feed file must be a YAML mapping, got {type(data).__name__}")
+    if base_dir is not None:
+        data = {**data, "base_dir": base_dir}
+    try:
+        return FeedConfig.model_validate(data)
+    except ValidationError as exc:
+        raise FeedConfigError(f"{source}: invalid feed configuration\n{_format_errors(exc)}") from None
+
+
+def load_feed(path: str | Path) -> FeedConfig:
+    """Read and validate one feed YAML file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise FeedConfigError(f"{path}: cannot read feed file ({exc.strerror})") from None
+    except yaml.YAMLError as exc:
+        raise FeedConfigError(f"{path}: not valid YAML ({exc})") from None
+    feed = parse_feed(data, source=str(path), base_dir=path.parent.resolve())
+    return feed
+
+
+def load_feeds(directory: str | Path) -> list[FeedConfig]:
+    """Every ``*.yaml``/``*.yml`` feed in ``directory``; names must be unique."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FeedConfigError(
+            f"feeds directory {directory} does not exist (set {FEEDS_DIR_ENV} to a directory of feed YAML files)"
+        )
+    feeds: dict[str, FeedConfig] = {}
+    for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
+        feed = load_feed(path)
+        if feed.name in feeds:
+            raise FeedConfigError(f"{path}: feed name {feed.name!r} is already used by another file in {directory}")
+        feeds[feed.name] = feed
+    if not feeds:
+        raise FeedConfigError(f"feeds directory {directory} has no *.yaml feed files")
+    return list(feeds.values())

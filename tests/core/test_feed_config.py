@@ -1,0 +1,88 @@
+"""Feed YAML files are validated with errors that name the file and the key."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pynomaly_core.data.config import FeedConfigError, load_feed, load_feeds
+
+MINIMAL = {
+    "name": "payments",
+    "source": {"kind": "csv", "path": "landing/{date}.csv"},
+    "event_time": "paid_at",
+    "record_key": "payment_id",
+    "features": [{"name": "amount", "type": "float", "min": 0}],
+    "partitioning": {"start_date": "2026-01-01"},
+}
+
+
+def write(tmp_path: Path, data: dict, name: str = "payments.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_minimal_feed_loads_with_defaults(tmp_path):
+    feed = load_feed(write(tmp_path, MINIMAL))
+    assert feed.detector.name == "IForest"
+    assert feed.training.window_days == 14
+    assert feed.expected_columns == ["payment_id", "paid_at", "amount"]
+    assert feed.resolve_path("landing/x.csv") == str(tmp_path.resolve() / "landing/x.csv")
+
+
+def test_error_names_file_and_key_for_unknown_key(tmp_path):
+    path = write(tmp_path, {**MINIMAL, "detecter": {"name": "KNN"}})
+    with pytest.raises(FeedConfigError) as err:
+        load_feed(path)
+    assert str(path) in str(err.value)
+    assert "detecter" in str(err.value)
+
+
+def test_file_source_must_be_partitioned_by_date(tmp_path):
+    path = write(tmp_path, {**MINIMAL, "source": {"kind": "csv", "path": "landing/all.csv"}})
+    with pytest.raises(FeedConfigError, match=r"source\.path.*\{date\}"):
+        load_feed(path)
+
+
+def test_sql_source_must_bind_the_partition_window(tmp_path):
+    path = write(tmp_path, {**MINIMAL, "source": {"kind": "sql", "query": "SELECT * FROM t"}})
+    with pytest.raises(FeedConfigError, match=r"source\.query.*:partition_start"):
+        load_feed(path)
+
+
+def test_min_greater_than_max_is_rejected_naming_the_feature(tmp_path):
+    bad = {**MINIMAL, "features": [{"name": "amount", "min": 5, "max": 1}]}
+    with pytest.raises(FeedConfigError, match="amount"):
+        load_feed(write(tmp_path, bad))
+
+
+def test_contamination_out_of_range_names_the_setting(tmp_path):
+    bad = {**MINIMAL, "detector": {"contamination": 0.9}}
+    with pytest.raises(FeedConfigError, match=r"detector\.contamination"):
+        load_feed(write(tmp_path, bad))
+
+
+def test_invalid_yaml_names_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: [unclosed")
+    with pytest.raises(FeedConfigError, match="broken.yaml"):
+        load_feed(path)
+
+
+def test_two_files_with_the_same_feed_name_are_rejected(tmp_path):
+    write(tmp_path, MINIMAL, "a.yaml")
+    write(tmp_path, MINIMAL, "b.yaml")
+    with pytest.raises(FeedConfigError, match="already used"):
+        load_feeds(tmp_path)
+
+
+def test_missing_feeds_directory_names_the_env_var(tmp_path):
+    with pytest.raises(FeedConfigError, match="PYNOMALY_FEEDS_DIR"):
+        load_feeds(tmp_path / "nope")
+
+
+def test_shipped_demo_feed_is_valid():
+    feeds = load_feeds(Path(__file__).resolve().parents[2] / "pynomaly_assets" / "feeds")
+    assert [f.name for f in feeds] == ["demo_telemetry"]
+    assert feeds[0].source.kind == "demo"
