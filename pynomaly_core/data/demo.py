@@ -155,14 +155,17 @@ def _inject(frame: pd.DataFrame, rng: np.random.Generator, settings: DemoSetting
 
     # collective: an hour of one machine degrading
     machines = frame["machine_id"].unique()
-    for _ in range(n_collective_runs):
+    placed, attempts = 0, 0
+    while placed < n_collective_runs and attempts < 50 * n_collective_runs:
+        attempts += 1
         machine = rng.choice(machines)
         rows = np.where(frame["machine_id"].to_numpy() == machine)[0]
         start = rng.integers(0, rows.size - run_len)
         run = rows[start : start + run_len]
         if taken[run].any():
-            continue
+            continue  # overlaps an earlier anomaly: draw another place
         taken[run] = True
+        placed += 1
         ramp = np.linspace(0.6, 1.6, run_len)
         frame.loc[run, "vibration_mm_s"] = frame.loc[run, "vibration_mm_s"].to_numpy() + ramp
         frame.loc[run, "pressure_bar"] = frame.loc[run, "pressure_bar"].to_numpy() - 0.35 * ramp

@@ -1,0 +1,110 @@
+"""The whole graph materializes in-process on a fresh Dagster instance and leaves a queryable table."""
+
+import dagster as dg
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from tests.assets.helpers import (
+    SMALL_DEMO, check_results, definitions_for, failure_message, latest_metadata, run_job, write_feed,
+)
+
+DAYS = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]
+FEED = SMALL_DEMO["name"]
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """Ingest 4 days, train on the first 3, score all 4 — once for the module."""
+    root = tmp_path_factory.mktemp("pipeline")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PYNOMALY_HOME", str(root / "home"))
+    mp.delenv("PYNOMALY_WAREHOUSE_URL", raising=False)
+    write_feed(root / "feeds", SMALL_DEMO)
+    defs = definitions_for(root / "feeds")
+    with dg.instance_for_test(temp_dir=str(root)) as instance:
+        results = {}
+        for day in DAYS:
+            results[("ingest", day)] = run_job(defs, instance, f"{FEED}__ingest", day)
+        results["train"] = run_job(defs, instance, f"{FEED}__train", run_config={
+            "ops": {f"{FEED}__training_window": {"config": {"end_date": "2026-11-03"}}}})
+        for day in DAYS:
+            results[("score", day)] = run_job(defs, instance, f"{FEED}__score", day)
+        yield {"defs": defs, "instance": instance, "results": results, "home": root / "home"}
+    mp.undo()
+
+
+def warehouse(home) -> sa.Engine:
+    return sa.create_engine(f"sqlite:///{home / 'warehouse.db'}")
+
+
+def test_every_run_succeeds(pipeline):
+    failed = {k: failure_message(r) for k, r in pipeline["results"].items() if not r.success}
+    assert failed == {}
+
+
+def test_validated_checks_pass_on_clean_demo_data(pipeline):
+    result = pipeline["results"][("ingest", DAYS[0])]
+    assert check_results(pipeline["instance"], result.run_id) == {
+        "row_accounting": True, "schema_pass_rate": True, "min_rows": True}
+
+
+def test_training_window_reads_only_its_window(pipeline):
+    meta = latest_metadata(pipeline["instance"], [FEED, "training_window"])
+    assert meta["partitions_used"] == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    assert meta["window_end"] == "2026-11-03"
+
+
+def test_trained_detector_records_params_rows_time_and_threshold(pipeline):
+    meta = latest_metadata(pipeline["instance"], [FEED, "trained_detector"])
+    assert meta["detector"] == "KNN"
+    assert meta["training_rows"] == 3 * 2 * 96
+    assert meta["fit_seconds"] > 0
+    assert isinstance(meta["threshold"], float)
+    assert len(meta["manifest_sha256"]) == 64
+
+
+def test_scores_metadata_has_rates_histogram_and_label_metrics(pipeline):
+    meta = latest_metadata(pipeline["instance"], [FEED, "anomaly_scores"], DAYS[-1])
+    assert meta["dagster/row_count"] == 2 * 96
+    assert 0 < meta["anomaly_rate"] < 0.2
+    assert meta["score_histogram"].startswith("![score histogram](data:image/png;base64,")
+    assert isinstance(meta["roc_auc"], float) and meta["roc_auc"] > 0.8
+    assert isinstance(meta["average_precision"], float)
+
+
+def test_anomaly_table_has_one_row_per_scored_record_for_every_day(pipeline):
+    with warehouse(pipeline["home"]).connect() as conn:
+        counts = dict(conn.execute(sa.text(
+            "SELECT partition_date, COUNT(*) FROM anomaly_scores WHERE feed = :f GROUP BY partition_date"),
+            {"f": FEED}).all())
+    assert {str(k): v for k, v in counts.items()} == {d: 2 * 96 for d in DAYS}
+    meta = latest_metadata(pipeline["instance"], [FEED, "anomaly_table"], DAYS[0])
+    assert meta["dagster/row_count"] == 2 * 96
+    assert {c.name for c in meta["dagster/column_schema"].columns} >= {"score", "is_anomaly", "record_key"}
+
+
+def test_anomaly_table_rows_carry_model_identity_and_run(pipeline):
+    frame = pd.read_sql("SELECT * FROM anomaly_scores", warehouse(pipeline["home"]))
+    version = latest_metadata(pipeline["instance"], [FEED, "trained_detector"])["model_version"]
+    assert set(frame["model_name"]) == {"KNN"}
+    assert set(frame["model_version"]) == {version}
+    assert frame["run_id"].nunique() == len(DAYS)
+
+
+def test_rerunning_a_partition_leaves_exactly_one_copy(pipeline, monkeypatch):
+    monkeypatch.setenv("PYNOMALY_HOME", str(pipeline["home"]))  # the module's home holds the signing key
+    rerun = run_job(pipeline["defs"], pipeline["instance"], f"{FEED}__score", DAYS[1])
+    assert rerun.success, failure_message(rerun)
+    with warehouse(pipeline["home"]).connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT COUNT(*), COUNT(DISTINCT record_key), MAX(run_id) FROM anomaly_scores "
+            "WHERE feed = :f AND partition_date = :d"), {"f": FEED, "d": DAYS[1]}).one()
+    assert rows[0] == rows[1] == 2 * 96
+    assert rows[2] == rerun.run_id
+
+
+def test_views_summarize_the_exported_days(pipeline):
+    summary = pd.read_sql("SELECT * FROM anomaly_daily_summary WHERE feed = 'demo_small'", warehouse(pipeline["home"]))
+    assert len(summary) == len(DAYS)
+    assert (summary["rows"] == 2 * 96).all()
