@@ -45,8 +45,10 @@ def run_feed(
 
     def run(job_name: str, partition: str | None = None, run_config: dict | None = None) -> None:
         job = defs.resolve_job_def(job_name)
+        # the full event log goes to the instance (and the UI); the console gets warnings only
+        config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
         result = job.execute_in_process(
-            instance=instance, partition_key=partition, run_config=run_config or {}, raise_on_error=False,
+            instance=instance, partition_key=partition, run_config=config, raise_on_error=False,
         )
         report.runs += 1
         label = f"{job_name}[{partition}]" if partition else job_name
