@@ -95,7 +95,7 @@ class AnomalyModel:
         scores = self.detector_.decision_function(X)
         normalized = np.interp(scores, self.quantiles_, np.linspace(0, 1, N_QUANTILES))
         flags = scores > self.threshold_
-        tops: list[str | None] = [None] * len(frame)
+        tops = np.full(len(frame), None, dtype=object)
         if flags.any() and top_features:
             names = self.preprocessor_.feature_names_out_
             numeric = np.array(["=" not in n for n in names])

@@ -13,14 +13,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator
 
 from pynomaly_core.data.config import FeatureSpec
 
 MAX_CATEGORIES = 50
 
 
-class FeaturePreprocessor(TransformerMixin, BaseEstimator):
+class FeaturePreprocessor(BaseEstimator):
     """Turn a validated frame into the float matrix a detector expects.
 
     Parameters
@@ -43,7 +43,11 @@ class FeaturePreprocessor(TransformerMixin, BaseEstimator):
         self.scaling = scaling
 
     def _specs(self) -> list[FeatureSpec]:
-        return [f if isinstance(f, FeatureSpec) else FeatureSpec.model_validate(f) for f in self.features]
+        specs = getattr(self, "_specs_cache", None)
+        if specs is None:
+            specs = [f if isinstance(f, FeatureSpec) else FeatureSpec.model_validate(f) for f in self.features]
+            self._specs_cache = specs
+        return specs
 
     def fit(self, frame: pd.DataFrame, y: Any = None) -> "FeaturePreprocessor":
         """Learn fill values, scales and categories from the training ``frame``."""
@@ -109,27 +113,36 @@ class FeaturePreprocessor(TransformerMixin, BaseEstimator):
         if not hasattr(self, "keep_"):
             raise ValueError("FeaturePreprocessor is not fitted yet: call fit(frame) first")
         matrix, _ = self._encode(frame, self._specs())
-        return (matrix[:, self.keep_] - self.center_) / self.scale_
+        kept = matrix[:, self.keep_] if not self.keep_.all() else matrix
+        kept -= self.center_
+        kept /= self.scale_
+        return kept
 
     def _encode(self, frame: pd.DataFrame, specs: list[FeatureSpec]) -> tuple[np.ndarray, list[str]]:
-        blocks: list[np.ndarray] = []
         names: list[str] = []
         for spec in specs:
             if spec.name not in frame.columns:
                 raise ValueError(f"frame lacks feature column {spec.name!r}")
+            names.extend(
+                [f"{spec.name}={c}" for c in self.categories_[spec.name]] if spec.type == "category" else [spec.name]
+            )
+        n = len(frame)
+        matrix = np.zeros((n, len(names)), dtype=np.float64)
+        j = 0
+        for spec in specs:
             col = frame[spec.name]
             if spec.type == "category":
                 cats = self.categories_[spec.name]
-                text = col.astype(object).where(col.notna(), None)
-                block = np.column_stack([(text == c).to_numpy(dtype=float) for c in cats]) if cats else \
-                    np.zeros((len(frame), 0))
-                blocks.append(block)
-                names.extend(f"{spec.name}={c}" for c in cats)
+                # unseen categories and missing values get code -1: an all-zero one-hot row
+                codes = pd.Categorical(col, categories=cats).codes
+                hit = np.nonzero(codes >= 0)[0]
+                matrix[hit, j + codes[hit]] = 1.0
+                j += len(cats)
             else:
-                values = col.astype("float64").fillna(self.fill_[spec.name]).to_numpy(dtype=float)
-                blocks.append(values.reshape(-1, 1))
-                names.append(spec.name)
-        return np.hstack(blocks) if blocks else np.zeros((len(frame), 0)), names
+                values = col.to_numpy(dtype=np.float64, na_value=np.nan)
+                matrix[:, j] = np.where(np.isnan(values), self.fill_[spec.name], values)
+                j += 1
+        return matrix, names
 
     def contributions(self, frame: pd.DataFrame, top: int = 3) -> list[list[str]]:
         """Per row, the ``top`` numeric features furthest from the training centre (scaled units)."""
