@@ -47,6 +47,13 @@ def test_dagster_definitions_validate_passes():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_dg_check_defs_passes():
+    dg_cli = Path(sys.executable).parent / "dg"
+    proc = subprocess.run([str(dg_cli), "check", "defs"], cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "All definitions loaded successfully" in proc.stdout + proc.stderr
+
+
 def test_importing_the_code_location_imports_no_heavy_framework():
     code = (
         "import sys, pynomaly_assets.definitions;"
