@@ -9,14 +9,16 @@ Blocking checks keep bad partitions from reaching training and scoring:
 
 import datetime as dt
 import json
+import warnings
 
 import dagster as dg
 import pandas as pd
+from dagster_pandera import pandera_schema_to_dagster_type
 
 from pynomaly_assets.feed_context import FeedContext
 from pynomaly_assets.resources import WarehouseResource
 from pynomaly_core.data.sources import partition_window
-from pynomaly_core.data.validation import SchemaMismatchError, validate_partition
+from pynomaly_core.data.validation import SchemaMismatchError, build_schema, validate_partition
 
 ROW_ACCOUNTING = "row_accounting"
 SCHEMA_PASS_RATE = "schema_pass_rate"
@@ -59,6 +61,13 @@ def source_description(fc: FeedContext, day: dt.date) -> str:
     return f"feed {fc.name!r} ({src.kind} source), partition {day}"
 
 
+def validated_dagster_type(fc: FeedContext) -> dg.DagsterType:
+    """The output is type-checked against the feed's pandera schema (without the per-day window rule)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=dg.BetaWarning)  # dagster-pandera marks this beta
+        return pandera_schema_to_dagster_type(build_schema(fc.feed))
+
+
 def build_validated_asset(fc: FeedContext) -> dg.AssetsDefinition:
     feed = fc.feed
     key = fc.key("validated")
@@ -71,6 +80,7 @@ def build_validated_asset(fc: FeedContext) -> dg.AssetsDefinition:
         group_name=feed.name,
         kinds={"pandera", "parquet"},
         io_manager_key="frame_io_manager",
+        dagster_type=validated_dagster_type(fc),
         tags=fc.tags,
         check_specs=[
             dg.AssetCheckSpec(ROW_ACCOUNTING, asset=key, blocking=True,
