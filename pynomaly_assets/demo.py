@@ -72,8 +72,8 @@ def run_feed(
     return report
 
 
-def summarize(feed: str) -> str:
-    """Per-day rows and anomalies of ``feed`` in the warehouse table."""
+def summarize(feed: str, instance: dg.DagsterInstance | None = None) -> str:
+    """Per-day rows and anomalies of ``feed`` in the warehouse table, with ROC-AUC where labelled."""
     from sqlalchemy import text
 
     from pynomaly_assets.resources import default_resources
@@ -89,9 +89,24 @@ def summarize(feed: str) -> str:
             ),
             {"feed": feed},
         ).all()
-    lines = [f"warehouse {warehouse.resolved_url()} table {table}:", "  day         rows  anomalies"]
-    lines += [f"  {d}  {n:5d}  {a:9d}" for d, n, a in rows]
+    auc = _roc_auc_by_day(feed, instance) if instance is not None else {}
+    lines = [f"warehouse {warehouse.resolved_url()} table {table}:", "  day         rows  anomalies  ROC-AUC"]
+    lines += [
+        f"  {d}  {n:5d}  {a:9d}  {auc[str(d)]:.3f}" if str(d) in auc else f"  {d}  {n:5d}  {a:9d}      -"
+        for d, n, a in rows
+    ]
     return "\n".join(lines)
+
+
+def _roc_auc_by_day(feed: str, instance: dg.DagsterInstance) -> dict[str, float]:
+    """The ``roc_auc`` metadata of each ``anomaly_scores`` partition (feeds with labels only)."""
+    out: dict[str, float] = {}
+    records = instance.fetch_materializations(dg.AssetKey([feed, "anomaly_scores"]), limit=1000).records
+    for record in reversed(records):  # oldest first, so the latest run of a day wins
+        event = record.event_log_entry.asset_materialization
+        if event is not None and event.partition and "roc_auc" in event.metadata:
+            out[event.partition] = float(event.metadata["roc_auc"].value)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         dt.date.fromisoformat(args.train_end), instance,
     )
     print(f"{report.runs} runs in {report.seconds:.1f} s; {len(report.failed_runs)} failed")
-    print(summarize(args.feed))
+    print(summarize(args.feed, instance))
     return 1 if report.failed_runs else 0
 
 

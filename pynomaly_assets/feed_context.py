@@ -19,7 +19,7 @@ def feeds_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parent / "feeds"
 
 
-def load_feed_contexts(directory: Path | None = None) -> list["FeedContext"]:
+def load_feed_contexts(directory: Path | None = None) -> list[FeedContext]:
     return [FeedContext(feed) for feed in load_feeds(directory or feeds_dir())]
 
 

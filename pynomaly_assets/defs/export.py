@@ -47,7 +47,12 @@ def build_export_asset(fc: FeedContext) -> dg.AssetsDefinition:
     def anomaly_table(context: dg.AssetExecutionContext, anomaly_scores: pd.DataFrame, warehouse: WarehouseResource):
         from sqlalchemy import text
 
-        from pynomaly_core.export import ANOMALY_TABLE, create_views, ensure_table, replace_partition
+        from pynomaly_core.export import (
+            ANOMALY_TABLE,
+            create_views,
+            ensure_table,
+            replace_partition,
+        )
 
         columns = [c.name for c in ANOMALY_TABLE.columns if c.name not in ("feed", "partition_date")]
         frame = anomaly_scores.copy()

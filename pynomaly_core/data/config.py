@@ -26,7 +26,7 @@ import datetime as dt
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -100,7 +100,7 @@ class DemoSource(_Strict):
     drift_strength: float = Field(1.0, ge=0.0)
 
 
-Source = Annotated[Union[CsvSource, ParquetSource, SqlSource, DemoSource], Field(discriminator="kind")]
+Source = Annotated[CsvSource | ParquetSource | SqlSource | DemoSource, Field(discriminator="kind")]
 
 
 class FeatureSpec(_Strict):
@@ -122,7 +122,7 @@ class FeatureSpec(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _consistent(self) -> "FeatureSpec":
+    def _consistent(self) -> FeatureSpec:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"feature {self.name!r}: min ({self.min}) is greater than max ({self.max})")
         if self.allowed is not None and self.type != "category":
@@ -184,7 +184,7 @@ class FeedConfig(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _columns_distinct(self) -> "FeedConfig":
+    def _columns_distinct(self) -> FeedConfig:
         names = [f.name for f in self.features]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -111,7 +111,7 @@ def generate_day(day: dt.date, settings: DemoSettings = DemoSettings()) -> pd.Da
 
 def _inject(frame: pd.DataFrame, rng: np.random.Generator, settings: DemoSettings, hours_of) -> None:
     n = len(frame)
-    budget = int(round(settings.anomaly_rate * n))
+    budget = round(settings.anomaly_rate * n)
     if budget == 0:
         return
     run_len = 8
@@ -144,7 +144,7 @@ def _inject(frame: pd.DataFrame, rng: np.random.Generator, settings: DemoSetting
     idx = pick(n_context, night)
     for i in idx:
         mtype = frame.loc[i, "machine_type"]
-        rpm0, kw_per_load, temp0 = _TYPE_PROFILE[mtype]
+        rpm0, kw_per_load, _ = _TYPE_PROFILE[mtype]
         if rng.random() < 0.5:
             frame.loc[i, "rpm"] = rpm0 * 0.95
             frame.loc[i, "power_kw"] = kw_per_load * 0.92

@@ -49,7 +49,7 @@ class FeaturePreprocessor(BaseEstimator):
             self._specs_cache = specs
         return specs
 
-    def fit(self, frame: pd.DataFrame, y: Any = None) -> "FeaturePreprocessor":
+    def fit(self, frame: pd.DataFrame, y: Any = None) -> FeaturePreprocessor:
         """Learn fill values, scales and categories from the training ``frame``."""
         if self.scaling not in ("robust", "standard", "minmax", "none"):
             raise ValueError(

@@ -5,7 +5,14 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from tests.assets.helpers import check_results, definitions_for, failure_message, latest_metadata, run_job, write_feed
+from tests.assets.helpers import (
+    check_results,
+    definitions_for,
+    failure_message,
+    latest_metadata,
+    run_job,
+    write_feed,
+)
 
 FEED = {
     "name": "sensors_csv",

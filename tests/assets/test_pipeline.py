@@ -6,7 +6,13 @@ import pytest
 import sqlalchemy as sa
 
 from tests.assets.helpers import (
-    SMALL_DEMO, check_results, definitions_for, failure_message, latest_metadata, run_job, write_feed,
+    SMALL_DEMO,
+    check_results,
+    definitions_for,
+    failure_message,
+    latest_metadata,
+    run_job,
+    write_feed,
 )
 
 DAYS = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]

@@ -7,7 +7,14 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from tests.assets.helpers import SMALL_DEMO, check_results, definitions_for, failure_message, run_job, write_feed
+from tests.assets.helpers import (
+    SMALL_DEMO,
+    check_results,
+    definitions_for,
+    failure_message,
+    run_job,
+    write_feed,
+)
 from tests.pg import temporary_database
 
 REPO = Path(__file__).resolve().parents[2]
