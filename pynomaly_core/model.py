@@ -60,7 +60,7 @@ class AnomalyModel:
         self.random_state = random_state
         self.scaling = scaling
 
-    def fit(self, frame: pd.DataFrame) -> "AnomalyModel":
+    def fit(self, frame: pd.DataFrame) -> AnomalyModel:
         """Fit preprocessing and detector on the validated training ``frame``."""
         start = time.perf_counter()
         self.preprocessor_ = FeaturePreprocessor(
@@ -76,7 +76,7 @@ class AnomalyModel:
         self.quantiles_ = np.quantile(train_scores, np.linspace(0, 1, N_QUANTILES))
         self.threshold_ = float(self.detector_.threshold_)
         self.max_training_score_ = float(train_scores.max())
-        self.training_rows_ = int(len(frame))
+        self.training_rows_ = len(frame)
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
@@ -141,7 +141,7 @@ class AnomalyModel:
         (directory / "calibration.json").write_text(json.dumps(calibration))
 
     @classmethod
-    def _load_payload(cls, directory: Path) -> "AnomalyModel":
+    def _load_payload(cls, directory: Path) -> AnomalyModel:
         import joblib
 
         cal = json.loads((directory / "calibration.json").read_text())

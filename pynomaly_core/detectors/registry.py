@@ -65,8 +65,15 @@ _REGISTRY: dict[str, DetectorSpec] = {}
 
 
 def register(spec: DetectorSpec) -> DetectorSpec:
-    """Add ``spec`` to the registry (names are case-sensitive and unique)."""
+    """Add ``spec`` to the registry (names are case-sensitive and unique).
+
+    Registering an identical spec again is a no-op, so a catalog module may be
+    imported twice (e.g. once as ``python -m``); a different spec under a taken
+    name raises ``ValueError``.
+    """
     if spec.name in _REGISTRY:
+        if _REGISTRY[spec.name] == spec:
+            return spec
         raise ValueError(f"detector {spec.name!r} is already registered")
     _REGISTRY[spec.name] = spec
     return spec

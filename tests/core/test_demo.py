@@ -32,6 +32,6 @@ def test_drift_raises_temperature_from_the_drift_date_on():
     settings = DemoSettings(drift_date=dt.date(2026, 11, 4))
     before = generate_day(dt.date(2026, 11, 3), settings)
     after = generate_day(dt.date(2026, 11, 4), settings)
-    normal = lambda f: f[f["is_anomaly"] == 0]  # noqa: E731
+    normal = lambda f: f[f["is_anomaly"] == 0]
     assert normal(after)["temperature_c"].mean() - normal(before)["temperature_c"].mean() > 4.0
     assert (after["is_anomaly"] == 1).mean() < 0.03  # drift is not labelled anomalous
