@@ -43,7 +43,7 @@ process without a limit.
 Usage::
 
     python benchmarks/adbench.py --detectors IForest,KNN --datasets cardio,thyroid \\
-        --seeds 1,2,3 --out results.csv --markdown docs/benchmarks_adbench.md
+        --seeds 1,2,3 --out results.csv --markdown docs/benchmarks.md
     python benchmarks/adbench.py --list
     python benchmarks/adbench.py --from-csv results.csv --markdown report.md   # re-render only
 """
