@@ -1,0 +1,20 @@
+"""Deep-learning detectors: our own GPU-aware torch models and Keras (TensorFlow) models.
+
+Importing this package does not import torch or TensorFlow; each detector imports its
+framework when it is fitted, scored or loaded, and raises
+:class:`~pynomaly_core.detectors.registry.MissingExtraError` naming the extra to
+install when the framework is missing.
+"""
+
+from pynomaly_core.detectors.deep.keras_models import KerasAutoEncoder, KerasDeepSVDD, KerasVAE
+from pynomaly_core.detectors.deep.torch_models import DAGMM, VAE, AutoEncoder, DeepSVDD
+
+__all__ = [
+    "DAGMM",
+    "VAE",
+    "AutoEncoder",
+    "DeepSVDD",
+    "KerasAutoEncoder",
+    "KerasDeepSVDD",
+    "KerasVAE",
+]
