@@ -54,7 +54,7 @@ from pynomaly_core.detectors.deep.device import (
 from pynomaly_core.detectors.deep.training import check_int
 
 #: On CPU, ``algorithm="auto"`` uses a KD-tree up to this many features and brute
-#: force above (measured crossover on 1e5 x d Gaussian rows, see docs/benchmarks_deep.md).
+#: force above (measured crossover on 1e5 x d Gaussian rows, see docs/benchmarks.md).
 TREE_MAX_FEATURES = 6
 METHODS = ("largest", "mean", "median")
 ALGORITHMS = ("auto", "brute", "kd_tree", "ball_tree")
