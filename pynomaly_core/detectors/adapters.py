@@ -10,7 +10,8 @@ here that says why:
 * :class:`UnivariatePyODDetector` — detectors defined for one feature (MAD);
 * :class:`TransductivePyODDetector` — detectors whose PyOD ``decision_function``
   scores a batch relative to itself (CD, COF, LMDD, LOCI, SOD, SOS);
-* :class:`DevNetDetector` — works around the inverted training loss of PyOD's DevNet.
+* :class:`DevNetDetector` — works around the inverted training loss of PyOD's DevNet;
+* :class:`MOGAALDetector` — makes PyOD's MO_GAAL picklable.
 
 Detectors that combine base detectors (LSCP, SUOD, FeatureBagging, XGBOD) take
 their members as registry names: ``detector_list=["LOF", ("KNN", {"n_neighbors":
@@ -147,7 +148,11 @@ class _WrappedDetector(BaseDetector):
         for key, value in extra.items():
             if key in accepted and key not in kwargs:
                 kwargs[key] = value
-        if "random_state" in accepted and "random_state" not in kwargs and self.random_state is not None:
+        if (
+            "random_state" in accepted
+            and "random_state" not in kwargs
+            and self.random_state is not None
+        ):
             kwargs["random_state"] = self.random_state
         unknown = sorted(set(kwargs) - set(accepted))
         if unknown and not any(p.kind == p.VAR_KEYWORD for p in accepted.values()):
@@ -172,7 +177,9 @@ class _WrappedDetector(BaseDetector):
         return self.model.rpartition(":")[2]
 
     def __repr__(self) -> str:  # short, readable in logs and Dagster metadata
-        return f"{self.estimator_name}(contamination={self.contamination}, params={self.params or {}})"
+        return (
+            f"{self.estimator_name}(contamination={self.contamination}, params={self.params or {}})"
+        )
 
 
 class PyODDetector(_WrappedDetector):
@@ -199,8 +206,11 @@ class PyODDetector(_WrappedDetector):
     """
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
-        self.estimator_ = self._build({"contamination": self.contamination, "n_features": X.shape[1]})
+        _import_target(self.model)  # imports torch (if used) before its RNG is seeded
         with seeded(self.random_state):
+            self.estimator_ = self._build(
+                {"contamination": self.contamination, "n_features": X.shape[1]}
+            )
             if self.requires_labels:
                 self.estimator_.fit(X, y)
             else:
@@ -311,6 +321,26 @@ class DevNetDetector(SemiSupervisedPyODDetector):
             module.deviation_loss = original
 
 
+class MOGAALDetector(PyODDetector):
+    """PyOD's MO_GAAL, made picklable.
+
+    PyOD builds MO_GAAL's discriminator from a class defined inside a function,
+    which pickle (and so :func:`~pynomaly_core.detectors.persistence.save_object`)
+    cannot save. After fitting, the discriminator is replaced by an
+    ``nn.Sequential`` of the same layers (Linear, ReLU, Linear, Sigmoid), which
+    computes the same scores.
+    """
+
+    def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
+        super()._fit(X, y)
+        from torch import nn
+
+        net = self.estimator_.discriminator
+        self.estimator_.discriminator = nn.Sequential(
+            net.layer1, nn.ReLU(), net.layer2, nn.Sigmoid()
+        )
+
+
 class SklearnDetector(_WrappedDetector):
     """A scikit-learn outlier detector behind the contract.
 
@@ -384,7 +414,7 @@ class NystroemSGDOneClassSVM(BaseEstimator):
         self.tol = tol
         self.random_state = random_state
 
-    def fit(self, X: np.ndarray, y: Any = None) -> "NystroemSGDOneClassSVM":
+    def fit(self, X: np.ndarray, y: Any = None) -> NystroemSGDOneClassSVM:
         from sklearn.kernel_approximation import Nystroem
         from sklearn.linear_model import SGDOneClassSVM
         from sklearn.pipeline import make_pipeline

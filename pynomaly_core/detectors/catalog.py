@@ -1,13 +1,15 @@
 """The registry's entries: one line of data per detector.
 
 Every tabular detector of PyOD 3 and the five outlier detectors of scikit-learn,
-plus the :class:`~pynomaly_core.detectors.ensemble.EnsembleDetector`.
+plus the :class:`~pynomaly_core.detectors.ensemble.EnsembleDetector`; importing
+this module also imports :mod:`pynomaly_core.detectors.catalog_deep` (our own
+torch and Keras detectors).
 
 ``cost_class`` gives how fit time grows with ``n`` training rows and ``d``
 features, and how scoring time grows with ``m`` scored rows (``k`` neighbours,
-``t`` trees or members, ``e`` epochs, ``s`` support vectors). Defaults differ from
-the wrapped library's only where stated in the entry: progress output is off, and
-the slow deep models get epoch counts that keep a CPU fit on ~10⁵ rows in minutes.
+``t`` trees or members, ``e`` epochs, ``h`` hidden units, ``s`` support vectors).
+Defaults differ from the wrapped library's only where the entry's description says
+so, apart from progress output, which is off.
 
 Run ``python -m pynomaly_core.detectors.catalog`` to print the Markdown table of
 all entries used in ``docs/detectors.md``.
@@ -17,6 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
+# our own torch / Keras / torch-neighbour detectors live in their own catalog module
+import pynomaly_core.detectors.catalog_deep  # noqa: F401
 from pynomaly_core.detectors.registry import DetectorSpec, register
 
 _ADAPTERS = "pynomaly_core.detectors.adapters"
@@ -25,6 +29,7 @@ PYOD_SEMI = f"{_ADAPTERS}:SemiSupervisedPyODDetector"
 PYOD_UNIVARIATE = f"{_ADAPTERS}:UnivariatePyODDetector"
 PYOD_TRANSDUCTIVE = f"{_ADAPTERS}:TransductivePyODDetector"
 PYOD_DEVNET = f"{_ADAPTERS}:DevNetDetector"
+PYOD_MOGAAL = f"{_ADAPTERS}:MOGAALDetector"
 SKLEARN = f"{_ADAPTERS}:SklearnDetector"
 ENSEMBLE = "pynomaly_core.detectors.ensemble:EnsembleDetector"
 
@@ -67,7 +72,9 @@ def _pyod(
     )
 
 
-def _sklearn(name: str, wraps: str, family: str, cost: str, description: str, **defaults: Any) -> None:
+def _sklearn(
+    name: str, wraps: str, family: str, cost: str, description: str, **defaults: Any
+) -> None:
     register(
         DetectorSpec(
             name=name,
@@ -87,7 +94,8 @@ _pyod("ECOD", "ecod:ECOD", "probabilistic", "fit O(n·d log n), score O(m·d log
       "Empirical-CDF tail probabilities per feature: parameter-free, fast, explains per feature. "
       "A strong first choice.")
 _pyod("COPOD", "copod:COPOD", "probabilistic", "fit O(n·d log n), score O(m·d log n)",
-      "Copula-based tail probabilities: parameter-free and fast, like ECOD without skewness correction.")
+      "Copula-based tail probabilities: parameter-free and fast, like ECOD without skewness "
+      "correction.")
 _pyod("HBOS", "hbos:HBOS", "probabilistic", "fit O(n·d), score O(m·d)",
       "Histogram per feature: the fastest detector; assumes independent features, misses "
       "outliers that are only unusual in combination.")
@@ -95,7 +103,8 @@ _pyod("ABOD", "abod:ABOD", "probabilistic", "fit O(n³·d), score O(m·n²·d)",
       "Exact angle-based outlier degree over all pairs of training rows: robust in high "
       "dimensions but cubic; keep to a few thousand rows, else use FastABOD.",
       method="default")
-_pyod("FastABOD", "abod:ABOD", "probabilistic", "fit O(n log n·d + n·k²·d), score O(m·(log n + k²)·d)",
+_pyod("FastABOD", "abod:ABOD", "probabilistic",
+      "fit O(n log n·d + n·k²·d), score O(m·(log n + k²)·d)",
       "Angle-based outlier degree over the k nearest neighbours: the practical ABOD.",
       method="fast")
 _pyod("MAD", "mad:MAD", "probabilistic", "fit O(n), score O(m)",
@@ -111,7 +120,8 @@ _pyod("QMCD", "qmcd:QMCD", "probabilistic", "fit O(n²·d), score O(m·n·d)",
 _pyod("KDE", "kde:KDE", "probabilistic", "fit O(n log n·d), score O(m·n·d) worst case",
       "Gaussian kernel density: low density = anomalous; needs scaled features and a sensible "
       "bandwidth.")
-_pyod("Sampling", "sampling:Sampling", "probabilistic", "fit O(s·d), score O(m·s·d) (s = subset_size)",
+_pyod("Sampling", "sampling:Sampling", "probabilistic",
+      "fit O(s·d), score O(m·s·d) (s = subset_size)",
       "Distance to a small random subset of the training data: very fast, coarse; results vary "
       "with the seed.")
 _pyod("GMM", "gmm:GMM", "probabilistic", "fit O(e·n·c·d²), score O(m·c·d²) (c = components)",
@@ -123,7 +133,7 @@ _pyod("PCA", "pca:PCA", "linear", "fit O(n·d² + d³), score O(m·d²)",
       "constant columns first.")
 _pyod("KPCA", "kpca:KPCA", "linear", "fit O(n²·d + n³), score O(m·n·d); memory O(n²)",
       "Reconstruction error in kernel PCA space: non-linear PCA, quadratic memory. "
-      "n_components defaults to 10 (PyOD keeps all n, which makes training scores numerical noise).",
+      "n_components 10 (PyOD keeps all n, which makes the training scores numerical noise).",
       n_components=10)
 _pyod("MCD", "mcd:MCD", "linear", "fit O(n·d² + d³) per C-step, score O(m·d²)",
       "Robust Mahalanobis distance (minimum covariance determinant): for roughly elliptical "
@@ -176,7 +186,8 @@ _pyod("HDBSCAN", "hdbscan:HDBSCAN", "proximity", "fit O(n log n·d)–O(n²·d),
       "training scores of their neighbours, so they never score above the training extremes.")
 
 # ---------------------------------------------------------------------- ensemble
-_pyod("IForest", "iforest:IForest", "ensemble", "fit O(t·ψ log ψ), score O(m·t log ψ) (ψ = max_samples)",
+_pyod("IForest", "iforest:IForest", "ensemble",
+      "fit O(t·ψ log ψ), score O(m·t log ψ) (ψ = max_samples)",
       "Isolation forest: fast, robust default for mixed tabular data.")
 _pyod("INNE", "inne:INNE", "ensemble", "fit O(t·ψ²·d), score O(m·t·ψ·d) (ψ = max_samples)",
       "Isolation with nearest-neighbour ensembles: like IForest but also finds local anomalies "
@@ -188,9 +199,11 @@ _pyod("FeatureBagging", "feature_bagging:FeatureBagging", "ensemble",
       "fit O(t·n log n·d), score O(m·t·k log n·d)",
       "LOF (or base_estimator) on random feature subsets, averaged: for many noisy features.",
       **ZOO_COMBO)
-_pyod("LSCP", "lscp:LSCP", "ensemble", "fit O(t·fit(base)), score O(m·(t + r log n)) (r = local_region_size)",
+_pyod("LSCP", "lscp:LSCP", "ensemble",
+      "fit O(t·fit(base)), score O(m·(t + r log n)) (r = local_region_size)",
       "Locally selective combination: per row, uses the base detectors most competent in its "
-      "neighbourhood. detector_list takes registry names or (name, params) pairs.",
+      "neighbourhood. detector_list takes registry names or (name, params) pairs; default "
+      "LOF k=10/20/40, KNN k=10/20, HBOS, with n_bins 6 (one per member).",
       detector_list=(
           ("LOF", {"n_neighbors": 10}),
           ("LOF", {"n_neighbors": 20}),
@@ -204,7 +217,8 @@ _pyod("SUOD", "suod:SUOD", "ensemble", "fit O(Σ fit(base)), score O(Σ score(ba
       "Scalable unsupervised outlier detection: a large heterogeneous ensemble (LOF, HBOS, COPOD, "
       "IForest by default) accelerated with random projection and model approximation.",
       **ZOO_SUOD)
-_pyod("XGBOD", "xgbod:XGBOD", "ensemble", "fit O(Σ fit(base) + t·n·d'), score O(Σ score(base) + m·t)",
+_pyod("XGBOD", "xgbod:XGBOD", "ensemble",
+      "fit O(Σ fit(base) + t·n·(d + b)), score O(Σ score(base) + m·t) (b = base detectors)",
       "Semi-supervised: XGBoost on the features plus the scores of many unsupervised detectors; "
       "needs labels (1 = anomaly) and beats unsupervised detectors when some anomalies are known.",
       target=PYOD_SEMI, supervision="semi-supervised", **ZOO_XGBOOST)
@@ -228,7 +242,7 @@ _pyod("SO_GAAL", "so_gaal:SO_GAAL", "neural", "fit O(e·n·d·h), score O(m·d·
 _pyod("MO_GAAL", "mo_gaal:MO_GAAL", "neural", "fit O(k·e·n·d·h), score O(m·d·h)",
       "Multi-objective GAAL: k generators for a more stable boundary than SO_GAAL; still "
       "seed-sensitive.",
-      gpu=True, **TORCH)
+      target=PYOD_MOGAAL, gpu=True, **TORCH)
 _pyod("ALAD", "alad:ALAD", "neural", "fit O(e·b·d·h), score O(m·d·h) (e = steps, b = batch)",
       "Adversarially learned anomaly detection (BiGAN with cycle-consistency critics). PyOD's "
       "'epochs' are single mini-batch steps: 1000 (PyOD: 200); dropout_rate 0 because PyOD keeps "
@@ -236,15 +250,20 @@ _pyod("ALAD", "alad:ALAD", "neural", "fit O(e·b·d·h), score O(m·d·h) (e = s
       gpu=True, **TORCH, epochs=1000, dropout_rate=0.0, preprocessing=True, verbose=0)
 _pyod("AnoGAN", "anogan:AnoGAN", "neural", "fit O(e·n·d·h), score O(m·q·d·h) (q = epochs_query)",
       "Anomaly GAN: residual of the closest generated sample, found by gradient descent per "
-      "scored row (slow scoring). epochs 100 (PyOD: 500).",
+      "scored row (slow scoring). epochs 100 (PyOD: 500). Runs on the GPU only with "
+      "device='cuda'.",
       gpu=True, **TORCH, epochs=100, verbose=0)
-_pyod("DIF", "dif:DIF", "neural", "fit O(r·(n·d·h + t·ψ log ψ)), score O(m·r·(d·h + t log ψ)) (r = n_ensemble)",
+_pyod("DIF", "dif:DIF", "neural",
+      "fit O(r·(n·d·h + t·ψ log ψ)), score O(m·r·(d·h + t log ψ)) (r = n_ensemble)",
       "Deep isolation forest: isolation forests on random neural representations; finds "
       "non-linear anomalies. PyOD standardizes the representations of each scoring call, so "
       "score large batches.",
       gpu=True, **TORCH)
-_pyod("AE1SVM", "ae1svm:AE1SVM", "neural", "fit O(e·n·(d·h + f)), score O(m·(d·h + f)) (f = kernel_approx_features)",
-      "Autoencoder jointly trained with a one-class SVM on random Fourier features of the code.",
+_pyod("AE1SVM", "ae1svm:AE1SVM", "neural",
+      "fit O(e·n·(d·h + f)), score O(m·(d·h + f)) (f = kernel_approx_features)",
+      "Autoencoder jointly trained with a one-class SVM on random Fourier features of the code. "
+      "PyOD fails when the row count is 1 more than a multiple of batch_size (BatchNorm on a "
+      "one-row batch): change batch_size then.",
       gpu=True, **TORCH)
 _pyod("DevNet", "devnet:DevNet", "neural", "fit O(e·n·d·h), score O(m·d·h)",
       "Deviation network, semi-supervised: learns from a few labelled anomalies (1 = anomaly). "
@@ -256,7 +275,8 @@ _pyod("LUNAR", "lunar:LUNAR", "graph", "fit O(n log n·d + e·n·k), score O(m·
       "Graph neural network over each row's k-nearest-neighbour distances: a learned, "
       "trainable LOF/KNN.",
       gpu=True, **TORCH)
-_pyod("RGraph", "rgraph:RGraph", "graph", "fit O(n²·d) (sparse coding), score O((m/b)·n²·d) (b = blocksize_test_data)",
+_pyod("RGraph", "rgraph:RGraph", "graph",
+      "fit O(n²·d), score O((m/b)·n²·d) (b = blocksize_test_data)",
       "R-graph: rows that other rows do not use in their self-representation. Only for data on a "
       "union of low-dimensional subspaces (unit-norm rows); it ranks far-out magnitude outliers "
       "as normal. Slow scoring.",
@@ -274,7 +294,8 @@ _sklearn("SGDOneClassSVM", f"{_ADAPTERS}:NystroemSGDOneClassSVM", "linear",
          "fit O(n·c·d + e·n·c), score O(m·c·d) (c = n_components)",
          "scikit-learn's SGDOneClassSVM on a Nyström RBF kernel approximation: a one-class SVM "
          "linear in the number of rows, for data too large for OneClassSVM.")
-_sklearn("EllipticEnvelope", "sklearn.covariance:EllipticEnvelope", "linear", "fit O(n·d² + d³) per C-step, score O(m·d²)",
+_sklearn("EllipticEnvelope", "sklearn.covariance:EllipticEnvelope", "linear",
+         "fit O(n·d² + d³) per C-step, score O(m·d²)",
          "scikit-learn's robust covariance (MCD) Mahalanobis distance.")
 
 # ---------------------------------------------------------------------- pynomaly
@@ -312,7 +333,6 @@ def markdown_table() -> str:
         ]
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(rows)
-
 
 if __name__ == "__main__":
     print(markdown_table())
