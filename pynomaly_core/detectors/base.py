@@ -84,7 +84,7 @@ class BaseDetector(BaseEstimator):
         return self._score(X)
 
     # -------------------------------------------------------------- contract
-    def fit(self, X: Any, y: Any = None) -> "BaseDetector":
+    def fit(self, X: Any, y: Any = None) -> BaseDetector:
         """Fit the detector on ``X`` of shape ``(n_samples, n_features)``; returns ``self``."""
         self._check_contamination()
         X = self._validate(X, fitting=True)
@@ -142,7 +142,7 @@ class BaseDetector(BaseEstimator):
         return save_detector(self, path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "BaseDetector":
+    def load(cls, path: str | Path) -> BaseDetector:
         """Load a detector saved with :meth:`save`, verifying its signature first."""
         from pynomaly_core.detectors.persistence import load_detector
 
