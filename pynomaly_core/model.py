@@ -60,8 +60,13 @@ class AnomalyModel:
         self.random_state = random_state
         self.scaling = scaling
 
-    def fit(self, frame: pd.DataFrame) -> AnomalyModel:
-        """Fit preprocessing and detector on the validated training ``frame``."""
+    def fit(self, frame: pd.DataFrame, labels: pd.Series | np.ndarray | None = None) -> AnomalyModel:
+        """Fit preprocessing and detector on the validated training ``frame``.
+
+        ``labels`` (1 = anomaly) are passed to semi-supervised detectors (XGBOD, DevNet),
+        which need them; missing labels count as normal (0). Unsupervised detectors
+        ignore them.
+        """
         start = time.perf_counter()
         self.preprocessor_ = FeaturePreprocessor(
             [f.model_dump() for f in self.features], scaling=self.scaling
@@ -71,7 +76,16 @@ class AnomalyModel:
         if self.random_state is not None:
             params.setdefault("random_state", self.random_state)
         self.detector_ = create(self.detector, contamination=self.contamination, **params)
-        self.detector_.fit(X)
+        if self.detector_.requires_labels:
+            if labels is None:
+                raise ValueError(
+                    f"detector {self.detector!r} is semi-supervised and needs labels: set the feed's "
+                    "'label' column (1 = anomaly, 0 or empty = normal)"
+                )
+            y = pd.Series(np.asarray(labels, dtype="float64")).fillna(0).astype(int).to_numpy()
+            self.detector_.fit(X, y)
+        else:
+            self.detector_.fit(X)
         train_scores = self.detector_.decision_scores_
         self.quantiles_ = np.quantile(train_scores, np.linspace(0, 1, N_QUANTILES))
         self.threshold_ = float(self.detector_.threshold_)

@@ -107,7 +107,8 @@ def build_training_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
             params=settings.params, random_state=settings.random_state, scaling=settings.scaling,
         )
         try:
-            model.fit(training_window)
+            labels = training_window[feed.label] if feed.label is not None else None
+            model.fit(training_window, labels)
         except (DetectorError, ValueError, ImportError) as exc:
             raise dg.Failure(
                 f"feed {feed.name!r}: fitting detector {settings.name!r} (detector.* settings) failed: {exc}"

@@ -75,3 +75,17 @@ def test_severity_levels_order_with_score():
 
     labels = severity(np.array([0.0, 1.1, 1.3, 1.7, 2.5]), threshold=1.0, max_training_score=2.0)
     assert labels.tolist() == ["none", "low", "medium", "high", "critical"]
+
+
+def test_semi_supervised_detector_learns_from_the_labels():
+    pytest.importorskip("xgboost")
+    train = pd.concat([generate_day(dt.date(2026, 11, d), SETTINGS) for d in range(1, 4)], ignore_index=True)
+    model = AnomalyModel(FEATURES, "XGBOD", contamination=0.02).fit(train, train["is_anomaly"])
+    day = generate_day(dt.date(2026, 11, 6), SETTINGS)
+    assert roc_auc_score(day["is_anomaly"], model.score(day)["score"]) > 0.9
+
+
+def test_semi_supervised_detector_without_labels_names_the_setting():
+    train = generate_day(dt.date(2026, 11, 1), SETTINGS)
+    with pytest.raises(ValueError, match="needs labels: set the feed's 'label' column"):
+        AnomalyModel(FEATURES, "XGBOD").fit(train)
