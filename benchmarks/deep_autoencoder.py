@@ -34,7 +34,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import itertools
 import os
 import platform
@@ -46,6 +45,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import (  # benchmarks/machine.py (script dir is on sys.path)
+    cpu_description,
+    load_average,
+    utc_stamp,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -201,20 +205,9 @@ def throughput(n_features: int, n_rows: int, n_jobs: int | None, repeats: int) -
 def environment() -> str:
     import torch
 
-    try:
-        cpu = next(line.split(":", 1)[1].strip()
-                   for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor() or "unknown CPU"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (f"{cpu}, {cores} cores available; Python {platform.python_version()}, torch "
+    return (f"{cpu_description()}; Python {platform.python_version()}, torch "
             f"{torch.__version__} (default threads {torch.get_num_threads()}), "
-            f"pyod {__import__('pyod').__version__}; {_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC")
-
-
-def load_average() -> str:
-    return " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+            f"pyod {__import__('pyod').__version__}; {utc_stamp()}")
 
 
 def render_accuracy(args: argparse.Namespace, methods: list[Method], names: list[str]) -> list[str]:

@@ -21,15 +21,17 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from machine import (  # benchmarks/machine.py (script dir is on sys.path)
+    cpu_description,
+    load_average,
+    utc_stamp,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
@@ -72,24 +74,11 @@ def crossover(args: argparse.Namespace) -> list[str]:
 
 
 def environment() -> str:
+    import sklearn
     import torch
 
-    try:
-        cpu = next(line.split(":", 1)[1].strip()
-                   for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        cpu = platform.processor() or "unknown CPU"
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    import sklearn
-
-    return (f"{cpu}, {cores} cores available; torch {torch.__version__}, scikit-learn "
-            f"{sklearn.__version__}, pyod {__import__('pyod').__version__}; "
-            f"{_dt.datetime.now(_dt.UTC):%Y-%m-%d %H:%M} UTC")
-
-
-def load_average() -> str:
-    return " / ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return (f"{cpu_description()}; torch {torch.__version__}, scikit-learn "
+            f"{sklearn.__version__}, pyod {__import__('pyod').__version__}; {utc_stamp()}")
 
 
 def main(argv: list[str] | None = None) -> int:

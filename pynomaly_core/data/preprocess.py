@@ -143,10 +143,3 @@ class FeaturePreprocessor(BaseEstimator):
                 matrix[:, j] = np.where(np.isnan(values), self.fill_[spec.name], values)
                 j += 1
         return matrix, names
-
-    def contributions(self, frame: pd.DataFrame, top: int = 3) -> list[list[str]]:
-        """Per row, the ``top`` numeric features furthest from the training centre (scaled units)."""
-        matrix = np.abs(self.transform(frame))
-        names = self.feature_names_out_
-        order = np.argsort(-matrix, axis=1)[:, :top]
-        return [[names[j] for j in row] for row in order]
