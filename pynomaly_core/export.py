@@ -55,6 +55,7 @@ from pynomaly_core.severity import LEVELS
 __all__ = [
     "ANOMALY_TABLE",
     "ANOMALY_TOP_N",
+    "FEEDBACK_TABLE",
     "QUARANTINE_TABLE",
     "SEVERITIES",
     "Column",
@@ -63,6 +64,7 @@ __all__ = [
     "create_views",
     "ensure_table",
     "make_engine",
+    "read_feedback",
     "read_partition",
     "replace_partition",
     "validate_identifier",
@@ -224,6 +226,14 @@ ANOMALY_TABLE = TableSpec(
         Column("run_id", "text"),
         Column("top_features", "json", nullable=True),
         Column("scored_at", "timestamp"),
+        Column("p_value", "float", nullable=True, bounds=(0.0, 1.0)),
+        Column("explanation_method", "text", nullable=True),
+        Column("feature_1", "text", nullable=True),
+        Column("contribution_1", "float", nullable=True),
+        Column("feature_2", "text", nullable=True),
+        Column("contribution_2", "float", nullable=True),
+        Column("feature_3", "text", nullable=True),
+        Column("contribution_3", "float", nullable=True),
     ),
     primary_key=("feed", "partition_date", "record_key"),
     order_by=("record_key",),
@@ -247,6 +257,27 @@ QUARANTINE_TABLE = TableSpec(
     order_by=("row_number", "rule", "column_name"),
 )
 """One row per failed (source row, rule): a row failing two rules appears twice."""
+
+FEEDBACK_VERDICTS = ("confirmed", "rejected")
+FEEDBACK_TABLE = TableSpec(
+    name="anomaly_feedback",
+    columns=(
+        Column("feed", "text"),
+        Column("partition_date", "date"),
+        Column("record_key", "text"),
+        Column("verdict", "text", allowed=frozenset(FEEDBACK_VERDICTS)),
+        Column("reviewer", "text", nullable=True),
+        Column("note", "text", nullable=True),
+        Column("reviewed_at", "timestamp"),
+    ),
+    primary_key=("feed", "partition_date", "record_key"),
+    order_by=("record_key",),
+)
+"""Verdicts BI users record on exported anomalies (one per record; upsert to change it).
+
+``confirmed`` = a real anomaly (label 1), ``rejected`` = a false alarm (label 0). The
+lifecycle uses them as labels when choosing a champion; see ``docs/model_lifecycle.md``.
+"""
 
 
 def warehouse_url_default() -> str:
@@ -359,9 +390,13 @@ def ensure_table(engine: sa.Engine, spec: TableSpec, schema: str | None = None) 
                 sa.text(f'CREATE INDEX IF NOT EXISTS {index} ON {table} ("feed", "partition_date")')
             )
         existing = {c["name"] for c in sa.inspect(conn).get_columns(spec.name, schema=schema)}
-    missing = [c.name for c in spec.columns if c.name not in existing]
-    if missing:
-        raise ValueError(f"existing table {table} lacks column(s) {missing}; migrate or drop it")
+        missing = [c for c in spec.columns if c.name not in existing]
+        required = [c.name for c in missing if not c.nullable]
+        if required:
+            raise ValueError(f"existing table {table} lacks NOT NULL column(s) {required}; migrate or drop it")
+        # columns added by later releases are nullable: add them in place
+        for column in missing:
+            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {_quote(column.name)} {types[column.kind]}"))
 
 
 def _partition_day(partition_date: str) -> dt.date:
@@ -480,56 +515,113 @@ def read_partition(
     )
 
 
-def _view_sql(source: str) -> dict[str, str]:
+def _view_sql(source: str, feedback: str) -> dict[str, str]:
     anomaly = "CASE WHEN is_anomaly THEN 1 ELSE 0 END"
+    level = "SUM(CASE WHEN severity = '{0}' THEN 1 ELSE 0 END) AS {0}"
+    severities = ",\n       ".join(level.format(s) for s in SEVERITIES if s != "none")
+    explanation = ", ".join(f"s.feature_{i}, s.contribution_{i}" for i in (1, 2, 3))
     return {
         "anomaly_daily_summary": f"""
-SELECT feed, partition_date,
+SELECT s.feed, s.partition_date,
        COUNT(*) AS "rows",
        SUM({anomaly}) AS anomalies,
        CAST(SUM({anomaly}) AS DOUBLE PRECISION) / COUNT(*) AS anomaly_rate,
+       {severities},
        AVG(score) AS mean_score,
        MAX(score) AS max_score,
-       MAX(model_version) AS model_version
-FROM {source}
-GROUP BY feed, partition_date""",
+       SUM(CASE WHEN f.verdict = 'confirmed' THEN 1 ELSE 0 END) AS confirmed,
+       SUM(CASE WHEN f.verdict = 'rejected' THEN 1 ELSE 0 END) AS rejected,
+       MAX(s.model_version) AS model_version,
+       COUNT(DISTINCT s.model_version) AS model_versions
+FROM {source} AS s
+LEFT JOIN {feedback} AS f
+  ON f.feed = s.feed AND f.partition_date = s.partition_date AND f.record_key = s.record_key
+GROUP BY s.feed, s.partition_date""",
         "anomaly_top": f"""
-SELECT feed, partition_date, anomaly_rank, record_key, event_time, score, normalized_score,
-       severity, model_name, model_version, run_id, top_features
+SELECT s.feed, s.partition_date, s.anomaly_rank, s.record_key, s.event_time, s.score,
+       s.normalized_score, s.p_value, s.severity, s.model_name, s.model_version, s.run_id,
+       s.explanation_method, {explanation}, s.top_features, f.verdict, f.reviewer, f.reviewed_at
 FROM (
-    SELECT feed, partition_date, record_key, event_time, score, normalized_score, severity,
-           model_name, model_version, run_id, top_features,
+    SELECT *,
            ROW_NUMBER() OVER (PARTITION BY feed, partition_date
                               ORDER BY score DESC, record_key) AS anomaly_rank
     FROM {source}
     WHERE is_anomaly
-) AS ranked
-WHERE anomaly_rank <= {ANOMALY_TOP_N}""",
+) AS s
+LEFT JOIN {feedback} AS f
+  ON f.feed = s.feed AND f.partition_date = s.partition_date AND f.record_key = s.record_key
+WHERE s.anomaly_rank <= {ANOMALY_TOP_N}""",
+        "model_versions_in_use": f"""
+SELECT feed, model_name, model_version,
+       MIN(partition_date) AS first_partition,
+       MAX(partition_date) AS last_partition,
+       COUNT(DISTINCT partition_date) AS partitions,
+       COUNT(*) AS "rows",
+       SUM({anomaly}) AS anomalies,
+       MAX(scored_at) AS last_scored_at
+FROM {source}
+GROUP BY feed, model_name, model_version""",
     }
 
 
+VIEWS = ("anomaly_daily_summary", "anomaly_top", "model_versions_in_use")
+
+
 def create_views(engine: sa.Engine, schema: str | None = None) -> None:
-    """Create or replace the BI views over the anomaly table (created if missing).
+    """Create (or re-create) the BI views over the anomaly and feedback tables.
 
     ``anomaly_daily_summary``: one row per ``(feed, partition_date)`` with ``rows``,
-    ``anomalies``, ``anomaly_rate``, ``mean_score``, ``max_score`` and
-    ``model_version`` (the greatest, should a partition mix versions).
+    ``anomalies``, ``anomaly_rate``, counts per severity (``low`` .. ``critical``),
+    ``mean_score``, ``max_score``, feedback counts (``confirmed``, ``rejected``),
+    ``model_version`` (the greatest) and ``model_versions`` (distinct versions).
     ``anomaly_top``: the ``ANOMALY_TOP_N`` highest-scoring anomalies per
-    ``(feed, partition_date)``, numbered by ``anomaly_rank`` (1 = highest score).
+    ``(feed, partition_date)``, numbered by ``anomaly_rank`` (1 = highest score), with
+    their p-value, severity, SHAP explanation and feedback verdict.
+    ``model_versions_in_use``: per ``(feed, model_name, model_version)`` the partitions
+    and rows it scored. Tables are created if missing.
     """
     dialect = _dialect(engine)
     ensure_table(engine, ANOMALY_TABLE, schema)
+    ensure_table(engine, FEEDBACK_TABLE, schema)
     source = _qualified(dialect, ANOMALY_TABLE.name, schema)
+    feedback = _qualified(dialect, FEEDBACK_TABLE.name, schema)
     with engine.begin() as conn:
         if dialect == "postgresql":
             _advisory_lock(conn, source, "views")
-        for name, body in _view_sql(source).items():
+        for name, body in _view_sql(source, feedback).items():
             view = _qualified(dialect, name, schema)
-            if dialect == "postgresql":
-                conn.execute(sa.text(f"CREATE OR REPLACE VIEW {view} AS {body}"))
-            else:
-                conn.execute(sa.text(f"DROP VIEW IF EXISTS {view}"))
-                conn.execute(sa.text(f"CREATE VIEW {view} AS {body}"))
+            # DROP + CREATE in one transaction: CREATE OR REPLACE cannot change a view's columns
+            conn.execute(sa.text(f"DROP VIEW IF EXISTS {view}"))
+            conn.execute(sa.text(f"CREATE VIEW {view} AS {body}"))
+
+
+def read_feedback(
+    engine: sa.Engine,
+    *,
+    feed: str,
+    start: str,
+    end: str,
+    schema: str | None = None,
+) -> pd.DataFrame:
+    """Feedback verdicts of ``feed`` for partitions ``start``..``end`` (inclusive ISO days).
+
+    Columns ``record_key``, ``partition_date``, ``label`` (1 = confirmed anomaly, 0 =
+    rejected). The table is created if missing, so BI users always find it.
+    """
+    ensure_table(engine, FEEDBACK_TABLE, schema)
+    dialect = _dialect(engine)
+    table = _qualified(dialect, FEEDBACK_TABLE.name, schema)
+    first, last = _partition_day(start), _partition_day(end)
+    params = {**_partition_params(dialect, feed, first), "last": last if dialect == "postgresql" else last.isoformat()}
+    query = (
+        f"SELECT record_key, partition_date, verdict FROM {table} "
+        "WHERE feed = :feed AND partition_date >= :day AND partition_date <= :last ORDER BY reviewed_at"
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(query), params).all()
+    frame = pd.DataFrame(rows, columns=["record_key", "partition_date", "verdict"])
+    frame["label"] = (frame["verdict"] == "confirmed").astype(int)
+    return frame[["record_key", "partition_date", "label"]]
 
 
 # --- frame validation -------------------------------------------------------

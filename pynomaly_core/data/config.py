@@ -157,6 +157,56 @@ class DetectorSettings(_Strict):
     scaling: Literal["robust", "standard", "minmax", "none"] = "robust"
 
 
+class LifecycleSettings(_Strict):
+    """How candidates are trained and a champion is chosen (``docs/model_lifecycle.md``)."""
+
+    candidates: list[str] | None = Field(
+        None,
+        description="Registry detectors trained as candidates; default: a diverse cheap portfolio "
+        "from the registry (plus detector.name).",
+    )
+    max_candidates: int = Field(5, ge=1, le=20)
+    holdout_days: int = Field(1, ge=1, description="Last days of the training window held out for evaluation.")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="Of the paired bootstrap that promotes a challenger.")
+    n_boot: int = Field(1000, ge=100, le=20000)
+    synthetic_anomalies: int = Field(
+        500, ge=20, description="Synthetic anomalies injected into the holdout when labels are too few."
+    )
+    min_labelled_anomalies: int = Field(
+        10, ge=1, description="Fewer confirmed anomalies in the holdout than this: label-free evaluation."
+    )
+    min_auc: float = Field(
+        0.6, ge=0.0, le=1.0, description="Promotion gate: a champion's ROC-AUC on the evaluation set must reach this."
+    )
+    max_regression: float = Field(
+        0.02, ge=0.0, le=1.0,
+        description="Promotion gate: a new champion may trail the previous one's average precision by at most this.",
+    )
+
+
+class ExplanationSettings(_Strict):
+    top_k: int = Field(100, ge=0, description="Top anomalies per partition explained with SHAP (0 = off).")
+    method: Literal["auto", "tree", "kernel", "permutation"] = "auto"
+    max_background: int = Field(100, ge=10, le=2000)
+
+
+class SeveritySettings(_Strict):
+    """p-value cut-offs of the severity levels (see ``pynomaly_core.severity``)."""
+
+    medium: float = Field(0.003, gt=0.0, lt=1.0)
+    high: float = Field(0.001, gt=0.0, lt=1.0)
+    critical: float = Field(0.0001, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SeveritySettings:
+        if not self.critical <= self.high <= self.medium:
+            raise ValueError(
+                f"cut-offs must satisfy critical <= high <= medium, got critical={self.critical}, "
+                f"high={self.high}, medium={self.medium}"
+            )
+        return self
+
+
 class FeedConfig(_Strict):
     """One feed. See the module docstring for an example."""
 
@@ -173,6 +223,9 @@ class FeedConfig(_Strict):
     validation: ValidationSettings = ValidationSettings()
     training: TrainingSettings = TrainingSettings()
     detector: DetectorSettings = DetectorSettings()
+    lifecycle: LifecycleSettings = LifecycleSettings()
+    explanations: ExplanationSettings = ExplanationSettings()
+    severity: SeveritySettings = SeveritySettings()
     #: directory of the YAML file; relative source paths resolve against it
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 

@@ -23,6 +23,7 @@ from pynomaly_core.export import (
     create_views,
     ensure_table,
     make_engine,
+    read_feedback,
     read_partition,
     replace_partition,
     validate_identifier,
@@ -74,8 +75,22 @@ def scores(n: int = 6, *, run_id: str = "run-1", seed: int = 0) -> pd.DataFrame:
             "run_id": run_id,
             "top_features": [{"amount": 0.7} if a else None for a in is_anomaly],
             "scored_at": pd.Timestamp("2024-05-02 03:00", tz="UTC"),
+            **explanation_columns(is_anomaly),
         }
     )
+
+
+def explanation_columns(is_anomaly) -> dict:
+    """p-value and SHAP columns: explained anomalies name amount/country/hour."""
+    is_anomaly = np.asarray(is_anomaly, dtype=bool)
+    out: dict = {
+        "p_value": np.where(is_anomaly, 0.001, 0.5),
+        "explanation_method": np.where(is_anomaly, "tree", None),
+    }
+    for i, (name, value) in enumerate([("amount", 0.7), ("country", 0.2), ("hour", -0.1)], start=1):
+        out[f"feature_{i}"] = np.where(is_anomaly, name, None)
+        out[f"contribution_{i}"] = np.where(is_anomaly, value, np.nan)
+    return out
 
 
 def count(engine: sa.Engine, table: str = "anomaly_scores") -> int:
@@ -111,6 +126,7 @@ def test_round_trip_keeps_types(engine: sa.Engine) -> None:
                 '{"already": "serialized"}',
             ],
             "scored_at": pd.Timestamp("2024-05-02 03:00", tz="UTC"),
+            **explanation_columns([True, False, True, False]),
         }
     )
     assert replace_partition(engine, ANOMALY_TABLE, frame, feed="payments", partition_date=DAY) == 4
@@ -349,9 +365,58 @@ def test_existing_table_missing_a_column_is_named(tmp_path) -> None:
     warehouse = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
     with warehouse.begin() as conn:
         conn.execute(sa.text("CREATE TABLE anomaly_scores (feed TEXT, partition_date DATE)"))
-    with pytest.raises(ValueError, match=r'"anomaly_scores" lacks column\(s\) \[.record_key.'):
+    with pytest.raises(ValueError, match=r'"anomaly_scores" lacks NOT NULL column\(s\) \[.record_key.'):
         ensure_table(warehouse, ANOMALY_TABLE)
     warehouse.dispose()
+
+
+def test_table_from_an_older_release_gains_the_new_nullable_columns(engine: sa.Engine) -> None:
+    old = [c for c in ANOMALY_TABLE.columns if c.name not in ("p_value", "feature_1", "contribution_1")]
+    legacy = TableSpec("anomaly_scores", tuple(old), ANOMALY_TABLE.primary_key, ANOMALY_TABLE.order_by)
+    ensure_table(engine, legacy)
+    replace_partition(engine, legacy, scores(5).drop(columns=["p_value", "feature_1", "contribution_1"]),
+                      feed="payments", partition_date=DAY)
+    ensure_table(engine, ANOMALY_TABLE)  # migrates in place
+    got = read_partition(engine, ANOMALY_TABLE, feed="payments", partition_date=DAY)
+    assert len(got) == 5 and got["p_value"].isna().all()
+    replace_partition(engine, ANOMALY_TABLE, scores(5), feed="payments", partition_date=DAY)
+    assert read_partition(engine, ANOMALY_TABLE, feed="payments", partition_date=DAY)["p_value"].notna().all()
+
+
+def test_views_count_severities_join_feedback_and_list_model_versions(engine: sa.Engine) -> None:
+    create_views(engine)
+    frame = scores(50, seed=5)
+    frame["severity"] = np.where(frame["is_anomaly"], np.resize(["low", "medium", "high", "critical"], 50), "none")
+    replace_partition(engine, ANOMALY_TABLE, frame, feed="payments", partition_date=DAY)
+    replace_partition(engine, ANOMALY_TABLE, scores(10, seed=6).assign(model_version="v2"),
+                      feed="payments", partition_date="2024-05-02")
+    flagged = frame.loc[frame["is_anomaly"], "record_key"].tolist()
+    day = dt.date(2024, 5, 1) if engine.dialect.name == "postgresql" else DAY
+    with engine.begin() as conn:  # what a BI user does
+        for key, verdict in [(flagged[0], "confirmed"), (flagged[1], "rejected"), (flagged[2], "confirmed")]:
+            conn.execute(
+                sa.text("INSERT INTO anomaly_feedback (feed, partition_date, record_key, verdict, reviewed_at)"
+                        " VALUES ('payments', :day, :key, :verdict, CURRENT_TIMESTAMP)"),
+                {"day": day, "key": key, "verdict": verdict},
+            )
+    with engine.connect() as conn:
+        row = conn.execute(sa.text(
+            "SELECT low, medium, high, critical, confirmed, rejected FROM anomaly_daily_summary"
+            " WHERE feed = 'payments' AND partition_date = :day"), {"day": day}).one()
+        top = conn.execute(sa.text(
+            "SELECT record_key, verdict, feature_1, contribution_1, p_value FROM anomaly_top"
+            " WHERE feed = 'payments' AND partition_date = :day"), {"day": day}).all()
+        versions = conn.execute(sa.text(
+            "SELECT model_version, partitions, rows FROM model_versions_in_use ORDER BY model_version")).all()
+    counts = frame.loc[frame["is_anomaly"], "severity"].value_counts()
+    assert tuple(row) == (counts["low"], counts["medium"], counts["high"], counts["critical"], 2, 1)
+    verdicts = {r.record_key: r.verdict for r in top}
+    assert verdicts[flagged[0]] == "confirmed" and verdicts[flagged[1]] == "rejected"
+    assert sum(v is None for v in verdicts.values()) == len(flagged) - 3
+    assert {(r.feature_1, r.contribution_1, r.p_value) for r in top} == {("amount", 0.7, 0.001)}
+    assert [tuple(v) for v in versions] == [("v1", 1, 50), ("v2", 1, 10)]
+    got = read_feedback(engine, feed="payments", start=DAY, end=DAY)
+    assert dict(zip(got["record_key"], got["label"])) == {flagged[0]: 1, flagged[1]: 0, flagged[2]: 1}
 
 
 def test_views_aggregate_per_feed_and_day(engine: sa.Engine) -> None:

@@ -70,11 +70,61 @@ def test_expected_digest_pins_the_exact_model(fitted, tmp_path):
         load_object(a, expected_sha256="0" * 64)
 
 
-def test_severity_levels_order_with_score():
+def test_p_values_are_conformal_shares_of_calibration_scores():
+    from pynomaly_core.severity import calibration_set, p_values
+
+    cal = calibration_set(np.arange(1.0, 100.0))  # 99 scores 1..99
+    p = p_values(np.array([0.0, 50.0, 99.0, 1000.0, np.nan]), cal)
+    # (1 + #{cal >= s}) / (n + 1)
+    assert p[:4].tolist() == pytest.approx([1.0, 51 / 100, 2 / 100, 1 / 100])
+    assert np.isnan(p[4])
+
+
+def test_reduced_calibration_set_keeps_p_values_close():
+    from pynomaly_core.severity import MAX_CALIBRATION, calibration_set, p_values
+
+    scores = np.random.default_rng(0).normal(size=3 * MAX_CALIBRATION)
+    cal = calibration_set(scores)
+    assert cal.size <= MAX_CALIBRATION and cal[-1] == scores.max()
+    probe = np.array([0.0, 2.0, 3.5])
+    exact = p_values(probe, np.sort(scores))
+    assert np.abs(p_values(probe, cal, scores.size) - exact).max() < 2 / MAX_CALIBRATION
+
+
+def test_severity_levels_follow_p_value_cutoffs_for_flagged_rows_only():
+    from pynomaly_core.severity import SeverityCutoffs, severity
+
+    cutoffs = SeverityCutoffs(medium=0.01, high=0.001, critical=0.0001)
+    p = np.array([0.5, 0.05, 0.005, 0.0005, 0.00005, 0.00005])
+    flagged = np.array([True, True, True, True, True, False])
+    labels = severity(p, flagged, n_calibration=100_000, cutoffs=cutoffs)
+    assert labels.tolist() == ["low", "low", "medium", "high", "critical", "none"]
+
+
+def test_beyond_every_calibration_score_is_critical_on_small_calibration_sets():
     from pynomaly_core.severity import severity
 
-    labels = severity(np.array([0.0, 1.1, 1.3, 1.7, 2.5]), threshold=1.0, max_training_score=2.0)
-    assert labels.tolist() == ["none", "low", "medium", "high", "critical"]
+    # n = 99: the smallest p-value is 1/100, above every default cut-off
+    labels = severity(np.array([0.01, 0.02]), np.array([True, True]), n_calibration=99)
+    assert labels.tolist() == ["critical", "low"]
+
+
+def test_severity_cutoffs_must_be_ordered():
+    from pynomaly_core.severity import SeverityCutoffs
+
+    with pytest.raises(ValueError, match="critical <= high <= medium"):
+        SeverityCutoffs(medium=0.001, high=0.01)
+
+
+def test_scored_p_values_match_calibration_and_survive_save_load(fitted, tmp_path):
+    day = generate_day(dt.date(2026, 11, 6), SETTINGS)
+    scored = fitted.score(day)
+    assert scored["p_value"].between(0, 1).all()
+    # more anomalous score, smaller p-value
+    order = np.argsort(scored["score"].to_numpy())
+    assert np.all(np.diff(scored["p_value"].to_numpy()[order]) <= 1e-12)
+    loaded = load_object(fitted.save(tmp_path / "m"))
+    pd.testing.assert_frame_equal(loaded.score(day), scored)
 
 
 def test_semi_supervised_detector_learns_from_the_labels():
