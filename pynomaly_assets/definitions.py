@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from pynomaly_assets.defs.explain import build_explanations_asset
 from pynomaly_assets.defs.export import build_export_asset
 from pynomaly_assets.defs.ingest import build_raw_asset
 from pynomaly_assets.defs.jobs import build_jobs
@@ -28,6 +29,7 @@ def build_feed_definitions(fc: FeedContext) -> dg.Definitions:
             build_validated_asset(fc),
             *build_training_assets(fc),
             build_scoring_asset(fc),
+            build_explanations_asset(fc),
             build_export_asset(fc),
         ],
         jobs=jobs,

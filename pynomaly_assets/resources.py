@@ -7,7 +7,9 @@ production (PostgreSQL warehouse, shared volumes):
 * ``PYNOMALY_HOME`` — local state (default ``./.pynomaly``);
 * ``PYNOMALY_WAREHOUSE_URL`` — SQLAlchemy URL of the warehouse the anomaly and
   quarantine tables are written to (default ``sqlite:///$PYNOMALY_HOME/warehouse.db``);
-* ``PYNOMALY_WAREHOUSE_SCHEMA`` — optional PostgreSQL schema for those tables.
+* ``PYNOMALY_WAREHOUSE_SCHEMA`` — optional PostgreSQL schema for those tables;
+* ``PYNOMALY_MLFLOW_TRACKING_URI`` — MLflow tracking server / backend of candidate runs
+  and the model registry (default: SQLite and artifacts under ``$PYNOMALY_HOME/mlflow``).
 """
 
 from __future__ import annotations
@@ -63,6 +65,23 @@ class ModelStoreResource(dg.ConfigurableResource):
 
     def model_dir(self, feed: str, version: str) -> Path:
         return Path(self.base_dir) / feed / version
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """MLflow tracking and model registry for candidates and champions.
+
+    A plain resource instead of the dagster-mlflow hook (which ends runs early): each
+    call opens and closes its own MLflow run through :class:`pynomaly_core.tracking.Tracker`.
+    """
+
+    tracking_uri: str | None = None
+    """Default: ``$PYNOMALY_MLFLOW_TRACKING_URI``, else SQLite under ``$PYNOMALY_HOME/mlflow``."""
+    experiment_prefix: str = "pynomaly"
+
+    def tracker(self):
+        from pynomaly_core.tracking import Tracker
+
+        return Tracker(self.tracking_uri, experiment_prefix=self.experiment_prefix)
 
 
 class FrameStoreResource(dg.ConfigurableResource):
@@ -121,9 +140,13 @@ def default_resources() -> dict[str, Any]:
     url = dg.EnvVar("PYNOMALY_WAREHOUSE_URL") if os.environ.get("PYNOMALY_WAREHOUSE_URL") else None
     schema = dg.EnvVar("PYNOMALY_WAREHOUSE_SCHEMA") if os.environ.get("PYNOMALY_WAREHOUSE_SCHEMA") else None
     frames = FrameStoreResource(base_dir=home_subdir("frames"))
+    tracking = (
+        dg.EnvVar("PYNOMALY_MLFLOW_TRACKING_URI") if os.environ.get("PYNOMALY_MLFLOW_TRACKING_URI") else None
+    )
     return {
         "warehouse": WarehouseResource(url=url, schema_name=schema),
         "model_store": ModelStoreResource(base_dir=home_subdir("models")),
+        "mlflow": MlflowResource(tracking_uri=tracking),
         "frame_store": frames,
         "frame_io_manager": ParquetFrameIOManager(frames=frames),
         "io_manager": JsonIOManager(base_dir=home_subdir("values")),

@@ -15,4 +15,6 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.delenv("PYNOMALY_WAREHOUSE_SCHEMA", raising=False)
     monkeypatch.delenv("PYNOMALY_FEEDS_DIR", raising=False)
     monkeypatch.delenv("PYNOMALY_SIGNING_KEY", raising=False)
+    monkeypatch.delenv("PYNOMALY_MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return home

@@ -32,7 +32,10 @@ def build_export_asset(fc: FeedContext) -> dg.AssetsDefinition:
 
     @dg.asset(
         key=key,
-        ins={"anomaly_scores": dg.AssetIn(key=fc.key("anomaly_scores"))},
+        ins={
+            "anomaly_scores": dg.AssetIn(key=fc.key("anomaly_scores")),
+            "explanations": dg.AssetIn(key=fc.key("explanations")),
+        },
         partitions_def=fc.partitions_def,
         group_name=feed.name,
         kinds={"sql"},
@@ -41,10 +44,15 @@ def build_export_asset(fc: FeedContext) -> dg.AssetsDefinition:
             dg.AssetCheckSpec(ROWS_MATCH_SCORES, asset=key,
                               description="rows in the warehouse for this partition = rows scored")
         ],
-        description=f"One row per scored `{feed.name}` record in the warehouse table `anomaly_scores` "
-        "(replaced per partition in one transaction).",
+        description=f"One row per scored `{feed.name}` record in the warehouse table `anomaly_scores`, with "
+        "severity, p-value and SHAP explanation (replaced per partition in one transaction).",
     )
-    def anomaly_table(context: dg.AssetExecutionContext, anomaly_scores: pd.DataFrame, warehouse: WarehouseResource):
+    def anomaly_table(
+        context: dg.AssetExecutionContext,
+        anomaly_scores: pd.DataFrame,
+        explanations: pd.DataFrame,
+        warehouse: WarehouseResource,
+    ):
         from sqlalchemy import text
 
         from pynomaly_core.export import (
@@ -56,6 +64,11 @@ def build_export_asset(fc: FeedContext) -> dg.AssetsDefinition:
 
         columns = [c.name for c in ANOMALY_TABLE.columns if c.name not in ("feed", "partition_date")]
         frame = anomaly_scores.copy()
+        frame["record_key"] = frame["record_key"].astype(str)
+        explained = explanations.drop_duplicates("record_key").assign(record_key=lambda f: f["record_key"].astype(str))
+        frame = frame.merge(explained, on="record_key", how="left", validate="many_to_one")
+        if len(frame) != len(anomaly_scores):
+            raise dg.Failure(f"asset {key.to_user_string()}: joining explanations changed the row count")
         frame["run_id"] = context.run.run_id
         frame["scored_at"] = pd.Timestamp.now(tz="UTC")
         frame["record_key"] = frame["record_key"].astype(str)
@@ -80,6 +93,7 @@ def build_export_asset(fc: FeedContext) -> dg.AssetsDefinition:
                 "dagster/table_name": qualified,
                 "warehouse": warehouse.dialect,
                 "anomalies": int(frame["is_anomaly"].sum()),
+                "explained_rows": int(frame["explanation_method"].notna().sum()),
             },
             check_results=[
                 dg.AssetCheckResult(

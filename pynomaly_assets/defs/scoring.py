@@ -1,4 +1,4 @@
-"""Scoring: ``anomaly_scores`` scores one validated partition with the current trained detector."""
+"""Scoring: ``anomaly_scores`` scores one validated partition with the current champion."""
 
 
 import base64
@@ -11,7 +11,8 @@ import pandas as pd
 
 from pynomaly_assets.feed_context import FeedContext
 
-SCORE_COLUMNS = ["score", "normalized_score", "is_anomaly", "severity", "top_features"]
+SCORE_COLUMNS = ["score", "normalized_score", "is_anomaly", "p_value", "severity", "top_features"]
+SCORE_DTYPES = ["float64", "float64", "bool", "float64", "object", "object"]
 
 
 def histogram_markdown(scores: np.ndarray, threshold: float, title: str) -> str:
@@ -44,31 +45,36 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
         key=fc.key("anomaly_scores"),
         ins={
             "validated": dg.AssetIn(key=fc.key("validated")),
-            "trained_detector": dg.AssetIn(key=fc.key("trained_detector")),
+            "champion": dg.AssetIn(key=fc.key("champion")),
         },
         partitions_def=fc.partitions_def,
         group_name=feed.name,
         kinds={"parquet"},
         io_manager_key="frame_io_manager",
         tags=fc.tags,
-        description=f"Per-row anomaly score, normalized score, flag, severity and top features for one "
-        f"day of `{feed.name}`, with the identity of the model that scored it.",
+        description=f"Per-row anomaly score, normalized score, flag, p-value, severity and top features for "
+        f"one day of `{feed.name}`, scored by the current champion, with the model version that scored it.",
     )
-    def anomaly_scores(context: dg.AssetExecutionContext, validated: pd.DataFrame, trained_detector: dict):
+    def anomaly_scores(context: dg.AssetExecutionContext, validated: pd.DataFrame, champion: dict):
         from pynomaly_core.detectors import load_object
 
-        model = load_object(trained_detector["path"], expected_sha256=trained_detector["manifest_sha256"])
+        if champion.get("path") is None:
+            raise dg.Failure(
+                f"feed {feed.name!r} has no champion to score with ({champion.get('reason', 'not trained')}); "
+                f"materialize {fc.key('champion').to_user_string()} (job {feed.name}__train) first"
+            )
+        model = load_object(champion["path"], expected_sha256=champion["manifest_sha256"])
         keep = [feed.record_key, feed.event_time, *feed.passthrough]
         start = time.perf_counter()
         scored = model.score(validated) if len(validated) else pd.DataFrame(
             {c: pd.Series(dtype=t) for c, t in
-             zip(SCORE_COLUMNS, ["float64", "float64", "bool", "object", "object"])}
+             zip(SCORE_COLUMNS, SCORE_DTYPES)}
         )
         seconds = time.perf_counter() - start
         out = pd.concat([validated[keep].reset_index(drop=True), scored.reset_index(drop=True)], axis=1)
         out = out.rename(columns={feed.record_key: "record_key", feed.event_time: "event_time"})
-        out["model_name"] = trained_detector["detector"]
-        out["model_version"] = trained_detector["version"]
+        out["model_name"] = champion["detector"]
+        out["model_version"] = str(champion["version"])
         if feed.label is not None:
             out["label"] = validated[feed.label].reset_index(drop=True)
 
@@ -81,9 +87,11 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
             "score_p99": float(out["score"].quantile(0.99)) if len(out) else 0.0,
             "scoring_seconds": float(seconds),
             "rows_per_second": float(len(out) / seconds) if seconds > 0 and len(out) else 0.0,
-            "model_version": trained_detector["version"],
+            "model_name": champion["detector"],
+            "model_version": str(champion["version"]),
+            **{f"severity_{level}": int((out["severity"] == level).sum()) for level in ("low", "medium", "high", "critical")},
             "score_histogram": dg.MetadataValue.md(
-                histogram_markdown(out["score"].to_numpy(), float(trained_detector["threshold"]),
+                histogram_markdown(out["score"].to_numpy(), float(champion["threshold"]),
                                    f"{feed.name} {context.partition_key}")
             ),
         }

@@ -1,20 +1,19 @@
-"""Training: ``training_window`` gathers a bounded window of validated days; ``trained_detector`` fits on it.
+"""Training: ``training_window`` gathers a bounded window of validated days.
 
 The window ends at the latest materialized ``validated`` partition (or ``end_date`` in
 the run config) and spans ``training.window_days`` days; it never reads all partitions.
-The fitted model (preprocessing + detector) is saved as a signed, checksummed directory;
-the asset's value is a small JSON reference that pins the manifest's sha256.
+The candidates and the champion trained on it live in :mod:`pynomaly_assets.defs.lifecycle`.
 """
 
 
 import datetime as dt
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
+from pynomaly_assets.defs.lifecycle import build_lifecycle_assets
 from pynomaly_assets.feed_context import FeedContext
-from pynomaly_assets.resources import FrameStoreResource, ModelStoreResource
+from pynomaly_assets.resources import FrameStoreResource
 
 
 class TrainingWindowConfig(dg.Config):
@@ -85,66 +84,4 @@ def build_training_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
             },
         )
 
-    @dg.asset(
-        key=fc.key("trained_detector"),
-        ins={"training_window": dg.AssetIn(key=fc.key("training_window"))},
-        group_name=feed.name,
-        kinds={"scikitlearn"},
-        tags=fc.tags,
-        description=f"`{feed.detector.name}` fitted with the feed's preprocessing on the training window; "
-        "stored as a signed, checksummed model directory.",
-    )
-    def trained_detector(
-        context: dg.AssetExecutionContext, training_window: pd.DataFrame, model_store: ModelStoreResource
-    ):
-        from pynomaly_core.detectors import DetectorError
-        from pynomaly_core.detectors.persistence import sha256_file
-        from pynomaly_core.model import AnomalyModel
-
-        settings = feed.detector
-        model = AnomalyModel(
-            feed.features, detector=settings.name, contamination=settings.contamination,
-            params=settings.params, random_state=settings.random_state, scaling=settings.scaling,
-        )
-        try:
-            labels = training_window[feed.label] if feed.label is not None else None
-            model.fit(training_window, labels)
-        except (DetectorError, ValueError, ImportError) as exc:
-            raise dg.Failure(
-                f"feed {feed.name!r}: fitting detector {settings.name!r} (detector.* settings) failed: {exc}"
-            ) from exc
-        trained_at = pd.Timestamp.now(tz="UTC")
-        version = f"{trained_at:%Y%m%dT%H%M%SZ}-{context.run.run_id[:8]}"
-        path = model_store.model_dir(feed.name, version)
-        model.save(path, info={"feed": feed.name, "version": version, "run_id": context.run.run_id})
-        manifest_sha = sha256_file(path / "manifest.json")
-        train_scores = model.detector_.decision_scores_
-        reference = {
-            "feed": feed.name,
-            "detector": settings.name,
-            "version": version,
-            "path": str(path),
-            "manifest_sha256": manifest_sha,
-            "threshold": model.threshold_,
-            "trained_at": trained_at.isoformat(),
-            "training_rows": model.training_rows_,
-        }
-        return dg.MaterializeResult(
-            value=reference,
-            metadata={
-                "detector": settings.name,
-                "params": dg.MetadataValue.json({**settings.params, "contamination": settings.contamination}),
-                "training_rows": model.training_rows_,
-                "fit_seconds": float(model.fit_seconds_),
-                "threshold": float(model.threshold_),
-                "training_anomaly_rate": float(np.mean(train_scores > model.threshold_)),
-                "features_out": dg.MetadataValue.json(model.preprocessor_.feature_names_out_),
-                "dropped_constant_columns": dg.MetadataValue.json(model.preprocessor_.dropped_constant_),
-                "model_version": version,
-                "model_path": dg.MetadataValue.path(str(path)),
-                "manifest_sha256": manifest_sha,
-            },
-            data_version=dg.DataVersion(manifest_sha[:16]),
-        )
-
-    return [training_window, trained_detector]
+    return [training_window, *build_lifecycle_assets(fc)]

@@ -10,7 +10,8 @@ from tests.assets.helpers import SMALL_DEMO, definitions_for, write_feed
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ["torch", "tensorflow", "shap", "evidently", "mlflow", "great_expectations"]
-STAGES = ["raw", "validated", "training_window", "trained_detector", "anomaly_scores", "anomaly_table"]
+STAGES = ["raw", "validated", "training_window", "detector_candidates", "champion", "anomaly_scores", "explanations",
+          "anomaly_table"]
 
 
 def test_default_definitions_have_the_demo_feed_graph():
@@ -37,6 +38,13 @@ def test_blocking_checks_are_declared_on_validated():
     specs = {s.name: s for s in defs.resolve_assets_def(dg.AssetKey(["demo_telemetry", "validated"])).check_specs}
     assert set(specs) == {"row_accounting", "schema_pass_rate", "min_rows"}
     assert all(s.blocking for s in specs.values())
+
+
+def test_promotion_gate_is_a_blocking_check_on_champion():
+    from pynomaly_assets.definitions import defs
+
+    specs = list(defs.resolve_assets_def(dg.AssetKey(["demo_telemetry", "champion"])).check_specs)
+    assert [(s.name, s.blocking) for s in specs] == [("promotion_gate", True)]
 
 
 def test_dagster_definitions_validate_passes():

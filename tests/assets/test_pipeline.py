@@ -61,13 +61,30 @@ def test_training_window_reads_only_its_window(pipeline):
     assert meta["window_end"] == "2026-11-03"
 
 
-def test_trained_detector_records_params_rows_time_and_threshold(pipeline):
-    meta = latest_metadata(pipeline["instance"], [FEED, "trained_detector"])
-    assert meta["detector"] == "KNN"
-    assert meta["training_rows"] == 3 * 2 * 96
-    assert meta["fit_seconds"] > 0
-    assert isinstance(meta["threshold"], float)
-    assert len(meta["manifest_sha256"]) == 64
+def test_candidates_are_evaluated_on_the_holdout_and_logged_to_mlflow(pipeline):
+    meta = latest_metadata(pipeline["instance"], [FEED, "detector_candidates"])
+    assert meta["training_rows"] == 2 * 2 * 96 and meta["holdout_rows"] == 2 * 96
+    # 2 days x 2 machines x 3 % anomalies is below lifecycle.min_labelled_anomalies: label-free
+    assert meta["evaluation"] == "synthetic"
+    assert meta["failed_candidates"] == 0
+    assert "| KNN" in meta["candidates"] and "roc_auc" in meta["candidates"]
+    from pynomaly_core.tracking import Tracker
+
+    tracker = Tracker(f"sqlite:///{pipeline['home'] / 'mlflow' / 'mlflow.db'}")
+    versions = tracker.list_versions(FEED)
+    assert len(versions) >= 2 and {v.detector for v in versions} >= {"KNN"}
+    assert all(v.dagster_run_id == pipeline["results"]["train"].run_id for v in versions)
+
+
+def test_champion_is_registered_in_mlflow_and_passes_the_gate(pipeline):
+    meta = latest_metadata(pipeline["instance"], [FEED, "champion"])
+    assert meta["decision"] == "promoted" and meta["reason"].startswith("no current champion")
+    assert check_results(pipeline["instance"], pipeline["results"]["train"].run_id) == {"promotion_gate": True}
+    from pynomaly_core.tracking import Tracker
+
+    champion = Tracker(f"sqlite:///{pipeline['home'] / 'mlflow' / 'mlflow.db'}").get_alias(FEED, "champion")
+    assert champion is not None and champion.version == meta["champion_version"]
+    assert champion.detector == meta["champion_detector"]
 
 
 def test_scores_metadata_has_rates_histogram_and_label_metrics(pipeline):
@@ -92,9 +109,9 @@ def test_anomaly_table_has_one_row_per_scored_record_for_every_day(pipeline):
 
 def test_anomaly_table_rows_carry_model_identity_and_run(pipeline):
     frame = pd.read_sql("SELECT * FROM anomaly_scores", warehouse(pipeline["home"]))
-    version = latest_metadata(pipeline["instance"], [FEED, "trained_detector"])["model_version"]
-    assert set(frame["model_name"]) == {"KNN"}
-    assert set(frame["model_version"]) == {version}
+    meta = latest_metadata(pipeline["instance"], [FEED, "champion"])
+    assert set(frame["model_name"]) == {meta["champion_detector"]}
+    assert set(frame["model_version"]) == {meta["champion_version"]}
     assert frame["run_id"].nunique() == len(DAYS)
 
 
@@ -114,3 +131,19 @@ def test_views_summarize_the_exported_days(pipeline):
     summary = pd.read_sql("SELECT * FROM anomaly_daily_summary WHERE feed = 'demo_small'", warehouse(pipeline["home"]))
     assert len(summary) == len(DAYS)
     assert (summary["rows"] == 2 * 96).all()
+
+
+def test_top_anomalies_carry_shap_explanations_p_values_and_severity(pipeline):
+    frame = pd.read_sql("SELECT * FROM anomaly_scores", warehouse(pipeline["home"]))
+    flagged = frame[frame["is_anomaly"].astype(bool)]
+    assert len(flagged) and flagged["explanation_method"].notna().all()  # fewer than top_k per day
+    features = {f["name"] for f in SMALL_DEMO["features"]}
+    assert set(flagged["feature_1"]) <= features
+    assert (flagged["contribution_1"] >= flagged["contribution_2"]).all()
+    assert frame.loc[~frame["is_anomaly"].astype(bool), "explanation_method"].isna().all()
+    assert frame["p_value"].between(0, 1).all()
+    assert set(flagged["severity"]) <= {"low", "medium", "high", "critical"}
+    assert set(frame.loc[~frame["is_anomaly"].astype(bool), "severity"]) == {"none"}
+    meta = latest_metadata(pipeline["instance"], [FEED, "explanations"], DAYS[-1])
+    assert meta["summary_plot"].startswith("![")
+    assert meta["explained_rows"] == int(flagged["partition_date"].astype(str).eq(DAYS[-1]).sum())
