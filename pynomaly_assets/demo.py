@@ -1,8 +1,8 @@
 """Materialize a feed's whole asset graph over a range of days, in-process, on the local instance.
 
 ``python -m pynomaly_assets.demo`` runs the embedded demo feed: it ingests and validates
-14 days, trains the detector on the first 7, scores and exports all 14, and prints
-what landed in the warehouse. The runs are recorded in the Dagster instance at
+14 days, trains candidate detectors on the first 7 and picks a champion (logged to MLflow),
+scores, explains and exports all 14, and prints what landed in the warehouse. The runs are recorded in the Dagster instance at
 ``$DAGSTER_HOME``, so ``dagster dev`` afterwards shows them with their checks and metadata.
 """
 
@@ -73,29 +73,59 @@ def run_feed(
 
 
 def summarize(feed: str, instance: dg.DagsterInstance | None = None) -> str:
-    """Per-day rows and anomalies of ``feed`` in the warehouse table, with ROC-AUC where labelled."""
+    """The champion, and per-day rows, anomalies, severities and ROC-AUC of ``feed`` in the warehouse."""
     from sqlalchemy import text
 
     from pynomaly_assets.resources import default_resources
 
-    warehouse = default_resources()["warehouse"]
+    resources = default_resources()
+    warehouse = resources["warehouse"]
     engine = warehouse.engine()
-    table = f"{warehouse.schema_name}.anomaly_scores" if warehouse.schema_name else "anomaly_scores"
+    prefix = f"{warehouse.schema_name}." if warehouse.schema_name else ""
     with engine.connect() as conn:
         rows = conn.execute(
             text(
-                f"SELECT partition_date, COUNT(*), SUM(CASE WHEN is_anomaly THEN 1 ELSE 0 END) "
-                f"FROM {table} WHERE feed = :feed GROUP BY partition_date ORDER BY partition_date"
+                f"SELECT partition_date, rows, anomalies, low, medium, high, critical "
+                f"FROM {prefix}anomaly_daily_summary WHERE feed = :feed ORDER BY partition_date"
             ),
             {"feed": feed},
         ).all()
+        top = conn.execute(
+            text(
+                f"SELECT partition_date, record_key, severity, feature_1, contribution_1, feature_2 "
+                f"FROM {prefix}anomaly_top WHERE feed = :feed AND anomaly_rank = 1 ORDER BY partition_date DESC"
+            ),
+            {"feed": feed},
+        ).first()
+    lines = []
+    if instance is not None:
+        lines += _champion_lines(feed, instance)
     auc = _roc_auc_by_day(feed, instance) if instance is not None else {}
-    lines = [f"warehouse {warehouse.resolved_url()} table {table}:", "  day         rows  anomalies  ROC-AUC"]
-    lines += [
-        f"  {d}  {n:5d}  {a:9d}  {auc[str(d)]:.3f}" if str(d) in auc else f"  {d}  {n:5d}  {a:9d}      -"
-        for d, n, a in rows
-    ]
+    lines += [f"warehouse {warehouse.resolved_url()} view {prefix}anomaly_daily_summary:",
+              "  day         rows  anomalies  low  med high crit  ROC-AUC"]
+    for d, n, a, lo, me, hi, cr in rows:
+        score = f"{auc[str(d)]:.3f}" if str(d) in auc else "    -"
+        lines.append(f"  {d}  {n:5d}  {a:9d} {lo:4d} {me:4d} {hi:4d} {cr:4d}    {score}")
+    if top is not None:
+        day, key, severity, f1, c1, f2 = top
+        lines.append(f"top anomaly of {day}: {key} ({severity}), driven by {f1} (SHAP {c1:+.3f}) and {f2}")
     return "\n".join(lines)
+
+
+def _champion_lines(feed: str, instance: dg.DagsterInstance) -> list[str]:
+    event = instance.get_latest_materialization_event(dg.AssetKey([feed, "champion"]))
+    candidates = instance.get_latest_materialization_event(dg.AssetKey([feed, "detector_candidates"]))
+    if event is None or event.asset_materialization is None:
+        return ["no champion yet"]
+    meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    lines = [f"champion: {meta['champion_detector']} (MLflow {meta['registered_model']} version "
+             f"{meta['champion_version']}) - {meta['reason']}"]
+    if candidates is not None and candidates.asset_materialization is not None:
+        cmeta = {k: v.value for k, v in candidates.asset_materialization.metadata.items()}
+        lines.append(f"candidates evaluated on {cmeta['evaluation']} ({cmeta['evaluation_rows']} rows):")
+        lines += ["  " + line for line in str(cmeta["candidates"]).splitlines()]
+    lines.append(f"MLflow: {meta['mlflow']}")
+    return lines
 
 
 def _roc_auc_by_day(feed: str, instance: dg.DagsterInstance) -> dict[str, float]:
