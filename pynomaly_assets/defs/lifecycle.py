@@ -278,6 +278,9 @@ def build_lifecycle_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
             "challenger": challenger,
             "evaluation": evalset.kind,
             "registered_model": tracker.registered_model_name(feed.name),
+            "mlflow_model_uri": f"models:/{tracker.registered_model_name(feed.name)}/{value['version']}"
+            if value.get("version") else "none",
+            "mlflow_run_id": value.get("mlflow_run_id") or "none",
             "mlflow": tracker.ui_hint(),
             **{f"champion_{k}": float(v) for k, v in value.get("metrics", {}).items()
                if k in ("roc_auc", "average_precision")},
