@@ -26,7 +26,8 @@ def pipeline(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("PYNOMALY_HOME", str(root / "home"))
     mp.delenv("PYNOMALY_WAREHOUSE_URL", raising=False)
-    write_feed(root / "feeds", SMALL_DEMO)
+    # label-free champion selection end to end (the labelled path runs in test_lifecycle.py)
+    write_feed(root / "feeds", {**SMALL_DEMO, "lifecycle": {"min_labelled_anomalies": 10_000}})
     defs = definitions_for(root / "feeds")
     with dg.instance_for_test(temp_dir=str(root)) as instance:
         results = {}
@@ -36,7 +37,12 @@ def pipeline(tmp_path_factory):
             "ops": {f"{FEED}__training_window": {"config": {"end_date": "2026-11-03"}}}})
         for day in DAYS:
             results[("score", day)] = run_job(defs, instance, f"{FEED}__score", day)
-        yield {"defs": defs, "instance": instance, "results": results, "home": root / "home"}
+        from pynomaly_core.storage import JsonStore
+
+        def values(stage):
+            return JsonStore(root / "home" / "values").read([FEED, stage])
+
+        yield {"defs": defs, "instance": instance, "results": results, "home": root / "home", "values": values}
     mp.undo()
 
 
@@ -64,10 +70,15 @@ def test_training_window_reads_only_its_window(pipeline):
 def test_candidates_are_evaluated_on_the_holdout_and_logged_to_mlflow(pipeline):
     meta = latest_metadata(pipeline["instance"], [FEED, "detector_candidates"])
     assert meta["training_rows"] == 2 * 2 * 96 and meta["holdout_rows"] == 2 * 96
-    # 2 days x 2 machines x 3 % anomalies is below lifecycle.min_labelled_anomalies: label-free
-    assert meta["evaluation"] == "synthetic"
-    assert meta["failed_candidates"] == 0
+    assert meta["evaluation"] == "synthetic"  # labels are fewer than lifecycle.min_labelled_anomalies
+    assert meta["evaluation_rows"] == 2 * 96 + 500 and meta["evaluation_anomalies"] == 500
     assert "| KNN" in meta["candidates"] and "roc_auc" in meta["candidates"]
+    # a candidate that cannot score (PyOD's PCA divides by a zero-variance component here) is
+    # reported with its reason and left out; the others go on
+    value = pipeline["values"]("detector_candidates")
+    failed = [c for c in value["candidates"] if c["error"] is not None]
+    assert meta["failed_candidates"] == len(failed) < len(value["candidates"])
+    assert all(c["error"] for c in failed)
     from pynomaly_core.tracking import Tracker
 
     tracker = Tracker(f"sqlite:///{pipeline['home'] / 'mlflow' / 'mlflow.db'}")
