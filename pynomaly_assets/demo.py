@@ -9,6 +9,8 @@ scores, explains and exports all 14, and prints what landed in the warehouse. Th
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import datetime as dt
 import sys
 import time
@@ -147,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train-end", default="2026-11-07")
     args = parser.parse_args(argv)
 
+    # the console shows the story; MLflow's progress bars and INFO lines stay out of it
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     from pynomaly_assets.definitions import defs
 
     instance = dg.DagsterInstance.get()

@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -117,8 +118,12 @@ def train_candidates(feed: FeedConfig, train: pd.DataFrame, holdout: pd.DataFram
         )
         start = time.perf_counter()
         try:
-            model.fit(train, labels, preprocessor=preprocessor, X=X)
-            holdout_scores = model.decision_function(holdout)
+            # numeric warnings (e.g. PyOD's PCA dividing by a zero-variance component) are not
+            # lost: non-finite scores are detected and reported as the candidate's error
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                model.fit(train, labels, preprocessor=preprocessor, X=X)
+                holdout_scores = model.decision_function(holdout)
             model.calibrate(np.concatenate([model.detector_.decision_scores_, holdout_scores]))
         except Exception as exc:  # one broken candidate must not sink the others
             out.append(Candidate(name, None, time.perf_counter() - start, f"{type(exc).__name__}: {exc}"))
@@ -193,7 +198,10 @@ def evaluation_set(
 
 
 def score_models(models: dict[str, AnomalyModel], evalset: EvaluationSet) -> dict[str, np.ndarray]:
-    return {name: np.asarray(m.decision_function(evalset.frame), dtype=float) for name, m in models.items()}
+    """Raw scores of every model on the evaluation rows (non-finite ones are reported by :func:`evaluate`)."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {name: np.asarray(m.decision_function(evalset.frame), dtype=float) for name, m in models.items()}
 
 
 def evaluate(candidates: list[Candidate], evalset: EvaluationSet, scores: dict[str, np.ndarray]) -> pd.DataFrame:
