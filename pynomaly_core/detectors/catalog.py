@@ -310,6 +310,20 @@ register(
         "HBOS, ECOD, KNN): more robust than any single one when the anomaly type is unknown.",
     )
 )
+register(
+    DetectorSpec(
+        name="auto",
+        family="ensemble",
+        framework="pynomaly",
+        target="pynomaly_core.detectors.auto:AutoDetector",
+        cost_class="sum of the candidates' fit and score costs on the fit split, plus one refit",
+        description="Label-free model selection: fits a cheap, diverse portfolio (default up to "
+        "10 of IForest, INNE, HBOS, ECOD, COPOD, GMM, KNN, CBLOF, PCA, MCD) on part of the rows "
+        "with a few synthetic anomalies mixed in, scores held-out rows and more synthetic "
+        "anomalies, picks the candidate with the best z(synthetic ROC-AUC) + z(consensus) and "
+        "refits it on all rows. choice_, evidence_ and best_model_ say what it chose and why.",
+    )
+)
 
 
 def markdown_table() -> str:
