@@ -9,7 +9,6 @@ scores, explains and exports all 14, and prints what landed in the warehouse. Th
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import datetime as dt
 import sys
@@ -151,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # the console shows the story; MLflow's progress bars and INFO lines stay out of it
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     from pynomaly_assets.definitions import defs
 
     instance = dg.DagsterInstance.get()
