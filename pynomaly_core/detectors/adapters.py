@@ -225,6 +225,32 @@ class PyODDetector(_WrappedDetector):
             return self.estimator_.decision_function(X)
 
 
+class PCADetector(PyODDetector):
+    """PyOD's PCA, minus the principal components with zero variance.
+
+    PyOD divides each row's distance to a component by the component's explained
+    variance ratio; a component with *exactly* zero variance (any rank-deficient input,
+    e.g. the one-hot columns of one categorical feature, which sum to 1) turns every new
+    row's score into NaN. When the fitted PCA has such components it is refitted with
+    ``n_components`` = the number of components with non-zero variance (unless the
+    caller set ``n_components``). Full-rank data fits exactly as PyOD does.
+    """
+
+    def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
+        super()._fit(X, y)
+        if (self.params or {}).get("n_components") is not None:
+            return
+        ratios = np.asarray(self.estimator_.explained_variance_ratio_, dtype=float)
+        keep = int((ratios > 1e-12).sum())
+        if 0 < keep < ratios.size:
+            params = {**(self.params or {}), "n_components": keep}
+            original, self.params = self.params, params
+            try:
+                super()._fit(X, y)
+            finally:
+                self.params = original
+
+
 class SemiSupervisedPyODDetector(PyODDetector):
     """PyOD detectors that learn from labels (XGBOD, DevNet): ``fit(X, y)``."""
 

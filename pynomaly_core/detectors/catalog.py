@@ -26,6 +26,7 @@ from pynomaly_core.detectors.registry import DetectorSpec, register
 _ADAPTERS = "pynomaly_core.detectors.adapters"
 PYOD = f"{_ADAPTERS}:PyODDetector"
 PYOD_SEMI = f"{_ADAPTERS}:SemiSupervisedPyODDetector"
+PYOD_PCA = f"{_ADAPTERS}:PCADetector"
 PYOD_UNIVARIATE = f"{_ADAPTERS}:UnivariatePyODDetector"
 PYOD_TRANSDUCTIVE = f"{_ADAPTERS}:TransductivePyODDetector"
 PYOD_DEVNET = f"{_ADAPTERS}:DevNetDetector"
@@ -129,8 +130,10 @@ _pyod("GMM", "gmm:GMM", "probabilistic", "fit O(e·n·c·d²), score O(m·c·d²
 
 # ------------------------------------------------------------------------ linear
 _pyod("PCA", "pca:PCA", "linear", "fit O(n·d² + d³), score O(m·d²)",
-      "Weighted distance in the principal components: fast, good for correlated features; drop "
-      "constant columns first.")
+      "Weighted distance in the principal components: fast, good for correlated features. "
+      "Components with zero variance (rank-deficient data, e.g. one-hot columns) are dropped: "
+      "PyOD's PCA would score every new row NaN.",
+      target=PYOD_PCA)
 _pyod("KPCA", "kpca:KPCA", "linear", "fit O(n²·d + n³), score O(m·n·d); memory O(n²)",
       "Reconstruction error in kernel PCA space: non-linear PCA, quadratic memory. "
       "n_components 10 (PyOD keeps all n, which makes the training scores numerical noise).",

@@ -250,3 +250,22 @@ def test_ensemble_with_a_deep_member_round_trips(tmp_path) -> None:
     create("AutoEncoder", epochs=1, random_state=1).fit(X).save(path / "member-1")
     with pytest.raises(ModelIntegrityError, match="sha256 does not match"):
         BaseDetector.load(path)
+
+
+def test_pca_drops_zero_variance_components_that_make_pyod_score_nan():
+    from pyod.models.pca import PCA as PyODPCA
+
+    rng = np.random.default_rng(0)
+    category = rng.integers(0, 2, 400)
+    X = np.c_[rng.normal(size=(400, 3)), category, 1 - category]  # one-hot: rank 4 of 5
+    X_new = np.c_[rng.normal(size=(50, 3)), np.ones(50), np.zeros(50)]
+    # the bug being fixed: dividing by a (numerically) zero variance gives NaN or ~1e17 scores
+    broken = PyODPCA().fit(X).decision_function(X_new)
+    assert not np.isfinite(broken).all() or broken.min() > 1e12
+    ours = create("PCA").fit(X)
+    fixed = ours.decision_function(X_new)
+    assert np.isfinite(fixed).all() and fixed.max() < 1e6
+    assert ours.estimator_.n_components_ == 4
+    full = rng.normal(size=(300, 5))  # full rank: exactly PyOD
+    np.testing.assert_array_equal(create("PCA").fit(full).decision_function(full),
+                                  PyODPCA().fit(full).decision_function(full))
