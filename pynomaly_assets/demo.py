@@ -9,8 +9,8 @@ scores, explains and exports all 14, and prints what landed in the warehouse. Th
 from __future__ import annotations
 
 import argparse
-import os
 import datetime as dt
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -119,8 +119,11 @@ def _champion_lines(feed: str, instance: dg.DagsterInstance) -> list[str]:
     if event is None or event.asset_materialization is None:
         return ["no champion yet"]
     meta = {k: v.value for k, v in event.asset_materialization.metadata.items()}
-    lines = [f"champion: {meta['champion_detector']} (MLflow {meta['registered_model']} version "
-             f"{meta['champion_version']}) - {meta['reason']}"]
+    headline = (
+        f"champion: {meta['champion_detector']} (MLflow {meta['registered_model']} version "
+        f"{meta['champion_version']}) - {meta['reason']}"
+    )
+    lines = [headline]
     if candidates is not None and candidates.asset_materialization is not None:
         cmeta = {k: v.value for k, v in candidates.asset_materialization.metadata.items()}
         lines.append(f"candidates evaluated on {cmeta['evaluation']} ({cmeta['evaluation_rows']} rows):")

@@ -125,7 +125,7 @@ def train_candidates(feed: FeedConfig, train: pd.DataFrame, holdout: pd.DataFram
                 model.fit(train, labels, preprocessor=preprocessor, X=X)
                 holdout_scores = model.decision_function(holdout)
             model.calibrate(np.concatenate([model.detector_.decision_scores_, holdout_scores]))
-        except Exception as exc:  # one broken candidate must not sink the others
+        except Exception as exc:  # noqa: BLE001 - one broken candidate must not sink the others
             out.append(Candidate(name, None, time.perf_counter() - start, f"{type(exc).__name__}: {exc}"))
             continue
         out.append(Candidate(name, model, time.perf_counter() - start))

@@ -17,7 +17,12 @@ import numpy as np
 import pandas as pd
 
 from pynomaly_assets.feed_context import FeedContext
-from pynomaly_assets.resources import FrameStoreResource, MlflowResource, ModelStoreResource, WarehouseResource
+from pynomaly_assets.resources import (
+    FrameStoreResource,
+    MlflowResource,
+    ModelStoreResource,
+    WarehouseResource,
+)
 
 PROMOTION_GATE = "promotion_gate"
 #: run tag that carries why a training run was started (sensors set it; shown in MLflow)
@@ -224,7 +229,7 @@ def build_lifecycle_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
             try:
                 model = load_object(incumbent.model_dir, expected_sha256=incumbent.manifest_sha256)
                 incumbent_scores = np.asarray(model.decision_function(evalset.frame), dtype=float)
-            except Exception as exc:  # unreadable or tampered champion: it cannot defend its title
+            except Exception as exc:  # noqa: BLE001 - an unreadable or tampered champion cannot defend its title
                 note = f"current champion version {incumbent.version} could not be loaded: {exc}"
                 context.log.warning(note)
                 incumbent_scores = None
