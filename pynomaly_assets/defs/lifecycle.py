@@ -45,10 +45,6 @@ def _float_metrics(row: pd.Series) -> dict[str, float]:
     }
 
 
-def _markdown_table(frame: pd.DataFrame) -> str:
-    return frame.to_markdown(floatfmt=".4f")
-
-
 def build_lifecycle_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
     feed = fc.feed
     candidates_key = fc.key("detector_candidates")
@@ -158,7 +154,7 @@ def build_lifecycle_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
         return dg.MaterializeResult(
             value=value,
             metadata={
-                "candidates": dg.MetadataValue.md(_markdown_table(shown)),
+                "candidates": dg.MetadataValue.md(shown.to_markdown(floatfmt=".4f")),
                 "evaluation": evalset.kind,
                 "evaluation_rows": len(evalset.y),
                 "evaluation_anomalies": evalset.n_positive,
@@ -195,6 +191,7 @@ def build_lifecycle_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
         mlflow: MlflowResource,
     ):
         from pynomaly_core.detectors import load_object
+        from pynomaly_core.evaluation.compare import metrics as eval_metrics
         from pynomaly_core.lifecycle import EvaluationSet, choose_challenger, decide
 
         records = {r["detector"]: r for r in detector_candidates["candidates"]}
@@ -224,20 +221,18 @@ def build_lifecycle_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
 
         tracker = mlflow.tracker()
         incumbent = tracker.get_alias(feed.name, "champion")
-        incumbent_scores, note = None, ""
+        incumbent_model, incumbent_scores, note = None, None, ""
         if incumbent is not None:
             try:
-                model = load_object(incumbent.model_dir, expected_sha256=incumbent.manifest_sha256)
-                incumbent_scores = np.asarray(model.decision_function(evalset.frame), dtype=float)
+                incumbent_model = load_object(incumbent.model_dir, expected_sha256=incumbent.manifest_sha256)
+                incumbent_scores = np.asarray(incumbent_model.decision_function(evalset.frame), dtype=float)
             except Exception as exc:  # noqa: BLE001 - an unreadable or tampered champion cannot defend its title
                 note = f"current champion version {incumbent.version} could not be loaded: {exc}"
                 context.log.warning(note)
-                incumbent_scores = None
+                incumbent_model, incumbent_scores = None, None
         decision = decide(feed, evalset, challenger, scores[challenger], incumbent_scores,
                           forced=config.candidate is not None, incumbent_note=note,
                           random_state=feed.detector.random_state or 0)
-        from pynomaly_core.evaluation.compare import metrics as eval_metrics
-
         if decision.promote:
             tracker.set_alias(feed.name, "champion", chal["mlflow_version"])
             if incumbent is not None and incumbent.version != chal["mlflow_version"]:
@@ -265,7 +260,8 @@ def build_lifecycle_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
                 threshold, champion_metrics, run_url = chal["threshold"], chal["metrics"], chal["run_url"]
             else:
                 path, sha, detector = current.model_dir, current.manifest_sha256, current.detector
-                model = load_object(path, expected_sha256=sha)
+                # the alias did not move, so the champion is the incumbent loaded above
+                model = incumbent_model or load_object(path, expected_sha256=sha)
                 threshold, run_url = float(model.threshold_), tracker.run_url(current.run_id)
                 champion_metrics = eval_metrics(evalset.y, incumbent_scores) if incumbent_scores is not None else {}
             value = {
