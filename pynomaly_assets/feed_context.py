@@ -43,6 +43,13 @@ class FeedContext:
             end_offset=self.feed.partitioning.end_offset,
         )
 
+    @cached_property
+    def weekly_partitions_def(self) -> dg.WeeklyPartitionsDefinition:
+        """Monday-to-Sunday weeks (UTC) of the weekly maintenance assets, keyed by their Monday."""
+        return dg.WeeklyPartitionsDefinition(
+            start_date=self.feed.partitioning.start_date.isoformat(), day_offset=1, timezone="UTC",
+        )
+
     def partition_day(self, context: dg.AssetExecutionContext) -> dt.date:
         return dt.date.fromisoformat(context.partition_key)
 

@@ -9,7 +9,11 @@ production (PostgreSQL warehouse, shared volumes):
   quarantine tables are written to (default ``sqlite:///$PYNOMALY_HOME/warehouse.db``);
 * ``PYNOMALY_WAREHOUSE_SCHEMA`` — optional PostgreSQL schema for those tables;
 * ``PYNOMALY_MLFLOW_TRACKING_URI`` — MLflow tracking server / backend of candidate runs
-  and the model registry (default: SQLite and artifacts under ``$PYNOMALY_HOME/mlflow``).
+  and the model registry (default: SQLite and artifacts under ``$PYNOMALY_HOME/mlflow``);
+* ``PYNOMALY_REPORTS_DIR`` — drift, data-quality and maintenance reports and the drift
+  references of each champion (default ``$PYNOMALY_HOME/reports``);
+* ``PYNOMALY_NOTIFY_WEBHOOK_URL`` — optional webhook the weekly maintenance report posts to
+  when a threshold is crossed (a secret: read at run time, never stored in metadata).
 """
 
 from __future__ import annotations
@@ -84,6 +88,31 @@ class MlflowResource(dg.ConfigurableResource):
         return Tracker(self.tracking_uri, experiment_prefix=self.experiment_prefix)
 
 
+class ReportStoreResource(dg.ConfigurableResource):
+    """Where reports (HTML, JSON) and per-champion drift references are written."""
+
+    base_dir: str
+
+    def feed_dir(self, feed: str, kind: str) -> Path:
+        path = Path(self.base_dir) / feed / kind
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def reference_dir(self, feed: str, version: str) -> Path:
+        """The drift/health reference of one champion version."""
+        return Path(self.base_dir) / feed / "references" / str(version)
+
+
+class NotifierResource(dg.ConfigurableResource):
+    """Webhook of the maintenance notifications; the URL comes from an env var and is never logged."""
+
+    webhook_url: str | None = None
+    """Default: ``$PYNOMALY_NOTIFY_WEBHOOK_URL`` (unset: notifications are only written to the warehouse)."""
+
+    def url(self) -> str | None:
+        return self.webhook_url or os.environ.get("PYNOMALY_NOTIFY_WEBHOOK_URL") or None
+
+
 class FrameStoreResource(dg.ConfigurableResource):
     """Parquet files of DataFrame assets, one per partition; assets that read windows use it directly."""
 
@@ -143,8 +172,13 @@ def default_resources() -> dict[str, Any]:
     tracking = (
         dg.EnvVar("PYNOMALY_MLFLOW_TRACKING_URI") if os.environ.get("PYNOMALY_MLFLOW_TRACKING_URI") else None
     )
+    reports = os.environ.get("PYNOMALY_REPORTS_DIR")
     return {
         "warehouse": WarehouseResource(url=url, schema_name=schema),
+        "reports": ReportStoreResource(
+            base_dir=dg.EnvVar("PYNOMALY_REPORTS_DIR") if reports else home_subdir("reports")
+        ),
+        "notifier": NotifierResource(),
         "model_store": ModelStoreResource(base_dir=home_subdir("models")),
         "mlflow": MlflowResource(tracking_uri=tracking),
         "frame_store": frames,

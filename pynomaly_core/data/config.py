@@ -207,6 +207,109 @@ class SeveritySettings(_Strict):
         return self
 
 
+class ScoringSettings(_Strict):
+    chunk_rows: int = Field(
+        250_000, ge=1_000,
+        description="A validated partition with more rows than this is scored in chunks of this many rows "
+        "(bounded peak memory).",
+    )
+
+
+class MonitoringSettings(_Strict):
+    """Drift, performance checks and the retraining sensor (``docs/monitoring.md``)."""
+
+    drift_sample_rows: int = Field(
+        20_000, ge=1_000, description="Rows of a partition (uniform sample) compared with the reference by Evidently."
+    )
+    reference_sample_rows: int = Field(5_000, ge=500, description="Reference rows stored per champion for Evidently.")
+    drift_share_warn: float = Field(
+        0.3, ge=0.0, le=1.0, description="drift_within_bounds fails as a warning at this share of drifted features."
+    )
+    drift_share_error: float = Field(
+        0.5, ge=0.0, le=1.0, description="drift_within_bounds fails as an error at this share of drifted features."
+    )
+    score_psi_error: float = Field(
+        0.25, ge=0.0, description="drift_within_bounds also fails as an error when the anomaly-score PSI exceeds this."
+    )
+    ap_tolerance_warn: float = Field(
+        0.10, ge=0.0, le=1.0,
+        description="performance_not_degraded warns when average precision falls this far below the champion's baseline.",
+    )
+    ap_tolerance_error: float = Field(
+        0.25, ge=0.0, le=1.0,
+        description="performance_not_degraded fails as an error at this drop of average precision.",
+    )
+    canary_recall_tolerance: float = Field(
+        0.15, ge=0.0, le=1.0,
+        description="Label-free: error when recall on injected canary anomalies falls this far below the baseline.",
+    )
+    alert_rate_max_ratio: float = Field(
+        5.0, gt=1.0, description="Label-free: error when the observed alert rate exceeds the expected one this many times.",
+    )
+    min_labelled_anomalies: int = Field(
+        5, ge=1, description="A partition with fewer labelled anomalies is judged on label-free health instead.",
+    )
+    canary_rows: int = Field(200, ge=10, description="Synthetic canary anomalies injected per partition.")
+    top_k: int = Field(100, ge=1, description="k of precision@k.")
+    retrain_on: Literal["error", "warn"] = Field(
+        "error", description="Check-failure severity that makes the sensor retrain."
+    )
+    retrain_on_drift: bool = Field(True, description="A failed drift_within_bounds also triggers a retrain.")
+    cooldown_hours: float = Field(
+        12.0, ge=0.0, description="Minimum time between two retrains of the feed started by the sensor."
+    )
+    retrain_window_days: int | None = Field(
+        None, ge=1, le=366, description="Training window of a sensor-started retrain (default: training.window_days).",
+    )
+    sensor_interval_seconds: int = Field(60, ge=5, description="How often the daemon evaluates the retraining sensor.")
+    sensor_running: bool = Field(True, description="The retraining sensor starts running (default_status RUNNING).")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MonitoringSettings:
+        if self.drift_share_warn > self.drift_share_error:
+            raise ValueError(f"drift_share_warn ({self.drift_share_warn}) must not exceed drift_share_error "
+                             f"({self.drift_share_error})")
+        if self.ap_tolerance_warn > self.ap_tolerance_error:
+            raise ValueError(f"ap_tolerance_warn ({self.ap_tolerance_warn}) must not exceed ap_tolerance_error "
+                             f"({self.ap_tolerance_error})")
+        return self
+
+
+class ScheduleSettings(_Strict):
+    daily_cron: str = Field("0 1 * * *", description="When the daily job runs (UTC); it processes the previous day.")
+    daily_running: bool = Field(False, description="Start the daily schedule running (default: stopped).")
+    maintenance_cron: str = Field("0 3 * * 1", description="Weekly maintenance (UTC), for the week that ended.")
+    maintenance_running: bool = Field(False, description="Start the weekly maintenance schedule running.")
+
+    @field_validator("daily_cron", "maintenance_cron")
+    @classmethod
+    def _cron(cls, value: str) -> str:
+        fields = value.split()
+        if len(fields) != 5 or not all(re.fullmatch(r"[0-9*/,\-A-Za-z]+", f) for f in fields):
+            raise ValueError(f"{value!r} is not a five-field cron expression (minute hour day month weekday)")
+        return value
+
+
+class RetentionSettings(_Strict):
+    """How long maintenance keeps things (``retention_cleanup``)."""
+
+    anomaly_days: int = Field(365, ge=1, description="Rows of the warehouse table anomaly_scores.")
+    quarantine_days: int = Field(90, ge=1, description="Rows of the warehouse table quarantine.")
+    notifications_days: int = Field(180, ge=1, description="Rows of the warehouse table notifications.")
+    reports_days: int = Field(90, ge=1, description="Drift, quality and maintenance reports on disk.")
+    frames_days: int = Field(120, ge=1, description="Parquet frames of daily partitions on disk.")
+
+
+class NotificationSettings(_Strict):
+    """When the weekly maintenance report notifies (webhook from ``$PYNOMALY_NOTIFY_WEBHOOK_URL``)."""
+
+    max_drift_share: float = Field(0.5, ge=0.0, le=1.0)
+    min_quality_success_percent: float = Field(95.0, ge=0.0, le=100.0)
+    max_retrains: int = Field(2, ge=0)
+    min_average_precision: float = Field(0.3, ge=0.0, le=1.0)
+    cooldown_hours: float = Field(24.0, ge=0.0)
+
+
 class FeedConfig(_Strict):
     """One feed. See the module docstring for an example."""
 
@@ -226,6 +329,11 @@ class FeedConfig(_Strict):
     lifecycle: LifecycleSettings = LifecycleSettings()
     explanations: ExplanationSettings = ExplanationSettings()
     severity: SeveritySettings = SeveritySettings()
+    scoring: ScoringSettings = ScoringSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+    schedules: ScheduleSettings = ScheduleSettings()
+    retention: RetentionSettings = RetentionSettings()
+    notifications: NotificationSettings = NotificationSettings()
     #: directory of the YAML file; relative source paths resolve against it
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
