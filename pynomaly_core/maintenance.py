@@ -296,7 +296,10 @@ def check_model_versions(
     for listed in versions:
         # search_model_versions (behind list_versions) leaves aliases empty on MLflow 3's SQL
         # store; get_model_version fills them, and archiving must never touch an aliased version
-        info = tracker.get_version(feed, listed.version)
+        try:
+            info = tracker.get_version(feed, listed.version)
+        except Exception:  # noqa: BLE001 - deleted meanwhile: check what was listed, archive nothing
+            info = dataclasses.replace(listed, aliases=["(unknown: the version could not be re-read)"])
         health = _check_one(info, recorded_scores, sample_rows, rtol, atol)
         if archive and not info.aliases and not info.archived:
             try:
@@ -404,6 +407,11 @@ def _walk(root: Path) -> Iterator[tuple[Path, bool]]:
                 yield path, False
 
 
+def _is_protected(path: Path, protected: set[Path]) -> bool:
+    resolved = path.resolve()
+    return resolved in protected or any(parent in protected for parent in resolved.parents)
+
+
 def _is_evaluation_frame(path: Path) -> bool:
     """A candidates' evaluation frame (``.../detector_candidates/evaluation/<batch>.parquet``)."""
     return tuple(path.parent.parts[-len(EVALUATION_STAGE):]) == EVALUATION_STAGE
@@ -440,8 +448,6 @@ def _delete_old_rows(engine: sa.Engine, name: str, feed: str, cutoff: dt.date, s
     with engine.begin() as conn:
         if not sa.inspect(conn).has_table(name, schema=schema):
             return None
-        if dialect == "postgresql":
-            _advisory_lock(conn, table, feed, "retention")
         day: dt.date | str = cutoff if dialect == "postgresql" else cutoff.isoformat()
         result = conn.execute(
             sa.text(f"DELETE FROM {table} WHERE feed = :feed AND partition_date < :cutoff"),
@@ -502,6 +508,8 @@ def retention_cleanup(
     """
     if not isinstance(feed, str) or not feed or "\x00" in feed:
         raise ValueError(f"feed must be a non-empty string without NUL characters, got {feed!r}")
+    if isinstance(today, dt.datetime):
+        today = today.date()
     removed: dict[str, int] = {}
     cutoffs: dict[str, str] = {}
     skipped: list[str] = []
@@ -537,7 +545,7 @@ def retention_cleanup(
             if day >= cutoff:
                 continue
             registry_owned = is_model or _is_evaluation_frame(path)
-            if path.resolve() in protected or (registry_owned and tracker is None):
+            if _is_protected(path, protected) or (registry_owned and tracker is None):
                 kept_models += registry_owned
                 continue
             if is_model:
@@ -732,6 +740,8 @@ def notify(
     table = _qualified(dialect, NOTIFICATIONS_TABLE.name, schema)
     index = _quote("ix_notifications_feed_kind_created_at")
     with engine.begin() as conn:
+        if dialect == "postgresql":  # concurrent CREATE ... IF NOT EXISTS can collide in the catalog
+            _advisory_lock(conn, table, "ddl")
         conn.execute(sa.text(f'CREATE INDEX IF NOT EXISTS {index} ON {table} ("feed", "kind", "created_at")'))
     payload_sql = "CAST(:payload AS JSONB)" if dialect == "postgresql" else ":payload"
     row = {

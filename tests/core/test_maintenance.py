@@ -9,8 +9,11 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -121,6 +124,13 @@ def _oldest_day(engine: sa.Engine, table: str, feed: str) -> str:
     return str(value)
 
 
+def test_importing_the_module_imports_neither_dagster_nor_mlflow():
+    code = ("import sys, pynomaly_core.maintenance\n"
+            "print([m for m in ('dagster', 'mlflow') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 # ======================================================================== retention
 def test_retention_deletes_only_this_feeds_old_rows_and_is_idempotent(engine, tmp_path):
     _fill(engine)
@@ -166,9 +176,11 @@ def test_retention_removes_files_by_path_date_else_mtime(tmp_path):
     # the date in the path wins over a recent mtime
     old_frame = _touch(frames / "scores" / "2026-01-01.parquet", "d" * 20, mtime_day=TODAY)
     kept_frame = _touch(frames / "scores" / "2026-01-09.parquet", mtime_day=dt.date(2025, 1, 1))
+    protected = _touch(frames / "pinned" / "2025-06-01.parquet")
 
     file_dirs = {"reports": (reports, 5), "frames": (frames, 5)}
-    result = retention_cleanup(engine, "alpha", today=TODAY, table_days={}, file_dirs=file_dirs)
+    result = retention_cleanup(engine, "alpha", today=TODAY, table_days={}, file_dirs=file_dirs,
+                               protect=[frames / "pinned"])
 
     assert result.removed == {"reports": 3, "frames": 1}
     assert result.cutoffs == {"reports": "2026-01-06", "frames": "2026-01-06"}
@@ -176,10 +188,11 @@ def test_retention_removes_files_by_path_date_else_mtime(tmp_path):
     for path in (old_report, old_dated_dir, old_by_mtime, old_frame):
         assert not path.exists(), path
     assert not old_dated_dir.parent.exists()  # emptied by the cleanup
-    for path in (kept_report, new_by_mtime, kept_frame):
+    for path in (kept_report, new_by_mtime, kept_frame, protected):
         assert path.exists(), path
 
-    again = retention_cleanup(engine, "alpha", today=TODAY, table_days={}, file_dirs=file_dirs)
+    again = retention_cleanup(engine, "alpha", today=TODAY, table_days={}, file_dirs=file_dirs,
+                              protect=[frames / "pinned"])
     assert again.removed == {"reports": 0, "frames": 0} and again.freed_bytes == 0
     engine.dispose()
 
@@ -313,6 +326,20 @@ def test_failing_webhook_is_recorded_without_the_url(engine):
     assert refused.sent and refused.delivered is False and "cannot be reached" in refused.error
     assert "s3cr3t" not in refused.error and "s3cr3t" not in _table_text(engine)
     assert _count(engine) == 2
+
+
+def test_concurrent_notifications_send_once(engine, webhook):
+    start = threading.Barrier(3)
+
+    def send(n: int):
+        start.wait()
+        return notify(engine, "alpha", "weekly_report", f"call {n}", {}, webhook_url=webhook.url,
+                      cooldown=COOLDOWN, now=NOW)
+
+    with ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(send, range(3)))
+    assert sum(r.sent for r in results) == 1
+    assert len(webhook.received) == 1 and _count(engine) == 1
 
 
 def test_notify_without_a_webhook_records_only(tmp_path):
