@@ -313,6 +313,8 @@ class QualityResult:
 
 def _failure_line(failure: dict) -> str:
     where = f"{failure['rule']}: {failure['type']} on {failure['column'] or 'the table'}"
+    if failure["exception"]:
+        return f"{where}: error {failure['exception']}"
     if failure["unexpected_count"] is not None:
         examples = (failure["partial_unexpected_list"] or [])[:3]
         return f"{where}: {failure['unexpected_count']} of {failure['element_count']} rows unexpected, e.g. {examples}"
@@ -393,12 +395,22 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _exception_messages(info: Any) -> list[str]:
+    """Messages of the errors GE caught: one flat record, or one per metric that failed."""
+    if not isinstance(info, dict):
+        return []
+    if "raised_exception" in info:
+        message = info.get("exception_message")
+        return [str(message)] if info.get("raised_exception") and message else []
+    return sorted({m for value in info.values() for m in _exception_messages(value)})
+
+
 def _failure(feed: FeedConfig, result: Any) -> dict:
     config = result.expectation_config
     kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
     details = result.result or {}
     exception = result.exception_info or {}
-    raised = exception.get("raised_exception") if isinstance(exception, dict) else False
+    messages = _exception_messages(exception)
     observed = details.get("observed_value")
     partition = (details.get("details") or {}).get("observed_partition")
     if observed is None and partition:
@@ -420,7 +432,7 @@ def _failure(feed: FeedConfig, result: Any) -> dict:
             row.get(feed.record_key) for row in details.get("partial_unexpected_index_list") or []
             if isinstance(row, dict)
         ] or None,
-        "exception": exception.get("exception_message") if raised else None,
+        "exception": "; ".join(messages) if messages else None,
     })
 
 

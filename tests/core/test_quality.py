@@ -73,7 +73,7 @@ def broken_week(clean_week) -> pd.DataFrame:
     broken.loc[3, "reading_id"] = None
     broken.loc[4, "reading_id"] = broken.loc[5, "reading_id"]
     broken.loc[10, "rpm"] = -50.0
-    return broken
+    return broken.drop(columns=["anomaly_kind"])
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +160,9 @@ def test_drifted_week_fails_reference_expectations_not_schema_ones(runs):
     assert any("temperature_c" in line for line in result.summary()["failures"])
 
 
-def test_null_and_duplicate_keys_and_out_of_range_values_fail_schema_expectations(runs, broken_week):
+def test_null_and_duplicate_keys_out_of_range_values_and_a_missing_column_fail_schema_expectations(
+    runs, broken_week
+):
     result = runs["broken"]
     assert not result.success
     schema_failures = {(f["type"], f["column"]): f for f in result.failures if f["rule"] == "schema"}
@@ -168,6 +170,8 @@ def test_null_and_duplicate_keys_and_out_of_range_values_fail_schema_expectation
         ("expect_column_values_to_not_be_null", "reading_id"),
         ("expect_column_values_to_be_unique", "reading_id"),
         ("expect_column_values_to_be_between", "rpm"),
+        ("expect_column_to_exist", "anomaly_kind"),
+        ("expect_table_columns_to_match_set", None),
     }
     rpm = schema_failures[("expect_column_values_to_be_between", "rpm")]
     assert rpm["unexpected_count"] == 1
