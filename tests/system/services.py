@@ -1,0 +1,162 @@
+"""The deployment's services as local processes: commands read from docker/docker-compose.yml.
+
+The compose file is the one place the commands of the code server, webserver and daemon are
+written; :func:`compose_commands` reads them and fills in ``${VAR:-default}`` the way
+``docker compose`` does, so the system test runs exactly what the containers run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE_FILE = REPO / "docker" / "docker-compose.yml"
+INSTANCE_PROFILE = REPO / "docker" / "dagster.yaml"
+DAGSTER_SERVICES = ("code_server", "webserver", "daemon")
+VENV_BIN = Path(sys.executable).parent
+
+_VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
+
+
+def interpolate(value: str, variables: Mapping[str, str]) -> str:
+    """``${NAME}`` / ``${NAME:-default}`` as docker compose substitutes them."""
+
+    def sub(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in variables:
+            return variables[name]
+        if default is None:
+            raise KeyError(f"{COMPOSE_FILE}: ${{{name}}} has no default and the test does not set it")
+        return default
+
+    return _VARIABLE.sub(sub, value)
+
+
+def compose_commands(variables: Mapping[str, str]) -> dict[str, list[str]]:
+    """``{service: argv}`` of the Dagster services in the compose file."""
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    missing = [name for name in DAGSTER_SERVICES if "command" not in services.get(name, {})]
+    if missing:
+        raise KeyError(f"{COMPOSE_FILE}: services {missing} have no 'command'")
+    return {name: [interpolate(str(arg), variables) for arg in services[name]["command"]]
+            for name in DAGSTER_SERVICES}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    log_path: Path
+    process: subprocess.Popen
+
+    def log_tail(self, chars: int = 6000) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return text[-chars:]
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.process.poll() is not None:
+            return
+        # the service's own children (the code server's gRPC subprocess, run workers) share its group
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(timeout=timeout)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+
+@dataclass
+class Deployment:
+    env: dict[str, str]
+    log_dir: Path
+    webserver_url: str
+    warehouse_url: str = ""
+    services: dict[str, Service] = field(default_factory=dict)
+
+    def start(self, name: str, argv: list[str]) -> Service:
+        executable = shutil.which(argv[0], path=str(VENV_BIN))
+        if executable is None:
+            raise FileNotFoundError(f"{COMPOSE_FILE}: service {name}'s command {argv[0]!r} is not in {VENV_BIN}")
+        log_path = self.log_dir / f"{name}.log"
+        log = log_path.open("wb")
+        process = subprocess.Popen([executable, *argv[1:]], cwd=REPO, env=self.env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        service = Service(name, argv, log_path, process)
+        self.services[name] = service
+        return service
+
+    def stop_all(self) -> None:
+        for service in reversed(list(self.services.values())):
+            service.stop()
+
+    def logs(self) -> str:
+        parts = []
+        for service in self.services.values():
+            state = "running" if service.process.poll() is None else f"exited {service.process.returncode}"
+            parts.append(f"----- {service.name} ({state}): {' '.join(service.argv)}\n{service.log_tail()}")
+        return "\n".join(parts)
+
+    def fail(self, message: str) -> AssertionError:
+        return AssertionError(f"{message}\n\nservice logs (tails):\n{self.logs()}")
+
+    def check_alive(self) -> None:
+        dead = [s.name for s in self.services.values() if s.process.poll() is not None]
+        if dead:
+            raise self.fail(f"service(s) {dead} exited")
+
+    def wait_until(self, what: str, probe: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
+        """Call ``probe`` until it returns something truthy; fail with the logs after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        last_error: BaseException | None = None
+        while time.monotonic() < deadline:
+            self.check_alive()
+            try:
+                result = probe()
+                if result:
+                    return result
+            except (OSError, urllib.error.URLError, subprocess.SubprocessError, KeyError) as exc:
+                last_error = exc
+            time.sleep(interval)
+        raise self.fail(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_error!r})")
+
+    # ------------------------------------------------------------------ webserver
+    def http_get(self, path: str, timeout: float = 10.0) -> bytes:
+        with urllib.request.urlopen(self.webserver_url + path, timeout=timeout) as response:
+            return response.read()
+
+    def graphql(self, query: str, variables: dict | None = None, timeout: float = 60.0) -> dict:
+        body = json.dumps({"query": query, "variables": variables or {}}).encode()
+        request = urllib.request.Request(self.webserver_url + "/graphql", data=body,
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            payload = json.loads(response.read())
+        if payload.get("errors"):
+            raise self.fail(f"GraphQL errors: {payload['errors']}")
+        return payload["data"]

@@ -1,0 +1,257 @@
+"""The production deployment as real processes: gRPC code server, dagster-webserver, dagster-daemon.
+
+Commands come from docker/docker-compose.yml, the instance is docker/dagster.yaml on a fresh
+PostgreSQL database, the workspace is docker/workspace.yaml; the warehouse is another fresh
+PostgreSQL database. MLflow is an SQLite backend under the test's home (the compose file's MLflow
+server is the only service not started here). Runs are launched through the webserver's GraphQL
+API and dequeued by the daemon's run queue, exactly as in production.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from tests.assets.helpers import SMALL_DEMO, write_feed
+from tests.pg import temporary_database
+from tests.system.services import (
+    COMPOSE_FILE,
+    INSTANCE_PROFILE,
+    REPO,
+    VENV_BIN,
+    Deployment,
+    compose_commands,
+    free_port,
+)
+
+pytestmark = [pytest.mark.system, pytest.mark.postgres]
+
+FEED = "demo_system"
+DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
+SYSTEM_FEED = {
+    **SMALL_DEMO,
+    "name": FEED,
+    # the daemon must tick within the test: the schedule every minute, the sensor every 5 s
+    "schedules": {"daily_cron": "* * * * *", "daily_running": True},
+    "monitoring": {"sensor_interval_seconds": 5},
+    # one cheap candidate and a few explanations: the test is about the services, not the models
+    "lifecycle": {"candidates": ["KNN"], "n_boot": 100},
+    "explanations": {"top_k": 5, "max_background": 10},
+}
+LOCATION = {"repositoryLocationName": "pynomaly", "repositoryName": "__repository__"}
+STARTUP_TIMEOUT = 180
+RUN_TIMEOUT = 240
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+
+LAUNCH_RUN = """
+mutation Launch($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on Error { message }
+  }
+}"""
+RUN_STATUS = """
+query Run($runId: ID!) {
+  runOrError(runId: $runId) { __typename ... on Run { status } ... on Error { message } }
+}"""
+RUN_FAILURES = """
+query Failures($runId: ID!) {
+  logsForRun(runId: $runId) {
+    ... on EventConnection { events {
+      __typename
+      ... on ExecutionStepFailureEvent { stepKey error { message } }
+      ... on RunFailureEvent { message }
+    } }
+  }
+}"""
+LOCATIONS = """
+query {
+  workspaceOrError { __typename ... on Workspace { locationEntries {
+    name loadStatus locationOrLoadError { __typename ... on PythonError { message } }
+  } } }
+}"""
+SENSOR_TICKS = """
+query Sensor($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { status ticks(limit: 10) { status timestamp skipReason error { message } } } }
+    ... on Error { message }
+  }
+}"""
+SCHEDULE_TICKS = """
+query Schedule($selector: ScheduleSelector!) {
+  scheduleOrError(scheduleSelector: $selector) {
+    __typename
+    ... on Schedule { scheduleState { id status ticks(limit: 10) { status timestamp runIds error { message } } } }
+    ... on Error { message }
+  }
+}"""
+STOP_SCHEDULE = """
+mutation Stop($id: String!) {
+  stopRunningSchedule(id: $id) { __typename ... on Error { message } }
+}"""
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory):
+    root = tmp_path_factory.mktemp("deployment")
+    feeds = root / "feeds"
+    write_feed(feeds, SYSTEM_FEED)
+    dagster_home = root / "dagster_home"
+    dagster_home.mkdir()
+    shutil.copy(INSTANCE_PROFILE, dagster_home / "dagster.yaml")
+    (root / "logs").mkdir()
+    code_port, web_port = free_port(), free_port()
+    with temporary_database("pynomaly_sys_dagster") as dagster_url, \
+            temporary_database("pynomaly_sys_wh") as warehouse_url:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYNOMALY_", "DAGSTER_", "MLFLOW_"))}
+        env.update({
+            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+            "DAGSTER_HOME": str(dagster_home),
+            "PYNOMALY_DAGSTER_PG_URL": dagster_url.replace("postgresql+psycopg://", "postgresql+psycopg2://"),
+            "PYNOMALY_DAGSTER_STORAGE": str(root / "dagster_storage"),
+            "PYNOMALY_CODE_SERVER_HOST": "127.0.0.1",
+            "PYNOMALY_CODE_SERVER_PORT": str(code_port),
+            "PYNOMALY_HOME": str(root / "pynomaly_home"),
+            "PYNOMALY_FEEDS_DIR": str(feeds),
+            "PYNOMALY_WAREHOUSE_URL": warehouse_url,
+            "PYNOMALY_WAREHOUSE_SCHEMA": "anomalies",
+            "PYNOMALY_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+            "PYNOMALY_SIGNING_KEY": "system-test-signing-key",
+            "MLFLOW_LOGGING_LEVEL": "WARNING",
+        })
+        commands = compose_commands({"PYNOMALY_CODE_SERVER_PORT": str(code_port),
+                                     "PYNOMALY_WEBSERVER_PORT": str(web_port)})
+        # the services listen on all interfaces in their containers; locally, loopback is enough
+        for argv in commands.values():
+            for i, arg in enumerate(argv[:-1]):
+                if arg == "-h" and argv[i + 1] == "0.0.0.0":
+                    argv[i + 1] = "127.0.0.1"
+        dep = Deployment(env=env, log_dir=root / "logs", webserver_url=f"http://127.0.0.1:{web_port}")
+        try:
+            dep.start("code_server", commands["code_server"])
+            dep.wait_until(
+                "the code server's gRPC health check",
+                lambda: subprocess.run(
+                    [str(VENV_BIN / "dagster"), "api", "grpc-health-check", "-p", str(code_port), "-h", "127.0.0.1"],
+                    check=False, env=env, capture_output=True, timeout=30).returncode == 0,
+                STARTUP_TIMEOUT, interval=2.0)
+            dep.start("webserver", commands["webserver"])
+            dep.start("daemon", commands["daemon"])
+            dep.wait_until("the webserver's /server_info", lambda: b"dagster_webserver_version" in dep.http_get("/server_info"),
+                           STARTUP_TIMEOUT)
+            entries = dep.graphql(LOCATIONS)["workspaceOrError"]["locationEntries"]
+            loaded = {e["name"]: e["locationOrLoadError"]["__typename"] for e in entries}
+            if loaded != {"pynomaly": "RepositoryLocation"}:
+                raise dep.fail(f"workspace docker/workspace.yaml did not load the code location: {entries}")
+            dep.warehouse_url = warehouse_url
+            yield dep
+        finally:
+            dep.stop_all()
+            # runs started from the code server live in its process group and are gone too
+            if dep.services and any(s.process.returncode not in (0, -15, 143, None) for s in dep.services.values()):
+                print(dep.logs())
+
+
+def launch(dep: Deployment, job: str, partition: str | None = None) -> str:
+    tags = [{"key": "dagster/partition", "value": partition}] if partition else []
+    # one process per run (the in_process executor): the multiprocess default would start a process
+    # per step, which only costs time on the test machine's two cores
+    params = {"selector": {**LOCATION, "jobName": job}, "runConfigData": {"execution": {"config": {"in_process": {}}}},
+              "executionMetadata": {"tags": tags}}
+    result = dep.graphql(LAUNCH_RUN, {"params": params})["launchRun"]
+    if result["__typename"] != "LaunchRunSuccess":
+        raise dep.fail(f"launchRun {job} [{partition}] returned {result}")
+    return result["run"]["runId"]
+
+
+def wait_for_runs(dep: Deployment, run_ids: dict[str, str]) -> None:
+    """Wait until every run is terminal; fail naming each run that did not succeed, with its errors."""
+    statuses: dict[str, str] = {}
+
+    def all_done() -> bool:
+        for label, run_id in run_ids.items():
+            statuses[label] = dep.graphql(RUN_STATUS, {"runId": run_id})["runOrError"].get("status", "?")
+        return all(s in TERMINAL for s in statuses.values())
+
+    dep.wait_until(f"runs {list(run_ids)} to finish (last statuses {statuses})", all_done, RUN_TIMEOUT, interval=2.0)
+    failed = {label: s for label, s in statuses.items() if s != "SUCCESS"}
+    if failed:
+        details = []
+        for label in failed:
+            events = dep.graphql(RUN_FAILURES, {"runId": run_ids[label]})["logsForRun"].get("events", [])
+            details += [f"{label}: {e.get('stepKey', '')} {e.get('message') or (e.get('error') or {}).get('message')}"
+                        for e in events if e["__typename"] in ("ExecutionStepFailureEvent", "RunFailureEvent")]
+        raise dep.fail(f"runs did not succeed: {failed}\n" + "\n".join(details))
+
+
+def test_compose_services_use_the_production_profile_and_grpc_workspace():
+    commands = compose_commands({})
+    assert commands["code_server"][:5] == ["dagster", "code-server", "start", "-m", "pynomaly_assets.definitions"]
+    for name in ("webserver", "daemon"):
+        workspace = commands[name][commands[name].index("-w") + 1]
+        loaded = yaml.safe_load((REPO / workspace).read_text())["load_from"]
+        assert [list(entry) for entry in loaded] == [["grpc_server"]], f"{name}: {workspace} must load a gRPC server"
+    dockerfile = (COMPOSE_FILE.parent / "Dockerfile").read_text()
+    assert "COPY docker/dagster.yaml /opt/dagster/home/dagster.yaml" in dockerfile
+    assert "DAGSTER_HOME=/opt/dagster/home" in dockerfile
+
+
+def test_runs_launched_through_graphql_land_in_the_postgres_warehouse(deployment):
+    dep = deployment
+    start = time.monotonic()
+    wait_for_runs(dep, {f"ingest {day}": launch(dep, f"{FEED}__ingest", day) for day in DAYS})
+    ingested = time.monotonic()
+    wait_for_runs(dep, {"train": launch(dep, f"{FEED}__train")})
+    trained = time.monotonic()
+    score_run = launch(dep, f"{FEED}__score", DAYS[-1])
+    wait_for_runs(dep, {f"score {DAYS[-1]}": score_run})
+    print(f"ingest {ingested - start:.0f} s, train {trained - ingested:.0f} s, score {time.monotonic() - trained:.0f} s")
+
+    engine = sa.create_engine(dep.warehouse_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.text(
+                "SELECT partition_date::text, run_id, COUNT(*) FROM anomalies.anomaly_scores WHERE feed = :f "
+                "GROUP BY partition_date, run_id"), {"f": FEED}).all()
+    finally:
+        engine.dispose()
+    # 2 machines x 96 readings a day, all exported by the run launched through GraphQL
+    assert [tuple(r) for r in rows] == [(DAYS[-1], score_run, 2 * 96)]
+
+
+def test_daemon_evaluates_the_retraining_sensor_and_the_daily_schedule(deployment):
+    dep = deployment
+    sensor = {**LOCATION, "sensorName": f"{FEED}__retrain_sensor"}
+    schedule = {**LOCATION, "scheduleName": f"{FEED}__daily_schedule"}
+
+    def sensor_ticks():
+        result = dep.graphql(SENSOR_TICKS, {"selector": sensor})["sensorOrError"]
+        if result["__typename"] != "Sensor":
+            raise dep.fail(f"sensor {sensor['sensorName']}: {result}")
+        return result["sensorState"]["ticks"]
+
+    def schedule_ticks():
+        result = dep.graphql(SCHEDULE_TICKS, {"selector": schedule})["scheduleOrError"]
+        if result["__typename"] != "Schedule":
+            raise dep.fail(f"schedule {schedule['scheduleName']}: {result}")
+        return result["scheduleState"]
+
+    ticks = dep.wait_until("a tick of the retraining sensor", sensor_ticks, 120)
+    errors = [t["error"]["message"] for t in ticks if t["status"] == "FAILURE"]
+    assert not errors, f"the retraining sensor's ticks failed: {errors}"
+    # the cron is every minute: the first tick comes at the latest ~60 s after the daemon saw the schedule
+    state = dep.wait_until("a tick of the daily schedule", lambda: (s := schedule_ticks())["ticks"] and s, 150)
+    # its runs would only add load to the machine: stop it now that it has ticked
+    dep.graphql(STOP_SCHEDULE, {"id": state["id"]})
+    tick = state["ticks"][0]
+    assert tick["status"] in ("SUCCESS", "STARTED"), f"schedule tick {tick}"
+    assert time.time() - tick["timestamp"] < 600
