@@ -53,6 +53,9 @@ class QualitySpecError(ValueError):
 
 
 def _import_gx() -> Any:
+    # older GE 1.x releases send usage statistics unless told not to (the pinned 1.24.1 has no analytics
+    # client, but pyproject allows any 1.x)
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     try:
         import great_expectations as gx
     except ImportError as exc:
@@ -497,12 +500,13 @@ def run_quality(
     gx = _import_gx()
     from great_expectations.checkpoint import UpdateDataDocsAction
 
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"feed {feed.name!r}: run_quality needs a pandas DataFrame, got {type(frame).__name__}")
     if not suite_spec:
         raise QualitySpecError(f"feed {feed.name!r}: the suite spec is empty; build it with build_suite_spec")
     safe_run = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_name)
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     # GE logs every store and data-docs step at INFO/WARNING; the report carries what matters
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
 
@@ -527,7 +531,13 @@ def run_quality(
         )
     )
     run_id = gx.RunIdentifier(run_name=safe_run)
-    checkpoint_result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
+    try:
+        checkpoint_result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
+    except Exception as exc:  # GE raises many unrelated types; say which feed and run failed
+        raise RuntimeError(
+            f"feed {feed.name!r}: Great Expectations checkpoint {checkpoint.name!r} failed on run {run_name!r} "
+            f"(project {output_dir / 'gx'}): {type(exc).__name__}: {exc}"
+        ) from exc
     ((identifier, validation_result),) = checkpoint_result.run_results.items()
 
     stats = validation_result.statistics
