@@ -1,0 +1,228 @@
+"""Scoring a validated Parquet partition too large for memory, chunk by chunk.
+
+:func:`score_parquet` reads the partition with ``pyarrow.parquet.ParquetFile.iter_batches``
+(``chunk_rows`` rows at a time, only the columns scoring needs), scores each chunk with
+:meth:`AnomalyModel.score`, assembles the same output columns as the in-memory path
+(:func:`assemble_scored_frame`) and appends them to the destination with one
+``pyarrow.parquet.ParquetWriter`` (one row group per chunk). Peak memory is one chunk's working
+set plus 10 bytes per row kept for the partition's metrics (score, flag, label): the
+partition-level p99, histogram and ROC-AUC need every score. The destination is written to a
+temporary file in its directory and renamed at the end, so a failed run never leaves a
+half-written partition.
+
+For a detector that scores each row on its own (IForest, KNN, LOF, PCA, ECOD after fit, ...)
+the chunked output equals the in-memory output row for row. Detectors that standardize or
+score a batch relative to itself (DIF, CD, COF, LMDD, LOCI, SOD, SOS; see docs/detectors.md)
+give slightly batch-dependent scores in either path; large chunks keep the difference small.
+
+Example
+-------
+>>> layout = ScoringLayout(record_key="reading_id", event_time="event_time",
+...                        passthrough=("machine_id",), label=None,
+...                        model_name="IForest", model_version="3")     # doctest: +SKIP
+>>> result = score_parquet(model, "validated/2026-11-01.parquet",
+...                        "anomaly_scores/2026-11-01.parquet", layout, chunk_rows=250_000)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+SCORE_COLUMNS = ["score", "normalized_score", "is_anomaly", "p_value", "severity", "top_features"]
+SCORE_DTYPES = ["float64", "float64", "bool", "float64", "object", "object"]
+SEVERITY_LEVELS = ("low", "medium", "high", "critical")
+NO_LABEL = -1  # label value kept for rows whose label is missing
+
+
+@dataclass(frozen=True)
+class ScoringLayout:
+    """Which input columns travel into the scored frame and what they are called there."""
+
+    record_key: str
+    event_time: str
+    passthrough: tuple[str, ...]
+    label: str | None
+    model_name: str
+    model_version: str
+
+    @property
+    def kept(self) -> list[str]:
+        return [self.record_key, self.event_time, *self.passthrough]
+
+
+def empty_scores() -> pd.DataFrame:
+    """The score columns of :meth:`AnomalyModel.score` for zero rows."""
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(SCORE_COLUMNS, SCORE_DTYPES)})
+
+
+def assemble_scored_frame(validated: pd.DataFrame, scored: pd.DataFrame, layout: ScoringLayout) -> pd.DataFrame:
+    """The stored ``anomaly_scores`` frame: kept input columns, score columns, model, label."""
+    out = pd.concat([validated[layout.kept].reset_index(drop=True), scored.reset_index(drop=True)], axis=1)
+    out = out.rename(columns={layout.record_key: "record_key", layout.event_time: "event_time"})
+    out["model_name"] = layout.model_name
+    out["model_version"] = layout.model_version
+    if layout.label is not None:
+        out["label"] = validated[layout.label].reset_index(drop=True)
+    return out
+
+
+def score_frame(model, validated: pd.DataFrame, layout: ScoringLayout) -> pd.DataFrame:
+    """Score an in-memory partition (``model``: a fitted :class:`AnomalyModel`)."""
+    scored = model.score(validated) if len(validated) else empty_scores()
+    return assemble_scored_frame(validated, scored, layout)
+
+
+@dataclass
+class ChunkedScoringResult:
+    """What :func:`score_parquet` wrote, with the arrays the partition's metrics need."""
+
+    path: Path
+    rows: int
+    chunks: int
+    scoring_seconds: float
+    """Seconds spent in ``model.score`` (reading and writing excluded), as in the in-memory path."""
+    total_seconds: float
+    scores: np.ndarray
+    flags: np.ndarray
+    labels: np.ndarray | None
+    """Labels as int8, :data:`NO_LABEL` where missing; None when the feed has no label."""
+    severity_counts: dict[str, int] = field(default_factory=dict)
+
+
+def _needed_columns(model, layout: ScoringLayout, available: Sequence[str]) -> list[str]:
+    wanted = [*layout.kept, *(f.name for f in model.features)]
+    if layout.label is not None:
+        wanted.append(layout.label)
+    missing = [c for c in dict.fromkeys(wanted) if c not in available]
+    if missing:
+        raise KeyError(f"columns {missing} are missing from the validated partition (has {list(available)})")
+    return list(dict.fromkeys(wanted))
+
+
+def _output_schema(first: pd.DataFrame, source_schema, layout: ScoringLayout):
+    """Arrow schema of the output: input columns keep their stored types, score columns fixed ones.
+
+    The first chunk alone cannot decide a column that is empty in it (``top_features`` of a chunk
+    without anomalies, a passthrough column that is null there) — the stored partition's types can.
+    """
+    import pyarrow as pa
+
+    fixed = {"score": pa.float64(), "normalized_score": pa.float64(), "is_anomaly": pa.bool_(),
+             "p_value": pa.float64(), "severity": pa.string(), "top_features": pa.string(),
+             "model_name": pa.string(), "model_version": pa.string()}
+    renamed = {layout.record_key: "record_key", layout.event_time: "event_time"}
+    if layout.label is not None:
+        renamed[layout.label] = "label"
+    stored = {renamed.get(f.name, f.name): f.type for f in source_schema}
+    table = pa.Table.from_pandas(first, preserve_index=False)
+    fields = [pa.field(name, fixed.get(name, stored.get(name, table.schema.field(name).type)))
+              for name in first.columns]
+    return pa.schema(fields, metadata=table.schema.metadata)
+
+
+def score_parquet(
+    model,
+    source: str | Path,
+    destination: str | Path,
+    layout: ScoringLayout,
+    *,
+    chunk_rows: int,
+    compression: str = "snappy",
+) -> ChunkedScoringResult:
+    """Score the validated Parquet file ``source`` in chunks of ``chunk_rows`` rows into ``destination``.
+
+    Parameters
+    ----------
+    model : AnomalyModel
+        Fitted model; ``model.score`` is called once per chunk.
+    source, destination : path
+        The validated partition and the scored partition to write (replaced atomically).
+    layout : ScoringLayout
+    chunk_rows : int
+        Rows per chunk (the feed's ``scoring.chunk_rows``).
+    compression : str
+        Parquet codec of the output (pandas' ``to_parquet`` default is snappy too).
+
+    Returns
+    -------
+    ChunkedScoringResult
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows} (setting scoring.chunk_rows)")
+    source, destination = Path(source), Path(destination)
+    start = time.perf_counter()
+    parquet = pq.ParquetFile(source)
+    columns = _needed_columns(model, layout, parquet.schema_arrow.names)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=destination.parent)
+    os.close(fd)
+    writer = None
+    scores: list[np.ndarray] = []
+    flags: list[np.ndarray] = []
+    labels: list[np.ndarray] = []
+    severity_counts = dict.fromkeys(SEVERITY_LEVELS, 0)
+    rows = chunks = 0
+    scoring_seconds = 0.0
+    try:
+        for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
+            chunk = pa.Table.from_batches([batch]).to_pandas()
+            t0 = time.perf_counter()
+            scored = model.score(chunk) if len(chunk) else empty_scores()
+            scoring_seconds += time.perf_counter() - t0
+            out = assemble_scored_frame(chunk, scored, layout)
+            del chunk, scored
+            if writer is None:
+                schema = _output_schema(out, parquet.schema_arrow, layout)
+                writer = pq.ParquetWriter(tmp, schema, compression=compression)
+            writer.write_table(pa.Table.from_pandas(out, schema=schema, preserve_index=False))
+            scores.append(out["score"].to_numpy(dtype="float64", copy=True))
+            flags.append(out["is_anomaly"].to_numpy(dtype=bool, copy=True))
+            if layout.label is not None:
+                labels.append(out["label"].astype("float64").fillna(NO_LABEL).to_numpy().astype("int8"))
+            counts = out["severity"].value_counts()
+            for level in SEVERITY_LEVELS:
+                severity_counts[level] += int(counts.get(level, 0))
+            rows += len(out)
+            chunks += 1
+            del out
+        if writer is None:  # an empty partition: write the empty frame the in-memory path would
+            empty = parquet.read(columns=columns).to_pandas()
+            score_frame(model, empty, layout).to_parquet(tmp, index=False)
+        else:
+            writer.close()
+            writer = None
+        os.replace(tmp, destination)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return ChunkedScoringResult(
+        path=destination,
+        rows=rows,
+        chunks=chunks,
+        scoring_seconds=scoring_seconds,
+        total_seconds=time.perf_counter() - start,
+        scores=np.concatenate(scores) if scores else np.empty(0),
+        flags=np.concatenate(flags) if flags else np.empty(0, dtype=bool),
+        labels=(np.concatenate(labels) if labels else np.empty(0, dtype="int8")) if layout.label else None,
+        severity_counts=severity_counts,
+    )
+
+
+def parquet_rows(path: str | Path) -> int:
+    """Row count of a Parquet file from its footer (nothing else is read)."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
