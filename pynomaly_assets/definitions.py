@@ -13,7 +13,10 @@ from pynomaly_assets.defs.explain import build_explanations_asset
 from pynomaly_assets.defs.export import build_export_asset
 from pynomaly_assets.defs.ingest import build_raw_asset
 from pynomaly_assets.defs.jobs import build_jobs
+from pynomaly_assets.defs.maintenance import build_maintenance_assets
+from pynomaly_assets.defs.monitoring import build_monitoring_assets
 from pynomaly_assets.defs.scoring import build_scoring_asset
+from pynomaly_assets.defs.sensors import build_retrain_sensor
 from pynomaly_assets.defs.training import build_training_assets
 from pynomaly_assets.defs.validation import build_validated_asset
 from pynomaly_assets.feed_context import FeedContext, load_feed_contexts
@@ -21,7 +24,7 @@ from pynomaly_assets.resources import default_resources
 
 
 def build_feed_definitions(fc: FeedContext) -> dg.Definitions:
-    """All assets, checks, jobs and schedules of one feed."""
+    """All assets, checks, jobs, schedules and sensors of one feed."""
     jobs, schedules = build_jobs(fc)
     return dg.Definitions(
         assets=[
@@ -31,9 +34,12 @@ def build_feed_definitions(fc: FeedContext) -> dg.Definitions:
             build_scoring_asset(fc),
             build_explanations_asset(fc),
             build_export_asset(fc),
+            *build_monitoring_assets(fc),
+            *build_maintenance_assets(fc),
         ],
         jobs=jobs,
         schedules=schedules,
+        sensors=[build_retrain_sensor(fc, jobs)],
     )
 
 

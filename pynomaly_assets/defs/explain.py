@@ -24,6 +24,10 @@ def empty_explanations() -> pd.DataFrame:
                          for c in EXPLANATION_COLUMNS})
 
 
+#: fewer unflagged rows than this and the background is the day's lowest-scoring rows instead
+MIN_BACKGROUND = 10
+
+
 def build_explanations_asset(fc: FeedContext) -> dg.AssetsDefinition:
     feed = fc.feed
     settings = feed.explanations
@@ -64,6 +68,14 @@ def build_explanations_asset(fc: FeedContext) -> dg.AssetsDefinition:
         # anomaly_scores rows are the validated rows in order
         rows = validated.reset_index(drop=True).loc[top.index]
         normal = validated.reset_index(drop=True).loc[~anomaly_scores["is_anomaly"].astype(bool).to_numpy()]
+        background_note = ""
+        if len(normal) < MIN_BACKGROUND:
+            # a drifted day can flag (nearly) every row: its least anomalous rows stand in for "normal"
+            calm = anomaly_scores["score"].reset_index(drop=True).nsmallest(settings.max_background).index
+            normal = validated.reset_index(drop=True).loc[calm]
+            background_note = (f"only {int((~anomaly_scores['is_anomaly'].astype(bool)).sum())} unflagged rows: "
+                               f"background = the day's {len(normal)} lowest-scoring rows")
+            context.log.warning(f"{feed.name}/{context.partition_key}: {background_note}")
         try:
             result = explain(model, rows, method=settings.method, background=normal,
                              max_background=settings.max_background, random_state=feed.detector.random_state or 0)
@@ -84,7 +96,7 @@ def build_explanations_asset(fc: FeedContext) -> dg.AssetsDefinition:
                 "explain_seconds": float(result.seconds),
                 "rows_per_second": float(len(out) / result.seconds) if result.seconds > 0 else 0.0,
                 "background_rows": int(result.background_rows),
-                "note": result.note or "",
+                "note": "; ".join(n for n in (result.note, background_note) if n),
                 "mean_abs_contribution": dg.MetadataValue.json({k: float(v) for k, v in mean_abs.items()}),
                 "summary_plot": dg.MetadataValue.md(
                     summary_plot_markdown(result, f"{feed.name} {context.partition_key}: top {len(out)} anomalies")

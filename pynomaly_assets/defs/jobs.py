@@ -1,46 +1,119 @@
 """Jobs and schedules per feed.
 
 * ``<feed>__ingest`` — raw and validated for one day;
-* ``<feed>__train`` — training window, detector candidates and champion (unpartitioned);
-* ``<feed>__score`` — anomaly scores, explanations and the exported table for one day;
-* ``<feed>__daily`` — ingest + score; its schedule runs each UTC day at 01:00 for the
-  previous day (stopped by default: turn it on in the UI or with ``dagster schedule start``).
+* ``<feed>__train`` — training window, detector candidates, champion and its monitoring
+  reference (unpartitioned);
+* ``<feed>__retrain`` — the same assets, launched by the retraining sensor with the reason in
+  the run's tags (``pynomaly/reason``) and limited to one run per feed by the run queue's tag
+  concurrency limit on ``pynomaly/retrain``;
+* ``<feed>__score`` — anomaly scores, explanations, drift report, detector performance and the
+  exported table for one day (also what the sensor launches to rescore after a retrain);
+* ``<feed>__daily`` — ingest + score; schedule ``<feed>__daily_schedule`` (``schedules.daily_cron``,
+  default 01:00 UTC) runs it for the day that ended;
+* ``<feed>__maintenance`` — the weekly maintenance assets; schedule
+  ``<feed>__maintenance_schedule`` (``schedules.maintenance_cron``, default Monday 03:00 UTC) runs
+  it for the week (Monday to Sunday) that ended.
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 import dagster as dg
 
 from pynomaly_assets.feed_context import FeedContext
 
+TRAIN_STAGES = ("training_window", "detector_candidates", "champion", "monitoring_reference")
+SCORE_STAGES = ("anomaly_scores", "explanations", "drift_report", "detector_performance", "anomaly_table")
+MAINTENANCE_STAGES = ("data_quality_report", "model_health", "retention_cleanup", "maintenance_report")
+#: tag that the run queue limits to one run per value: one retrain per feed at a time
+RETRAIN_TAG = "pynomaly/retrain"
+
+
+def job_names(feed: str) -> dict[str, str]:
+    return {s: f"{feed}__{s}" for s in ("ingest", "train", "retrain", "score", "daily", "maintenance")}
+
+
+def last_complete_day(fc: FeedContext, when: dt.datetime) -> str | None:
+    """The daily partition that ended before ``when`` (UTC), if the feed has it."""
+    day = (when.astimezone(dt.timezone.utc).date() - dt.timedelta(days=1))
+    return day.isoformat() if day >= fc.feed.partitioning.start_date else None
+
+
+def last_complete_week(fc: FeedContext, when: dt.datetime) -> str | None:
+    """The weekly partition (Monday key) of the last Monday-to-Sunday week that ended before ``when``."""
+    today = when.astimezone(dt.timezone.utc).date()
+    monday = today - dt.timedelta(days=today.weekday())
+    start = monday - dt.timedelta(days=7)
+    first = fc.weekly_partitions_def.get_first_partition_key()
+    return start.isoformat() if first is not None and start.isoformat() >= first else None
+
 
 def build_jobs(fc: FeedContext) -> tuple[list, list]:
     k = fc.key
+    names = job_names(fc.name)
     ingest = dg.define_asset_job(
-        f"{fc.name}__ingest", selection=dg.AssetSelection.assets(k("raw"), k("validated")),
+        names["ingest"], selection=dg.AssetSelection.assets(k("raw"), k("validated")),
         partitions_def=fc.partitions_def, tags=fc.tags,
         description=f"Read and validate one day of `{fc.name}`.",
     )
     train = dg.define_asset_job(
-        f"{fc.name}__train", selection=dg.AssetSelection.assets(k("training_window"), k("detector_candidates"), k("champion")),
-        tags=fc.tags, description=f"Train `{fc.name}` candidates on the training window and choose the champion.",
+        names["train"], selection=dg.AssetSelection.assets(*(k(s) for s in TRAIN_STAGES)),
+        tags={**fc.tags, RETRAIN_TAG: fc.name}, description=f"Train `{fc.name}` candidates on the training window, choose the champion "
+        "and store its monitoring reference.",
+    )
+    retrain = dg.define_asset_job(
+        names["retrain"], selection=dg.AssetSelection.assets(*(k(s) for s in TRAIN_STAGES)),
+        tags={**fc.tags, RETRAIN_TAG: fc.name},
+        description=f"Retrain `{fc.name}` (launched by `{fc.name}__retrain_sensor` when drift or performance "
+        "checks fail): candidates, champion with its promotion gate, reference. The sensor then rescores "
+        "the affected days.",
     )
     score = dg.define_asset_job(
-        f"{fc.name}__score",
-        selection=dg.AssetSelection.assets(k("anomaly_scores"), k("explanations"), k("anomaly_table")),
+        names["score"], selection=dg.AssetSelection.assets(*(k(s) for s in SCORE_STAGES)),
         partitions_def=fc.partitions_def, tags=fc.tags,
-        description=f"Score, explain and export one validated day of `{fc.name}`.",
+        description=f"Score, explain, check drift and performance, and export one validated day of `{fc.name}`.",
     )
     daily = dg.define_asset_job(
-        f"{fc.name}__daily",
-        selection=dg.AssetSelection.assets(
-            k("raw"), k("validated"), k("anomaly_scores"), k("explanations"), k("anomaly_table")
-        ),
+        names["daily"],
+        selection=dg.AssetSelection.assets(k("raw"), k("validated"), *(k(s) for s in SCORE_STAGES)),
         partitions_def=fc.partitions_def, tags=fc.tags,
-        description=f"Ingest, validate, score, explain and export one day of `{fc.name}`.",
+        description=f"Ingest, validate, score, explain, check drift and performance, and export one day of "
+        f"`{fc.name}`.",
     )
-    schedule = dg.build_schedule_from_partitioned_job(
-        daily, hour_of_day=1, minute_of_hour=0, name=f"{fc.name}__daily_schedule",
-        default_status=dg.DefaultScheduleStatus.STOPPED,
+    maintenance = dg.define_asset_job(
+        names["maintenance"], selection=dg.AssetSelection.assets(*(k(s) for s in MAINTENANCE_STAGES)),
+        partitions_def=fc.weekly_partitions_def, tags=fc.tags,
+        description=f"Weekly maintenance of `{fc.name}`: data quality, model health, retention, report.",
     )
-    return [ingest, train, score, daily], [schedule]
+    settings = fc.feed.schedules
+
+    @dg.schedule(
+        name=f"{fc.name}__daily_schedule", cron_schedule=settings.daily_cron, job=daily,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING if settings.daily_running else dg.DefaultScheduleStatus.STOPPED,
+        description=f"Runs {names['daily']} for the UTC day that ended ({settings.daily_cron}, UTC).",
+    )
+    def daily_schedule(context: dg.ScheduleEvaluationContext):
+        day = last_complete_day(fc, context.scheduled_execution_time)
+        if day is None:
+            return dg.SkipReason(f"feed {fc.name!r} starts {fc.feed.partitioning.start_date}; no day has ended yet")
+        return dg.RunRequest(run_key=f"{fc.name}-daily-{day}", partition_key=day,
+                             tags={"pynomaly/trigger": "daily_schedule"})
+
+    @dg.schedule(
+        name=f"{fc.name}__maintenance_schedule", cron_schedule=settings.maintenance_cron, job=maintenance,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING if settings.maintenance_running
+        else dg.DefaultScheduleStatus.STOPPED,
+        description=f"Runs {names['maintenance']} for the week (Monday-Sunday, UTC) that ended "
+        f"({settings.maintenance_cron}, UTC).",
+    )
+    def maintenance_schedule(context: dg.ScheduleEvaluationContext):
+        week = last_complete_week(fc, context.scheduled_execution_time)
+        if week is None:
+            return dg.SkipReason(f"feed {fc.name!r}: no complete week since {fc.feed.partitioning.start_date}")
+        return dg.RunRequest(run_key=f"{fc.name}-maintenance-{week}", partition_key=week,
+                             tags={"pynomaly/trigger": "maintenance_schedule"})
+
+    return [ingest, train, retrain, score, daily, maintenance], [daily_schedule, maintenance_schedule]

@@ -1,0 +1,259 @@
+"""The drift-driven retraining story on a real Dagster instance, real MLflow, real Evidently.
+
+In order: a champion is trained on calm days; scoring the calm days passes the drift and
+performance checks; the feed drifts and scoring the drifted days fails
+``performance_not_degraded``; the retraining sensor fires once (and skips on its next tick);
+the retrain run promotes a new champion with the sensor's reason in its tags and in the new
+model's MLflow run; the sensor then rescores the affected days, whose metrics recover. Then
+the cooldown and the schedules.
+"""
+
+import copy
+import datetime as dt
+import json
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from tests.assets.helpers import (
+    SMALL_DEMO,
+    check_results,
+    definitions_for,
+    failure_message,
+    latest_metadata,
+    run_job,
+    write_feed,
+)
+
+FEED = "drifty"
+CALM = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]
+DRIFTED = ["2026-11-06", "2026-11-07"]
+DAYS = [*CALM, "2026-11-05", *DRIFTED, "2026-11-08"]
+
+
+def feed_dict(**monitoring) -> dict:
+    data = copy.deepcopy(SMALL_DEMO)
+    data["name"] = FEED
+    data["source"].update({"machines": 3, "interval_minutes": 10, "anomaly_rate": 0.05,
+                           "drift_date": "2026-11-06", "drift_strength": 2.0})
+    data["detector"] = {"name": "KNN", "contamination": 0.05}
+    data["training"] = {"window_days": 4, "min_rows": 200}
+    data["lifecycle"] = {"candidates": ["KNN"], "min_labelled_anomalies": 5, "n_boot": 300}
+    data["explanations"] = {"top_k": 3, "max_background": 10}
+    data["monitoring"] = {"retrain_window_days": 3, "cooldown_hours": 0, "drift_sample_rows": 1000,
+                          "reference_sample_rows": 1000, "canary_rows": 100, **monitoring}
+    return data
+
+
+def evaluate(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None):
+    sensor = defs.resolve_sensor_def(f"{FEED}__retrain_sensor")
+    with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs) as ctx:
+        data = sensor.evaluate_tick(ctx)
+    return data
+
+
+def execute(defs, instance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+    job = defs.resolve_job_def(request.job_name)
+    return job.execute_in_process(
+        instance=instance, partition_key=request.partition_key, run_config=request.run_config or {},
+        tags=request.tags, raise_on_error=False,
+    )
+
+
+def check_of(instance, run_id: str, name: str):
+    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION):
+        data = record.dagster_event.event_specific_data
+        if data.check_name == name:
+            return data
+    raise AssertionError(f"check {name} not evaluated in run {run_id}")
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory):
+    root = tmp_path_factory.mktemp("monitoring")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PYNOMALY_HOME", str(root / "home"))
+    for var in ("PYNOMALY_WAREHOUSE_URL", "PYNOMALY_MLFLOW_TRACKING_URI", "PYNOMALY_REPORTS_DIR"):
+        mp.delenv(var, raising=False)
+    feeds = root / "feeds"
+    write_feed(feeds, feed_dict())
+    defs = definitions_for(feeds)
+    from pynomaly_core.tracking import Tracker
+
+    tracker = Tracker(f"sqlite:///{root / 'home' / 'mlflow' / 'mlflow.db'}")
+    out: dict = {"defs": defs, "tracker": tracker, "feeds": feeds, "root": root}
+    (root / "dagster").mkdir()
+    with dg.instance_for_test(temp_dir=str(root / "dagster")) as instance:
+        out["instance"] = instance
+        for day in DAYS:
+            result = run_job(defs, instance, f"{FEED}__ingest", day)
+            assert result.success, failure_message(result)
+        window = {"ops": {f"{FEED}__training_window": {"config": {"end_date": CALM[-1]}}}}
+        train = run_job(defs, instance, f"{FEED}__train", run_config=window)
+        assert train.success, failure_message(train)
+        out["first_champion"] = latest_metadata(instance, [FEED, "champion"])["champion_version"]
+        out["before"] = {}
+        for day in [*CALM[-2:], *DRIFTED]:
+            result = run_job(defs, instance, f"{FEED}__score", day)
+            assert result.success, failure_message(result)
+            out["before"][day] = {
+                "run_id": result.run_id,
+                "performance": latest_metadata(instance, [FEED, "detector_performance"], day),
+                "drift": latest_metadata(instance, [FEED, "drift_report"], day),
+            }
+        first = evaluate(defs, instance, None)
+        out["first_tick"] = first
+        out["second_tick"] = evaluate(defs, instance, first.cursor)
+        retrain_request = first.run_requests[0]
+        retrain = execute(defs, instance, retrain_request)
+        assert retrain.success, failure_message(retrain)
+        out["retrain"] = retrain
+        out["champion_after"] = latest_metadata(instance, [FEED, "champion"])
+        third = evaluate(defs, instance, out["second_tick"].cursor)
+        out["third_tick"] = third
+        out["after"] = {}
+        for request in third.run_requests:
+            result = execute(defs, instance, request)
+            assert result.success, failure_message(result)
+            out["after"][request.partition_key] = {
+                "run_id": result.run_id,
+                "performance": latest_metadata(instance, [FEED, "detector_performance"], request.partition_key),
+                "drift": latest_metadata(instance, [FEED, "drift_report"], request.partition_key),
+            }
+        out["fourth_tick"] = evaluate(defs, instance, third.cursor)
+        yield out
+    mp.undo()
+
+
+def test_calm_days_pass_both_checks(story):
+    for day in CALM[-2:]:
+        run_id = story["before"][day]["run_id"]
+        checks = check_results(story["instance"], run_id)
+        assert checks["performance_not_degraded"] is True, story["before"][day]["performance"]
+        assert story["before"][day]["performance"]["mode"] == "labels"
+
+
+def test_drifted_days_fail_performance_with_error_severity(story):
+    for day in DRIFTED:
+        before = story["before"][day]
+        evaluation = check_of(story["instance"], before["run_id"], "performance_not_degraded")
+        assert evaluation.passed is False
+        assert evaluation.severity == dg.AssetCheckSeverity.ERROR
+        assert before["performance"]["average_precision"] < before["performance"]["baseline_average_precision"] - 0.25
+        # the drift report sees the shifted sensors and the flood of alerts
+        assert {"temperature_c", "vibration_mm_s"} <= set(before["drift"]["drifted_columns"])
+        assert before["drift"]["alert_rate_ratio"] > 3
+        html = Path(before["drift"]["report_html"]).read_text()
+        assert html.lstrip().startswith("<!DOCTYPE html>") and "temperature_c" in html
+
+
+def test_drift_metadata_is_float_for_charts(story):
+    meta = story["before"][DRIFTED[0]]["drift"]
+    for name in ("drift_share", "score_psi", "score_ks", "alert_rate"):
+        assert isinstance(meta[name], float), name
+    perf = story["before"][DRIFTED[0]]["performance"]
+    for name in ("average_precision", "roc_auc", "precision_at_k", "canary_recall", "alert_rate"):
+        assert isinstance(perf[name], float), name
+
+
+def test_sensor_fires_once_then_skips(story):
+    first, second = story["first_tick"], story["second_tick"]
+    assert len(first.run_requests) == 1
+    request = first.run_requests[0]
+    assert request.job_name == f"{FEED}__retrain"
+    assert request.tags["pynomaly/retrain"] == FEED
+    assert set(request.tags["pynomaly/affected_partitions"].split(",")) == set(DRIFTED)
+    assert "performance_not_degraded" in request.tags["pynomaly/reason"]
+    assert request.run_key
+    assert not second.run_requests
+    assert second.skip_message and "no new failed" in second.skip_message
+
+
+def test_retrain_promotes_a_new_champion_and_records_the_reason(story):
+    after = story["champion_after"]
+    assert after["decision"] == "promoted", after["reason"]
+    assert after["champion_version"] != story["first_champion"]
+    run = story["instance"].get_run_by_id(story["retrain"].run_id)
+    reason = run.tags["pynomaly/reason"]
+    mlflow_run = story["tracker"].client.get_run(after["mlflow_run_id"])
+    assert mlflow_run.data.tags["reason"] == reason
+
+
+def test_sensor_rescores_the_affected_days_and_they_recover(story):
+    third = story["third_tick"]
+    assert sorted(r.partition_key for r in third.run_requests) == sorted(DRIFTED)
+    assert all(r.job_name == f"{FEED}__score" for r in third.run_requests)
+    for day in DRIFTED:
+        before, after = story["before"][day], story["after"][day]
+        assert after["performance"]["model_version"] == story["champion_after"]["champion_version"]
+        assert check_results(story["instance"], after["run_id"])["performance_not_degraded"] is True, after
+        assert after["performance"]["average_precision"] > before["performance"]["average_precision"] + 0.25
+        assert after["drift"]["alert_rate_ratio"] < before["drift"]["alert_rate_ratio"]
+    assert not story["fourth_tick"].run_requests
+
+
+def test_cooldown_keeps_failures_pending(story, tmp_path, monkeypatch):
+    """A failure of the current champion within the cooldown waits; without a cooldown it retrains."""
+    monkeypatch.setenv("PYNOMALY_HOME", str(story["root"] / "home"))
+    instance = story["instance"]
+    feeds = tmp_path / "feeds"
+    # reviewers reject the day's true anomalies and confirm normal rows: average precision collapses
+    from pynomaly_core.export import FEEDBACK_TABLE, ensure_table, make_engine, warehouse_url_default
+
+    day = "2026-11-08"
+    engine = make_engine(warehouse_url_default())
+    ensure_table(engine, FEEDBACK_TABLE)
+    import pandas as pd
+
+    scores = pd.read_parquet(next((story["root"] / "home" / "frames").rglob(f"{FEED}/anomaly_scores/{DRIFTED[-1]}*")))
+    assert len(scores)
+    write_feed(feeds, feed_dict(cooldown_hours=12))
+    defs = definitions_for(feeds)
+    result = run_job(defs, instance, f"{FEED}__score", day)
+    assert result.success, failure_message(result)
+    scored = pd.read_parquet(next((story["root"] / "home" / "frames").rglob(f"{FEED}/anomaly_scores/{day}*")))
+    # true anomalies rejected, 20 random normal rows confirmed: the detector now looks blind
+    truly = scored[scored["label"] == 1]
+    fake = scored[scored["label"] == 0].sample(20, random_state=0)
+    verdicts = pd.concat([truly.assign(verdict="rejected"), fake.assign(verdict="confirmed")])
+    import sqlalchemy as sa
+
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM anomaly_feedback WHERE feed = :feed"), {"feed": FEED})
+        conn.execute(
+            sa.text("INSERT INTO anomaly_feedback (feed, partition_date, record_key, verdict, reviewer, reviewed_at) "
+                    "VALUES (:feed, :day, :key, :verdict, 'test', CURRENT_TIMESTAMP)"),
+            [{"feed": FEED, "day": day, "key": str(k), "verdict": v}
+             for k, v in zip(verdicts["record_key"], verdicts["verdict"])],
+        )
+    result = run_job(defs, instance, f"{FEED}__score", day)
+    assert result.success, failure_message(result)
+    assert check_results(instance, result.run_id)["performance_not_degraded"] is False
+    cursor = story["fourth_tick"].cursor
+    waiting = evaluate(defs, instance, cursor)
+    assert not waiting.run_requests
+    assert "cooldown" in waiting.skip_message
+    assert json.loads(waiting.cursor)["seen"] == json.loads(cursor)["seen"]  # still pending
+    write_feed(feeds, feed_dict(cooldown_hours=0))
+    fired = evaluate(definitions_for(feeds), instance, waiting.cursor)
+    assert [r.tags["pynomaly/affected_partitions"] for r in fired.run_requests] == [day]
+
+
+def test_schedules_pick_the_period_that_ended(story):
+    defs = story["defs"]
+    daily = defs.resolve_schedule_def(f"{FEED}__daily_schedule")
+    assert daily.cron_schedule == "0 1 * * *"
+    assert daily.default_status == dg.DefaultScheduleStatus.STOPPED
+    repo = defs.get_repository_def()
+    with dg.build_schedule_context(instance=story["instance"], repository_def=repo,
+                                   scheduled_execution_time=dt.datetime(2026, 11, 9, 1, tzinfo=dt.timezone.utc)) as ctx:
+        data = daily.evaluate_tick(ctx)
+    assert [r.partition_key for r in data.run_requests] == ["2026-11-08"]
+    weekly = defs.resolve_schedule_def(f"{FEED}__maintenance_schedule")
+    assert weekly.cron_schedule == "0 3 * * 1"
+    assert weekly.execution_timezone == "UTC"
+    with dg.build_schedule_context(instance=story["instance"], repository_def=repo,
+                                   scheduled_execution_time=dt.datetime(2026, 11, 16, 3, tzinfo=dt.timezone.utc)) as ctx:
+        data = weekly.evaluate_tick(ctx)
+    assert [r.partition_key for r in data.run_requests] == ["2026-11-09"]
