@@ -2,7 +2,11 @@
 
 ``python -m pynomaly_assets.demo`` runs the embedded demo feed: it ingests and validates
 14 days, trains candidate detectors on the first 7 and picks a champion (logged to MLflow),
-scores, explains and exports all 14, and prints what landed in the warehouse. The runs are recorded in the Dagster instance at
+scores, explains, checks drift and performance and exports all 14. The drift from
+2026-11-12 fails the performance check, so the retraining sensor (evaluated here as the
+daemon would) launches one retrain, which promotes a new champion, and then rescores the
+drifted days. Last, the weekly maintenance runs for the two weeks, and it prints what landed
+in the warehouse. The runs are recorded in the Dagster instance at
 ``$DAGSTER_HOME``, so ``dagster dev`` afterwards shows them with their checks and metadata.
 """
 
@@ -24,6 +28,7 @@ class PipelineReport:
     failed_runs: list[str] = field(default_factory=list)
     runs: int = 0
     seconds: float = 0.0
+    sensor_ticks: list[str] = field(default_factory=list)
 
 
 def _days(start: dt.date, end: dt.date) -> list[str]:
@@ -39,17 +44,19 @@ def run_feed(
     instance: dg.DagsterInstance,
     *,
     echo=print,
+    monitor: bool = True,
 ) -> PipelineReport:
     """Ingest ``start..end``, train on the window ending ``train_end``, score ``start..end``."""
     report = PipelineReport(feed)
     began = time.perf_counter()
 
-    def run(job_name: str, partition: str | None = None, run_config: dict | None = None) -> None:
+    def run(job_name: str, partition: str | None = None, run_config: dict | None = None,
+            tags: dict | None = None) -> None:
         job = defs.resolve_job_def(job_name)
         # the full event log goes to the instance (and the UI); the console gets warnings only
         config = {**(run_config or {}), "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
         result = job.execute_in_process(
-            instance=instance, partition_key=partition, run_config=config, raise_on_error=False,
+            instance=instance, partition_key=partition, run_config=config, raise_on_error=False, tags=tags,
         )
         report.runs += 1
         label = f"{job_name}[{partition}]" if partition else job_name
@@ -62,6 +69,9 @@ def run_feed(
         else:
             echo(f"  ok     {label}")
 
+    def run_request(request: dg.RunRequest) -> None:
+        run(request.job_name, request.partition_key, dict(request.run_config or {}), dict(request.tags))
+
     for day in _days(start, end):
         run(f"{feed}__ingest", day)
     run(f"{feed}__train", run_config={
@@ -69,8 +79,40 @@ def run_feed(
     })
     for day in _days(start, end):
         run(f"{feed}__score", day)
+    if monitor:
+        report.sensor_ticks = self_heal(defs, feed, instance, run_request=run_request, echo=echo)
+        weekly = defs.resolve_job_def(f"{feed}__maintenance").partitions_def
+        for week in weekly.get_partition_keys():
+            if start.isoformat() <= week <= end.isoformat() or week <= start.isoformat() < _week_end(week):
+                run(f"{feed}__maintenance", week)
     report.seconds = time.perf_counter() - began
     return report
+
+
+def _week_end(week: str) -> str:
+    return (dt.date.fromisoformat(week) + dt.timedelta(days=7)).isoformat()
+
+
+def self_heal(defs: dg.Definitions, feed: str, instance: dg.DagsterInstance, *, run_request, echo=print,
+              max_ticks: int = 6) -> list[str]:
+    """Evaluate the retraining sensor as the daemon would and run what it asks for, until it skips."""
+    sensor = defs.resolve_sensor_def(f"{feed}__retrain_sensor")
+    cursor = None  # a fresh cursor: the sensor reads every check evaluation the demo recorded
+    ticks = []
+    for _ in range(max_ticks):
+        with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs) as ctx:
+            data = sensor.evaluate_tick(ctx)
+        cursor = data.cursor
+        if not data.run_requests:
+            ticks.append(f"skip: {data.skip_message}")
+            echo(f"  sensor {sensor.name}: skipped ({data.skip_message})")
+            break
+        for request in data.run_requests:
+            ticks.append(f"{request.job_name}[{request.partition_key or ''}]")
+            if request.job_name.endswith("__retrain"):
+                echo(f"  sensor {sensor.name}: retrain, because {request.tags['pynomaly/reason'][:160]}...")
+            run_request(request)
+    return ticks
 
 
 def summarize(feed: str, instance: dg.DagsterInstance | None = None) -> str:

@@ -160,8 +160,12 @@ class JsonIOManager(dg.ConfigurableIOManager):
         JsonStore(self.base_dir).write(obj, list(context.asset_key.path), partition)
 
     def load_input(self, context: dg.InputContext) -> Any:
+        store, key = JsonStore(self.base_dir), list(context.asset_key.path)
+        if context.has_asset_partitions and len(context.asset_partition_keys) != 1:
+            # a window of partitions (e.g. a week of daily reports): {partition: value} of those stored
+            return {p: store.read(key, p) for p in context.asset_partition_keys if store.path(key, p).exists()}
         partition = context.asset_partition_key if context.has_asset_partitions else None
-        return JsonStore(self.base_dir).read(list(context.asset_key.path), partition)
+        return store.read(key, partition)
 
 
 def default_resources() -> dict[str, Any]:

@@ -36,13 +36,13 @@ def job_names(feed: str) -> dict[str, str]:
 
 def last_complete_day(fc: FeedContext, when: dt.datetime) -> str | None:
     """The daily partition that ended before ``when`` (UTC), if the feed has it."""
-    day = (when.astimezone(dt.timezone.utc).date() - dt.timedelta(days=1))
+    day = (when.astimezone(dt.UTC).date() - dt.timedelta(days=1))
     return day.isoformat() if day >= fc.feed.partitioning.start_date else None
 
 
 def last_complete_week(fc: FeedContext, when: dt.datetime) -> str | None:
     """The weekly partition (Monday key) of the last Monday-to-Sunday week that ended before ``when``."""
-    today = when.astimezone(dt.timezone.utc).date()
+    today = when.astimezone(dt.UTC).date()
     monday = today - dt.timedelta(days=today.weekday())
     start = monday - dt.timedelta(days=7)
     first = fc.weekly_partitions_def.get_first_partition_key()

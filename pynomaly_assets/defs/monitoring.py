@@ -274,7 +274,12 @@ def build_monitoring_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
 
         from pynomaly_core.detectors import load_object
         from pynomaly_core.drift import DriftReference
-        from pynomaly_core.evaluation.health import alert_rate_test, canary_recall, judge, labelled_metrics
+        from pynomaly_core.evaluation.health import (
+            alert_rate_test,
+            canary_recall,
+            judge,
+            labelled_metrics,
+        )
         from pynomaly_core.export import read_feedback
 
         day = context.partition_key

@@ -1,4 +1,9 @@
-"""Scoring: ``anomaly_scores`` scores one validated partition with the current champion."""
+"""Scoring: ``anomaly_scores`` scores one validated partition with the current champion.
+
+A partition of more than ``scoring.chunk_rows`` rows is never loaded whole: it is streamed from
+its Parquet file in chunks (:func:`pynomaly_core.streaming.score_parquet`) straight into the
+file the frame IO manager would have written, so downstream assets read the same format.
+"""
 
 
 import base64
@@ -10,9 +15,15 @@ import numpy as np
 import pandas as pd
 
 from pynomaly_assets.feed_context import FeedContext
-
-SCORE_COLUMNS = ["score", "normalized_score", "is_anomaly", "p_value", "severity", "top_features"]
-SCORE_DTYPES = ["float64", "float64", "bool", "float64", "object", "object"]
+from pynomaly_assets.resources import FrameStoreResource
+from pynomaly_core.streaming import (
+    NO_LABEL,
+    SEVERITY_LEVELS,
+    ScoringLayout,
+    parquet_rows,
+    score_frame,
+    score_parquet,
+)
 
 
 def histogram_markdown(scores: np.ndarray, threshold: float, title: str) -> str:
@@ -38,15 +49,50 @@ def histogram_markdown(scores: np.ndarray, threshold: float, title: str) -> str:
     return f"![score histogram](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
 
 
+def score_metadata(scores: np.ndarray, flags: np.ndarray, severity_counts: dict[str, int],
+                   labels: np.ndarray | None, seconds: float, champion: dict, title: str) -> dict:
+    """Metadata of one scored partition; ``labels`` as int8 codes, :data:`NO_LABEL` where missing."""
+    rows = len(scores)
+    anomalies = int(flags.sum())
+    metadata: dict = {
+        "dagster/row_count": rows,
+        "anomalies": anomalies,
+        "anomaly_rate": float(anomalies / rows) if rows else 0.0,
+        "mean_score": float(scores.mean()) if rows else 0.0,
+        "score_p99": float(np.quantile(scores, 0.99)) if rows else 0.0,
+        "scoring_seconds": float(seconds),
+        "rows_per_second": float(rows / seconds) if seconds > 0 and rows else 0.0,
+        "model_name": champion["detector"],
+        "model_version": str(champion["version"]),
+        **{f"severity_{level}": int(severity_counts.get(level, 0)) for level in SEVERITY_LEVELS},
+        "score_histogram": dg.MetadataValue.md(histogram_markdown(scores, float(champion["threshold"]), title)),
+    }
+    if labels is not None:
+        known = labels != NO_LABEL
+        y = labels[known].astype(int)
+        if len(np.unique(y)) == 2:
+            from sklearn.metrics import average_precision_score, roc_auc_score
+
+            s, flagged = scores[known], flags[known]
+            metadata["roc_auc"] = float(roc_auc_score(y, s))
+            metadata["average_precision"] = float(average_precision_score(y, s))
+            metadata["precision_at_threshold"] = float(y[flagged].mean()) if flagged.any() else 0.0
+            metadata["recall_at_threshold"] = float(flagged[y == 1].mean())
+    return metadata
+
+
+def label_codes(labels: pd.Series) -> np.ndarray:
+    return labels.astype("float64").fillna(NO_LABEL).to_numpy().astype("int8")
+
+
 def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
     feed = fc.feed
 
     @dg.asset(
         key=fc.key("anomaly_scores"),
-        ins={
-            "validated": dg.AssetIn(key=fc.key("validated")),
-            "champion": dg.AssetIn(key=fc.key("champion")),
-        },
+        # validated is a dependency, not a loaded input: a partition too large for memory is streamed
+        deps=[fc.key("validated")],
+        ins={"champion": dg.AssetIn(key=fc.key("champion"))},
         partitions_def=fc.partitions_def,
         group_name=feed.name,
         kinds={"parquet"},
@@ -55,7 +101,7 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
         description=f"Per-row anomaly score, normalized score, flag, p-value, severity and top features for "
         f"one day of `{feed.name}`, scored by the current champion, with the model version that scored it.",
     )
-    def anomaly_scores(context: dg.AssetExecutionContext, validated: pd.DataFrame, champion: dict):
+    def anomaly_scores(context: dg.AssetExecutionContext, champion: dict, frame_store: FrameStoreResource):
         from pynomaly_core.detectors import load_object
 
         if champion.get("path") is None:
@@ -64,48 +110,40 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
                 f"materialize {fc.key('champion').to_user_string()} (job {feed.name}__train) first"
             )
         model = load_object(champion["path"], expected_sha256=champion["manifest_sha256"])
-        keep = [feed.record_key, feed.event_time, *feed.passthrough]
-        start = time.perf_counter()
-        scored = model.score(validated) if len(validated) else pd.DataFrame(
-            {c: pd.Series(dtype=t) for c, t in
-             zip(SCORE_COLUMNS, SCORE_DTYPES)}
+        layout = ScoringLayout(
+            record_key=feed.record_key, event_time=feed.event_time, passthrough=tuple(feed.passthrough),
+            label=feed.label, model_name=champion["detector"], model_version=str(champion["version"]),
         )
+        store = frame_store.store()
+        partition = context.partition_key
+        source = store.path(list(fc.key("validated").path), partition)
+        if not source.exists():
+            raise dg.Failure(f"{source}: no stored data for partition {partition} of asset "
+                             f"{fc.key('validated').to_user_string()}; materialize it first (job {feed.name}__ingest)")
+        title = f"{feed.name} {partition}"
+        chunk_rows = feed.scoring.chunk_rows
+        if parquet_rows(source) > chunk_rows:
+            destination = store.path(list(context.asset_key.path), partition)
+            result = score_parquet(model, source, destination, layout, chunk_rows=chunk_rows)
+            metadata = score_metadata(result.scores, result.flags, result.severity_counts, result.labels,
+                                      result.scoring_seconds, champion, title)
+            metadata.update({
+                "path": dg.MetadataValue.path(str(destination)),
+                "scoring_chunks": result.chunks,
+                "chunk_rows": chunk_rows,
+            })
+            # the file is written; the frame IO manager stores nothing for a None value
+            return dg.MaterializeResult(value=None, metadata=metadata)
+
+        validated = store.read(list(fc.key("validated").path), partition)
+        start = time.perf_counter()
+        out = score_frame(model, validated, layout)
         seconds = time.perf_counter() - start
-        out = pd.concat([validated[keep].reset_index(drop=True), scored.reset_index(drop=True)], axis=1)
-        out = out.rename(columns={feed.record_key: "record_key", feed.event_time: "event_time"})
-        out["model_name"] = champion["detector"]
-        out["model_version"] = str(champion["version"])
-        if feed.label is not None:
-            out["label"] = validated[feed.label].reset_index(drop=True)
-
-        anomalies = int(out["is_anomaly"].sum())
-        metadata: dict = {
-            "dagster/row_count": len(out),
-            "anomalies": anomalies,
-            "anomaly_rate": float(anomalies / len(out)) if len(out) else 0.0,
-            "mean_score": float(out["score"].mean()) if len(out) else 0.0,
-            "score_p99": float(out["score"].quantile(0.99)) if len(out) else 0.0,
-            "scoring_seconds": float(seconds),
-            "rows_per_second": float(len(out) / seconds) if seconds > 0 and len(out) else 0.0,
-            "model_name": champion["detector"],
-            "model_version": str(champion["version"]),
-            **{f"severity_{level}": int((out["severity"] == level).sum()) for level in ("low", "medium", "high", "critical")},
-            "score_histogram": dg.MetadataValue.md(
-                histogram_markdown(out["score"].to_numpy(), float(champion["threshold"]),
-                                   f"{feed.name} {context.partition_key}")
-            ),
-        }
-        if feed.label is not None:
-            labels = out["label"].dropna().astype(int)
-            if labels.nunique() == 2:
-                from sklearn.metrics import average_precision_score, roc_auc_score
-
-                scores = out.loc[labels.index, "score"]
-                metadata["roc_auc"] = float(roc_auc_score(labels, scores))
-                metadata["average_precision"] = float(average_precision_score(labels, scores))
-                flagged = out.loc[labels.index, "is_anomaly"].astype(bool)
-                metadata["precision_at_threshold"] = float(labels[flagged].mean()) if flagged.any() else 0.0
-                metadata["recall_at_threshold"] = float(flagged[labels == 1].mean())
+        metadata = score_metadata(
+            out["score"].to_numpy(dtype="float64"), out["is_anomaly"].to_numpy(dtype=bool),
+            out["severity"].value_counts().to_dict(),
+            label_codes(out["label"]) if feed.label is not None else None, seconds, champion, title,
+        )
         return dg.MaterializeResult(value=out, metadata=metadata)
 
     return anomaly_scores

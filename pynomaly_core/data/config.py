@@ -298,6 +298,9 @@ class RetentionSettings(_Strict):
     notifications_days: int = Field(180, ge=1, description="Rows of the warehouse table notifications.")
     reports_days: int = Field(90, ge=1, description="Drift, quality and maintenance reports on disk.")
     frames_days: int = Field(120, ge=1, description="Parquet frames of daily partitions on disk.")
+    models_days: int = Field(
+        180, ge=1, description="Model directories of archived versions (never the champion's or challenger's).",
+    )
 
 
 class NotificationSettings(_Strict):

@@ -199,7 +199,12 @@ def test_cooldown_keeps_failures_pending(story, tmp_path, monkeypatch):
     instance = story["instance"]
     feeds = tmp_path / "feeds"
     # reviewers reject the day's true anomalies and confirm normal rows: average precision collapses
-    from pynomaly_core.export import FEEDBACK_TABLE, ensure_table, make_engine, warehouse_url_default
+    from pynomaly_core.export import (
+        FEEDBACK_TABLE,
+        ensure_table,
+        make_engine,
+        warehouse_url_default,
+    )
 
     day = "2026-11-08"
     engine = make_engine(warehouse_url_default())
@@ -247,13 +252,94 @@ def test_schedules_pick_the_period_that_ended(story):
     assert daily.default_status == dg.DefaultScheduleStatus.STOPPED
     repo = defs.get_repository_def()
     with dg.build_schedule_context(instance=story["instance"], repository_def=repo,
-                                   scheduled_execution_time=dt.datetime(2026, 11, 9, 1, tzinfo=dt.timezone.utc)) as ctx:
+                                   scheduled_execution_time=dt.datetime(2026, 11, 9, 1, tzinfo=dt.UTC)) as ctx:
         data = daily.evaluate_tick(ctx)
     assert [r.partition_key for r in data.run_requests] == ["2026-11-08"]
     weekly = defs.resolve_schedule_def(f"{FEED}__maintenance_schedule")
     assert weekly.cron_schedule == "0 3 * * 1"
     assert weekly.execution_timezone == "UTC"
     with dg.build_schedule_context(instance=story["instance"], repository_def=repo,
-                                   scheduled_execution_time=dt.datetime(2026, 11, 16, 3, tzinfo=dt.timezone.utc)) as ctx:
+                                   scheduled_execution_time=dt.datetime(2026, 11, 16, 3, tzinfo=dt.UTC)) as ctx:
         data = weekly.evaluate_tick(ctx)
     assert [r.partition_key for r in data.run_requests] == ["2026-11-09"]
+
+
+@pytest.fixture
+def webhook():
+    """A real HTTP server on 127.0.0.1 that records the JSON bodies posted to it."""
+    import http.server
+    import threading
+
+    received: list[dict] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+
+
+def test_weekly_maintenance_reports_cleans_and_notifies(story, tmp_path, monkeypatch, webhook):
+    """Runs last: its retention removes the story's oldest exported days."""
+    import sqlalchemy as sa
+
+    from pynomaly_core.export import make_engine, warehouse_url_default
+
+    url, received = webhook
+    monkeypatch.setenv("PYNOMALY_HOME", str(story["root"] / "home"))
+    monkeypatch.setenv("PYNOMALY_NOTIFY_WEBHOOK_URL", url)
+    instance = story["instance"]
+    feeds = tmp_path / "feeds"
+    # the week 2026-11-02..08 had one retrain: crossing max_retrains = 0 notifies
+    data = feed_dict()
+    data["notifications"] = {"max_retrains": 0, "cooldown_hours": 24}
+    data["retention"] = {"anomaly_days": 3}
+    write_feed(feeds, data)
+    defs = definitions_for(feeds)
+    engine = make_engine(warehouse_url_default())
+    with engine.connect() as conn:
+        before = dict(conn.execute(sa.text(
+            "SELECT partition_date, COUNT(*) FROM anomaly_scores WHERE feed = :f GROUP BY partition_date"),
+            {"f": FEED}).all())
+    week = "2026-11-02"
+    result = run_job(defs, instance, f"{FEED}__maintenance", week)
+    assert result.success, failure_message(result)
+
+    quality = latest_metadata(instance, [FEED, "data_quality_report"], week)
+    assert quality["evaluated"] > 20 and Path(quality["data_docs"]).exists()
+    # the drifted days break the distribution learned from the calm reference, not the schema
+    assert quality["failed"] > 0
+    health = latest_metadata(instance, [FEED, "model_health"], week)
+    assert health["versions_checked"] == 2 and health["reproducible"] == 2, health
+    cleanup = latest_metadata(instance, [FEED, "retention_cleanup"], week)
+    old = {str(d): n for d, n in before.items() if str(d) < "2026-11-06"}
+    assert old and cleanup["removed_anomaly_scores"] == sum(old.values())
+    with engine.connect() as conn:
+        left = conn.execute(sa.text("SELECT MIN(partition_date) FROM anomaly_scores WHERE feed = :f"),
+                            {"f": FEED}).scalar_one()
+    assert str(left) >= "2026-11-06"
+
+    report = latest_metadata(instance, [FEED, "maintenance_report"], week)
+    doc = json.loads(Path(report["report_json"]).read_text())
+    assert doc["sections"]["retrains"]["count"] == 1
+    assert Path(report["report_html"]).read_text().count("<table") >= 3
+    assert report["notification"].startswith("sent") and len(received) == 1
+    assert received[0]["feed"] == FEED and "max_retrains" in json.dumps(received[0])
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text("SELECT kind, message FROM notifications WHERE feed = :f"), {"f": FEED}).all()
+    assert len(rows) == 1 and url not in rows[0][1]
+
+    again = run_job(defs, instance, f"{FEED}__maintenance", week)
+    assert again.success, failure_message(again)
+    assert latest_metadata(instance, [FEED, "maintenance_report"], week)["notification"].startswith("suppressed")
+    assert len(received) == 1
+    assert latest_metadata(instance, [FEED, "retention_cleanup"], week)["removed_anomaly_scores"] == 0
