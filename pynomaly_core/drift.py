@@ -263,9 +263,9 @@ class DriftReference:
                 bins=int(doc["bins"]),
                 n_scores=int(doc["n_scores"]),
             )
+        except DriftError:
+            raise
         except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, (DriftError, FileNotFoundError)):
-                raise
             raise DriftError(f"{path}: corrupt drift reference manifest, cannot read {exc!r}; rebuild it") from exc
         if list(sample.columns) != reference.features:
             raise DriftError(
@@ -549,6 +549,8 @@ def drift_report(
     start = time.perf_counter()
     from scipy import stats
 
+    if sample_rows < 1:
+        raise DriftError(f"sample_rows must be at least 1, got {sample_rows}")
     features = reference.features
     _missing_columns(current, features, "current partition")
     rows = len(current)

@@ -20,6 +20,7 @@ from pynomaly_core.drift import (
     build_reference,
     drift_report,
     evidently_drift,
+    parse_snapshot,
     psi,
 )
 
@@ -233,6 +234,19 @@ def test_an_empty_partition_and_misaligned_scores_raise(reference):
         drift_report(reference, day.iloc[:0], np.empty(0), np.empty(0, dtype=bool))
     with pytest.raises(DriftError, match="current_scores has 10 values but the current partition has 1728 rows"):
         drift_report(reference, day, np.zeros(10), flags_at(RATE, len(day)))
+
+
+def test_an_unreadable_evidently_result_names_the_column():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    columns, snapshot = evidently_drift(frame, frame, ["a", "b"], [])
+    assert columns["column"].tolist() == ["a", "b"] and not columns["drifted"].any()
+    doc = snapshot.dict()
+    doc["tests"] = [t for t in doc["tests"] if t["name"] != "Value Drift for column b"]
+    with pytest.raises(DriftError, match="feature column 'b'"):
+        parse_snapshot(doc, ["a", "b"])
+    with pytest.raises(DriftError, match="no ValueDrift result for feature column 'c'"):
+        parse_snapshot(doc, ["a", "c"])
 
 
 def test_psi_is_zero_for_equal_shares_and_finite_for_empty_buckets():
