@@ -86,3 +86,27 @@ def test_shipped_demo_feed_is_valid():
     feeds = load_feeds(Path(__file__).resolve().parents[2] / "pynomaly_assets" / "feeds")
     assert [f.name for f in feeds] == ["demo_telemetry"]
     assert feeds[0].source.kind == "demo"
+
+
+def test_monitoring_defaults_match_the_documented_schedule(tmp_path):
+    feed = load_feed(write(tmp_path, MINIMAL))
+    assert feed.schedules.maintenance_cron == "0 3 * * 1"
+    assert feed.schedules.daily_cron == "0 1 * * *"
+    assert feed.monitoring.retrain_on == "error" and feed.monitoring.sensor_running is True
+
+
+@pytest.mark.parametrize(
+    ("section", "value", "key"),
+    [
+        ("schedules", {"maintenance_cron": "every monday"}, "schedules.maintenance_cron"),
+        ("monitoring", {"drift_share_warn": 0.6, "drift_share_error": 0.5}, "monitoring"),
+        ("monitoring", {"ap_tolerance_warn": 0.3, "ap_tolerance_error": 0.2}, "monitoring"),
+        ("monitoring", {"retrain_on": "sometimes"}, "monitoring.retrain_on"),
+        ("retention", {"anomaly_days": 0}, "retention.anomaly_days"),
+    ],
+)
+def test_bad_monitoring_settings_name_the_key(tmp_path, section, value, key):
+    path = write(tmp_path, {**MINIMAL, section: value})
+    with pytest.raises(FeedConfigError) as err:
+        load_feed(path)
+    assert str(path) in str(err.value) and key in str(err.value)
