@@ -10,9 +10,11 @@ API and dequeued by the daemon's run queue, exactly as in production.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -94,6 +96,10 @@ query Schedule($selector: ScheduleSelector!) {
     ... on Error { message }
   }
 }"""
+STAGES = ("raw", "validated", "training_window", "detector_candidates", "champion", "anomaly_scores",
+          "explanations", "anomaly_table")
+SCREENSHOT = REPO / "docs" / "images" / "asset_graph.png"
+UPDATE_SCREENSHOT_ENV = "PYNOMALY_UPDATE_SCREENSHOT"
 STOP_SCHEDULE = """
 mutation Stop($id: String!) {
   stopRunningSchedule(id: $id) { __typename ... on Error { message } }
@@ -255,3 +261,48 @@ def test_daemon_evaluates_the_retraining_sensor_and_the_daily_schedule(deploymen
     tick = state["ticks"][0]
     assert tick["status"] in ("SUCCESS", "STARTED"), f"schedule tick {tick}"
     assert time.time() - tick["timestamp"] < 600
+
+
+def chromium_or_skip() -> str:
+    """Debian's chromium; scripts/browser.sh installs it when missing (scripts/test.sh runs it first)."""
+    if shutil.which("chromium") is None:
+        installed = subprocess.run(["bash", str(REPO / "scripts" / "browser.sh")], capture_output=True, text=True,
+                                   check=False, timeout=600)
+        if shutil.which("chromium") is None:
+            pytest.skip(f"chromium is not installed and scripts/browser.sh could not install it: "
+                        f"{installed.stderr.strip()[-500:]}")
+    return shutil.which("chromium")
+
+
+def headless(browser: str, url: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    # --virtual-time-budget lets the UI's JavaScript fetch from GraphQL and render before the dump
+    return subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
+         "--window-size=1600,1000", "--virtual-time-budget=30000", *args, url],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )
+
+
+def visible_text(html: str) -> str:
+    html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.DOTALL)
+    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
+
+
+def test_ui_lists_the_feeds_assets_and_draws_the_asset_graph_in_a_headless_browser(deployment, tmp_path):
+    dep = deployment
+    browser = chromium_or_skip()
+    served = dep.http_get("/assets").decode()
+    assert "anomaly_scores" not in served, "the catalog is rendered by the UI's JavaScript, not served as HTML"
+    dumped = headless(browser, dep.webserver_url + "/assets", "--dump-dom")
+    text = visible_text(dumped.stdout)
+    missing = [stage for stage in STAGES if not re.search(rf"{FEED}\s*/\s*{stage}\b", text)]
+    assert not missing, f"the asset catalog does not list {missing}; page text: {text[:2000]}\n{dumped.stderr[-2000:]}"
+
+    target = SCREENSHOT if os.environ.get(UPDATE_SCREENSHOT_ENV) else tmp_path / "asset_graph.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shot = headless(browser, dep.webserver_url + "/asset-groups", f"--screenshot={target}")
+    assert shot.returncode == 0 and target.exists(), f"chromium --screenshot failed: {shot.stderr[-2000:]}"
+    png = Path(target).read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert (width, height) == (1600, 1000)
