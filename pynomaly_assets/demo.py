@@ -111,6 +111,9 @@ def self_heal(defs: dg.Definitions, feed: str, instance: dg.DagsterInstance, *, 
             ticks.append(f"{request.job_name}[{request.partition_key or ''}]")
             if request.job_name.endswith("__retrain"):
                 echo(f"  sensor {sensor.name}: retrain, because {request.tags['pynomaly/reason'][:160]}...")
+            else:
+                echo(f"  sensor {sensor.name}: rescore {request.partition_key} "
+                     f"({request.tags.get('pynomaly/reason', '')})")
             run_request(request)
     return ticks
 
@@ -144,6 +147,8 @@ def summarize(feed: str, instance: dg.DagsterInstance | None = None) -> str:
     if instance is not None:
         lines += _champion_lines(feed, instance)
     auc = _roc_auc_by_day(feed, instance) if instance is not None else {}
+    if instance is not None:
+        lines += _monitoring_lines(feed, instance)
     lines += [f"warehouse {warehouse.resolved_url()} view {prefix}anomaly_daily_summary:",
               "  day         rows  anomalies  low  med high crit  ROC-AUC"]
     for d, n, a, lo, me, hi, cr in rows:
@@ -171,6 +176,48 @@ def _champion_lines(feed: str, instance: dg.DagsterInstance) -> list[str]:
         lines.append(f"candidates evaluated on {cmeta['evaluation']} ({cmeta['evaluation_rows']} rows):")
         lines += ["  " + line for line in str(cmeta["candidates"]).splitlines()]
     lines.append(f"MLflow: {meta['mlflow']}")
+    return lines
+
+
+def _monitoring_lines(feed: str, instance: dg.DagsterInstance) -> list[str]:
+    """Per day: drift, and the performance check of the first scoring and of the latest (after a rescore)."""
+    perf: dict[str, list[dict]] = {}
+    records = instance.fetch_materializations(dg.AssetKey([feed, "detector_performance"]), limit=1000).records
+    for record in reversed(records):  # oldest first
+        event = record.event_log_entry.asset_materialization
+        if event is not None and event.partition:
+            perf.setdefault(event.partition, []).append({k: v.value for k, v in event.metadata.items()})
+    drift: dict[str, list[dict]] = {}
+    for record in reversed(instance.fetch_materializations(dg.AssetKey([feed, "drift_report"]), limit=1000).records):
+        event = record.event_log_entry.asset_materialization
+        if event is not None and event.partition:
+            drift.setdefault(event.partition, []).append({k: v.value for k, v in event.metadata.items()})
+    if not perf:
+        return []
+    lines = ["monitoring per day (first scoring -> after the sensor's rescoring):",
+             "  day        drifted  model     AP  performance  score PSI  alerts/expected"]
+
+    def pair(a, b, fmt: str) -> str:
+        left = "-" if a is None else format(a, fmt)
+        return left if b is None else f"{left} -> {format(b, fmt)}"
+
+    for day in sorted(perf):
+        p0, p1 = perf[day][0], (perf[day][-1] if len(perf[day]) > 1 else None)
+        d = drift.get(day, [{}])
+        d0, d1 = d[0], (d[-1] if len(d) > 1 else None)
+        get = (lambda m, k: None if m is None else m.get(k))
+        lines.append(
+            f"  {day}  {d0.get('drift_share', 0):6.0%}  {pair(p0.get('model_version'), get(p1, 'model_version'), 's'):>7}"
+            f"  {pair(p0.get('average_precision'), get(p1, 'average_precision'), '.3f'):>14}"
+            f"  {pair(p0.get('verdict'), get(p1, 'verdict'), 's'):>13}"
+            f"  {pair(d0.get('score_psi'), get(d1, 'score_psi'), '.2f'):>12}"
+            f"  {pair(d0.get('alert_rate_ratio'), get(d1, 'alert_rate_ratio'), '.1f'):>12}"
+        )
+    report = instance.get_latest_materialization_event(dg.AssetKey([feed, "maintenance_report"]))
+    if report is not None and report.asset_materialization is not None:
+        meta = {k: v.value for k, v in report.asset_materialization.metadata.items()}
+        lines.append(f"weekly maintenance report ({report.asset_materialization.partition}): {meta['report_html']}"
+                     f" - notification: {meta['notification']}")
     return lines
 
 

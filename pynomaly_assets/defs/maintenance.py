@@ -25,7 +25,7 @@ import pandas as pd
 
 from pynomaly_assets.defs.jobs import job_names
 from pynomaly_assets.defs.monitoring import labels_for_partition, read_baseline
-from pynomaly_assets.defs.sensors import AFFECTED_TAG
+from pynomaly_assets.defs.sensors import AFFECTED_TAG, champion_version
 from pynomaly_assets.feed_context import FeedContext
 from pynomaly_assets.resources import (
     FrameStoreResource,
@@ -48,14 +48,6 @@ def week_days(fc: FeedContext, week: str) -> list[str]:
 
 def _finite(values: list) -> list[float]:
     return [float(v) for v in values if v is not None and isinstance(v, (int, float)) and math.isfinite(v)]
-
-
-def _current_champion(instance: dg.DagsterInstance, fc: FeedContext) -> str | None:
-    event = instance.get_latest_materialization_event(fc.key("champion"))
-    if event is None or event.asset_materialization is None:
-        return None
-    value = event.asset_materialization.metadata.get("champion_version")
-    return None if value is None or value.value == "none" else str(value.value)
 
 
 def _by_day(loaded: dict) -> dict[str, dict]:
@@ -94,7 +86,7 @@ def build_maintenance_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
                              f"{fc.key('validated').to_user_string()} partition in {days[0]}..{days[-1]}")
         store = frame_store.store()
         frame = pd.concat([store.read(list(fc.key("validated").path), d) for d in present], ignore_index=True)
-        version = _current_champion(context.instance, fc)
+        version = champion_version(context.instance, fc)
         if version is None:
             raise dg.Failure(f"feed {feed.name!r} has no champion; its reference is what the distribution "
                              f"expectations are learned from (run {feed.name}__train)")

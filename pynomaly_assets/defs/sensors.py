@@ -41,7 +41,7 @@ IN_FLIGHT = [
 HANDLED_KEEP = 50
 
 
-def _champion_version(instance: dg.DagsterInstance, fc: FeedContext) -> str | None:
+def champion_version(instance: dg.DagsterInstance, fc: FeedContext) -> str | None:
     event = instance.get_latest_materialization_event(fc.key("champion"))
     if event is None or event.asset_materialization is None:
         return None
@@ -121,7 +121,7 @@ def build_retrain_sensor(fc: FeedContext, jobs: list) -> dg.SensorDefinition:
         handled = handled[-HANDLED_KEEP:]
 
         # 2. new failed evaluations of the current champion
-        champion = _champion_version(instance, fc)
+        champion = champion_version(instance, fc)
         failures = []
         newest = dict(seen)
         for key in checks:
