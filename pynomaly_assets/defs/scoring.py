@@ -69,14 +69,14 @@ def score_metadata(scores: np.ndarray, flags: np.ndarray, severity_counts: dict[
     }
     if labels is not None:
         known = labels != NO_LABEL
-        y = labels[known].astype(int)
+        # a streamed partition can have 1e7 rows: no copies when every row is labelled
+        y, s, flagged = (labels, scores, flags) if known.all() else (labels[known], scores[known], flags[known])
         if len(np.unique(y)) == 2:
             from sklearn.metrics import average_precision_score, roc_auc_score
 
-            s, flagged = scores[known], flags[known]
             metadata["roc_auc"] = float(roc_auc_score(y, s))
             metadata["average_precision"] = float(average_precision_score(y, s))
-            metadata["precision_at_threshold"] = float(y[flagged].mean()) if flagged.any() else 0.0
+            metadata["precision_at_threshold"] = float((y[flagged] == 1).mean()) if flagged.any() else 0.0
             metadata["recall_at_threshold"] = float(flagged[y == 1].mean())
     return metadata
 
