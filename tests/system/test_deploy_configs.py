@@ -10,6 +10,7 @@ without them, saying which package is missing).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -113,3 +114,13 @@ def test_docker_launcher_forwards_every_setting_the_runs_need_by_name_only():
     compose = load(REPO / "docker" / "docker-compose.yml")
     code_env = compose["services"]["code_server"]["environment"]
     assert set(env_vars) <= set(code_env), set(env_vars) - set(code_env)
+
+
+def test_env_example_names_every_variable_compose_requires():
+    required = set()
+    for compose in (REPO / "docker" / "docker-compose.yml", *DEPLOY.glob("*/docker-compose.*.yml")):
+        required |= set(re.findall(r"\$\{(\w+):\?", compose.read_text()))
+    example = (REPO / "docker" / ".env.example").read_text()
+    defined = set(re.findall(r"^(\w+)=", example, flags=re.MULTILINE))
+    assert required, "the compose files require no variable: the secrets must come from docker/.env"
+    assert required <= defined, f"docker/.env.example lacks {sorted(required - defined)}"
