@@ -10,8 +10,9 @@ from tests.assets.helpers import SMALL_DEMO, definitions_for, write_feed
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ["torch", "tensorflow", "shap", "evidently", "mlflow", "great_expectations"]
-STAGES = ["raw", "validated", "training_window", "detector_candidates", "champion", "anomaly_scores", "explanations",
-          "anomaly_table"]
+STAGES = ["raw", "validated", "training_window", "detector_candidates", "champion", "monitoring_reference",
+          "anomaly_scores", "explanations", "drift_report", "detector_performance", "anomaly_table",
+          "data_quality_report", "model_health", "retention_cleanup", "maintenance_report"]
 
 
 def test_default_definitions_have_the_demo_feed_graph():
@@ -20,7 +21,22 @@ def test_default_definitions_have_the_demo_feed_graph():
     keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
     assert keys == {f"demo_telemetry/{stage}" for stage in STAGES}
     assert {j.name for j in defs.resolve_all_job_defs()} >= {
-        "demo_telemetry__ingest", "demo_telemetry__train", "demo_telemetry__score", "demo_telemetry__daily"}
+        "demo_telemetry__ingest", "demo_telemetry__train", "demo_telemetry__score", "demo_telemetry__daily",
+        "demo_telemetry__retrain", "demo_telemetry__maintenance"}
+
+
+def test_monitoring_checks_never_block_and_the_sensor_runs_by_default():
+    from pynomaly_assets.definitions import defs
+
+    declared = {}
+    for stage in ("drift_report", "detector_performance", "data_quality_report", "model_health"):
+        for spec in defs.resolve_assets_def(dg.AssetKey(["demo_telemetry", stage])).check_specs:
+            declared[spec.name] = spec.blocking
+    assert declared == {"drift_within_bounds": False, "performance_not_degraded": False,
+                        "expectations_met": False, "versions_reproducible": False}
+    sensor = defs.resolve_sensor_def("demo_telemetry__retrain_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert {t.job_name for t in sensor.targets} == {"demo_telemetry__retrain", "demo_telemetry__score"}
 
 
 def test_two_feeds_get_separate_prefixed_assets(tmp_path):
