@@ -12,7 +12,9 @@ unset PYNOMALY_HOME DAGSTER_HOME PYNOMALY_WAREHOUSE_URL PYNOMALY_FEEDS_DIR
 # naming the server makes PostgreSQL tests fail (not skip) if it is unreachable
 export PYNOMALY_TEST_PG_URL="${PYNOMALY_TEST_PG_URL:-postgresql://postgres@127.0.0.1:5432/postgres}"
 set +e
-"$VENV/bin/python" -m pytest "$@"
+# two workers (the machines have 2 cores); --dist loadfile keeps each file's tests, and so its
+# module-scoped story fixtures, on one worker instead of building them twice
+"$VENV/bin/python" -m pytest -n "${PYNOMALY_TEST_WORKERS:-2}" --dist loadfile "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then
