@@ -100,6 +100,22 @@ STAGES = ("raw", "validated", "training_window", "detector_candidates", "champio
           "explanations", "anomaly_table")
 SCREENSHOT = REPO / "docs" / "images" / "asset_graph.png"
 UPDATE_SCREENSHOT_ENV = "PYNOMALY_UPDATE_SCREENSHOT"
+LAUNCH_BACKFILL = """
+mutation Backfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on Error { message }
+  }
+}"""
+BACKFILL_RUNS = """
+query BackfillRuns($tags: [ExecutionTag!]) {
+  runsOrError(filter: {tags: $tags}) {
+    __typename
+    ... on Runs { results { runId status tags { key value } } }
+    ... on Error { message }
+  }
+}"""
 STOP_SCHEDULE = """
 mutation Stop($id: String!) {
   stopRunningSchedule(id: $id) { __typename ... on Error { message } }
@@ -167,16 +183,37 @@ def deployment(tmp_path_factory):
                 print(dep.logs())
 
 
+# one process per run (the in_process executor): the multiprocess default would start a process
+# per step, which only costs time on the test machine's two cores
+IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
+
+
 def launch(dep: Deployment, job: str, partition: str | None = None) -> str:
     tags = [{"key": "dagster/partition", "value": partition}] if partition else []
-    # one process per run (the in_process executor): the multiprocess default would start a process
-    # per step, which only costs time on the test machine's two cores
-    params = {"selector": {**LOCATION, "jobName": job}, "runConfigData": {"execution": {"config": {"in_process": {}}}},
+    params = {"selector": {**LOCATION, "jobName": job}, "runConfigData": IN_PROCESS,
               "executionMetadata": {"tags": tags}}
     result = dep.graphql(LAUNCH_RUN, {"params": params})["launchRun"]
     if result["__typename"] != "LaunchRunSuccess":
         raise dep.fail(f"launchRun {job} [{partition}] returned {result}")
     return result["run"]["runId"]
+
+
+def launch_backfill(dep: Deployment, job: str, partitions: list[str]) -> str:
+    params = {"selector": {"partitionSetName": f"{job}_partition_set",
+                           "repositorySelector": {"repositoryName": LOCATION["repositoryName"],
+                                                  "repositoryLocationName": LOCATION["repositoryLocationName"]}},
+              "partitionNames": partitions, "runConfigData": IN_PROCESS}
+    result = dep.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    if result["__typename"] != "LaunchBackfillSuccess":
+        raise dep.fail(f"launchPartitionBackfill {job} {partitions} returned {result}")
+    return result["backfillId"]
+
+
+def backfill_runs(dep: Deployment, backfill_id: str) -> list[dict]:
+    result = dep.graphql(BACKFILL_RUNS, {"tags": [{"key": "dagster/backfill", "value": backfill_id}]})["runsOrError"]
+    if result["__typename"] != "Runs":
+        raise dep.fail(f"runs of backfill {backfill_id}: {result}")
+    return result["results"]
 
 
 def wait_for_runs(dep: Deployment, run_ids: dict[str, str]) -> None:
@@ -214,7 +251,14 @@ def test_compose_services_use_the_production_profile_and_grpc_workspace():
 def test_runs_launched_through_graphql_land_in_the_postgres_warehouse(deployment):
     dep = deployment
     start = time.monotonic()
-    wait_for_runs(dep, {f"ingest {day}": launch(dep, f"{FEED}__ingest", day) for day in DAYS})
+    # the days arrive as one backfill, which the daemon's backfill loop turns into a run per day
+    backfill = launch_backfill(dep, f"{FEED}__ingest", DAYS)
+    dep.wait_until(f"backfill {backfill} to create a run per day",
+                   lambda: len(backfill_runs(dep, backfill)) == len(DAYS), RUN_TIMEOUT, interval=2.0)
+    runs = backfill_runs(dep, backfill)
+    wait_for_runs(dep, {f"ingest run {r['runId'][:8]}": r["runId"] for r in runs})
+    runs = backfill_runs(dep, backfill)
+    assert sorted(t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition") == DAYS
     ingested = time.monotonic()
     wait_for_runs(dep, {"train": launch(dep, f"{FEED}__train")})
     trained = time.monotonic()
