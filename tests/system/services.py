@@ -1,6 +1,6 @@
 """The deployment's services as local processes: commands read from docker/docker-compose.yml.
 
-The compose file is the one place the commands of the code server, webserver and daemon are
+The compose file is the one place the commands of MLflow, the code server, webserver and daemon are
 written; :func:`compose_commands` reads them and fills in ``${VAR:-default}`` the way
 ``docker compose`` does, so the system test runs exactly what the containers run.
 """
@@ -28,7 +28,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker" / "docker-compose.yml"
 INSTANCE_PROFILE = REPO / "docker" / "dagster.yaml"
-DAGSTER_SERVICES = ("code_server", "webserver", "daemon")
+SERVICES = ("mlflow", "code_server", "webserver", "daemon")
 VENV_BIN = Path(sys.executable).parent
 
 _VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
@@ -49,13 +49,13 @@ def interpolate(value: str, variables: Mapping[str, str]) -> str:
 
 
 def compose_commands(variables: Mapping[str, str]) -> dict[str, list[str]]:
-    """``{service: argv}`` of the Dagster services in the compose file."""
+    """``{service: argv}`` of the MLflow and Dagster services in the compose file."""
     services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
-    missing = [name for name in DAGSTER_SERVICES if "command" not in services.get(name, {})]
+    missing = [name for name in SERVICES if "command" not in services.get(name, {})]
     if missing:
         raise KeyError(f"{COMPOSE_FILE}: services {missing} have no 'command'")
     return {name: [interpolate(str(arg), variables) for arg in services[name]["command"]]
-            for name in DAGSTER_SERVICES}
+            for name in SERVICES}
 
 
 def free_port() -> int:
@@ -97,6 +97,7 @@ class Deployment:
     log_dir: Path
     webserver_url: str
     warehouse_url: str = ""
+    mlflow_backend_url: str = ""
     services: dict[str, Service] = field(default_factory=dict)
 
     def start(self, name: str, argv: list[str]) -> Service:
@@ -148,7 +149,11 @@ class Deployment:
 
     # ------------------------------------------------------------------ webserver
     def http_get(self, path: str, timeout: float = 10.0) -> bytes:
-        with urllib.request.urlopen(self.webserver_url + path, timeout=timeout) as response:
+        return self.http_get_url(self.webserver_url + path, timeout)
+
+    @staticmethod
+    def http_get_url(url: str, timeout: float = 10.0) -> bytes:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.read()
 
     def graphql(self, query: str, variables: dict | None = None, timeout: float = 60.0) -> dict:

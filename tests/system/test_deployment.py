@@ -1,10 +1,9 @@
 """The production deployment as real processes: gRPC code server, dagster-webserver, dagster-daemon.
 
 Commands come from docker/docker-compose.yml, the instance is docker/dagster.yaml on a fresh
-PostgreSQL database, the workspace is docker/workspace.yaml; the warehouse is another fresh
-PostgreSQL database. MLflow is an SQLite backend under the test's home (the compose file's MLflow
-server is the only service not started here). Runs are launched through the webserver's GraphQL
-API and dequeued by the daemon's run queue, exactly as in production.
+PostgreSQL database, the workspace is docker/workspace.yaml; the warehouse and the MLflow server's
+backend store are two more fresh PostgreSQL databases. Runs are launched through the webserver's
+GraphQL API and dequeued by the daemon's run queue, exactly as in production.
 """
 
 from __future__ import annotations
@@ -131,9 +130,10 @@ def deployment(tmp_path_factory):
     dagster_home.mkdir()
     shutil.copy(INSTANCE_PROFILE, dagster_home / "dagster.yaml")
     (root / "logs").mkdir()
-    code_port, web_port = free_port(), free_port()
+    code_port, web_port, mlflow_port = free_port(), free_port(), free_port()
     with temporary_database("pynomaly_sys_dagster") as dagster_url, \
-            temporary_database("pynomaly_sys_wh") as warehouse_url:
+            temporary_database("pynomaly_sys_wh") as warehouse_url, \
+            temporary_database("pynomaly_sys_mlflow") as mlflow_url:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYNOMALY_", "DAGSTER_", "MLFLOW_"))}
         env.update({
             "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
@@ -146,19 +146,24 @@ def deployment(tmp_path_factory):
             "PYNOMALY_FEEDS_DIR": str(feeds),
             "PYNOMALY_WAREHOUSE_URL": warehouse_url,
             "PYNOMALY_WAREHOUSE_SCHEMA": "anomalies",
-            "PYNOMALY_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+            "PYNOMALY_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow_port}",
+            "MLFLOW_BACKEND_STORE_URI": mlflow_url.replace("postgresql+psycopg://", "postgresql+psycopg2://"),
             "PYNOMALY_SIGNING_KEY": "system-test-signing-key",
             "MLFLOW_LOGGING_LEVEL": "WARNING",
         })
         commands = compose_commands({"PYNOMALY_CODE_SERVER_PORT": str(code_port),
-                                     "PYNOMALY_WEBSERVER_PORT": str(web_port)})
+                                     "PYNOMALY_WEBSERVER_PORT": str(web_port),
+                                     "MLFLOW_SERVER_PORT": str(mlflow_port),
+                                     "MLFLOW_ARTIFACTS_DESTINATION": str(root / "mlflow_artifacts")})
         # the services listen on all interfaces in their containers; locally, loopback is enough
         for argv in commands.values():
             for i, arg in enumerate(argv[:-1]):
-                if arg == "-h" and argv[i + 1] == "0.0.0.0":
+                if arg in ("-h", "--host") and argv[i + 1] == "0.0.0.0":
                     argv[i + 1] = "127.0.0.1"
         dep = Deployment(env=env, log_dir=root / "logs", webserver_url=f"http://127.0.0.1:{web_port}")
         try:
+            # MLflow migrates its fresh database while the code server loads the definitions
+            dep.start("mlflow", commands["mlflow"])
             dep.start("code_server", commands["code_server"])
             dep.wait_until(
                 "the code server's gRPC health check",
@@ -166,6 +171,8 @@ def deployment(tmp_path_factory):
                     [str(VENV_BIN / "dagster"), "api", "grpc-health-check", "-p", str(code_port), "-h", "127.0.0.1"],
                     check=False, env=env, capture_output=True, timeout=30).returncode == 0,
                 STARTUP_TIMEOUT, interval=2.0)
+            dep.wait_until("MLflow's /health", lambda: dep.http_get_url(f"http://127.0.0.1:{mlflow_port}/health") == b"OK",
+                           STARTUP_TIMEOUT)
             dep.start("webserver", commands["webserver"])
             dep.start("daemon", commands["daemon"])
             dep.wait_until("the webserver's /server_info", lambda: b"dagster_webserver_version" in dep.http_get("/server_info"),
@@ -174,7 +181,7 @@ def deployment(tmp_path_factory):
             loaded = {e["name"]: e["locationOrLoadError"]["__typename"] for e in entries}
             if loaded != {"pynomaly": "RepositoryLocation"}:
                 raise dep.fail(f"workspace docker/workspace.yaml did not load the code location: {entries}")
-            dep.warehouse_url = warehouse_url
+            dep.warehouse_url, dep.mlflow_backend_url = warehouse_url, mlflow_url
             yield dep
         finally:
             dep.stop_all()
@@ -276,6 +283,14 @@ def test_runs_launched_through_graphql_land_in_the_postgres_warehouse(deployment
         engine.dispose()
     # 2 machines x 96 readings a day, all exported by the run launched through GraphQL
     assert [tuple(r) for r in rows] == [(DAYS[-1], score_run, 2 * 96)]
+    # the training run registered its champion through the MLflow server, in its PostgreSQL backend
+    mlflow_db = sa.create_engine(dep.mlflow_backend_url)
+    try:
+        with mlflow_db.connect() as conn:
+            aliases = conn.execute(sa.text("SELECT name, alias FROM registered_model_aliases")).all()
+    finally:
+        mlflow_db.dispose()
+    assert (f"pynomaly-{FEED}", "champion") in [tuple(a) for a in aliases]
 
 
 def test_daemon_evaluates_the_retraining_sensor_and_the_daily_schedule(deployment):
