@@ -7,6 +7,9 @@ imported inside the functions that use them, so loading stays fast.
 
 from __future__ import annotations
 
+import importlib
+import os
+
 import dagster as dg
 
 from pynomaly_assets.defs.explain import build_explanations_asset
@@ -43,11 +46,40 @@ def build_feed_definitions(fc: FeedContext) -> dg.Definitions:
     )
 
 
+EXECUTOR_ENV = "PYNOMALY_EXECUTOR"
+#: PYNOMALY_EXECUTOR value -> (module, executor); the last three are Dagster's own step executors
+#: for running beyond one machine (pip install 'pynomaly[deploy]'; docs/deploy.md)
+EXECUTORS = {
+    "multiprocess": ("dagster", "multiprocess_executor"),
+    "in_process": ("dagster", "in_process_executor"),
+    "k8s": ("dagster_k8s", "k8s_job_executor"),
+    "docker": ("dagster_docker", "docker_executor"),
+    "celery": ("dagster_celery", "celery_executor"),
+}
+
+
+def executor_from_env() -> dg.ExecutorDefinition:
+    """The executor every job of the code location runs its steps with (``$PYNOMALY_EXECUTOR``)."""
+    name = os.environ.get(EXECUTOR_ENV, "multiprocess").strip() or "multiprocess"
+    if name not in EXECUTORS:
+        raise dg.DagsterInvalidDefinitionError(
+            f"{EXECUTOR_ENV}={name!r} is not an executor; use one of {sorted(EXECUTORS)}"
+        )
+    module, attr = EXECUTORS[name]
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ImportError as exc:
+        raise dg.DagsterInvalidDefinitionError(
+            f"{EXECUTOR_ENV}={name!r} needs {module.replace('_', '-')}, which is not installed: "
+            f"pip install 'pynomaly[deploy]' ({exc})"
+        ) from exc
+
+
 def build_definitions(feeds: list[FeedContext] | None = None) -> dg.Definitions:
     feeds = load_feed_contexts() if feeds is None else feeds
     return dg.Definitions.merge(
         *(build_feed_definitions(fc) for fc in feeds),
-        dg.Definitions(resources=default_resources()),
+        dg.Definitions(resources=default_resources(), executor=executor_from_env()),
     )
 
 

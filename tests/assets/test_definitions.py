@@ -96,3 +96,17 @@ def test_invalid_feed_file_fails_the_load_naming_the_file(tmp_path):
 
     with pytest.raises(FeedConfigError, match=str(bad)):
         definitions_for(tmp_path)
+
+
+def test_executor_comes_from_the_environment(tmp_path, monkeypatch):
+    write_feed(tmp_path, SMALL_DEMO)
+    default = definitions_for(tmp_path).resolve_job_def("demo_small__score")
+    assert default.executor_def.name == "multiprocess"
+    monkeypatch.setenv("PYNOMALY_EXECUTOR", "k8s")
+    k8s = definitions_for(tmp_path).resolve_job_def("demo_small__train")
+    assert k8s.executor_def.name == "k8s"
+    monkeypatch.setenv("PYNOMALY_EXECUTOR", "spark")
+    import pytest
+
+    with pytest.raises(dg.DagsterInvalidDefinitionError, match="PYNOMALY_EXECUTOR='spark'"):
+        definitions_for(tmp_path)
