@@ -58,9 +58,15 @@ EXECUTORS = {
 }
 
 
-def executor_from_env() -> dg.ExecutorDefinition:
-    """The executor every job of the code location runs its steps with (``$PYNOMALY_EXECUTOR``)."""
-    name = os.environ.get(EXECUTOR_ENV, "multiprocess").strip() or "multiprocess"
+def executor_from_env() -> dg.ExecutorDefinition | None:
+    """The executor every job of the code location runs its steps with (``$PYNOMALY_EXECUTOR``).
+
+    Unset: Dagster's default, which runs steps in subprocesses and accepts ``execution:
+    {config: {in_process: {}}}`` in run config to run them in one process instead.
+    """
+    name = os.environ.get(EXECUTOR_ENV, "").strip()
+    if not name:
+        return None
     if name not in EXECUTORS:
         raise dg.DagsterInvalidDefinitionError(
             f"{EXECUTOR_ENV}={name!r} is not an executor; use one of {sorted(EXECUTORS)}"

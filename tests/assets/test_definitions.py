@@ -101,7 +101,10 @@ def test_invalid_feed_file_fails_the_load_naming_the_file(tmp_path):
 def test_executor_comes_from_the_environment(tmp_path, monkeypatch):
     write_feed(tmp_path, SMALL_DEMO)
     default = definitions_for(tmp_path).resolve_job_def("demo_small__score")
-    assert default.executor_def.name == "multiprocess"
+    # Dagster's default: subprocesses, or one process with execution: {config: {in_process: {}}}
+    assert default.executor_def.name == "multi_or_in_process_executor"
+    monkeypatch.setenv("PYNOMALY_EXECUTOR", "multiprocess")
+    assert definitions_for(tmp_path).resolve_job_def("demo_small__score").executor_def.name == "multiprocess"
     monkeypatch.setenv("PYNOMALY_EXECUTOR", "k8s")
     k8s = definitions_for(tmp_path).resolve_job_def("demo_small__train")
     assert k8s.executor_def.name == "k8s"
