@@ -34,18 +34,7 @@ from tests.pg import temporary_database
 DAY = "2024-05-01"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest, tmp_path) -> Iterator[sa.Engine]:
-    """An empty warehouse: a SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        warehouse = make_engine(f"sqlite:///{tmp_path / 'warehouse.db'}")
-        yield warehouse
-        warehouse.dispose()
-    else:
-        with temporary_database() as url:
-            warehouse = make_engine(url)
-            yield warehouse
-            warehouse.dispose()
+# the `engine` fixture (SQLite and PostgreSQL warehouses) lives in tests/core/conftest.py
 
 
 @pytest.fixture

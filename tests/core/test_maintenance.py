@@ -45,7 +45,6 @@ from pynomaly_core.maintenance import (
 from pynomaly_core.model import AnomalyModel
 from pynomaly_core.storage import FrameStore
 from pynomaly_core.tracking import Tracker
-from tests.pg import temporary_database
 
 FEEDS = ("alpha", "beta")
 DAYS = [dt.date(2026, 1, 1) + dt.timedelta(days=i) for i in range(10)]  # 2026-01-01 .. 2026-01-10
@@ -54,18 +53,7 @@ ROWS_PER_DAY = {"anomaly_scores": 3, "quarantine": 2}
 
 
 # ======================================================================== warehouse fixtures
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def engine(request: pytest.FixtureRequest, tmp_path) -> Iterator[sa.Engine]:
-    """An empty warehouse: a SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        warehouse = make_engine(f"sqlite:///{tmp_path / 'warehouse.db'}")
-        yield warehouse
-        warehouse.dispose()
-    else:
-        with temporary_database() as url:
-            warehouse = make_engine(url)
-            yield warehouse
-            warehouse.dispose()
+# the `engine` fixture (SQLite and PostgreSQL warehouses) lives in tests/core/conftest.py
 
 
 def _anomaly_frame(n: int, day: dt.date) -> pd.DataFrame:
