@@ -115,6 +115,14 @@ query BackfillRuns($tags: [ExecutionTag!]) {
     ... on Error { message }
   }
 }"""
+BACKFILL_STATUS = """
+query Backfill($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status error { message } }
+    ... on Error { message }
+  }
+}"""
 STOP_SCHEDULE = """
 mutation Stop($id: String!) {
   stopRunningSchedule(id: $id) { __typename ... on Error { message } }
@@ -216,6 +224,14 @@ def launch_backfill(dep: Deployment, job: str, partitions: list[str]) -> str:
     return result["backfillId"]
 
 
+def backfill_made_runs(dep: Deployment, backfill_id: str, count: int) -> bool:
+    """True once the backfill has a run per partition; fails at once (with its error) if the daemon failed it."""
+    state = dep.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
+    if state.get("status") in ("FAILED", "FAILING", "CANCELED", "CANCELING"):
+        raise dep.fail(f"backfill {backfill_id} is {state['status']}: {(state.get('error') or {}).get('message')}")
+    return len(backfill_runs(dep, backfill_id)) == count
+
+
 def backfill_runs(dep: Deployment, backfill_id: str) -> list[dict]:
     result = dep.graphql(BACKFILL_RUNS, {"tags": [{"key": "dagster/backfill", "value": backfill_id}]})["runsOrError"]
     if result["__typename"] != "Runs":
@@ -292,7 +308,7 @@ def test_runs_launched_through_graphql_land_in_the_postgres_warehouse(deployment
     # the days arrive as one backfill, which the daemon's backfill loop turns into a run per day
     backfill = launch_backfill(dep, f"{FEED}__ingest", DAYS)
     dep.wait_until(f"backfill {backfill} to create a run per day",
-                   lambda: len(backfill_runs(dep, backfill)) == len(DAYS), RUN_TIMEOUT, interval=2.0)
+                   lambda: backfill_made_runs(dep, backfill, len(DAYS)), RUN_TIMEOUT, interval=2.0)
     runs = backfill_runs(dep, backfill)
     wait_for_runs(dep, {f"ingest run {r['runId'][:8]}": r["runId"] for r in runs})
     runs = backfill_runs(dep, backfill)
