@@ -1,4 +1,4 @@
-"""The graph on real PostgreSQL: warehouse and Dagster instance (docker/dagster.postgres.yaml) both on the server."""
+"""The graph on real PostgreSQL: warehouse and Dagster instance (the production profile docker/dagster.yaml) both on the server."""
 
 import shutil
 from pathlib import Path
@@ -34,7 +34,8 @@ def postgres_env(tmp_path, monkeypatch):
         monkeypatch.setenv("PYNOMALY_DAGSTER_PG_URL", dagster_url.replace("postgresql+psycopg://", "postgresql+psycopg2://"))
         home = tmp_path / "dagster_home"
         home.mkdir()
-        shutil.copy(REPO / "docker" / "dagster.postgres.yaml", home / "dagster.yaml")
+        shutil.copy(REPO / "docker" / "dagster.yaml", home / "dagster.yaml")
+        monkeypatch.setenv("PYNOMALY_DAGSTER_STORAGE", str(tmp_path / "dagster_storage"))
         write_feed(tmp_path / "feeds", SMALL_DEMO)
         defs = definitions_for(tmp_path / "feeds")
         instance = dg.DagsterInstance.from_config(str(home))
