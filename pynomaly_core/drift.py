@@ -55,7 +55,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pynomaly_core.storage import _atomic_write
+from pynomaly_core.evaluation.health import alert_rate_test
+from pynomaly_core.storage import atomic_write
 
 #: floor of a bucket share in PSI, so buckets empty on one side stay finite
 PSI_EPSILON = 1e-4
@@ -220,7 +221,7 @@ class DriftReference:
             },
         }
         path = directory / MANIFEST_NAME
-        _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
+        atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
         for stale in [*directory.glob(f"{_SAMPLE_PREFIX}*.parquet"), *directory.glob(f"{_SCORES_PREFIX}*.parquet")]:
             if stale.name not in (sample_file, scores_file):
                 stale.unlink(missing_ok=True)
@@ -607,14 +608,13 @@ def drift_report(
     score_counts = bucket_counts(scores, reference.score_edges)
     ks = stats.ks_2samp(scores, reference.scores)
     alerts = int(flags.sum())
-    expected = reference.expected_alert_rate
-    binomial = stats.binomtest(alerts, rows, expected, alternative="two-sided")
+    alert = alert_rate_test(alerts, rows, reference.expected_alert_rate)
 
     written = None
     if html_path is not None:
         written = Path(html_path)
         # Snapshot.save_html writes only when given a str path
-        _atomic_write(written, lambda tmp: snapshot.save_html(str(tmp)))
+        atomic_write(written, lambda tmp: snapshot.save_html(str(tmp)))
     drift_share = float(columns["drifted"].mean())
     return DriftResult(
         drift_share=drift_share,
@@ -623,10 +623,7 @@ def drift_report(
         score_psi=psi(reference.score_proportions, score_counts / rows),
         score_ks=float(ks.statistic),
         score_ks_pvalue=float(ks.pvalue),
-        alert_rate=alerts / rows,
-        expected_alert_rate=expected,
-        alert_rate_ratio=(alerts / rows) / expected,
-        alert_rate_pvalue=float(binomial.pvalue),
+        **alert,
         rows=rows,
         sampled_rows=len(sample),
         seconds=time.perf_counter() - start,

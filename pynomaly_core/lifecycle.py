@@ -155,6 +155,19 @@ class EvaluationSet:
         }
 
 
+def labels_with_feedback(labels: pd.Series | None, keys: pd.Series, feedback: pd.DataFrame | None) -> pd.Series:
+    """Known labels (1 = anomaly) of rows: the label column (missing = normal), overridden by reviewer
+    feedback (columns record_key, label; the latest verdict per key wins). NaN where neither says."""
+    y = pd.Series(np.nan, index=keys.index, dtype="float64")
+    if labels is not None:
+        y = pd.to_numeric(labels, errors="coerce").fillna(0).astype("float64")
+    if feedback is not None and len(feedback):
+        verdict = feedback.drop_duplicates("record_key", keep="last").set_index("record_key")["label"]
+        reviewed = keys.astype(str).map(verdict).astype("float64")
+        y = reviewed.where(reviewed.notna(), y)
+    return y
+
+
 def evaluation_set(
     feed: FeedConfig,
     train: pd.DataFrame,
@@ -166,16 +179,11 @@ def evaluation_set(
     """Label the holdout from the label column and ``feedback`` (columns record_key,
     label), or fall back to synthetic anomalies (see the module docstring)."""
     settings = feed.lifecycle
-    y = pd.Series(np.nan, index=holdout.index)
+    labels = holdout[feed.label] if feed.label is not None else None
+    y = labels_with_feedback(labels, holdout[feed.record_key], feedback)
     kind: EvaluationKind = "labels"
-    if feed.label is not None:
-        y = pd.to_numeric(holdout[feed.label], errors="coerce").fillna(0)
-    if feedback is not None and len(feedback):
-        verdict = feedback.drop_duplicates("record_key", keep="last").set_index("record_key")["label"]
-        reviewed = holdout[feed.record_key].astype(str).map(verdict)
-        y = reviewed.where(reviewed.notna(), y)
-        if feed.label is None:
-            kind = "feedback"
+    if feed.label is None and feedback is not None and len(feedback):
+        kind = "feedback"
     known = y.notna().to_numpy()
     labelled = y[known].astype(int)
     if labelled.sum() >= settings.min_labelled_anomalies and (labelled == 0).sum() >= settings.min_labelled_anomalies:

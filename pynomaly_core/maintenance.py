@@ -38,7 +38,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -64,6 +63,7 @@ from pynomaly_core.export import (
     validate_identifier,
 )
 from pynomaly_core.paths import pynomaly_home
+from pynomaly_core.storage import atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from pynomaly_core.storage import FrameStore
@@ -826,18 +826,6 @@ THRESHOLDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _cell(value: Any) -> str:
     if value is None:
         return '<span class="none">–</span>'
@@ -920,8 +908,8 @@ def render_report(feed: str, week: str, sections: dict[str, dict], out_dir: Path
     out_dir = Path(out_dir)
     html_path = out_dir / f"maintenance_{feed}_{week}.html"
     json_path = out_dir / f"maintenance_{feed}_{week}.json"
-    _atomic_write_text(json_path, json.dumps(document, indent=2, allow_nan=False))
-    _atomic_write_text(html_path, "\n".join(parts))
+    atomic_write_text(json_path, json.dumps(document, indent=2, allow_nan=False))
+    atomic_write_text(html_path, "\n".join(parts))
     return html_path, json_path
 
 

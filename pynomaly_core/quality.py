@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from pynomaly_core.data.config import FeatureSpec, FeedConfig
+from pynomaly_core.storage import atomic_write_text
 
 RULE_SCHEMA = "schema"
 RULE_REFERENCE = "reference"
@@ -439,18 +439,6 @@ def _failure(feed: FeedConfig, result: Any) -> dict:
     })
 
 
-def _write_json_atomic(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2, default=str)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _file_path(url: str | None) -> Path | None:
     if not url:
         return None
@@ -544,7 +532,7 @@ def run_quality(
     failures = [_failure(feed, r) for r in validation_result.results if not r.success]
     payload = validation_result.to_json_dict()
     json_path = output_dir / "results" / f"{safe_run}.json"
-    _write_json_atomic(json_path, payload)
+    atomic_write_text(json_path, json.dumps(payload, indent=2, default=str))
 
     # UpdateDataDocsAction has rendered this run's page and the index; rebuild only if absent
     docs_path = _docs_page(context)

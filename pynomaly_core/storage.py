@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """Write ``path`` through ``write(tmp)`` on a temporary file beside it, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     os.close(fd)
@@ -27,6 +28,11 @@ def _atomic_write(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (UTF-8) atomically."""
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 class FrameStore:
@@ -41,7 +47,7 @@ class FrameStore:
 
     def write(self, frame: pd.DataFrame, key: list[str], partition: str | None = None) -> Path:
         path = self.path(key, partition)
-        _atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+        atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
         return path
 
     def read(self, key: list[str], partition: str | None = None) -> pd.DataFrame:
@@ -67,7 +73,7 @@ class JsonStore:
 
     def write(self, doc: Any, key: list[str], partition: str | None = None) -> Path:
         path = self.path(key, partition)
-        _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2, default=str)))
+        atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(doc, indent=2, default=str)))
         return path
 
     def read(self, key: list[str], partition: str | None = None) -> Any:

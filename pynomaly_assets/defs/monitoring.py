@@ -17,8 +17,6 @@ on; an error is what the retraining sensor (``defs/sensors.py``) acts on.
 
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import dagster as dg
@@ -27,6 +25,7 @@ import pandas as pd
 
 from pynomaly_assets.feed_context import FeedContext
 from pynomaly_assets.resources import ReportStoreResource, WarehouseResource
+from pynomaly_core.storage import atomic_write_text
 
 DRIFT_WITHIN_BOUNDS = "drift_within_bounds"
 PERFORMANCE_NOT_DEGRADED = "performance_not_degraded"
@@ -34,11 +33,7 @@ BASELINE_FILE = "baseline.json"
 
 
 def _write_json(path: Path, doc: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(doc, fh, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True, default=str))
     return path
 
 
@@ -340,14 +335,10 @@ def build_monitoring_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
 
 def labels_for_partition(fc: FeedContext, scored: pd.DataFrame, feedback: pd.DataFrame | None) -> pd.Series:
     """Known labels of a scored partition: the feed's label column, overridden by reviewer feedback."""
-    labels = pd.Series(np.nan, index=scored.index, dtype="float64")
-    if fc.feed.label is not None and "label" in scored.columns:
-        labels = pd.to_numeric(scored["label"], errors="coerce").fillna(0).astype("float64")
-    if feedback is not None and len(feedback):
-        verdict = feedback.drop_duplicates("record_key", keep="last").set_index("record_key")["label"]
-        reviewed = scored["record_key"].astype(str).map(verdict).astype("float64")
-        labels = reviewed.where(reviewed.notna(), labels)
-    return labels
+    from pynomaly_core.lifecycle import labels_with_feedback
+
+    labels = scored["label"] if fc.feed.label is not None and "label" in scored.columns else None
+    return labels_with_feedback(labels, scored["record_key"], feedback)
 
 
 def _baseline_metadata(baseline: dict) -> dict:

@@ -60,15 +60,10 @@ def _promoted_in(instance: dg.DagsterInstance, fc: FeedContext, run_id: str) -> 
     return None
 
 
-def _partition_of(instance: dg.DagsterInstance, record, evaluation) -> str | None:
-    """The day a check evaluation is about: its metadata, the record, else the run's partition tag."""
+def _partition_of(evaluation) -> str | None:
+    """The day a check evaluation is about (the monitoring checks record it in their metadata)."""
     meta = evaluation.metadata.get("partition")
-    if meta is not None:
-        return str(meta.value)
-    if evaluation.partition or record.partition:
-        return evaluation.partition or record.partition
-    run = instance.get_run_by_id(record.run_id)
-    return run.tags.get("dagster/partition") if run is not None else None
+    return None if meta is None else str(meta.value)
 
 
 def build_retrain_sensor(fc: FeedContext, jobs: list) -> dg.SensorDefinition:
@@ -140,7 +135,7 @@ def build_retrain_sensor(fc: FeedContext, jobs: list) -> dg.SensorDefinition:
                     continue
                 if champion is not None and version is not None and str(version.value) != champion:
                     continue  # scored by a former champion: rescoring speaks for it
-                failures.append((_partition_of(instance, record, evaluation), record, evaluation))
+                failures.append((_partition_of(evaluation), record, evaluation))
 
         new_cursor = {"seen": seen, "handled_retrains": handled}
         if failures:
