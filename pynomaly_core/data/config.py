@@ -23,7 +23,6 @@ Example (``feeds/card_payments.yaml``)::
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,7 +30,10 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+# \Z, not $: "$" also matches before a trailing newline
+IDENTIFIER = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
+#: an environment-variable reference: $NAME or ${NAME}
+_ENV_REFERENCE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 FEEDS_DIR_ENV = "PYNOMALY_FEEDS_DIR"  # read by the code location; quoted in errors
 
 
@@ -58,6 +60,13 @@ class CsvSource(_Strict):
             raise ValueError(
                 "must contain the placeholder {date} (e.g. landing/telemetry/{date}.csv) so each "
                 "daily partition reads only its own files"
+            )
+        ref = _ENV_REFERENCE.search(value)
+        if ref:
+            # expanding them would copy secrets into run logs, metadata and check descriptions
+            raise ValueError(
+                f"environment variables are not expanded in source paths (found ${ref.group(1)}); "
+                "write the path literally, relative to the feed file"
             )
         return value
 
@@ -320,6 +329,9 @@ class FeedConfig(_Strict):
     description: str = ""
     source: Source
     event_time: str
+    #: IANA zone of event times written without an offset (naive local times); default UTC.
+    #: Times with an offset or ``Z``/``UTC`` are converted exactly; other zone names are refused.
+    event_time_zone: str = "UTC"
     record_key: str
     label: str | None = None
     #: columns carried through to the validated data and reports but not used as features
@@ -345,6 +357,17 @@ class FeedConfig(_Strict):
     def _identifier(cls, value: str | None) -> str | None:
         if value is not None and not IDENTIFIER.match(value):
             raise ValueError(f"{value!r} is not a valid identifier (letters, digits, underscore; max 63)")
+        return value
+
+    @field_validator("event_time_zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone name (e.g. UTC, Europe/Berlin)") from None
         return value
 
     @model_validator(mode="after")
@@ -377,7 +400,7 @@ class FeedConfig(_Strict):
         return cols
 
     def resolve_path(self, pattern: str) -> str:
-        path = Path(os.path.expandvars(pattern))
+        path = Path(pattern)
         return str(path if path.is_absolute() else self.base_dir / path)
 
 

@@ -20,6 +20,10 @@ import pandera.pandas as pa
 from pandera.errors import SchemaErrors
 
 from pynomaly_core.data.config import FeatureSpec, FeedConfig
+from pynomaly_core.data.timestamps import to_utc
+
+#: the largest integer magnitude a float64 (how features are scored) represents exactly
+MAX_EXACT_INT = 2**53 - 1
 
 QUARANTINE_COLUMNS = ["row_number", "record_key", "column_name", "rule", "failure_value", "row_json"]
 _TRUE = {"true", "1", "yes", "y", "t"}
@@ -147,8 +151,13 @@ def _coerce(raw: pd.DataFrame, feed: FeedConfig) -> tuple[pd.DataFrame, list[dic
     typed[feed.record_key] = key.where(~blank(key), None).astype(object).map(
         lambda v: None if v is None else str(v)
     )
-    times = pd.to_datetime(raw[feed.event_time], utc=True, errors="coerce", format="mixed")
-    record(feed.event_time, times.isna() & ~blank(raw[feed.event_time]), "parse as UTC timestamp")
+    parsed = to_utc(raw[feed.event_time], zone=feed.event_time_zone)
+    refused = parsed.failures.notna()
+    for idx, rule in parsed.failures[refused].items():
+        failures.append({"index": idx, "column_name": feed.event_time, "rule": rule,
+                         "failure_value": raw.at[idx, feed.event_time]})
+    times = parsed.times
+    record(feed.event_time, times.isna() & ~blank(raw[feed.event_time]) & ~refused, "parse as UTC timestamp")
     typed[feed.event_time] = times
     for col in feed.passthrough:
         typed[col] = raw[col].astype(object)
@@ -162,7 +171,10 @@ def _coerce(raw: pd.DataFrame, feed: FeedConfig) -> tuple[pd.DataFrame, list[dic
             if spec.type == "int":
                 not_int = values.notna() & (~np.isfinite(values) | (values % 1 != 0))
                 record(spec.name, not_int, "parse as int")
-                typed[spec.name] = values.where(~not_int).astype("Int64")
+                # beyond 2^53 a float64 no longer holds every integer: the value would be rounded silently
+                too_big = values.notna() & ~not_int & (values.abs() > MAX_EXACT_INT)
+                record(spec.name, too_big, f"int within ±{MAX_EXACT_INT} (2^53 - 1): larger values are not stored exactly")
+                typed[spec.name] = values.where(~not_int & ~too_big).astype("Int64")
             else:
                 typed[spec.name] = values
         elif spec.type == "bool":

@@ -110,3 +110,30 @@ def test_bad_monitoring_settings_name_the_key(tmp_path, section, value, key):
     with pytest.raises(FeedConfigError) as err:
         load_feed(path)
     assert str(path) in str(err.value) and key in str(err.value)
+
+
+@pytest.mark.parametrize("path", ["/x/${PYNOMALY_SIGNING_KEY}/{date}.csv", "in/$HOME/{date}.csv"])
+def test_environment_variables_in_source_paths_are_refused_not_expanded(tmp_path, monkeypatch, path):
+    monkeypatch.setenv("PYNOMALY_SIGNING_KEY", "s3cret-signing-key")
+    with pytest.raises(FeedConfigError) as err:
+        load_feed(write(tmp_path, {**MINIMAL, "source": {"kind": "csv", "path": path}}))
+    message = str(err.value)
+    assert "source.path" in message and "not expanded" in message
+    assert "s3cret-signing-key" not in message
+
+
+def test_resolve_path_keeps_a_dollar_sign_literal(tmp_path):
+    feed = load_feed(write(tmp_path, MINIMAL))
+    assert feed.resolve_path("in/$1/{date}.csv") == str(tmp_path.resolve() / "in/$1/{date}.csv")
+
+
+@pytest.mark.parametrize("name", ["payments\n", "pay\nments", "payments "])
+def test_a_feed_name_with_a_newline_or_space_is_refused(tmp_path, name):
+    with pytest.raises(FeedConfigError, match="name"):
+        load_feed(write(tmp_path, {**MINIMAL, "name": name}))
+
+
+def test_event_time_zone_must_be_an_iana_name(tmp_path):
+    assert load_feed(write(tmp_path, {**MINIMAL, "event_time_zone": "Europe/Berlin"})).event_time_zone == "Europe/Berlin"
+    with pytest.raises(FeedConfigError, match="event_time_zone.*IANA"):
+        load_feed(write(tmp_path, {**MINIMAL, "event_time_zone": "EST5EDTX"}))

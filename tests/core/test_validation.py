@@ -150,3 +150,42 @@ def test_accounting_holds_on_a_messy_partition():
     assert result.raw_rows == result.valid_rows + result.quarantined_rows == n
     # every valid row satisfies the schema on its own
     build_schema(FEED, START, END).validate(result.valid)
+
+
+def test_a_named_time_zone_is_quarantined_not_read_as_utc():
+    raw = frame(ts=["2026-11-01 01:00:00 EST", "2026-11-01T02:00:00+01:00", "2026-11-01 03:00:00 UTC"])
+    result = validate_partition(raw, FEED, source="in/2026-11-01.csv", partition_start=START, partition_end=END)
+    assert result.valid["ts"].tolist() == [pd.Timestamp("2026-11-01T01:00:00Z"), pd.Timestamp("2026-11-01T03:00:00Z")]
+    [row] = result.quarantine.to_dict("records")
+    assert row["row_number"] == 0 and row["column_name"] == "ts" and row["failure_value"] == "2026-11-01 01:00:00 EST"
+    assert "named time zone 'EST'" in row["rule"] and "event_time_zone" in row["rule"]
+    assert len(result.valid) + result.quarantine["row_number"].nunique() == result.raw_rows
+
+
+def test_naive_times_are_local_to_the_declared_event_time_zone():
+    berlin = FEED.model_copy(update={"event_time_zone": "Europe/Berlin"})
+    raw = frame(ts=["2026-11-01 02:00:00", "2026-11-01T02:00:00Z", "2026-11-01 05:30:00+05:30"])
+    result = validate_partition(raw, berlin, source="in/2026-11-01.csv", partition_start=START, partition_end=END)
+    # 02:00 in Berlin (CET, +01:00) is 01:00 UTC; explicit offsets are not touched by the zone
+    assert result.valid["ts"].tolist() == [pd.Timestamp("2026-11-01T01:00:00Z"), pd.Timestamp("2026-11-01T02:00:00Z"),
+                                           pd.Timestamp("2026-11-01T00:00:00Z")]
+
+
+def test_a_local_time_skipped_by_daylight_saving_is_refused():
+    berlin = FEED.model_copy(update={"event_time_zone": "Europe/Berlin"})
+    start, end = partition_window(dt.date(2026, 3, 29))
+    raw = frame(ts=["2026-03-29 02:30:00", "2026-03-29 03:30:00", "2026-03-29 04:00:00"])
+    result = validate_partition(raw, berlin, source="in/2026-03-29.csv", partition_start=start, partition_end=end)
+    assert result.quarantine["row_number"].tolist() == [0]
+    assert "does not exist or is ambiguous in event_time_zone 'Europe/Berlin'" in result.quarantine["rule"][0]
+    assert result.valid["ts"].tolist() == [pd.Timestamp("2026-03-29T01:30:00Z"), pd.Timestamp("2026-03-29T02:00:00Z")]
+
+
+@pytest.mark.parametrize("values", [["1", "9223372036854775808", "9007199254740993"], [1, 2**63, 2**53 + 1]])
+def test_integers_beyond_2_pow_53_are_quarantined_with_the_rule(values):
+    raw = frame(count=pd.Series(values, dtype=object))
+    result = validate_partition(raw, FEED, source="in/2026-11-01.csv", partition_start=START, partition_end=END)
+    assert result.valid["count"].tolist() == [1]
+    q = result.quarantine
+    assert q["row_number"].tolist() == [1, 2] and set(q["column_name"]) == {"count"}
+    assert all("2^53" in rule for rule in q["rule"])
