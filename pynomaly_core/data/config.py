@@ -23,6 +23,7 @@ Example (``feeds/card_payments.yaml``)::
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -404,6 +405,45 @@ class FeedConfig(_Strict):
         return str(path if path.is_absolute() else self.base_dir / path)
 
 
+#: directories (os.pathsep-separated) besides the feed file's own directory that file sources may read
+DATA_ROOTS_ENV = "PYNOMALY_DATA_ROOTS"
+
+
+def data_roots(feed: FeedConfig) -> list[Path]:
+    """Where ``feed``'s files may live: its feed file's directory and ``$PYNOMALY_DATA_ROOTS``."""
+    extra = [Path(p) for p in os.environ.get(DATA_ROOTS_ENV, "").split(os.pathsep) if p.strip()]
+    return [Path(os.path.realpath(r)) for r in (feed.base_dir, *extra)]
+
+
+def path_inside(path: str, roots: list[Path]) -> bool:
+    real = Path(os.path.realpath(path))
+    return any(real == root or root in real.parents for root in roots)
+
+
+def check_confined(feed: FeedConfig) -> None:
+    """Refuse a file source whose path leaves the allowed directories (or is a URL).
+
+    The directory part before the first glob character must lie inside a data root, so a
+    glob class (``/etc/passw[d{date}]``) cannot reach an arbitrary file either.
+    """
+    src = feed.source
+    if not isinstance(src, (CsvSource, ParquetSource)):
+        return
+    if "://" in src.path:
+        raise FeedConfigError(
+            f"feed {feed.name!r}: source.path {src.path!r} is a URL; this version reads local files only"
+        )
+    resolved = feed.resolve_path(src.path)
+    fixed = resolved[: min((resolved.find(c) for c in "*?[{" if c in resolved), default=len(resolved))]
+    anchor = fixed if fixed.endswith(os.sep) else os.path.dirname(fixed)
+    if not path_inside(anchor or os.sep, data_roots(feed)):
+        raise FeedConfigError(
+            f"feed {feed.name!r}: source.path {src.path!r} resolves outside the feed file's directory "
+            f"{feed.base_dir} and the directories in {DATA_ROOTS_ENV}; add its directory to {DATA_ROOTS_ENV} "
+            "(a deployment setting) to allow it"
+        )
+
+
 _SOURCE_KINDS = {"csv", "parquet", "sql", "demo"}
 
 
@@ -440,6 +480,10 @@ def load_feed(path: str | Path) -> FeedConfig:
     except yaml.YAMLError as exc:
         raise FeedConfigError(f"{path}: not valid YAML ({exc})") from None
     feed = parse_feed(data, source=str(path), base_dir=path.parent.resolve())
+    try:
+        check_confined(feed)
+    except FeedConfigError as exc:
+        raise FeedConfigError(f"{path}: {exc}") from None
     return feed
 
 

@@ -15,7 +15,18 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from pynomaly_core.data.config import CsvSource, DemoSource, FeedConfig, ParquetSource, SqlSource
+from pynomaly_core.data.config import (
+    DATA_ROOTS_ENV,
+    CsvSource,
+    DemoSource,
+    FeedConfig,
+    FeedConfigError,
+    ParquetSource,
+    SqlSource,
+    check_confined,
+    data_roots,
+    path_inside,
+)
 
 
 class SourceReadError(RuntimeError):
@@ -47,10 +58,19 @@ def read_partition(feed: FeedConfig, day: dt.date) -> RawPartition:
 
 
 def _read_files(feed: FeedConfig, src: CsvSource | ParquetSource, day: dt.date) -> RawPartition:
+    try:
+        check_confined(feed)
+    except FeedConfigError as exc:
+        raise SourceReadError(str(exc)) from None
     pattern = feed.resolve_path(src.path.replace("{date}", day.isoformat()))
     files = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else (
         [pattern] if os.path.exists(pattern) else []
     )
+    roots = data_roots(feed)
+    escaped = [f for f in files if not path_inside(f, roots)]
+    if escaped:  # a symlink that points out of the data roots
+        raise SourceReadError(f"{escaped[0]}: resolves outside the allowed directories of feed {feed.name!r} "
+                              f"(the feed file's directory and {DATA_ROOTS_ENV}); not read")
     if not files:
         # No file for the day is an empty partition, not an error: validation's
         # min-rows check decides whether that is acceptable for the feed.

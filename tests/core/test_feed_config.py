@@ -1,5 +1,6 @@
 """Feed YAML files are validated with errors that name the file and the key."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,45 @@ def test_event_time_zone_must_be_an_iana_name(tmp_path):
     assert load_feed(write(tmp_path, {**MINIMAL, "event_time_zone": "Europe/Berlin"})).event_time_zone == "Europe/Berlin"
     with pytest.raises(FeedConfigError, match="event_time_zone.*IANA"):
         load_feed(write(tmp_path, {**MINIMAL, "event_time_zone": "EST5EDTX"}))
+
+
+@pytest.mark.parametrize("path", ["/etc/passw[d{date}]", "/etc/{date}/*.csv", "../outside/{date}.csv",
+                                  "landing/../../outside/{date}.csv"])
+def test_a_source_path_outside_the_feed_directory_and_data_roots_is_refused(tmp_path, monkeypatch, path):
+    monkeypatch.delenv("PYNOMALY_DATA_ROOTS", raising=False)
+    feeds = tmp_path / "feeds"
+    feeds.mkdir()
+    with pytest.raises(FeedConfigError) as err:
+        load_feed(write(feeds, {**MINIMAL, "source": {"kind": "csv", "path": path, "delimiter": ":"}}))
+    assert "outside the feed file's directory" in str(err.value) and "PYNOMALY_DATA_ROOTS" in str(err.value)
+
+
+def test_an_absolute_path_under_a_configured_data_root_is_allowed(tmp_path, monkeypatch):
+    root = tmp_path / "landing"
+    root.mkdir()
+    monkeypatch.setenv("PYNOMALY_DATA_ROOTS", f"/nonexistent-root{os.pathsep}{root}")
+    feeds = tmp_path / "feeds"
+    feeds.mkdir()
+    feed = load_feed(write(feeds, {**MINIMAL, "source": {"kind": "csv", "path": f"{root}/{{date}}.csv"}}))
+    assert feed.source.path == f"{root}/{{date}}.csv"
+
+
+def test_a_url_source_path_is_refused_with_a_clear_message(tmp_path):
+    with pytest.raises(FeedConfigError, match="is a URL; this version reads local files only"):
+        load_feed(write(tmp_path, {**MINIMAL, "source": {"kind": "csv", "path": "s3://bucket/{date}.csv"}}))
+
+
+def test_a_symlink_out_of_the_data_roots_is_not_read(tmp_path, monkeypatch):
+    import datetime as dt
+
+    from pynomaly_core.data.sources import SourceReadError, read_partition
+
+    monkeypatch.delenv("PYNOMALY_DATA_ROOTS", raising=False)
+    outside = tmp_path / "secret.csv"
+    outside.write_text("payment_id,paid_at,amount\nx,2026-01-02T00:00:00Z,1\n")
+    feeds = tmp_path / "feeds"
+    (feeds / "landing").mkdir(parents=True)
+    (feeds / "landing" / "2026-01-02.csv").symlink_to(outside)
+    feed = load_feed(write(feeds, MINIMAL))
+    with pytest.raises(SourceReadError, match="resolves outside the allowed directories"):
+        read_partition(feed, dt.date(2026, 1, 2))
