@@ -76,6 +76,10 @@ class ParquetSource(CsvSource):
     kind: Literal["parquet"]  # type: ignore[assignment]
 
 
+#: SQL comments and string literals, where a ``:name`` is not a bind parameter
+_SQL_NOT_CODE = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'", re.DOTALL)
+
+
 class SqlSource(_Strict):
     """A query run through SQLAlchemy with the partition window bound as parameters.
 
@@ -92,7 +96,9 @@ class SqlSource(_Strict):
     @field_validator("query")
     @classmethod
     def _binds_window(cls, value: str) -> str:
-        missing = [p for p in (":partition_start", ":partition_end") if p not in value]
+        # a bind inside a comment or a string literal binds nothing: the query would read every row
+        code = _SQL_NOT_CODE.sub(" ", value)
+        missing = [p for p in (":partition_start", ":partition_end") if not re.search(re.escape(p) + r"\b", code)]
         if missing:
             raise ValueError(f"must bind {' and '.join(missing)} so each partition reads only its window")
         return value

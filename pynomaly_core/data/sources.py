@@ -85,17 +85,46 @@ def _read_files(feed: FeedConfig, src: CsvSource | ParquetSource, day: dt.date) 
                     path, dtype=str, keep_default_na=False, na_values=[], delimiter=src.delimiter,
                     encoding=src.encoding,
                 )
-        except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as exc:
+        except pd.errors.ParserError as exc:
+            ragged = _ragged_lines(path, src) if isinstance(src, CsvSource) and not isinstance(src, ParquetSource) else []
+            detail = (f"{len(ragged)} line(s) with the wrong number of fields: {_line_list(ragged)}"
+                      if ragged else str(exc))
+            raise SourceReadError(f"{path}: cannot read {src.kind.upper()} file for feed "
+                                  f"{feed.name!r}, partition {day}: {detail}") from exc
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
             raise SourceReadError(f"{path}: cannot read {src.kind.upper()} file for feed "
                                   f"{feed.name!r}, partition {day}: {exc}") from exc
         if frames and list(frame.columns) != list(frames[0][1].columns):
-            raise SourceReadError(
-                f"{path}: columns {list(frame.columns)} differ from {frames[0][0]}'s "
-                f"{list(frames[0][1].columns)} in the same partition"
-            )
+            if sorted(map(str, frame.columns)) != sorted(map(str, frames[0][1].columns)):
+                raise SourceReadError(
+                    f"{path}: columns {list(frame.columns)} differ from {frames[0][0]}'s "
+                    f"{list(frames[0][1].columns)} in the same partition"
+                )
+            frame = frame[list(frames[0][1].columns)]  # same columns in another order: align by name
         frames.append((path, frame))
     frame = pd.concat([f for _, f in frames], ignore_index=True) if len(frames) > 1 else frames[0][1]
     return RawPartition(frame, ", ".join(files), files)
+
+
+def _ragged_lines(path: str, src: CsvSource) -> list[int]:
+    """Line numbers (1-based, header = line 1) whose field count differs from the header's."""
+    import csv
+
+    bad = []
+    with open(path, newline="", encoding=src.encoding) as fh:
+        reader = csv.reader(fh, delimiter=src.delimiter)
+        width = None
+        for fields in reader:
+            if width is None:
+                width = len(fields)
+            elif fields and len(fields) != width:
+                bad.append(reader.line_num)
+    return bad
+
+
+def _line_list(lines: list[int], shown: int = 20) -> str:
+    text = ", ".join(map(str, lines[:shown]))
+    return text + (f" and {len(lines) - shown} more" if len(lines) > shown else "")
 
 
 def _read_sql(feed: FeedConfig, src: SqlSource, day: dt.date) -> RawPartition:
@@ -108,18 +137,38 @@ def _read_sql(feed: FeedConfig, src: SqlSource, day: dt.date) -> RawPartition:
             "it must hold the SQLAlchemy URL of the source database"
         )
     start, end = partition_window(day)
-    engine = sa.create_engine(url)
+    try:
+        engine = sa.create_engine(url)
+    except (sa.exc.ArgumentError, ValueError):
+        # the value may be a secret: name the variable, never echo what it holds
+        raise SourceReadError(
+            f"feed {feed.name!r}: environment variable {src.url_env} (source.url_env) does not hold a "
+            "SQLAlchemy URL (e.g. postgresql+psycopg2://user@host/db)"
+        ) from None
     try:
         with engine.connect() as conn:
+            _read_only(conn)
             frame = pd.read_sql(
                 sa.text(src.query), conn,
                 params={"partition_start": start.to_pydatetime(), "partition_end": end.to_pydatetime()},
             )
+            conn.rollback()  # nothing a source query did is ever committed
     except sa.exc.SQLAlchemyError as exc:
         raise SourceReadError(f"feed {feed.name!r}: source query failed for partition {day}: {exc}") from exc
     finally:
         engine.dispose()
     return RawPartition(frame, f"SQL query via ${src.url_env}", [])
+
+
+def _read_only(conn) -> None:
+    """Make the source transaction read-only where the database can enforce it."""
+    import sqlalchemy as sa
+
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        conn.execute(sa.text("SET TRANSACTION READ ONLY"))
+    elif dialect == "sqlite":
+        conn.execute(sa.text("PRAGMA query_only = ON"))
 
 
 def _read_demo(feed: FeedConfig, src: DemoSource, day: dt.date) -> RawPartition:

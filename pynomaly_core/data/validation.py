@@ -24,6 +24,8 @@ from pynomaly_core.data.timestamps import to_utc
 
 #: the largest integer magnitude a float64 (how features are scored) represents exactly
 MAX_EXACT_INT = 2**53 - 1
+#: longest failure_value stored in quarantine; the full row is in row_json once
+MAX_FAILURE_VALUE = 1000
 
 QUARANTINE_COLUMNS = ["row_number", "record_key", "column_name", "rule", "failure_value", "row_json"]
 _TRUE = {"true", "1", "yes", "y", "t"}
@@ -241,11 +243,21 @@ def _quarantine_frame(raw: pd.DataFrame, feed: FeedConfig, failures: list[dict])
                 "record_key": None if pd.isna(key) else str(key),
                 "column_name": f["column_name"],
                 "rule": f["rule"],
-                "failure_value": None if _isna(f["failure_value"]) else str(f["failure_value"]),
+                "failure_value": _shown_value(f["failure_value"]),
                 "row_json": json.dumps({k: _jsonable(v) for k, v in record.items()}),
             }
         )
     return pd.DataFrame(rows, columns=QUARANTINE_COLUMNS)
+
+
+def _shown_value(value: object) -> str | None:
+    """The failing value as text, cut at :data:`MAX_FAILURE_VALUE` characters (``row_json`` keeps it whole)."""
+    if _isna(value):
+        return None
+    text = str(value)
+    if len(text) <= MAX_FAILURE_VALUE:
+        return text
+    return f"{text[:MAX_FAILURE_VALUE]}… ({len(text):,} characters; the whole value is in row_json)"
 
 
 def _isna(value: object) -> bool:
