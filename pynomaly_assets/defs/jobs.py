@@ -18,16 +18,16 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import dagster as dg
 
 from pynomaly_assets.feed_context import FeedContext
+from pynomaly_assets.names import RETRAIN_TAG, TRIGGER_TAG
 
 TRAIN_STAGES = ("training_window", "detector_candidates", "champion", "monitoring_reference")
 SCORE_STAGES = ("anomaly_scores", "explanations", "drift_report", "detector_performance", "anomaly_table")
 MAINTENANCE_STAGES = ("data_quality_report", "model_health", "retention_cleanup", "maintenance_report")
-#: tag that the run queue limits to one run per value: one retrain per feed at a time
-RETRAIN_TAG = "pynomaly/retrain"
 
 
 def job_names(feed: str) -> dict[str, str]:
@@ -47,6 +47,30 @@ def last_complete_week(fc: FeedContext, when: dt.datetime) -> str | None:
     start = monday - dt.timedelta(days=7)
     first = fc.weekly_partitions_def.get_first_partition_key()
     return start.isoformat() if first is not None and start.isoformat() >= first else None
+
+
+def _period_schedule(
+    fc: FeedContext, kind: str, job, cron: str, running: bool,
+    period: Callable[[FeedContext, dt.datetime], str | None], none_yet: str, description: str,
+) -> dg.ScheduleDefinition:
+    """Schedule ``<feed>__<kind>_schedule``: runs ``job`` (an asset job; Dagster does not export its
+    class) for the partition that ``period`` says ended before the tick, or skips with ``none_yet``
+    while none has. The run key ``<feed>-<kind>-<partition>`` runs a partition once however often
+    its tick is evaluated."""
+
+    @dg.schedule(
+        name=f"{fc.name}__{kind}_schedule", cron_schedule=cron, job=job, execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
+        description=description,
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext):
+        partition = period(fc, context.scheduled_execution_time)
+        if partition is None:
+            return dg.SkipReason(none_yet)
+        return dg.RunRequest(run_key=f"{fc.name}-{kind}-{partition}", partition_key=partition,
+                             tags={TRIGGER_TAG: f"{kind}_schedule"})
+
+    return _schedule
 
 
 def build_jobs(fc: FeedContext) -> tuple[list, list]:
@@ -87,33 +111,15 @@ def build_jobs(fc: FeedContext) -> tuple[list, list]:
         description=f"Weekly maintenance of `{fc.name}`: data quality, model health, retention, report.",
     )
     settings = fc.feed.schedules
-
-    @dg.schedule(
-        name=f"{fc.name}__daily_schedule", cron_schedule=settings.daily_cron, job=daily,
-        execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING if settings.daily_running else dg.DefaultScheduleStatus.STOPPED,
-        description=f"Runs {names['daily']} for the UTC day that ended ({settings.daily_cron}, UTC).",
+    daily_schedule = _period_schedule(
+        fc, "daily", daily, settings.daily_cron, settings.daily_running, last_complete_day,
+        f"feed {fc.name!r} starts {fc.feed.partitioning.start_date}; no day has ended yet",
+        f"Runs {names['daily']} for the UTC day that ended ({settings.daily_cron}, UTC).",
     )
-    def daily_schedule(context: dg.ScheduleEvaluationContext):
-        day = last_complete_day(fc, context.scheduled_execution_time)
-        if day is None:
-            return dg.SkipReason(f"feed {fc.name!r} starts {fc.feed.partitioning.start_date}; no day has ended yet")
-        return dg.RunRequest(run_key=f"{fc.name}-daily-{day}", partition_key=day,
-                             tags={"pynomaly/trigger": "daily_schedule"})
-
-    @dg.schedule(
-        name=f"{fc.name}__maintenance_schedule", cron_schedule=settings.maintenance_cron, job=maintenance,
-        execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING if settings.maintenance_running
-        else dg.DefaultScheduleStatus.STOPPED,
-        description=f"Runs {names['maintenance']} for the week (Monday-Sunday, UTC) that ended "
+    maintenance_schedule = _period_schedule(
+        fc, "maintenance", maintenance, settings.maintenance_cron, settings.maintenance_running,
+        last_complete_week, f"feed {fc.name!r}: no complete week since {fc.feed.partitioning.start_date}",
+        f"Runs {names['maintenance']} for the week (Monday-Sunday, UTC) that ended "
         f"({settings.maintenance_cron}, UTC).",
     )
-    def maintenance_schedule(context: dg.ScheduleEvaluationContext):
-        week = last_complete_week(fc, context.scheduled_execution_time)
-        if week is None:
-            return dg.SkipReason(f"feed {fc.name!r}: no complete week since {fc.feed.partitioning.start_date}")
-        return dg.RunRequest(run_key=f"{fc.name}-maintenance-{week}", partition_key=week,
-                             tags={"pynomaly/trigger": "maintenance_schedule"})
-
     return [ingest, train, retrain, score, daily, maintenance], [daily_schedule, maintenance_schedule]

@@ -17,68 +17,197 @@ Each tick of ``<feed>__retrain_sensor``:
 
 Failures of model versions that are no longer champion are ignored: rescoring with the new
 champion produces new evaluations that speak for themselves.
+
+The decision is ``pynomaly_core.retrain.plan``, tested on plain data; this module only reads
+the instance into its inputs and turns its plan into run requests.
 """
 
 from __future__ import annotations
 
-import json
 import time
 
 import dagster as dg
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
-from pynomaly_assets.defs.jobs import RETRAIN_TAG, job_names
-from pynomaly_assets.defs.lifecycle import REASON_TAG
-from pynomaly_assets.defs.monitoring import DRIFT_WITHIN_BOUNDS, PERFORMANCE_NOT_DEGRADED
+from pynomaly_assets.defs.jobs import job_names
 from pynomaly_assets.feed_context import FeedContext
+from pynomaly_assets.names import (
+    AFFECTED_TAG,
+    CHAMPION_VERSION_KEY,
+    DECISION_KEY,
+    DRIFT_WITHIN_BOUNDS,
+    MODEL_VERSION_KEY,
+    PARTITION_KEY,
+    PERFORMANCE_NOT_DEGRADED,
+    REASON_TAG,
+    RETRAIN_RUN_TAG,
+    RETRAIN_TAG,
+    TRIGGER_TAG,
+)
+from pynomaly_core.retrain import (
+    CheckFailure,
+    MonitoredCheck,
+    RetrainCursor,
+    RetrainPlan,
+    RetrainRun,
+    RunState,
+    format_partitions,
+    parse_partitions,
+    plan,
+    watched,
+)
 
-AFFECTED_TAG = "pynomaly/affected_partitions"
-TRIGGER_TAG = "pynomaly/trigger"
-IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-]
-HANDLED_KEEP = 50
+#: Dagster's run statuses as the retrain policy sees them; any other status is ``STOPPED``
+RUN_STATES = {
+    dg.DagsterRunStatus.QUEUED: RunState.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED: RunState.QUEUED,
+    dg.DagsterRunStatus.STARTING: RunState.RUNNING,
+    dg.DagsterRunStatus.STARTED: RunState.RUNNING,
+    dg.DagsterRunStatus.SUCCESS: RunState.SUCCEEDED,
+}
+IN_FLIGHT = [status for status, state in RUN_STATES.items() if state.in_flight]
+#: successful retrain runs read a tick for rescoring (fewer than the cursor remembers as handled)
+RECENT_SUCCESSES = 20
+#: failed evaluations read per check and tick, newest first
+MAX_FAILURES = 500
+#: ``AssetCheckExecutionRecordStatus.FAILED.value``: the enum lives in a private Dagster module
+FAILED = "FAILED"
 
 
 def champion_version(instance: dg.DagsterInstance, fc: FeedContext) -> str | None:
+    """The feed's current champion version, from the latest ``champion`` materialization (None before training)."""
     event = instance.get_latest_materialization_event(fc.key("champion"))
     if event is None or event.asset_materialization is None:
         return None
-    value = event.asset_materialization.metadata.get("champion_version")
+    value = event.asset_materialization.metadata.get(CHAMPION_VERSION_KEY)
     return None if value is None or value.value == "none" else str(value.value)
 
 
-def _promoted_in(instance: dg.DagsterInstance, fc: FeedContext, run_id: str) -> str | None:
-    """The champion version a run promoted, or None when it kept the old one."""
-    for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
-        mat = record.dagster_event.event_specific_data.materialization
-        if mat.asset_key == fc.key("champion"):
-            meta = mat.metadata
-            if meta.get("decision") is not None and meta["decision"].value == "promoted":
-                return str(meta["champion_version"].value)
-    return None
+def _promotions(instance: dg.DagsterInstance, fc: FeedContext, runs: list[dg.RunRecord]) -> dict[str, str]:
+    """The champion version each of ``runs`` promoted; runs that kept the old champion are absent.
+
+    Each training run materializes ``champion`` once, after it started, so the materializations
+    since the oldest of them started hold every answer.
+    """
+    if not runs:
+        return {}
+    wanted = {r.dagster_run.run_id for r in runs}
+    since = min(r.start_time or 0.0 for r in runs)
+    records_filter = dg.AssetRecordsFilter(asset_key=fc.key("champion"), after_timestamp=since)
+    promoted: dict[str, str] = {}
+    page: str | None = None
+    while True:
+        result = instance.fetch_materializations(records_filter, limit=100, cursor=page)
+        for record in result.records:
+            meta = record.asset_materialization.metadata if record.asset_materialization else {}
+            decision = meta.get(DECISION_KEY)
+            if record.run_id in wanted and decision is not None and decision.value == "promoted":
+                promoted[record.run_id] = str(meta[CHAMPION_VERSION_KEY].value)
+        if not result.has_more:
+            return promoted
+        page = result.cursor
 
 
-def _partition_of(evaluation) -> str | None:
-    """The day a check evaluation is about (the monitoring checks record it in their metadata)."""
-    meta = evaluation.metadata.get("partition")
-    return None if meta is None else str(meta.value)
+def _retrain_runs(instance: dg.DagsterInstance, fc: FeedContext, job: str) -> list[RetrainRun]:
+    """The feed's retrain runs the policy needs, newest first: the recent successful ones (to
+    rescore after), the newest in flight and the newest of all (for the cooldown)."""
+    records: dict[int, dg.RunRecord] = {}
+    for statuses, limit in (([dg.DagsterRunStatus.SUCCESS], RECENT_SUCCESSES), (IN_FLIGHT, 1), (None, 1)):
+        for record in instance.get_run_records(filters=dg.RunsFilter(job_name=job, statuses=statuses), limit=limit):
+            records[record.storage_id] = record
+    newest_first = [records[k] for k in sorted(records, reverse=True)]
+    succeeded = [r for r in newest_first if r.dagster_run.status == dg.DagsterRunStatus.SUCCESS]
+    promoted = _promotions(instance, fc, succeeded)
+    return [
+        RetrainRun(
+            run_id=r.dagster_run.run_id, state=RUN_STATES.get(r.dagster_run.status, RunState.STOPPED),
+            created=r.create_timestamp.timestamp(),
+            affected_partitions=parse_partitions(r.dagster_run.tags.get(AFFECTED_TAG)),
+            promoted_version=promoted.get(r.dagster_run.run_id),
+        )
+        for r in newest_first
+    ]
+
+
+def _failures(
+    instance: dg.DagsterInstance, check: MonitoredCheck, key: dg.AssetCheckKey, after: int,
+) -> list[CheckFailure]:
+    """The failed evaluations of one check recorded after evaluation id ``after`` (among the newest
+    ``MAX_FAILURES`` failures).
+
+    Dagster 1.13 has no public API for a check's evaluation history: ``DagsterInstance``'s public
+    methods read materializations, observations and runs, ``get_latest_asset_check_evaluation_record``
+    returns one evaluation, and ``get_event_records`` is deprecated and counts event-log ids, not the
+    check-execution ids that the cursor and the retrain run keys hold. So this reads
+    ``instance.event_log_storage.get_asset_check_execution_history`` (not marked public either) and
+    compares the status by its value instead of importing the private
+    ``AssetCheckExecutionRecordStatus`` to filter on it.
+    """
+    storage = instance.event_log_storage
+    failures: list[CheckFailure] = []
+    failed, page = 0, None
+    while failed < MAX_FAILURES:
+        records = storage.get_asset_check_execution_history(key, limit=MAX_FAILURES, cursor=page)
+        for record in records:
+            if record.id <= after:
+                return failures
+            if record.status.value != FAILED:
+                continue
+            failed += 1
+            evaluation = record.event.asset_check_evaluation if record.event is not None else None
+            if evaluation is not None:
+                failures.append(_failure(check, record.id, record.event.timestamp, evaluation))
+            if failed == MAX_FAILURES:
+                break
+        if len(records) < MAX_FAILURES:
+            break
+        page = records[-1].id
+    return failures
+
+
+def _failure(
+    check: MonitoredCheck, evaluation_id: int, when: float, evaluation: dg.AssetCheckEvaluation,
+) -> CheckFailure:
+    """A failed evaluation as the policy reads it (the monitoring checks record its partition and model version)."""
+    meta = evaluation.metadata
+    partition, version = meta.get(PARTITION_KEY), meta.get(MODEL_VERSION_KEY)
+    return CheckFailure(
+        check=check, evaluation_id=evaluation_id, evaluated_at=when, severity=evaluation.severity.value.lower(),
+        partition=None if partition is None else str(partition.value),
+        model_version=None if version is None else str(version.value), description=evaluation.description,
+    )
+
+
+def _run_requests(decided: RetrainPlan, fc: FeedContext, names: dict[str, str]) -> list[dg.RunRequest]:
+    """The plan's rescoring runs, then its retrain run."""
+    requests = [
+        dg.RunRequest(job_name=names["score"], partition_key=r.partition, run_key=r.run_key,
+                      tags={TRIGGER_TAG: "rescore", RETRAIN_RUN_TAG: r.retrain_run_id, REASON_TAG: r.reason})
+        for r in decided.rescores
+    ]
+    retrain = decided.retrain
+    if retrain is not None:
+        config: dict = {}
+        if retrain.window_days is not None:
+            config = {"ops": {f"{fc.name}__training_window": {"config": {"window_days": retrain.window_days}}}}
+        requests.append(dg.RunRequest(
+            job_name=names["retrain"], run_key=retrain.run_key, run_config=config,
+            tags={RETRAIN_TAG: fc.name, REASON_TAG: retrain.reason,
+                  AFFECTED_TAG: format_partitions(retrain.partitions), TRIGGER_TAG: "retrain_sensor"},
+        ))
+    return requests
 
 
 def build_retrain_sensor(fc: FeedContext, jobs: list) -> dg.SensorDefinition:
     settings = fc.feed.monitoring
     names = job_names(fc.name)
     by_name = {j.name: j for j in jobs}
-    checks = [dg.AssetCheckKey(fc.key("detector_performance"), PERFORMANCE_NOT_DEGRADED)]
-    if settings.retrain_on_drift:
-        checks.append(dg.AssetCheckKey(fc.key("drift_report"), DRIFT_WITHIN_BOUNDS))
-    severities = {dg.AssetCheckSeverity.ERROR} | (
-        {dg.AssetCheckSeverity.WARN} if settings.retrain_on == "warn" else set()
-    )
+    name = f"{fc.name}__retrain_sensor"
+    keys = [dg.AssetCheckKey(fc.key("detector_performance"), PERFORMANCE_NOT_DEGRADED),
+            dg.AssetCheckKey(fc.key("drift_report"), DRIFT_WITHIN_BOUNDS)]
+    checks = {MonitoredCheck(k.to_user_string(), k.name, drift=k.name == DRIFT_WITHIN_BOUNDS): k for k in keys}
 
     @dg.sensor(
-        name=f"{fc.name}__retrain_sensor",
+        name=name,
         jobs=[by_name[names["retrain"]], by_name[names["score"]]],
         minimum_interval_seconds=settings.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING if settings.sensor_running else dg.DefaultSensorStatus.STOPPED,
@@ -88,90 +217,19 @@ def build_retrain_sensor(fc: FeedContext, jobs: list) -> dg.SensorDefinition:
     )
     def retrain_sensor(context: dg.SensorEvaluationContext):
         instance = context.instance
-        cursor = json.loads(context.cursor) if context.cursor else {}
-        seen: dict[str, int] = cursor.get("seen", {})
-        handled: list[str] = cursor.get("handled_retrains", [])
-        requests: list[dg.RunRequest] = []
-        notes: list[str] = []
-
-        # 1. rescore after each promoted retrain
-        finished = instance.get_runs(
-            filters=dg.RunsFilter(job_name=names["retrain"], statuses=[dg.DagsterRunStatus.SUCCESS]), limit=20,
+        cursor = RetrainCursor.from_json(context.cursor)
+        failures = [
+            failure for check in watched(checks, settings)
+            for failure in _failures(instance, check, checks[check], cursor.seen.get(check.key, 0))
+        ]
+        decided = plan(
+            failures, _retrain_runs(instance, fc, names["retrain"]), time.time(), settings,
+            feed=fc.name, sensor=name, checks=list(checks), champion_version=champion_version(instance, fc),
+            cursor=cursor,
         )
-        for run in reversed(finished):  # oldest first
-            if run.run_id in handled:
-                continue
-            handled.append(run.run_id)
-            version = _promoted_in(instance, fc, run.run_id)
-            days = [d for d in run.tags.get(AFFECTED_TAG, "").split(",") if d]
-            if version is None:
-                notes.append(f"retrain run {run.run_id[:8]} kept the champion; nothing to rescore")
-                continue
-            for day in days:
-                requests.append(dg.RunRequest(
-                    job_name=names["score"], partition_key=day, run_key=f"rescore-{run.run_id}-{day}",
-                    tags={TRIGGER_TAG: "rescore", "pynomaly/retrain_run": run.run_id,
-                          REASON_TAG: f"rescore with champion version {version} after retrain run {run.run_id[:8]}"},
-                ))
-        handled = handled[-HANDLED_KEEP:]
-
-        # 2. new failed evaluations of the current champion
-        champion = champion_version(instance, fc)
-        failures = []
-        newest = dict(seen)
-        for key in checks:
-            name = key.to_user_string()
-            history = instance.event_log_storage.get_asset_check_execution_history(
-                key, limit=500, status={AssetCheckExecutionRecordStatus.FAILED},
-            )
-            after = int(seen.get(name, 0))
-            for record in history:
-                if record.id <= after or record.event is None:
-                    continue
-                newest[name] = max(int(newest.get(name, 0)), record.id)
-                evaluation = record.event.dagster_event.event_specific_data
-                version = evaluation.metadata.get("model_version")
-                if evaluation.severity not in severities:
-                    continue
-                if champion is not None and version is not None and str(version.value) != champion:
-                    continue  # scored by a former champion: rescoring speaks for it
-                failures.append((_partition_of(evaluation), record, evaluation))
-
-        new_cursor = {"seen": seen, "handled_retrains": handled}
-        if failures:
-            in_flight = instance.get_runs(filters=dg.RunsFilter(job_name=names["retrain"], statuses=IN_FLIGHT), limit=1)
-            last = instance.get_run_records(filters=dg.RunsFilter(job_name=names["retrain"]), limit=1)
-            since = time.time() - last[0].create_timestamp.timestamp() if last else None
-            cooldown = settings.cooldown_hours * 3600
-            if in_flight:
-                notes.append(f"{len(failures)} failed check(s) pending: retrain run {in_flight[0].run_id[:8]} is "
-                             f"{in_flight[0].status.value.lower()}")
-            elif since is not None and since < cooldown:
-                notes.append(f"{len(failures)} failed check(s) pending: last retrain {since / 3600:.1f} h ago, "
-                             f"monitoring.cooldown_hours={settings.cooldown_hours}")
-            else:
-                days = sorted({day for day, _, _ in failures if day})
-                top = max(r.id for _, r, _ in failures)
-                details = sorted({f"{e.check_name} {e.severity.value.lower()}: {e.description or ''}"
-                                  for _, _, e in failures})
-                reason = (f"sensor {fc.name}__retrain_sensor: {len(failures)} failed check(s) of champion "
-                          f"{champion} on {', '.join(days)} -- " + " | ".join(details))
-                config: dict = {}
-                if settings.retrain_window_days is not None:
-                    config = {"ops": {f"{fc.name}__training_window": {
-                        "config": {"window_days": settings.retrain_window_days}}}}
-                requests.append(dg.RunRequest(
-                    job_name=names["retrain"], run_key=f"{fc.name}-retrain-{top}", run_config=config,
-                    tags={RETRAIN_TAG: fc.name, REASON_TAG: reason[:4000], AFFECTED_TAG: ",".join(days),
-                          TRIGGER_TAG: "retrain_sensor"},
-                ))
-                new_cursor["seen"] = newest
-        else:
-            new_cursor["seen"] = newest
-        context.update_cursor(json.dumps(new_cursor, sort_keys=True))
-        if requests:
-            return dg.SensorResult(run_requests=requests)
-        return dg.SkipReason("; ".join(notes) if notes else
-                             f"no new failed {', '.join(k.name for k in checks)} evaluation for champion {champion}")
+        context.update_cursor(decided.cursor.to_json())
+        if decided.skip_reason is not None:
+            return dg.SkipReason(decided.skip_reason)
+        return dg.SensorResult(run_requests=_run_requests(decided, fc, names))
 
     return retrain_sensor

@@ -1,0 +1,38 @@
+"""Names shared across stages: asset check names, run tag keys and metadata keys.
+
+One stage writes them and another reads them (the retraining sensor reads the checks'
+metadata and the champion's materialization; the weekly report reads run tags), so each
+lives here once instead of being spelled in two modules.
+"""
+
+from __future__ import annotations
+
+# --- asset checks -------------------------------------------------------------------------
+#: blocking check on ``champion``
+PROMOTION_GATE = "promotion_gate"
+#: non-blocking check on ``drift_report``
+DRIFT_WITHIN_BOUNDS = "drift_within_bounds"
+#: non-blocking check on ``detector_performance``
+PERFORMANCE_NOT_DEGRADED = "performance_not_degraded"
+
+# --- run tags -----------------------------------------------------------------------------
+#: why a training run was started (sensors set it; the candidates' MLflow runs record it)
+REASON_TAG = "pynomaly/reason"
+#: one training run per feed at a time (a tag concurrency limit in dagster.yaml)
+RETRAIN_TAG = "pynomaly/retrain"
+#: the days a retrain was asked for; rescored once it promotes a champion
+AFFECTED_TAG = "pynomaly/affected_partitions"
+#: what launched a run: ``daily_schedule``, ``maintenance_schedule``, ``rescore``
+TRIGGER_TAG = "pynomaly/trigger"
+#: on a rescoring run: the retrain run whose champion it scores with
+RETRAIN_RUN_TAG = "pynomaly/retrain_run"
+
+# --- metadata keys read by another stage ----------------------------------------------------
+#: on ``champion`` materializations: ``promoted`` or ``kept``
+DECISION_KEY = "decision"
+#: on ``champion`` materializations: the MLflow version now champion, or ``none``
+CHAMPION_VERSION_KEY = "champion_version"
+#: on monitoring check evaluations: the model version that scored the partition
+MODEL_VERSION_KEY = "model_version"
+#: on monitoring check evaluations: the partition the evaluation judged
+PARTITION_KEY = "partition"
