@@ -153,6 +153,89 @@ class Partitioning(_Strict):
     end_offset: int = Field(0, ge=0, description="Partitions after today that may be materialized.")
 
 
+_DERIVED_KINDS = ("lag", "diff", "rolling_mean", "rolling_std", "rolling_zscore", "rolling_min", "rolling_max")
+_SPAN = re.compile(r"\A\d+\s*(s|sec|min|h|d)\Z")
+
+
+class DerivedFeature(_Strict):
+    """One time-aware feature computed from a numeric feature's past rows (per entity).
+
+    ``lag``/``diff`` use ``periods`` rows back; ``rolling_*`` summarize the ``window`` *previous*
+    rows (an int: a count of rows; a string such as ``"1h"`` or ``"30min"``: a time span before the
+    row), so the current value never describes itself; ``rolling_zscore`` is how many of those
+    rows' standard deviations the current value lies from their mean.
+    """
+
+    source: str
+    kind: Literal["lag", "diff", "rolling_mean", "rolling_std", "rolling_zscore", "rolling_min", "rolling_max"]
+    periods: int = Field(1, ge=1, le=10_000)
+    window: int | str | None = None
+    name: str | None = None
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and not 2 <= value <= 100_000:
+            raise ValueError(f"window of {value} rows: use 2..100000 rows")
+        if isinstance(value, str) and not _SPAN.match(value.strip()):
+            raise ValueError(f"window {value!r}: a count of rows (e.g. 12) or a span such as 30min, 1h, 2d")
+        return value
+
+    @model_validator(mode="after")
+    def _needs_window(self) -> DerivedFeature:
+        rolling = self.kind.startswith("rolling_")
+        if rolling and self.window is None:
+            raise ValueError(f"derived feature {self.kind} of {self.source!r} needs a window (rows or a time span)")
+        if not rolling and self.window is not None:
+            raise ValueError(f"derived feature {self.kind} of {self.source!r} takes periods, not a window")
+        if self.name is not None and not IDENTIFIER.match(self.name):
+            raise ValueError(f"derived feature name {self.name!r} is not a valid identifier")
+        return self
+
+    @property
+    def column(self) -> str:
+        """The derived column's name: ``name``, or ``<source>__<kind>_<periods|window>``."""
+        if self.name:
+            return self.name
+        arg = self.periods if self.window is None else str(self.window).replace(" ", "")
+        return f"{self.source}__{self.kind}_{arg}"
+
+
+class CalendarFeatures(_Strict):
+    """Calendar features of the event time (UTC, or ``zone``): hour of day, day of week, month."""
+
+    fields: list[Literal["hour", "dayofweek", "month"]] = Field(default_factory=lambda: ["hour", "dayofweek"])
+    #: sin/cos pairs instead of integers, so 23:00 and 00:00 are neighbours
+    cyclical: bool = True
+    #: IANA zone whose local calendar the features describe (a shop's opening hours are local)
+    zone: str = "UTC"
+
+    @field_validator("zone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return iana_zone(value)
+
+
+def iana_zone(value: str) -> str:
+    """``value`` when it names an IANA time zone, else a ValueError that says so."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone name (e.g. UTC, Europe/Berlin)") from None
+    return value
+
+
+class DerivedSettings(_Strict):
+    """Time-aware features of a feed; see docs/feeds.md."""
+
+    features: list[DerivedFeature] = Field(default_factory=list)
+    calendar: CalendarFeatures | None = None
+    #: compute lags and windows within each entity (the feed's ``entity`` column); false: across all rows
+    per_entity: bool = True
+
+
 class ValidationSettings(_Strict):
     min_pass_rate: float = Field(0.95, ge=0.0, le=1.0)
     min_rows: int = Field(1, ge=0)
@@ -339,6 +422,8 @@ class FeedConfig(_Strict):
     #: IANA zone of event times written without an offset (naive local times); default UTC.
     #: Times with an offset or ``Z``/``UTC`` are converted exactly; other zone names are refused.
     event_time_zone: str = "UTC"
+    #: optional series key (machine, host, merchant): lags, windows and thresholds per entity
+    entity: str | None = None
     record_key: str
     label: str | None = None
     #: columns carried through to the validated data and reports but not used as features
@@ -346,6 +431,7 @@ class FeedConfig(_Strict):
     features: list[FeatureSpec] = Field(min_length=1)
     partitioning: Partitioning
     validation: ValidationSettings = ValidationSettings()
+    derived: DerivedSettings | None = None
     training: TrainingSettings = TrainingSettings()
     detector: DetectorSettings = DetectorSettings()
     lifecycle: LifecycleSettings = LifecycleSettings()
@@ -359,7 +445,7 @@ class FeedConfig(_Strict):
     #: directory of the YAML file; relative source paths resolve against it
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
-    @field_validator("name", "event_time", "record_key", "label")
+    @field_validator("name", "event_time", "record_key", "label", "entity")
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:
         if value is not None and not IDENTIFIER.match(value):
@@ -369,13 +455,7 @@ class FeedConfig(_Strict):
     @field_validator("event_time_zone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not an IANA time zone name (e.g. UTC, Europe/Berlin)") from None
-        return value
+        return iana_zone(value)
 
     @model_validator(mode="after")
     def _columns_distinct(self) -> FeedConfig:
@@ -388,20 +468,51 @@ class FeedConfig(_Strict):
                 raise ValueError(f"passthrough: {col!r} is not a valid column name")
             if col in names:
                 raise ValueError(f"passthrough: column {col!r} is also listed under features")
-        special = {"event_time": self.event_time, "record_key": self.record_key, "label": self.label}
+        special = {"event_time": self.event_time, "record_key": self.record_key, "label": self.label,
+                   "entity": self.entity}
         for key, col in special.items():
             if col is not None and col in names:
                 raise ValueError(f"{key}: column {col!r} is also listed under features")
+        self._check_derived(names)
         return self
+
+    def _check_derived(self, names: list[str]) -> None:
+        if self.derived is None:
+            return
+        numeric = {f.name for f in self.features if f.type in ("float", "int")}
+        for spec in self.derived.features:
+            if spec.source not in numeric:
+                raise ValueError(f"derived: source {spec.source!r} is not a numeric feature (float or int) of this feed")
+        derived = self.derived_names
+        clash = sorted({n for n in derived if derived.count(n) > 1 or n in names})
+        if clash:
+            raise ValueError(f"derived: feature name(s) {clash} are used twice (set a distinct name:)")
 
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
 
     @property
+    def derived_names(self) -> list[str]:
+        """Names of the derived columns, in order: the declared features, then calendar columns."""
+        if self.derived is None:
+            return []
+        names = [spec.column for spec in self.derived.features]
+        calendar = self.derived.calendar
+        for field in calendar.fields if calendar is not None else []:
+            names += [f"{field}_sin", f"{field}_cos"] if calendar.cyclical else [field]
+        return names
+
+    @property
+    def model_feature_names(self) -> list[str]:
+        """What detectors see: the declared features, then the derived ones."""
+        return [*self.feature_names, *self.derived_names]
+
+    @property
     def expected_columns(self) -> list[str]:
         """Every column a raw partition must have, in order."""
-        cols = [self.record_key, self.event_time, *self.passthrough, *self.feature_names]
+        entity = [self.entity] if self.entity is not None and self.entity not in self.passthrough else []
+        cols = [self.record_key, self.event_time, *entity, *self.passthrough, *self.feature_names]
         if self.label is not None:
             cols.append(self.label)
         return cols

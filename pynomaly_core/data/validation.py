@@ -110,8 +110,11 @@ def build_schema(
             description="event time (UTC)",
         ),
     }
+    if feed.entity is not None:
+        columns[feed.entity] = pa.Column(object, nullable=False, description="entity (series key)")
     for col in feed.passthrough:
-        columns[col] = pa.Column(object, nullable=True, required=True, description="passthrough column")
+        if col != feed.entity:
+            columns[col] = pa.Column(object, nullable=True, required=True, description="passthrough column")
     for spec in feed.features:
         columns[spec.name] = _feature_column(spec)
     if feed.label is not None:
@@ -161,8 +164,14 @@ def _coerce(raw: pd.DataFrame, feed: FeedConfig) -> tuple[pd.DataFrame, list[dic
     times = parsed.times
     record(feed.event_time, times.isna() & ~blank(raw[feed.event_time]) & ~refused, "parse as UTC timestamp")
     typed[feed.event_time] = times
+    if feed.entity is not None:
+        entity = raw[feed.entity]
+        typed[feed.entity] = entity.where(~blank(entity), None).astype(object).map(
+            lambda v: None if v is None else str(v).strip()
+        )
     for col in feed.passthrough:
-        typed[col] = raw[col].astype(object)
+        if col != feed.entity:
+            typed[col] = raw[col].astype(object)
     for spec in feed.features:
         col = raw[spec.name]
         missing = blank(col)
