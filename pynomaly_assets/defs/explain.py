@@ -50,21 +50,22 @@ def build_explanations_asset(fc: FeedContext) -> dg.AssetsDefinition:
     def explanations(
         context: dg.AssetExecutionContext, anomaly_scores: pd.DataFrame, validated: pd.DataFrame, champion: dict
     ):
-        from pynomaly_core.detectors import load_object
         from pynomaly_core.explain import explain, summary_plot_markdown
+        from pynomaly_core.lifecycle import ChampionRecord
 
         flagged = anomaly_scores[anomaly_scores["is_anomaly"].astype(bool)]
         top = flagged.sort_values("score", ascending=False).head(settings.top_k)
         if top.empty:
             return dg.MaterializeResult(value=empty_explanations(), metadata={"explained_rows": 0})
+        record = ChampionRecord.from_value(champion)
         versions = set(top["model_version"].astype(str))
-        if versions != {str(champion["version"])}:
+        if versions != {str(record.version)}:
             raise dg.Failure(
                 f"asset {fc.key('explanations').to_user_string()} partition {context.partition_key}: scored by "
-                f"model version(s) {sorted(versions)} but the champion is now version {champion['version']}; "
+                f"model version(s) {sorted(versions)} but the champion is now version {record.version}; "
                 f"rescore the partition ({feed.name}__score) before explaining it"
             )
-        model = load_object(champion["path"], expected_sha256=champion["manifest_sha256"])
+        model = record.load()
         # anomaly_scores rows are the validated rows in order
         rows = validated.reset_index(drop=True).loc[top.index]
         normal = validated.reset_index(drop=True).loc[~anomaly_scores["is_anomaly"].astype(bool).to_numpy()]

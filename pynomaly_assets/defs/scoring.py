@@ -102,17 +102,19 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
         f"one day of `{feed.name}`, scored by the current champion, with the model version that scored it.",
     )
     def anomaly_scores(context: dg.AssetExecutionContext, champion: dict, frame_store: FrameStoreResource):
-        from pynomaly_core.detectors import load_object
+        from pynomaly_core.lifecycle import ChampionRecord, NoChampionError
 
-        if champion.get("path") is None:
+        record = ChampionRecord.from_value(champion)
+        try:
+            model = record.load()
+        except NoChampionError as exc:
             raise dg.Failure(
-                f"feed {feed.name!r} has no champion to score with ({champion.get('reason', 'not trained')}); "
+                f"feed {feed.name!r} has no champion to score with ({exc.reason}); "
                 f"materialize {fc.key('champion').to_user_string()} (job {feed.name}__train) first"
-            )
-        model = load_object(champion["path"], expected_sha256=champion["manifest_sha256"])
+            ) from exc
         layout = ScoringLayout(
             record_key=feed.record_key, event_time=feed.event_time, passthrough=tuple(feed.passthrough),
-            label=feed.label, model_name=champion["detector"], model_version=str(champion["version"]),
+            label=feed.label, model_name=str(record.detector), model_version=str(record.version),
         )
         store = frame_store.store()
         partition = context.partition_key

@@ -157,3 +157,184 @@ def test_first_champion_must_reach_min_auc():
     assert not d.promote and not d.gate_passed and "lifecycle.min_auc" in d.gate_reason
     ok = decide(feed(lifecycle={"min_auc": 0.55}), evalset, "HBOS", weak, None)
     assert ok.promote and ok.reason.startswith("no current champion")
+
+
+# ------------------------------------------------------------------ the champion record
+def test_champion_record_round_trips_through_its_stored_value():
+    from pynomaly_core.lifecycle import ChampionRecord
+
+    record = ChampionRecord(
+        feed="telemetry", version="3", path="/models/telemetry/b-KNN", reason="KNN beats the champion",
+        detector="KNN", manifest_sha256="ab" * 32, threshold=1.5, mlflow_run_id="r1",
+        registered_model="pynomaly-telemetry", run_url=None, promoted=True, evaluation="labels",
+        metrics={"roc_auc": 0.9, "average_precision": 0.5},
+    )
+    value = record.to_value()
+    assert list(value) == ["feed", "detector", "version", "path", "manifest_sha256", "threshold", "mlflow_run_id",
+                           "registered_model", "run_url", "promoted", "reason", "evaluation", "metrics"]
+    assert ChampionRecord.from_value(value) == record
+    # a value from JSON with a numeric version and extra keys reads back as the same record
+    assert ChampionRecord.from_value({**value, "version": 3, "extra": 1}) == record
+    assert record.require() is record
+
+
+def test_a_feed_without_champion_stores_only_why_and_cannot_load():
+    from pynomaly_core.lifecycle import ChampionRecord, NoChampionError
+
+    record = ChampionRecord.none("telemetry", "HBOS blocked by the promotion gate")
+    assert record.to_value() == {"feed": "telemetry", "version": None, "path": None,
+                                 "reason": "HBOS blocked by the promotion gate"}
+    assert ChampionRecord.from_value(record.to_value()) == record and not record.exists
+    with pytest.raises(NoChampionError, match="'telemetry' has no champion \\(HBOS blocked"):
+        record.load()
+
+
+def test_the_evaluation_frame_reads_back_what_was_written(tmp_path):
+    from pynomaly_core.lifecycle import EvaluationSet, read_evaluation_frame, write_evaluation_frame
+    from pynomaly_core.storage import FrameStore
+
+    evalset, good, weak = _evalset(n=50, positives=5)
+    store = FrameStore(tmp_path)
+    write_evaluation_frame(store, "telemetry", "batch-1", evalset, {"KNN": good, "HBOS": weak})
+    stored = read_evaluation_frame(store, "telemetry", "batch-1")
+    assert list(stored.frame.columns) == ["x"] and stored.y.tolist() == evalset.y.tolist()
+    assert np.array_equal(stored.scores_of("KNN"), good) and np.array_equal(stored.scores_of("HBOS"), weak)
+    with pytest.raises(KeyError, match="recorded scores of detector 'PCA'"):
+        stored.scores_of("PCA")
+    again = EvaluationSet.from_description(stored.frame, stored.y, evalset.describe())
+    assert again.describe() == evalset.describe()
+
+
+# ------------------------------------------------------------------ train a batch, promote on a real MLflow
+SIGNING_KEY = "test-lifecycle-signing-key"
+PROMO = {"name": "promo", "source": {"kind": "demo"}, "label": "is_anomaly",
+         "detector": {"name": "KNN", "contamination": 0.05},
+         "lifecycle": {"candidates": ["HBOS"], "min_labelled_anomalies": 5, "n_boot": 300}}
+
+
+@pytest.fixture(autouse=True)
+def _signing_key(monkeypatch):
+    """Models saved by the module's story verify in every test (conftest gives each test its own home)."""
+    monkeypatch.setenv("PYNOMALY_SIGNING_KEY", SIGNING_KEY)
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory):
+    """One batch (KNN, HBOS) trained and logged, then four decisions on it, in order: HBOS forced as the
+    first champion; KNN, the best, replaces it; HBOS forced again is blocked; with the champion's model
+    directory gone, HBOS forced once more becomes champion as if it were the first."""
+    import shutil
+
+    from pynomaly_core.lifecycle import promote, train_candidate_batch
+    from pynomaly_core.storage import FrameStore
+    from pynomaly_core.tracking import Tracker
+
+    root = tmp_path_factory.mktemp("promote")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYNOMALY_HOME", str(root / "home"))
+        mp.setenv("PYNOMALY_SIGNING_KEY", SIGNING_KEY)
+        f = feed(**PROMO)
+        settings = DemoSettings(seed=3, machines=2, interval_minutes=15, anomaly_rate=0.08)
+        window = pd.concat([generate_day(dt.date(2026, 11, d), settings) for d in (1, 2, 3)], ignore_index=True)
+        tracker = Tracker(f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts"))
+        frames = FrameStore(root / "frames")
+        asked = []
+        batch = train_candidate_batch(
+            f, window, frames=frames, model_dir=lambda version: root / "models" / version, tracker=tracker,
+            run_id="run-train-0001", feedback=lambda start, end: asked.append((start, end)),
+            reason="test", tags={"dagster_asset": "promo/detector_candidates"},
+        )
+        value = batch.to_value()
+        steps = {}
+
+        def step(name, **kwargs):
+            promotion = promote(f, value, frames, tracker, run_id=f"run-{name}", **kwargs)
+            steps[name] = {"promotion": promotion, "champion": tracker.get_alias(f.name, "champion"),
+                           "challenger": tracker.get_alias(f.name, "challenger"),
+                           # the decision's tags on the challenger's run (a later decision overwrites them)
+                           "run_tags": tracker.client.get_run(promotion.challenger["mlflow_run_id"]).data.tags}
+
+        step("first", candidate="HBOS")
+        step("better")
+        step("forced_worse", candidate="HBOS")
+        knn_dir = steps["better"]["promotion"].record.path
+        shutil.move(knn_dir, root / "moved")
+        step("unloadable", candidate="HBOS")
+        shutil.move(root / "moved", knn_dir)
+        yield {"feed": f, "batch": batch, "value": value, "asked": asked, "steps": steps, "tracker": tracker,
+               "frames": frames}
+
+
+def test_a_batch_is_trained_saved_logged_and_its_evaluation_stored(story):
+    from pynomaly_core.lifecycle import read_evaluation_frame
+
+    batch, value = story["batch"], story["value"]
+    assert story["asked"] == [("2026-11-03", "2026-11-03")]  # feedback of the holdout day
+    assert list(value) == ["feed", "batch", "dagster_run_id", "evaluation", "training_rows", "holdout_rows",
+                           "candidates"]
+    assert value["batch"].endswith("-run-trai") and value["dagster_run_id"] == "run-train-0001"
+    assert value["evaluation"]["kind"] == "labels" and value["evaluation"]["path"] == str(batch.evaluation_path)
+    assert [c["detector"] for c in value["candidates"]] == ["KNN", "HBOS"] and batch.failed == 0
+    for entry in value["candidates"]:
+        assert entry["model_dir"].endswith(f"{value['batch']}-{entry['detector']}")
+        run = story["tracker"].client.get_run(entry["mlflow_run_id"])
+        assert run.data.tags["reason"] == "test" and run.data.tags["dagster_asset"] == "promo/detector_candidates"
+        assert run.data.params["evaluation"] == "labels"
+    stored = read_evaluation_frame(story["frames"], "promo", value["batch"])
+    assert len(stored.y) == value["evaluation"]["rows"] and sorted(stored.scores) == ["HBOS", "KNN"]
+
+
+def test_the_first_champion_is_promoted_without_comparison(story):
+    first = story["steps"]["first"]
+    p = first["promotion"]
+    assert p.decision.promote and p.decision.forced and p.decision.comparison is None
+    assert p.decision.reason == "no current champion: HBOS is the first" and p.gate_passed
+    assert first["champion"].detector == "HBOS" and first["challenger"] is None
+    hbos = next(c for c in story["value"]["candidates"] if c["detector"] == "HBOS")
+    assert p.challenger == hbos and p.registered_model == "pynomaly-promo"
+    assert p.record.to_value() == {
+        "feed": "promo", "detector": "HBOS", "version": hbos["mlflow_version"], "path": hbos["model_dir"],
+        "manifest_sha256": hbos["manifest_sha256"], "threshold": hbos["threshold"],
+        "mlflow_run_id": hbos["mlflow_run_id"], "registered_model": "pynomaly-promo", "run_url": None,
+        "promoted": True, "reason": p.decision.reason, "evaluation": "labels", "metrics": hbos["metrics"],
+    }
+
+
+def test_a_better_candidate_replaces_the_champion_which_becomes_the_rollback_target(story):
+    first, better = story["steps"]["first"], story["steps"]["better"]
+    p = better["promotion"]
+    assert p.decision.promote and not p.decision.forced and "beats the champion" in p.decision.reason
+    assert p.comparison["ci_low"] > 0
+    assert better["champion"].detector == "KNN" and p.record.version == better["champion"].version
+    assert better["challenger"].version == first["champion"].version
+    assert better["run_tags"]["pynomaly.promotion"] == "champion"
+    assert better["run_tags"]["pynomaly.decided_by_dagster_run"] == "run-better"
+    assert p.record.load().threshold_ == pytest.approx(p.record.threshold)
+
+
+def test_a_forced_worse_candidate_is_blocked_and_the_champion_kept(story):
+    better, worse = story["steps"]["better"], story["steps"]["forced_worse"]
+    p = worse["promotion"]
+    assert not p.decision.promote and not p.gate_passed and "blocked by the promotion gate" in p.decision.reason
+    assert worse["champion"].version == better["champion"].version and worse["challenger"].detector == "HBOS"
+    kept = p.record
+    assert (kept.detector, kept.version, kept.promoted) == ("KNN", better["champion"].version, False)
+    assert kept.path == better["promotion"].record.path and kept.manifest_sha256 == better["champion"].manifest_sha256
+    # the kept champion's figures are re-measured on this batch's rows
+    assert kept.metrics["roc_auc"] == pytest.approx(better["promotion"].record.metrics["roc_auc"])
+    assert kept.threshold == pytest.approx(better["promotion"].record.threshold)
+    assert worse["run_tags"]["pynomaly.promotion"] == "rejected" and worse["run_tags"]["pynomaly.gate"] == "failed"
+
+
+def test_a_champion_that_cannot_be_loaded_cannot_defend_its_title(story):
+    p = story["steps"]["unloadable"]["promotion"]
+    assert p.decision.promote and p.record.detector == "HBOS"
+    assert p.decision.reason.startswith("no current champion (current champion version ")
+    assert "could not be loaded" in p.decision.reason
+
+
+def test_a_forced_candidate_must_be_one_of_the_batch(story):
+    from pynomaly_core.lifecycle import LifecycleError, promote
+
+    with pytest.raises(LifecycleError, match="run config candidate='PCA' is not a fitted candidate"):
+        promote(story["feed"], story["value"], story["frames"], story["tracker"], run_id="run-x", candidate="PCA")

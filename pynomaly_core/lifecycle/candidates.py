@@ -1,0 +1,276 @@
+"""Candidates: split the training window, fit every candidate detector, and log the batch.
+
+:func:`train_candidate_batch` is the whole ``detector_candidates`` stage without Dagster:
+holdout split, fitting (:func:`train_candidates`), the evaluation set and its scores, the
+stored evaluation frame, one signed model directory and one MLflow run (and registered
+version) per usable candidate, and the value the champion decision reads.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from pynomaly_core.data.config import FeedConfig
+from pynomaly_core.data.preprocess import FeaturePreprocessor
+from pynomaly_core.lifecycle.evaluation import (
+    EvaluationSet,
+    evaluate,
+    evaluation_set,
+    score_models,
+    write_evaluation_frame,
+)
+from pynomaly_core.lifecycle.record import LifecycleError
+from pynomaly_core.model import AnomalyModel
+from pynomaly_core.severity import SeverityCutoffs
+from pynomaly_core.storage import FrameStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pynomaly_core.tracking import Tracker
+
+ONE_DAY_HOLDOUT_FRACTION = 0.2
+_LOG = logging.getLogger(__name__)
+
+#: ``feedback(first_day, last_day)``: reviewer verdicts (columns record_key, label) of those holdout days
+FeedbackReader = Callable[[str, str], "pd.DataFrame | None"]
+
+
+def severity_cutoffs(feed: FeedConfig) -> SeverityCutoffs:
+    s = feed.severity
+    return SeverityCutoffs(medium=s.medium, high=s.high, critical=s.critical)
+
+
+def split_holdout(frame: pd.DataFrame, feed: FeedConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, holdout): the holdout is the window's last ``holdout_days`` UTC days."""
+    times = pd.to_datetime(frame[feed.event_time], utc=True)
+    days = times.dt.floor("D")
+    unique = np.sort(days.dropna().unique())
+    if len(unique) > feed.lifecycle.holdout_days:
+        mask = (days >= unique[-feed.lifecycle.holdout_days]).to_numpy()
+    else:
+        rank = times.rank(method="first").to_numpy()
+        mask = rank > (1 - ONE_DAY_HOLDOUT_FRACTION) * len(frame)
+    train, holdout = frame[~mask], frame[mask]
+    if len(holdout) == 0 or len(train) == 0:
+        raise ValueError(
+            f"feed {feed.name!r}: the training window ({len(frame)} rows) cannot be split into "
+            f"training and lifecycle.holdout_days={feed.lifecycle.holdout_days} of holdout"
+        )
+    return train.reset_index(drop=True), holdout.reset_index(drop=True)
+
+
+def candidate_names(feed: FeedConfig, n_rows: int) -> list[str]:
+    """The detectors to train: ``lifecycle.candidates`` or the default portfolio, with
+    ``detector.name`` first; semi-supervised detectors only when the feed has labels."""
+    from pynomaly_core.detectors import get_spec
+
+    settings = feed.lifecycle
+    if settings.candidates:
+        names = list(settings.candidates)
+    else:
+        from pynomaly_core.detectors.auto import default_portfolio
+
+        names = default_portfolio(n_rows, len(feed.features), max_candidates=settings.max_candidates)
+    ordered = [feed.detector.name, *[n for n in names if n != feed.detector.name]]
+    chosen: list[str] = []
+    for name in ordered:
+        spec = get_spec(name)  # raises naming the unknown detector
+        if spec.supervision != "unsupervised" and feed.label is None:
+            continue
+        if name not in chosen:
+            chosen.append(name)
+    return chosen[: max(settings.max_candidates, 1)]
+
+
+@dataclass
+class Candidate:
+    name: str
+    model: AnomalyModel | None
+    fit_seconds: float
+    error: str | None = None
+
+
+def _labels(frame: pd.DataFrame, feed: FeedConfig) -> np.ndarray | None:
+    if feed.label is None:
+        return None
+    return pd.to_numeric(frame[feed.label], errors="coerce").fillna(0).astype(int).to_numpy()
+
+
+def train_candidates(feed: FeedConfig, train: pd.DataFrame, holdout: pd.DataFrame, names: list[str]) -> list[Candidate]:
+    """Fit each candidate on ``train`` (shared preprocessing); a failing candidate is kept
+    with its error so the evaluation shows why it is missing."""
+    preprocessor = FeaturePreprocessor([f.model_dump() for f in feed.features], scaling=feed.detector.scaling).fit(train)
+    X = preprocessor.transform(train)
+    labels = _labels(train, feed)
+    out = []
+    for name in names:
+        params = dict(feed.detector.params) if name == feed.detector.name else {}
+        model = AnomalyModel(
+            feed.features, detector=name, contamination=feed.detector.contamination, params=params,
+            random_state=feed.detector.random_state, scaling=feed.detector.scaling,
+            severity_cutoffs=severity_cutoffs(feed),
+        )
+        start = time.perf_counter()
+        try:
+            # numeric warnings (e.g. PyOD's PCA dividing by a zero-variance component) are not
+            # lost: non-finite scores are detected and reported as the candidate's error
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                model.fit(train, labels, preprocessor=preprocessor, X=X)
+                holdout_scores = model.decision_function(holdout)
+            model.calibrate(np.concatenate([model.detector_.decision_scores_, holdout_scores]))
+        except Exception as exc:  # noqa: BLE001 - one broken candidate must not sink the others
+            out.append(Candidate(name, None, time.perf_counter() - start, f"{type(exc).__name__}: {exc}"))
+            continue
+        out.append(Candidate(name, model, time.perf_counter() - start))
+    return out
+
+
+
+
+def float_metrics(row: pd.Series) -> dict[str, float]:
+    """The finite numeric entries of one row of the evaluation table (what MLflow and the value record)."""
+    return {
+        k: float(v) for k, v in row.items()
+        if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool) and np.isfinite(v)
+    }
+
+
+@dataclass
+class CandidateBatch:
+    """One training batch: every candidate fitted, evaluated, saved and logged (see :meth:`to_value`)."""
+
+    feed: str
+    batch: str
+    run_id: str
+    evalset: EvaluationSet
+    evaluation_path: Path
+    table: pd.DataFrame
+    """The evaluation table of :func:`~pynomaly_core.lifecycle.evaluate`, one row per candidate."""
+    training_rows: int
+    holdout_rows: int
+    records: list[dict[str, Any]]
+    """Per candidate: detector, error, fit_seconds and, when usable, where its model and MLflow run are."""
+
+    @property
+    def failed(self) -> int:
+        return int(sum(r["error"] is not None for r in self.records))
+
+    def shown_table(self) -> pd.DataFrame:
+        """The evaluation table to show, without the error column when no candidate failed."""
+        return self.table.drop(columns=[c for c in ("error",) if self.table[c].isna().all()])
+
+    def to_value(self) -> dict[str, Any]:
+        """The JSON document the ``detector_candidates`` asset stores (read by :func:`promote`)."""
+        return {
+            "feed": self.feed, "batch": self.batch, "dagster_run_id": self.run_id,
+            "evaluation": {**self.evalset.describe(), "path": str(self.evaluation_path)},
+            "training_rows": self.training_rows, "holdout_rows": self.holdout_rows, "candidates": self.records,
+        }
+
+
+def train_candidate_batch(
+    feed: FeedConfig,
+    window: pd.DataFrame,
+    *,
+    frames: FrameStore,
+    model_dir: Callable[[str], Path],
+    tracker: Tracker,
+    run_id: str,
+    feedback: FeedbackReader | None = None,
+    reason: str = "manual",
+    tags: Mapping[str, str] | None = None,
+    logger: logging.Logger | None = None,
+) -> CandidateBatch:
+    """Train, evaluate, save and log every candidate of ``feed`` on the training ``window``.
+
+    ``model_dir(version)`` is the directory a candidate's model is saved to; the evaluation
+    frame goes to ``frames`` (:func:`~pynomaly_core.lifecycle.write_evaluation_frame`);
+    ``run_id`` (the orchestrator's run) names the batch and is recorded on every MLflow run with
+    ``reason`` and the extra ``tags``. Raises :class:`LifecycleError` when the window cannot be
+    split, a candidate is unknown, no evaluation set can be built or every candidate fails.
+    """
+    log = logger or _LOG
+    try:
+        train, holdout = split_holdout(window, feed)
+        names = candidate_names(feed, len(train))
+    except ValueError as exc:
+        raise LifecycleError(str(exc)) from exc
+    log.info(f"training {len(names)} candidates on {len(train)} rows: {', '.join(names)}")
+    candidates = train_candidates(feed, train, holdout, names)
+    days = pd.to_datetime(holdout[feed.event_time], utc=True).dt.strftime("%Y-%m-%d")
+    verdicts = feedback(days.min(), days.max()) if feedback is not None else None
+    try:
+        evalset = evaluation_set(feed, train, holdout, verdicts, random_state=feed.detector.random_state or 0)
+    except ValueError as exc:
+        raise LifecycleError(str(exc)) from exc
+    fitted = {c.name: c.model for c in candidates if c.model is not None}
+    if not fitted:
+        raise LifecycleError(
+            f"feed {feed.name!r}: every candidate failed to fit (lifecycle.candidates): "
+            + "; ".join(f"{c.name}: {c.error}" for c in candidates)
+        )
+    scores = score_models(fitted, evalset)
+    table = evaluate(candidates, evalset, scores)
+
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
+    batch = f"{stamp}-{run_id[:8]}"
+    evaluation_path = write_evaluation_frame(frames, feed.name, batch, evalset, scores)
+    run_tags = {"dagster_run_id": run_id, "feed": feed.name, "reason": reason, **(tags or {})}
+    params = {"contamination": feed.detector.contamination, "scaling": feed.detector.scaling,
+              "training_rows": len(train), "holdout_rows": len(holdout), "evaluation": evalset.kind}
+    records = []
+    for c in candidates:
+        entry: dict[str, Any] = {"detector": c.name, "error": table.loc[c.name, "error"],
+                                 "fit_seconds": float(c.fit_seconds)}
+        if c.model is not None and entry["error"] is None:
+            version = f"{batch}-{c.name}"
+            entry.update(_save_and_log(
+                feed, c.name, c.model, model_dir(version), version=version, tracker=tracker, run_id=run_id,
+                params={"detector": c.name, **params, **(c.model.params or {})},
+                metrics=float_metrics(table.loc[c.name]), tags=run_tags,
+                input_example=train[[f.name for f in feed.features]].head(5), evaluation=table.reset_index(),
+            ))
+        records.append(entry)
+    return CandidateBatch(feed.name, batch, run_id, evalset, evaluation_path, table, len(train), len(holdout), records)
+
+
+def _save_and_log(
+    feed: FeedConfig,
+    detector: str,
+    model: AnomalyModel,
+    path: Path,
+    *,
+    version: str,
+    tracker: Tracker,
+    run_id: str,
+    params: dict[str, Any],
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    input_example: pd.DataFrame,
+    evaluation: pd.DataFrame,
+) -> dict[str, Any]:
+    """Save one usable candidate as a signed model directory and log it as an MLflow run and
+    registered version; the entry fields that say where both are."""
+    from pynomaly_core.detectors.persistence import sha256_file
+
+    model.save(path, info={"feed": feed.name, "version": version, "run_id": run_id})
+    sha = sha256_file(path / "manifest.json")
+    record = tracker.log_candidate(
+        feed.name, detector=detector, model_dir=path, manifest_sha256=sha, params=params, metrics=metrics,
+        tags=tags, input_example=input_example, evaluation=evaluation,
+    )
+    return {
+        "model_dir": str(path), "manifest_sha256": sha, "threshold": float(model.threshold_),
+        "mlflow_run_id": record.run_id, "mlflow_version": record.version,
+        "registered_model": record.registered_model, "run_url": record.run_url,
+        "metrics": metrics,
+    }

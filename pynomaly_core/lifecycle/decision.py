@@ -1,0 +1,104 @@
+"""The champion decision: does the challenger replace the champion, and may it?
+
+:func:`decide` compares the challenger with the current champion on the *same* rows with a
+stratified paired bootstrap of average precision; :func:`promotion_gate` then blocks any
+promotion that is too weak or worse than the champion (see :mod:`pynomaly_core.lifecycle`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from pynomaly_core.data.config import FeedConfig
+from pynomaly_core.lifecycle.evaluation import EvaluationSet
+
+
+@dataclass
+class Decision:
+    """The champion decision and the promotion gate's verdict."""
+
+    champion: Literal["challenger", "incumbent"]
+    challenger: str
+    reason: str
+    comparison: dict[str, Any] | None
+    gate_passed: bool
+    gate_reason: str
+    forced: bool = False
+
+    @property
+    def promote(self) -> bool:
+        return self.champion == "challenger"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "promote": self.promote}
+
+
+def promotion_gate(
+    feed: FeedConfig, new_metrics: dict[str, float], old_metrics: dict[str, float] | None,
+    comparison: dict[str, Any] | None,
+) -> tuple[bool, str]:
+    """May a model with ``new_metrics`` replace one with ``old_metrics`` (same rows)?"""
+    s = feed.lifecycle
+    auc = float(new_metrics["roc_auc"])
+    if auc < s.min_auc:
+        return False, f"ROC-AUC {auc:.3f} on the evaluation set is below lifecycle.min_auc = {s.min_auc}"
+    if old_metrics is not None:
+        new_ap, old_ap = float(new_metrics["average_precision"]), float(old_metrics["average_precision"])
+        if new_ap < old_ap - s.max_regression:
+            return False, (
+                f"average precision {new_ap:.3f} trails the current champion's {old_ap:.3f} by more than "
+                f"lifecycle.max_regression = {s.max_regression}"
+            )
+        if comparison is not None and comparison["ci_high"] < 0:
+            return False, (
+                f"worse than the current champion with {comparison['confidence']:.0%} confidence "
+                f"(ΔAP {comparison['delta']:+.3f}, CI [{comparison['ci_low']:+.3f}, {comparison['ci_high']:+.3f}])"
+            )
+    return True, f"ROC-AUC {auc:.3f} >= {s.min_auc}" + (
+        "" if old_metrics is None else f"; AP {new_metrics['average_precision']:.3f} vs {old_metrics['average_precision']:.3f}"
+    )
+
+
+def decide(
+    feed: FeedConfig,
+    evalset: EvaluationSet,
+    challenger: str,
+    challenger_scores: np.ndarray,
+    incumbent_scores: np.ndarray | None,
+    *,
+    forced: bool = False,
+    incumbent_note: str = "",
+    random_state: int = 0,
+) -> Decision:
+    """Keep the incumbent or promote the challenger (see the module docstring)."""
+    from pynomaly_core.evaluation.compare import metrics, paired_bootstrap
+
+    new = metrics(evalset.y, challenger_scores)
+    if incumbent_scores is None:
+        gate_ok, gate_reason = promotion_gate(feed, new, None, None)
+        reason = f"no current champion{f' ({incumbent_note})' if incumbent_note else ''}: {challenger} is the first"
+        return Decision("challenger" if gate_ok else "incumbent", challenger, reason, None, gate_ok, gate_reason, forced)
+    old = metrics(evalset.y, incumbent_scores)
+    cmp = paired_bootstrap(
+        evalset.y, incumbent_scores, challenger_scores, metric="average_precision",
+        n_boot=feed.lifecycle.n_boot, confidence=feed.lifecycle.confidence, random_state=random_state,
+    ).to_dict()
+    if forced:
+        wanted, reason = True, f"promotion of {challenger} requested by run config"
+    elif cmp["ci_low"] > 0:
+        wanted = True
+        reason = (f"{challenger} beats the champion: ΔAP {cmp['delta']:+.3f}, "
+                  f"{cmp['confidence']:.0%} CI [{cmp['ci_low']:+.3f}, {cmp['ci_high']:+.3f}]")
+    else:
+        wanted = False
+        reason = (f"{challenger} is not better with {cmp['confidence']:.0%} confidence "
+                  f"(ΔAP {cmp['delta']:+.3f}, CI [{cmp['ci_low']:+.3f}, {cmp['ci_high']:+.3f}]); champion kept")
+    if not wanted:
+        return Decision("incumbent", challenger, reason, cmp, True, "no promotion proposed", forced)
+    gate_ok, gate_reason = promotion_gate(feed, new, old, cmp)
+    if not gate_ok:
+        reason += f"; blocked by the promotion gate: {gate_reason}"
+    return Decision("challenger" if gate_ok else "incumbent", challenger, reason, cmp, gate_ok, gate_reason, forced)

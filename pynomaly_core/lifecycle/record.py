@@ -1,0 +1,98 @@
+"""The champion as a typed record: what the ``champion`` asset stores and every consumer reads.
+
+Scoring, monitoring and explanations read the stored JSON value back with
+:meth:`ChampionRecord.from_value` and load the model with :meth:`ChampionRecord.load`, so the
+"no champion yet" check and the verified load live here once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pynomaly_core.model import AnomalyModel
+
+
+class LifecycleError(ValueError):
+    """A training batch or a champion decision cannot be made; the message names the feed and the setting."""
+
+
+class NoChampionError(LookupError):
+    """A feed has no champion yet (its first training was not run, or was refused)."""
+
+    def __init__(self, feed: str, reason: str) -> None:
+        super().__init__(f"feed {feed!r} has no champion ({reason})")
+        self.feed = feed
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ChampionRecord:
+    """The model that scores a feed, as the ``champion`` asset stores it.
+
+    The stored value (JSON, read by scoring, monitoring and explanations) is
+    :meth:`to_value`; :meth:`from_value` reads it back. A feed without a champion has a
+    record whose ``version`` and ``path`` are ``None`` and whose ``reason`` says why.
+    """
+
+    feed: str
+    version: str | None = None
+    path: str | None = None
+    reason: str = ""
+    detector: str | None = None
+    manifest_sha256: str | None = None
+    threshold: float | None = None
+    mlflow_run_id: str | None = None
+    registered_model: str | None = None
+    run_url: str | None = None
+    promoted: bool = False
+    evaluation: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def exists(self) -> bool:
+        """The feed has a champion: a registered version with a model directory to load."""
+        return self.path is not None and self.version is not None
+
+    @classmethod
+    def none(cls, feed: str, reason: str) -> ChampionRecord:
+        """The record of a feed without champion; ``reason`` says why (shown where scoring refuses)."""
+        return cls(feed=feed, reason=reason)
+
+    @classmethod
+    def from_value(cls, value: dict[str, Any] | ChampionRecord) -> ChampionRecord:
+        """The record of a stored ``champion`` value (unknown keys are ignored)."""
+        if isinstance(value, ChampionRecord):
+            return value
+        known = {f for f in cls.__dataclass_fields__}
+        kwargs = {k: v for k, v in value.items() if k in known}
+        if kwargs.get("version") is not None:
+            kwargs["version"] = str(kwargs["version"])
+        kwargs["metrics"] = dict(kwargs.get("metrics") or {})
+        return cls(**kwargs)
+
+    def to_value(self) -> dict[str, Any]:
+        """The JSON document the ``champion`` asset stores."""
+        if not self.exists:
+            return {"feed": self.feed, "version": None, "path": None, "reason": self.reason}
+        return {
+            "feed": self.feed, "detector": self.detector, "version": self.version, "path": self.path,
+            "manifest_sha256": self.manifest_sha256, "threshold": self.threshold,
+            "mlflow_run_id": self.mlflow_run_id, "registered_model": self.registered_model,
+            "run_url": self.run_url, "promoted": self.promoted, "reason": self.reason,
+            "evaluation": self.evaluation, "metrics": dict(self.metrics),
+        }
+
+    def require(self) -> ChampionRecord:
+        """This record, or :class:`NoChampionError` when the feed has no champion."""
+        if not self.exists:
+            raise NoChampionError(self.feed, self.reason or "not trained")
+        return self
+
+    def load(self, signing_key: bytes | None = None) -> AnomalyModel:
+        """The champion model, verified against its signature and the recorded manifest digest."""
+        from pynomaly_core.detectors import load_object
+
+        record = self.require()
+        return load_object(record.path, expected_sha256=record.manifest_sha256)  # type: ignore[arg-type]
