@@ -9,27 +9,42 @@
   reference (HTML linked from metadata), PSI per feature on all rows, and drift of the
   anomaly-score distribution and of the alert rate; check ``drift_within_bounds``.
 * ``detector_performance`` (daily) — ranking metrics with labels or feedback, label-free health
-  without; check ``performance_not_degraded``.
+  without; check ``performance_not_degraded``. It reads the alert-rate and score KS tests from
+  the same day's ``drift_report`` (an input), so they are computed once per partition.
 
 Both checks are non-blocking: a warning (moderate change) is shown in the UI and scoring goes
-on; an error is what the retraining sensor (``defs/sensors.py``) acts on.
+on; an error is what the retraining sensor (``defs/sensors.py``) acts on. The rules themselves
+live in core (:func:`pynomaly_core.drift.judge`, :func:`pynomaly_core.evaluation.health.judge`);
+this module only wires them to Dagster.
 """
 
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
 from pynomaly_assets.feed_context import FeedContext
+from pynomaly_assets.names import (
+    DRIFT_WITHIN_BOUNDS,
+    MODEL_VERSION_KEY,
+    PARTITION_KEY,
+    PERFORMANCE_NOT_DEGRADED,
+)
 from pynomaly_assets.resources import ReportStoreResource, WarehouseResource
 from pynomaly_core.storage import atomic_write_text
 
-DRIFT_WITHIN_BOUNDS = "drift_within_bounds"
-PERFORMANCE_NOT_DEGRADED = "performance_not_degraded"
+if TYPE_CHECKING:  # pragma: no cover
+    from pynomaly_core.drift import DriftResult
+    from pynomaly_core.evaluation.health import Measurements, Verdict
+
 BASELINE_FILE = "baseline.json"
+#: baseline numbers shown on ``monitoring_reference`` and on ``detector_performance``
+REFERENCE_BASELINE_KEYS = ("average_precision", "roc_auc", "canary_recall", "alert_rate")
+PERFORMANCE_BASELINE_KEYS = ("average_precision", "canary_recall", "alert_rate")
 
 
 def _write_json(path: Path, doc: dict) -> Path:
@@ -58,18 +73,44 @@ def scored_version(anomaly_scores: pd.DataFrame, fc: FeedContext) -> str:
     return str(versions[0])
 
 
+def labels_for_partition(fc: FeedContext, scored: pd.DataFrame, feedback: pd.DataFrame | None) -> pd.Series:
+    """Known labels of a scored partition: the feed's label column, overridden by reviewer feedback."""
+    from pynomaly_core.lifecycle import labels_with_feedback
+
+    labels = scored["label"] if fc.feed.label is not None and "label" in scored.columns else None
+    return labels_with_feedback(labels, scored["record_key"], feedback)
+
+
 def _numeric_and_categorical(fc: FeedContext) -> tuple[list[str], list[str]]:
     numeric = [f.name for f in fc.feed.features if f.type in ("float", "int")]
     categorical = [f.name for f in fc.feed.features if f.type not in ("float", "int")]
     return numeric, categorical
 
 
-def build_monitoring_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
+def _baseline_metadata(baseline: dict, keys: tuple[str, ...] = REFERENCE_BASELINE_KEYS) -> dict[str, float]:
+    return {f"baseline_{k}": float(baseline[k]) for k in keys if baseline.get(k) is not None}
+
+
+def _check_result(name: str, verdict: "Verdict", metadata: dict[str, Any], description: str) -> dg.AssetCheckResult:
+    """A core verdict as a non-blocking check: "error" is what the retraining sensor acts on, anything else warns."""
+    severity = dg.AssetCheckSeverity.ERROR if verdict.severity == "error" else dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckResult(check_name=name, passed=verdict.passed, severity=severity, metadata=metadata,
+                               description=description)
+
+
+# ------------------------------------------------------------------ monitoring_reference
+def _reference_result(version: str, directory: Path, baseline: dict, **built: Any) -> dg.MaterializeResult:
+    return dg.MaterializeResult(
+        value={"version": version, "path": str(directory)},
+        metadata={"reference_version": version, **built, "path": dg.MetadataValue.path(str(directory)),
+                  **_baseline_metadata(baseline)},
+    )
+
+
+def build_monitoring_reference_asset(fc: FeedContext) -> dg.AssetsDefinition:
     feed = fc.feed
     settings = feed.monitoring
     reference_key = fc.key("monitoring_reference")
-    drift_key = fc.key("drift_report")
-    performance_key = fc.key("detector_performance")
     numeric, categorical = _numeric_and_categorical(fc)
 
     @dg.asset(
@@ -88,62 +129,70 @@ def build_monitoring_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
         context: dg.AssetExecutionContext, training_window: pd.DataFrame, champion: dict,
         reports: ReportStoreResource,
     ):
-        from pynomaly_core.detectors import load_object
         from pynomaly_core.drift import build_reference
-        from pynomaly_core.evaluation.health import canary_recall
-        from pynomaly_core.lifecycle import split_holdout
+        from pynomaly_core.evaluation.health import performance_baseline
+        from pynomaly_core.lifecycle import ChampionRecord, NoChampionError, split_holdout
 
-        if champion.get("path") is None:
-            raise dg.Failure(
-                f"feed {feed.name!r} has no champion ({champion.get('reason', 'not trained')}); "
-                f"materialize {fc.key('champion').to_user_string()} first"
-            )
-        version = str(champion["version"])
+        try:
+            record = ChampionRecord.from_value(champion).require()
+        except NoChampionError as exc:
+            raise dg.Failure(f"{exc}; materialize {fc.key('champion').to_user_string()} first") from exc
+        version = str(record.version)
         directory = reports.reference_dir(feed.name, version)
-        if not champion.get("promoted") and (directory / BASELINE_FILE).exists():
+        if not record.promoted and (directory / BASELINE_FILE).exists():
             baseline = json.loads((directory / BASELINE_FILE).read_text())
             context.log.info(f"champion version {version} kept; reusing its reference {directory}")
-            return dg.MaterializeResult(
-                value={"version": version, "path": str(directory)},
-                metadata={"reference_version": version, "built": False, "path": dg.MetadataValue.path(str(directory)),
-                          **_baseline_metadata(baseline)},
-            )
-        model = load_object(champion["path"], expected_sha256=champion["manifest_sha256"])
+            return _reference_result(version, directory, baseline, built=False)
+        model = record.load()
         try:
             _, holdout = split_holdout(training_window, feed)
         except ValueError as exc:
             raise dg.Failure(f"asset {reference_key.to_user_string()}: {exc}") from exc
         seed = feed.detector.random_state or 0
         holdout_scores = np.asarray(model.decision_function(holdout), dtype=float)
-        reference = build_reference(
+        build_reference(
             training_window[feed.feature_names], numeric, categorical, holdout_scores,
             expected_alert_rate=feed.detector.contamination, sample_rows=settings.reference_sample_rows,
             random_state=seed,
-        )
-        reference.save(directory)
-        metrics = champion.get("metrics") or {}
-        labelled = champion.get("evaluation") in ("labels", "feedback")
-        baseline = {
-            "feed": feed.name, "version": version, "detector": champion["detector"],
-            "model_path": champion["path"], "manifest_sha256": champion["manifest_sha256"],
-            "threshold": float(model.threshold_), "evaluation": champion.get("evaluation"),
-            "average_precision": float(metrics["average_precision"]) if labelled and "average_precision" in metrics else None,
-            "roc_auc": float(metrics["roc_auc"]) if labelled and "roc_auc" in metrics else None,
-            "canary_recall": canary_recall(model, holdout, numeric, settings.canary_rows, random_state=seed)
-            if numeric else None,
-            "alert_rate": float(np.mean(holdout_scores > model.threshold_)),
-            "expected_alert_rate": float(feed.detector.contamination),
-            "holdout_rows": len(holdout), "reference_rows": len(training_window),
-            "training_days": sorted(pd.to_datetime(training_window[feed.event_time], utc=True)
-                                    .dt.strftime("%Y-%m-%d").unique().tolist()),
-            "dagster_run_id": context.run.run_id,
-        }
-        _write_json(directory / BASELINE_FILE, baseline)
-        return dg.MaterializeResult(
-            value={"version": version, "path": str(directory)},
-            metadata={"reference_version": version, "built": True, "path": dg.MetadataValue.path(str(directory)),
-                      "reference_rows": len(training_window), **_baseline_metadata(baseline)},
-        )
+        ).save(directory)
+        baseline = performance_baseline(record, model, training_window, holdout, holdout_scores, feed,
+                                        numeric=numeric, random_state=seed)
+        _write_json(directory / BASELINE_FILE, {**baseline, "dagster_run_id": context.run.run_id})
+        return _reference_result(version, directory, baseline, built=True, reference_rows=len(training_window))
+
+    return monitoring_reference
+
+
+# ------------------------------------------------------------------ drift_report
+def _drift_metadata(result: "DriftResult", version: str, in_window: bool, html: Path, json_path: Path) -> dict:
+    drifted = result.drifted_columns
+    return {
+        "drift_share": float(result.drift_share),
+        "dataset_drift": bool(result.dataset_drift),
+        "drifted_features": len(drifted),
+        "drifted_columns": dg.MetadataValue.json(drifted),
+        "score_psi": float(result.score_psi),
+        "score_ks": float(result.score_ks),
+        "score_ks_pvalue": float(result.score_ks_pvalue),
+        "alert_rate": float(result.alert_rate),
+        "expected_alert_rate": float(result.expected_alert_rate),
+        "alert_rate_ratio": float(result.alert_rate_ratio),
+        "alert_rate_pvalue": float(result.alert_rate_pvalue),
+        "rows": int(result.rows),
+        "sampled_rows": int(result.sampled_rows),
+        "drift_seconds": float(result.seconds),
+        "reference_version": version,
+        "in_training_window": in_window,
+        "report_html": dg.MetadataValue.path(str(html)),
+        "report_json": dg.MetadataValue.path(str(json_path)),
+        "columns": dg.MetadataValue.md(result.columns.to_markdown(index=False, floatfmt=".4f")),
+    }
+
+
+def build_drift_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
+    feed = fc.feed
+    settings = feed.monitoring
+    drift_key = fc.key("drift_report")
 
     @dg.asset(
         key=drift_key,
@@ -151,7 +200,7 @@ def build_monitoring_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
             "anomaly_scores": dg.AssetIn(key=fc.key("anomaly_scores")),
             "validated": dg.AssetIn(key=fc.key("validated")),
         },
-        deps=[reference_key],
+        deps=[fc.key("monitoring_reference")],
         partitions_def=fc.partitions_def,
         group_name=feed.name,
         kinds={"evidently"},
@@ -171,15 +220,14 @@ def build_monitoring_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
         context: dg.AssetExecutionContext, anomaly_scores: pd.DataFrame, validated: pd.DataFrame,
         reports: ReportStoreResource,
     ):
-        from pynomaly_core.drift import DriftReference
+        from pynomaly_core.drift import DriftReference, judge
         from pynomaly_core.drift import drift_report as run_drift
 
         day = context.partition_key
         version = scored_version(anomaly_scores, fc)
-        directory = reports.reference_dir(feed.name, version)
         baseline = read_baseline(reports, fc, version)  # fails clearly when the reference was never built
-        in_sample = day in set(baseline.get("training_days") or [])
-        reference = DriftReference.load(directory)
+        in_window = day in set(baseline.get("training_days") or [])
+        reference = DriftReference.load(reports.reference_dir(feed.name, version))
         out_dir = reports.feed_dir(feed.name, "drift")
         html = out_dir / f"{day}.html"
         result = run_drift(
@@ -190,62 +238,65 @@ def build_monitoring_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
         )
         summary = {"feed": feed.name, "partition": day, "reference_version": version, **result.summary()}
         json_path = _write_json(out_dir / f"{day}.json", summary)
-        columns = result.columns
-        drifted = columns.loc[columns["drifted"].astype(bool), "column"].tolist()
-
-        share = float(result.drift_share)
-        reasons = []
-        severity = dg.AssetCheckSeverity.WARN
-        if share >= settings.drift_share_error:
-            severity = dg.AssetCheckSeverity.ERROR
-            reasons.append(f"{share:.0%} of features drifted (monitoring.drift_share_error={settings.drift_share_error})")
-        elif share >= settings.drift_share_warn:
-            reasons.append(f"{share:.0%} of features drifted (monitoring.drift_share_warn={settings.drift_share_warn})")
-        if in_sample:
-            # the champion was fitted on this day: its scores here are in-sample (lower), not drift
-            pass
-        elif result.score_psi > settings.score_psi_error:
-            severity = dg.AssetCheckSeverity.ERROR
-            reasons.append(f"anomaly-score PSI {result.score_psi:.3f} > monitoring.score_psi_error={settings.score_psi_error}")
-        passed = not reasons
-        metadata = {
-            "drift_share": share,
-            "dataset_drift": bool(result.dataset_drift),
-            "drifted_features": len(drifted),
-            "drifted_columns": dg.MetadataValue.json(drifted),
-            "score_psi": float(result.score_psi),
-            "score_ks": float(result.score_ks),
-            "score_ks_pvalue": float(result.score_ks_pvalue),
-            "alert_rate": float(result.alert_rate),
-            "expected_alert_rate": float(result.expected_alert_rate),
-            "alert_rate_ratio": float(result.alert_rate_ratio),
-            "alert_rate_pvalue": float(result.alert_rate_pvalue),
-            "rows": int(result.rows),
-            "sampled_rows": int(result.sampled_rows),
-            "drift_seconds": float(result.seconds),
-            "reference_version": version,
-            "in_training_window": in_sample,
-            "report_html": dg.MetadataValue.path(str(html)),
-            "report_json": dg.MetadataValue.path(str(json_path)),
-            "columns": dg.MetadataValue.md(columns.to_markdown(index=False, floatfmt=".4f")),
-        }
-        check = dg.AssetCheckResult(
-            check_name=DRIFT_WITHIN_BOUNDS, passed=passed, severity=severity,
-            metadata={"drift_share": share, "score_psi": float(result.score_psi), "model_version": version, "partition": day,
-                      "drifted_columns": dg.MetadataValue.json(drifted)},
-            description=f"{feed.name}/{day}: " + ("; ".join(reasons) if reasons else
-                                                   f"{share:.0%} of features drifted, score PSI {result.score_psi:.3f}")
-            + (" (a training day of this champion: score drift not judged)" if in_sample else ""),
+        verdict = judge(result, settings, in_training_window=in_window)
+        check = _check_result(
+            DRIFT_WITHIN_BOUNDS, verdict,
+            {"drift_share": verdict.drift_share, "score_psi": verdict.score_psi, MODEL_VERSION_KEY: version,
+             PARTITION_KEY: day, "drifted_columns": dg.MetadataValue.json(result.drifted_columns)},
+            f"{feed.name}/{day}: {verdict.describe()}",
         )
-        return dg.MaterializeResult(value=summary, metadata=metadata, check_results=[check])
+        return dg.MaterializeResult(value=summary, metadata=_drift_metadata(result, version, in_window, html, json_path),
+                                    check_results=[check])
+
+    return drift_report
+
+
+# ------------------------------------------------------------------ detector_performance
+def _performance_value(fc: FeedContext, day: str, version: str, measured: "Measurements", verdict: "Verdict",
+                       baseline: dict) -> dict:
+    return {"feed": fc.name, "partition": day, "model_version": version, "mode": measured.mode,
+            "labelled_rows": measured.labelled_rows, "labelled_anomalies": measured.labelled_anomalies,
+            "severity": verdict.severity, "reasons": verdict.reasons,
+            **{k: float(v) for k, v in measured.values.items()},
+            "baseline": {k: baseline.get(k) for k in REFERENCE_BASELINE_KEYS}}
+
+
+def _performance_metadata(version: str, measured: "Measurements", verdict: "Verdict", baseline: dict) -> dict:
+    return {
+        **{k: dg.MetadataValue.float(float(v)) for k, v in measured.values.items() if k != "k"},
+        "mode": measured.mode,
+        "labelled_rows": measured.labelled_rows,
+        "labelled_anomalies": measured.labelled_anomalies,
+        "model_version": version,
+        "verdict": verdict.severity,
+        **_baseline_metadata(baseline, PERFORMANCE_BASELINE_KEYS),
+    }
+
+
+def _require_drift_of_version(fc: FeedContext, drift_report: dict, day: str, version: str) -> None:
+    """The day's drift report must judge the scores being judged here, or its score tests are of other scores."""
+    if str(drift_report.get("reference_version")) != version:
+        raise dg.Failure(
+            f"asset {fc.key('detector_performance').to_user_string()} {day}: the partition is scored by model "
+            f"version {version} but its {fc.key('drift_report').to_user_string()} was computed for version "
+            f"{drift_report.get('reference_version')}; materialize both for {day} (job {fc.name}__score does)"
+        )
+
+
+def build_detector_performance_asset(fc: FeedContext) -> dg.AssetsDefinition:
+    feed = fc.feed
+    settings = feed.monitoring
+    performance_key = fc.key("detector_performance")
+    numeric, _ = _numeric_and_categorical(fc)
 
     @dg.asset(
         key=performance_key,
         ins={
             "anomaly_scores": dg.AssetIn(key=fc.key("anomaly_scores")),
             "validated": dg.AssetIn(key=fc.key("validated")),
+            "drift_report": dg.AssetIn(key=fc.key("drift_report")),
         },
-        deps=[reference_key],
+        deps=[fc.key("monitoring_reference")],
         partitions_def=fc.partitions_def,
         group_name=feed.name,
         kinds={"scikitlearn"},
@@ -263,84 +314,38 @@ def build_monitoring_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
     )
     def detector_performance(
         context: dg.AssetExecutionContext, anomaly_scores: pd.DataFrame, validated: pd.DataFrame,
-        reports: ReportStoreResource, warehouse: WarehouseResource,
+        drift_report: dict, reports: ReportStoreResource, warehouse: WarehouseResource,
     ):
-        from scipy.stats import ks_2samp
-
-        from pynomaly_core.detectors import load_object
-        from pynomaly_core.drift import DriftReference
-        from pynomaly_core.evaluation.health import (
-            alert_rate_test,
-            canary_recall,
-            judge,
-            labelled_metrics,
-        )
-        from pynomaly_core.export import read_feedback
+        from pynomaly_core.drift import health_measurements
+        from pynomaly_core.evaluation.health import baseline_champion, judge, measure_partition
+        from pynomaly_core.warehouse import read_feedback
 
         day = context.partition_key
         version = scored_version(anomaly_scores, fc)
+        _require_drift_of_version(fc, drift_report, day, version)
         baseline = read_baseline(reports, fc, version)
-        scores = anomaly_scores["score"].to_numpy(dtype=float)
-        flags = anomaly_scores["is_anomaly"].to_numpy(dtype=bool)
-        current: dict[str, float] = {}
-        labels = labels_for_partition(fc, anomaly_scores, read_feedback(
-            warehouse.engine(), feed=feed.name, start=day, end=day, schema=warehouse.schema_name))
-        known = labels.notna().to_numpy()
-        y = labels[known].astype(int).to_numpy()
-        positives, negatives = int(y.sum()), int((y == 0).sum())
-        mode = "label_free"
-        if positives >= settings.min_labelled_anomalies and negatives >= settings.min_labelled_anomalies:
-            current.update(labelled_metrics(y, scores[known], settings.top_k))
-            mode = "labels"
-        model = load_object(baseline["model_path"], expected_sha256=baseline["manifest_sha256"])
-        if numeric and len(validated):
-            current["canary_recall"] = canary_recall(
-                model, validated.reset_index(drop=True), numeric, settings.canary_rows,
-                random_state=(feed.detector.random_state or 0) + int(day.replace("-", "")) % 10_000,
-            )
-        current.update(alert_rate_test(int(flags.sum()), len(flags), float(feed.detector.contamination)))
-        reference = DriftReference.load(reports.reference_dir(feed.name, version))
-        if len(scores) and len(reference.scores):
-            ks = ks_2samp(scores, reference.scores)
-            current["score_ks"], current["score_ks_pvalue"] = float(ks.statistic), float(ks.pvalue)
-        verdict = judge(current, baseline, settings)
-        value = {"feed": feed.name, "partition": day, "model_version": version, "mode": mode,
-                 "labelled_rows": int(known.sum()), "labelled_anomalies": positives,
-                 "severity": verdict.severity, "reasons": verdict.reasons,
-                 **{k: float(v) for k, v in current.items()},
-                 "baseline": {k: baseline.get(k) for k in ("average_precision", "roc_auc", "canary_recall", "alert_rate")}}
-        metadata = {
-            **{k: dg.MetadataValue.float(float(v)) for k, v in current.items() if k != "k"},
-            "mode": mode,
-            "labelled_rows": int(known.sum()),
-            "labelled_anomalies": positives,
-            "model_version": version,
-            "verdict": verdict.severity,
-            **{f"baseline_{k}": float(baseline[k]) for k in ("average_precision", "canary_recall", "alert_rate")
-               if baseline.get(k) is not None},
-        }
-        check = dg.AssetCheckResult(
-            check_name=PERFORMANCE_NOT_DEGRADED,
-            passed=verdict.passed,
-            severity=dg.AssetCheckSeverity.ERROR if verdict.severity == "error" else dg.AssetCheckSeverity.WARN,
-            metadata={"mode": mode, "verdict": verdict.severity, "model_version": version, "partition": day,
-                      **{k: float(v) for k, v in current.items() if k in ("average_precision", "canary_recall",
-                                                                         "alert_rate_ratio")}},
-            description=f"{feed.name}/{day} (model version {version}, {mode}): {verdict.describe()}",
+        feedback = read_feedback(warehouse.engine(), feed=feed.name, start=day, end=day, schema=warehouse.schema_name)
+        measured = measure_partition(
+            baseline_champion(baseline).load(), validated, anomaly_scores["score"].to_numpy(dtype=float),
+            labels_for_partition(fc, anomaly_scores, feedback), numeric, settings,
+            score_health=health_measurements(drift_report),
+            random_state=(feed.detector.random_state or 0) + int(day.replace("-", "")) % 10_000,
         )
-        return dg.MaterializeResult(value=value, metadata=metadata, check_results=[check])
+        verdict = judge(measured.values, baseline, settings)
+        check = _check_result(
+            PERFORMANCE_NOT_DEGRADED, verdict,
+            {"mode": measured.mode, "verdict": verdict.severity, MODEL_VERSION_KEY: version, PARTITION_KEY: day,
+             **{k: float(v) for k, v in measured.values.items()
+                if k in ("average_precision", "canary_recall", "alert_rate_ratio")}},
+            f"{feed.name}/{day} (model version {version}, {measured.mode}): {verdict.describe()}",
+        )
+        return dg.MaterializeResult(value=_performance_value(fc, day, version, measured, verdict, baseline),
+                                    metadata=_performance_metadata(version, measured, verdict, baseline),
+                                    check_results=[check])
 
-    return [monitoring_reference, drift_report, detector_performance]
+    return detector_performance
 
 
-def labels_for_partition(fc: FeedContext, scored: pd.DataFrame, feedback: pd.DataFrame | None) -> pd.Series:
-    """Known labels of a scored partition: the feed's label column, overridden by reviewer feedback."""
-    from pynomaly_core.lifecycle import labels_with_feedback
-
-    labels = scored["label"] if fc.feed.label is not None and "label" in scored.columns else None
-    return labels_with_feedback(labels, scored["record_key"], feedback)
-
-
-def _baseline_metadata(baseline: dict) -> dict:
-    return {f"baseline_{k}": float(baseline[k]) for k in ("average_precision", "roc_auc", "canary_recall", "alert_rate")
-            if baseline.get(k) is not None}
+def build_monitoring_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
+    """The feed's three monitoring assets, as ``definitions.py`` wires them."""
+    return [build_monitoring_reference_asset(fc), build_drift_report_asset(fc), build_detector_performance_asset(fc)]

@@ -199,7 +199,7 @@ def test_cooldown_keeps_failures_pending(story, tmp_path, monkeypatch):
     instance = story["instance"]
     feeds = tmp_path / "feeds"
     # reviewers reject the day's true anomalies and confirm normal rows: average precision collapses
-    from pynomaly_core.export import (
+    from pynomaly_core.warehouse import (
         FEEDBACK_TABLE,
         ensure_table,
         make_engine,
@@ -292,7 +292,7 @@ def test_weekly_maintenance_reports_cleans_and_notifies(story, tmp_path, monkeyp
     """Runs last: its retention removes the story's oldest exported days."""
     import sqlalchemy as sa
 
-    from pynomaly_core.export import make_engine, warehouse_url_default
+    from pynomaly_core.warehouse import make_engine, warehouse_url_default
 
     url, received = webhook
     monkeypatch.setenv("PYNOMALY_HOME", str(story["root"] / "home"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import subprocess
@@ -12,17 +13,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pynomaly_core.data.config import MonitoringSettings
 from pynomaly_core.data.demo import DemoSettings, generate_day
 from pynomaly_core.drift import (
+    HEALTH_KEYS,
     MANIFEST_NAME,
     DriftError,
     DriftReference,
+    DriftVerdict,
     build_reference,
     drift_report,
     evidently_drift,
+    health_measurements,
+    judge,
     parse_snapshot,
     psi,
 )
+from pynomaly_core.evaluation.health import Verdict
 
 NUMERIC = ["rpm", "power_kw", "temperature_c", "vibration_mm_s", "pressure_bar"]
 CATEGORICAL = ["machine_type"]
@@ -154,6 +161,68 @@ def test_summary_is_plain_json(drifted):
     assert doc["drift_share"] == drifted.drift_share and doc["alert_rate_pvalue"] == drifted.alert_rate_pvalue
     assert [c["column"] for c in doc["columns"] if c["drifted"]] == DRIFTING
     assert {"statistic", "threshold", "stattest", "psi", "kind"} <= set(doc["columns"][0])
+
+
+# ------------------------------------------------------------------ the verdict
+# warn at 30 % of features drifted, error at 50 %, error at an anomaly-score PSI above 0.25
+SETTINGS = MonitoringSettings(drift_share_warn=0.3, drift_share_error=0.5, score_psi_error=0.25)
+
+
+def judged(result, share: float, score_psi: float, *, in_training_window: bool = False) -> DriftVerdict:
+    changed = dataclasses.replace(result, drift_share=share, score_psi=score_psi)
+    return judge(changed, SETTINGS, in_training_window=in_training_window)
+
+
+def test_judge_passes_a_calm_day_and_says_what_it_measured(steady):
+    verdict = judged(steady, 1 / 6, 0.04)
+    assert isinstance(verdict, Verdict) and verdict.passed and verdict.severity == "ok" and not verdict.reasons
+    assert verdict.describe() == "17% of features drifted, score PSI 0.040"
+
+
+def test_judge_warns_from_drift_share_warn_and_errs_from_drift_share_error(steady):
+    assert judged(steady, 0.29, 0.0).severity == "ok"
+    warn = judged(steady, 0.3, 0.0)  # the bound itself warns
+    assert warn.severity == "warn" and not warn.passed
+    assert warn.describe() == "30% of features drifted (monitoring.drift_share_warn=0.3)"
+    error = judged(steady, 0.5, 0.0)
+    assert error.severity == "error" and error.reasons == ["50% of features drifted (monitoring.drift_share_error=0.5)"]
+
+
+def test_judge_errs_on_score_psi_above_score_psi_error(steady):
+    assert judged(steady, 0.0, 0.25).severity == "ok"  # the bound itself passes
+    error = judged(steady, 0.0, 0.3)
+    assert error.severity == "error" and error.describe() == "anomaly-score PSI 0.300 > monitoring.score_psi_error=0.25"
+    both = judged(steady, 0.35, 0.3)  # a warning share and a score error: an error with both reasons
+    assert both.severity == "error" and len(both.reasons) == 2 and "drift_share_warn" in both.reasons[0]
+
+
+def test_judge_does_not_judge_score_drift_on_the_champions_training_days(steady):
+    in_sample = judged(steady, 0.0, 0.9, in_training_window=True)
+    assert in_sample.passed
+    assert in_sample.describe() == "0% of features drifted, score PSI 0.900 (a training day of this champion: " \
+        "score drift not judged)"
+    # feature drift is judged on those days all the same
+    drifted = judged(steady, 0.6, 0.9, in_training_window=True)
+    assert drifted.severity == "error" and len(drifted.reasons) == 1
+    assert drifted.describe().endswith("(a training day of this champion: score drift not judged)")
+
+
+def test_judge_on_a_real_drifted_day(drifted):
+    # two of six features drifted (a warning), and the hotter machines score higher (an error)
+    verdict = judge(drifted, SETTINGS, in_training_window=False)
+    assert verdict.severity == "error" and verdict.drift_share == pytest.approx(2 / 6)
+    assert "drift_share_warn" in verdict.reasons[0] and "score_psi_error" in verdict.reasons[1]
+    assert judge(drifted, SETTINGS, in_training_window=True).severity == "warn"
+
+
+def test_health_measurements_are_the_reports_alert_rate_and_score_ks_tests(alarming):
+    summary = json.loads(json.dumps(alarming.summary()))  # as the drift_report asset stores it
+    health = health_measurements(summary)
+    assert list(health) == list(HEALTH_KEYS)
+    assert health == {k: getattr(alarming, k) for k in HEALTH_KEYS}
+    assert "score_ks" not in health_measurements({**summary, "score_ks": None})  # not finite: not judged
+    with pytest.raises(DriftError, match="alert_rate_pvalue"):
+        health_measurements({k: v for k, v in summary.items() if k != "alert_rate_pvalue"})
 
 
 # ------------------------------------------------------------------ persistence and HTML

@@ -1,11 +1,25 @@
 """Performance measurements and the degradation rule of pynomaly_core.evaluation.health."""
 
+import dataclasses
+import datetime as dt
+import hashlib
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from pynomaly_core.data.config import MonitoringSettings
-from pynomaly_core.evaluation.health import alert_rate_test, canary_recall, judge, labelled_metrics
+from pynomaly_core.data.config import MonitoringSettings, parse_feed
+from pynomaly_core.evaluation.health import (
+    PerformanceVerdict,
+    Verdict,
+    alert_rate_test,
+    baseline_champion,
+    canary_recall,
+    judge,
+    labelled_metrics,
+    measure_partition,
+    performance_baseline,
+)
 
 SETTINGS = MonitoringSettings()
 
@@ -62,3 +76,116 @@ def test_canary_recall_separates_a_working_detector_from_a_blind_one():
     assert working > 0.6
     model.threshold_ = float("inf")  # a detector that never flags anything
     assert canary_recall(model, frame, list(frame.columns), 200, random_state=0) == 0.0
+
+
+def test_judge_returns_the_verdict_type_drift_shares():
+    verdict = judge({"average_precision": 0.85}, {"average_precision": 0.9}, SETTINGS)
+    assert isinstance(verdict, PerformanceVerdict) and isinstance(verdict, Verdict)
+    assert verdict.passed and verdict.mode == "labels" and verdict.describe() == "within tolerance"
+
+
+# ------------------------------------------------------------------ baseline and measurements
+FEED = parse_feed({
+    "name": "telemetry",
+    "source": {"kind": "demo"},
+    "event_time": "event_time",
+    "record_key": "reading_id",
+    "label": "is_anomaly",
+    "features": [{"name": "machine_type", "type": "category"}, {"name": "rpm"}, {"name": "temperature_c"},
+                 {"name": "vibration_mm_s"}],
+    "partitioning": {"start_date": "2026-11-01"},
+    "detector": {"name": "KNN", "contamination": 0.03, "random_state": 0},
+    "monitoring": {"canary_rows": 50, "min_labelled_anomalies": 3, "top_k": 20},
+})
+NUMERIC = ["rpm", "temperature_c", "vibration_mm_s"]
+
+
+@pytest.fixture(scope="module")
+def window() -> pd.DataFrame:
+    from pynomaly_core.data.demo import DemoSettings, generate_day
+
+    settings = DemoSettings(machines=2, interval_minutes=15, anomaly_rate=0.03)
+    return pd.concat([generate_day(dt.date(2026, 11, d), settings) for d in (1, 2, 3)], ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def saved(window, tmp_path_factory):
+    """A fitted champion saved as the lifecycle saves one, and its record."""
+    from pynomaly_core.lifecycle import ChampionRecord
+    from pynomaly_core.model import AnomalyModel
+
+    model = AnomalyModel(FEED.features, detector="KNN", contamination=0.03, random_state=0).fit(window)
+    path = model.save(tmp_path_factory.mktemp("champion") / "model")
+    record = ChampionRecord(
+        feed=FEED.name, version="3", path=str(path), detector="KNN",
+        manifest_sha256=hashlib.sha256((path / "manifest.json").read_bytes()).hexdigest(),
+        threshold=float(model.threshold_), promoted=True, evaluation="labels",
+        metrics={"average_precision": 0.8, "roc_auc": 0.95, "precision_at_k": 0.7},
+    )
+    return model, record
+
+
+def test_performance_baseline_measures_the_holdout_and_records_the_model(window, saved):
+    model, record = saved
+    holdout = window.iloc[-100:].reset_index(drop=True)
+    scores = np.asarray(model.decision_function(holdout), dtype=float)
+    baseline = performance_baseline(record, model, window, holdout, scores, FEED, numeric=NUMERIC)
+    assert baseline["model_path"] == record.path and baseline["manifest_sha256"] == record.manifest_sha256
+    assert (baseline["version"], baseline["detector"], baseline["evaluation"]) == ("3", "KNN", "labels")
+    assert baseline["average_precision"] == 0.8 and baseline["roc_auc"] == 0.95
+    assert baseline["alert_rate"] == pytest.approx(float(np.mean(scores > model.threshold_)))
+    assert baseline["canary_recall"] == canary_recall(model, holdout, NUMERIC, 50)
+    assert baseline["training_days"] == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    assert (baseline["holdout_rows"], baseline["reference_rows"]) == (100, len(window))
+    assert baseline["expected_alert_rate"] == 0.03
+    # metrics on a synthetic evaluation set do not compare with a day's real labels
+    synthetic = dataclasses.replace(record, evaluation="synthetic")
+    unlabelled = performance_baseline(synthetic, model, window, holdout, scores, FEED, numeric=[])
+    assert unlabelled["average_precision"] is None and unlabelled["roc_auc"] is None
+    assert unlabelled["canary_recall"] is None
+
+
+def test_baseline_champion_loads_the_version_the_baseline_was_measured_for(window, saved, tmp_path):
+    model, record = saved
+    path = model.save(tmp_path / "model")  # signed with this test's key
+    record = dataclasses.replace(record, path=str(path),
+                                 manifest_sha256=hashlib.sha256((path / "manifest.json").read_bytes()).hexdigest())
+    holdout = window.iloc[-100:].reset_index(drop=True)
+    baseline = performance_baseline(record, model, window, holdout, model.decision_function(holdout), FEED,
+                                    numeric=NUMERIC)
+    again = baseline_champion(baseline)
+    assert (again.feed, again.version, again.path, again.manifest_sha256) == (
+        record.feed, record.version, record.path, record.manifest_sha256)
+    loaded = again.load()
+    assert np.array_equal(loaded.decision_function(holdout), model.decision_function(holdout))
+    from pynomaly_core.detectors.persistence import ModelIntegrityError
+
+    with pytest.raises(ModelIntegrityError):  # a baseline pointing at a replaced model is refused
+        baseline_champion({**baseline, "manifest_sha256": "0" * 64}).load()
+
+
+def test_measure_partition_uses_labels_when_there_are_enough(window, saved):
+    model, _ = saved
+    day = window.iloc[-200:].reset_index(drop=True)
+    scores = np.asarray(model.decision_function(day), dtype=float)
+    labels = day["is_anomaly"].astype(float)
+    health = {"alert_rate": 0.02, "expected_alert_rate": 0.03, "alert_rate_ratio": 2 / 3, "alert_rate_pvalue": 0.5,
+              "score_ks": 0.1, "score_ks_pvalue": 0.3}
+    measured = measure_partition(model, day, scores, labels, NUMERIC, FEED.monitoring, score_health=health)
+    assert measured.mode == "labels" and measured.labelled_rows == 200
+    assert measured.labelled_anomalies == int(labels.sum()) >= 3
+    assert measured.values["average_precision"] == labelled_metrics(labels.to_numpy(int), scores, 20)["average_precision"]
+    assert measured.values["canary_recall"] == canary_recall(model, day, NUMERIC, 50)
+    # the drift report's alert-rate and KS tests are taken over, in their order, after the measured ones
+    assert list(measured.values)[-6:] == list(health) and all(measured.values[k] == v for k, v in health.items())
+
+
+def test_measure_partition_is_label_free_without_enough_labels(window, saved):
+    model, _ = saved
+    day = window.iloc[-200:].reset_index(drop=True)
+    scores = np.asarray(model.decision_function(day), dtype=float)
+    unknown = pd.Series(np.nan, index=day.index)
+    unknown.iloc[:5] = 1.0  # five reviewed anomalies, but no reviewed normal row
+    measured = measure_partition(model, day, scores, unknown, [], FEED.monitoring, score_health={})
+    assert measured.mode == "label_free" and measured.labelled_rows == 5 and measured.labelled_anomalies == 5
+    assert measured.values == {}  # no numeric feature: no canaries
