@@ -165,3 +165,22 @@ class Deployment:
         if payload.get("errors"):
             raise self.fail(f"GraphQL errors: {payload['errors']}")
         return payload["data"]
+
+
+def grpc_healthy(port: int, env: Mapping[str, str]) -> bool:
+    """True once the gRPC code server on 127.0.0.1:``port`` answers ``dagster api grpc-health-check``."""
+    return subprocess.run(
+        [str(VENV_BIN / "dagster"), "api", "grpc-health-check", "-p", str(port), "-h", "127.0.0.1"],
+        check=False, env=dict(env), capture_output=True, timeout=30).returncode == 0
+
+
+def crash(dep: Deployment, name: str) -> None:
+    """SIGKILL service ``name`` and everything it started (its process group), as a machine crash or a
+    closed terminal would: nothing gets to clean up or report. The deployment forgets the service, so
+    :meth:`Deployment.check_alive` does not count the death it caused on purpose."""
+    service = dep.services.pop(name)
+    try:
+        os.killpg(service.process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    service.process.wait(timeout=30)
