@@ -128,6 +128,8 @@ class FeatureSpec(_Strict):
     max: float | None = None
     allowed: list[str] | None = None
     nullable: bool = False
+    #: personal data: masked wherever Pynomaly copies raw values (quarantine.row_json, failure_value)
+    pii: bool = False
     missing: Literal["median", "mean", "zero", "most_frequent"] = "median"
 
     @field_validator("name")
@@ -242,10 +244,34 @@ class ValidationSettings(_Strict):
     allow_extra_columns: bool = False
 
 
+class RetrainWindow(_Strict):
+    """The days a retrain (``<feed>__retrain``) is fitted on: the champion's reference plus the recent days.
+
+    Only the latest week would forget what normal looked like before a change and flag every
+    return to it; only the old window would never learn the change. So a retrain keeps the
+    last ``reference_days`` days the current champion was trained on (its reference) and adds
+    the latest ``recent_days`` validated days; its holdout is the last of them.
+    """
+
+    reference_days: int | None = Field(
+        None, ge=0, le=366,
+        description="Last days of the current champion's training window kept in a retrain "
+        "(default: training.window_days; 0: none, the recent days only).",
+    )
+    recent_days: int | None = Field(
+        None, ge=1, le=366,
+        description="Latest validated days added to a retrain (default: monitoring.retrain_window_days "
+        "when set, else training.window_days).",
+    )
+
+
 class TrainingSettings(_Strict):
     window_days: int = Field(14, ge=1, le=366)
     min_rows: int = Field(200, ge=1)
     max_rows: int | None = Field(200_000, ge=1, description="Uniform sample above this size.")
+    retrain_window: RetrainWindow = Field(
+        default_factory=RetrainWindow, description="The days a retrain is fitted on (docs/monitoring.md)."
+    )
 
 
 class DetectorSettings(_Strict):
@@ -428,6 +454,8 @@ class FeedConfig(_Strict):
     label: str | None = None
     #: columns carried through to the validated data and reports but not used as features
     passthrough: list[str] = Field(default_factory=list)
+    #: passthrough (or entity) columns holding personal data; features use ``pii: true`` on the feature
+    pii: list[str] = Field(default_factory=list)
     features: list[FeatureSpec] = Field(min_length=1)
     partitioning: Partitioning
     validation: ValidationSettings = ValidationSettings()
@@ -474,6 +502,13 @@ class FeedConfig(_Strict):
             if col is not None and col in names:
                 raise ValueError(f"{key}: column {col!r} is also listed under features")
         self._check_derived(names)
+        maskable = {*self.passthrough, *([self.entity] if self.entity else [])}
+        for col in self.pii:
+            if col not in maskable:
+                raise ValueError(
+                    f"pii: {col!r} is not a passthrough or entity column (mark a feature with pii: true; "
+                    "record_key and event_time identify rows in quarantine and cannot be masked)"
+                )
         return self
 
     def _check_derived(self, names: list[str]) -> None:
@@ -491,6 +526,11 @@ class FeedConfig(_Strict):
     @property
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
+
+    @property
+    def pii_columns(self) -> set[str]:
+        """Columns whose values are masked where raw rows are copied (``pii`` and features with ``pii: true``)."""
+        return {*self.pii, *(f.name for f in self.features if f.pii)}
 
     @property
     def derived_names(self) -> list[str]:

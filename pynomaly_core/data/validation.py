@@ -26,6 +26,8 @@ from pynomaly_core.data.timestamps import to_utc
 MAX_EXACT_INT = 2**53 - 1
 #: longest failure_value stored in quarantine; the full row is in row_json once
 MAX_FAILURE_VALUE = 1000
+#: what a personal-data value (a column marked pii) is replaced by in quarantine
+MASK = "***masked***"
 
 QUARANTINE_COLUMNS = ["row_number", "record_key", "column_name", "rule", "failure_value", "row_json"]
 _TRUE = {"true", "1", "yes", "y", "t"}
@@ -243,6 +245,7 @@ def _quarantine_frame(raw: pd.DataFrame, feed: FeedConfig, failures: list[dict])
     if not failures:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in QUARANTINE_COLUMNS}).astype({"row_number": "int64"})
     rows = []
+    masked = feed.pii_columns
     for f in sorted(failures, key=lambda f: (f["index"], str(f["column_name"]))):
         record = raw.loc[f["index"]]
         key = record[feed.record_key]
@@ -252,8 +255,10 @@ def _quarantine_frame(raw: pd.DataFrame, feed: FeedConfig, failures: list[dict])
                 "record_key": None if pd.isna(key) else str(key),
                 "column_name": f["column_name"],
                 "rule": f["rule"],
-                "failure_value": _shown_value(f["failure_value"]),
-                "row_json": json.dumps({k: _jsonable(v) for k, v in record.items()}),
+                "failure_value": MASK if f["column_name"] in masked and not _isna(f["failure_value"])
+                else _shown_value(f["failure_value"]),
+                "row_json": json.dumps({k: MASK if k in masked and not _isna(v) else _jsonable(v)
+                                        for k, v in record.items()}),
             }
         )
     return pd.DataFrame(rows, columns=QUARANTINE_COLUMNS)

@@ -1,6 +1,7 @@
 """Validation quarantines every bad row with its column and rule, and the rows always add up."""
 
 import datetime as dt
+import json
 
 import numpy as np
 import pandas as pd
@@ -189,3 +190,31 @@ def test_integers_beyond_2_pow_53_are_quarantined_with_the_rule(values):
     q = result.quarantine
     assert q["row_number"].tolist() == [1, 2] and set(q["column_name"]) == {"count"}
     assert all("2^53" in rule for rule in q["rule"])
+
+
+def test_pii_columns_are_masked_in_quarantine():
+    feed = parse_feed({
+        "name": "payments", "source": {"kind": "csv", "path": "in/{date}.csv"}, "event_time": "ts", "record_key": "id",
+        "passthrough": ["email", "region"], "pii": ["email"],
+        "features": [{"name": "amount", "type": "float", "min": 0}, {"name": "card", "type": "category", "pii": True}],
+        "partitioning": {"start_date": "2026-11-01"},
+    })
+    raw = pd.DataFrame({"id": ["r1", "r2"], "ts": ["2026-11-01T01:00:00Z"] * 2, "email": ["a@x.org", "b@x.org"],
+                        "region": ["eu", "us"], "amount": ["-5", "3"], "card": ["4111-1111", ""]})
+    result = validate_partition(raw, feed, source="in/2026-11-01.csv", partition_start=START, partition_end=END)
+    by_column = {row["column_name"]: row for row in result.quarantine.to_dict("records")}
+    assert set(by_column) == {"amount", "card"}
+    assert by_column["card"]["failure_value"] is None  # missing is shown as missing, not as a mask
+    for row in by_column.values():
+        assert "a@x.org" not in row["row_json"] and "4111-1111" not in row["row_json"]
+    stored = json.loads(by_column["amount"]["row_json"])
+    assert stored["email"] == stored["card"] == "***masked***" and stored["region"] == "eu" and stored["amount"] == "-5"
+
+
+def test_pii_may_only_name_passthrough_or_entity_columns():
+    from pynomaly_core.data.config import FeedConfigError
+
+    with pytest.raises(FeedConfigError, match="pii: 'id' is not a passthrough or entity column"):
+        parse_feed({"name": "p", "source": {"kind": "csv", "path": "in/{date}.csv"}, "event_time": "ts",
+                    "record_key": "id", "pii": ["id"], "features": [{"name": "x"}],
+                    "partitioning": {"start_date": "2026-11-01"}})
