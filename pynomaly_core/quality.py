@@ -486,8 +486,6 @@ def run_quality(
     QualityResult
     """
     gx = _import_gx()
-    from great_expectations.checkpoint import UpdateDataDocsAction
-
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(f"feed {feed.name!r}: run_quality needs a pandas DataFrame, got {type(frame).__name__}")
     if not suite_spec:
@@ -501,23 +499,7 @@ def run_quality(
     suite_name = f"{feed.name}_data_quality"
     suite = _build_suite(gx, feed, suite_name, suite_spec)  # a bad spec fails before anything is written
     context = _context(gx, output_dir)
-    suite = context.suites.add_or_update(suite)
-    batch_definition = _batch_definition(context, feed)
-    validation = context.validation_definitions.add_or_update(
-        gx.ValidationDefinition(name=f"{feed.name}_weekly", data=batch_definition, suite=suite)
-    )
-    checkpoint = context.checkpoints.add_or_update(
-        gx.Checkpoint(
-            name=f"{feed.name}_data_quality_report",
-            validation_definitions=[validation],
-            actions=[UpdateDataDocsAction(name="update_data_docs")],
-            result_format={
-                "result_format": "SUMMARY",
-                "unexpected_index_column_names": [feed.record_key],
-                "partial_unexpected_count": 20,
-            },
-        )
-    )
+    checkpoint = _checkpoint(gx, context, feed, context.suites.add_or_update(suite))
     run_id = gx.RunIdentifier(run_name=safe_run)
     try:
         checkpoint_result = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
@@ -530,16 +512,9 @@ def run_quality(
 
     stats = validation_result.statistics
     failures = [_failure(feed, r) for r in validation_result.results if not r.success]
-    payload = validation_result.to_json_dict()
     json_path = output_dir / "results" / f"{safe_run}.json"
-    atomic_write_text(json_path, json.dumps(payload, indent=2, default=str))
-
-    # UpdateDataDocsAction has rendered this run's page and the index; rebuild only if absent
-    docs_path = _docs_page(context)
-    if docs_path is None:
-        context.build_data_docs()
-        docs_path = _docs_page(context)
-    page_path = _docs_page(context, identifier)
+    atomic_write_text(json_path, json.dumps(validation_result.to_json_dict(), indent=2, default=str))
+    docs_path, page_path = _docs_pages(context, identifier)
     return QualityResult(
         feed=feed.name,
         run_name=run_name,
@@ -555,3 +530,35 @@ def run_quality(
         page_path=page_path,
         json_path=json_path,
     )
+
+
+def _checkpoint(gx: Any, context: Any, feed: FeedConfig, suite: Any) -> Any:
+    """The feed's weekly validation and checkpoint (created or updated), which renders the data docs."""
+    from great_expectations.checkpoint import UpdateDataDocsAction
+
+    batch_definition = _batch_definition(context, feed)
+    validation = context.validation_definitions.add_or_update(
+        gx.ValidationDefinition(name=f"{feed.name}_weekly", data=batch_definition, suite=suite)
+    )
+    return context.checkpoints.add_or_update(
+        gx.Checkpoint(
+            name=f"{feed.name}_data_quality_report",
+            validation_definitions=[validation],
+            actions=[UpdateDataDocsAction(name="update_data_docs")],
+            result_format={
+                "result_format": "SUMMARY",
+                "unexpected_index_column_names": [feed.record_key],
+                "partial_unexpected_count": 20,
+            },
+        )
+    )
+
+
+def _docs_pages(context: Any, identifier: Any) -> tuple[Path | None, Path | None]:
+    """The data docs' index page and this run's validation page."""
+    # UpdateDataDocsAction has rendered this run's page and the index; rebuild only if absent
+    docs_path = _docs_page(context)
+    if docs_path is None:
+        context.build_data_docs()
+        docs_path = _docs_page(context)
+    return docs_path, _docs_page(context, identifier)

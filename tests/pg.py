@@ -39,7 +39,7 @@ def temporary_database(prefix: str = "pynomaly_test") -> Iterator[str]:
     """Create database ``<prefix>_<uuid hex>``, yield its URL, then drop it ``WITH (FORCE)``.
 
     The yielded URL is a plain string with the password, ready for
-    ``pynomaly_core.export.make_engine`` or ``sqlalchemy.create_engine``.
+    ``pynomaly_core.warehouse.make_engine`` or ``sqlalchemy.create_engine``.
     """
     name = f"{prefix}_{uuid.uuid4().hex}"
     admin = sa.create_engine(server_url(), isolation_level="AUTOCOMMIT")

@@ -16,7 +16,7 @@ ROWS_MATCH_SCORES = "rows_match_scores"
 
 
 def anomaly_table_schema() -> dg.TableSchema:
-    from pynomaly_core.export import ANOMALY_TABLE
+    from pynomaly_core.warehouse import ANOMALY_TABLE
 
     return dg.TableSchema(
         columns=[
@@ -53,57 +53,52 @@ def build_export_asset(fc: FeedContext) -> dg.AssetsDefinition:
         explanations: pd.DataFrame,
         warehouse: WarehouseResource,
     ):
-        from sqlalchemy import text
-
-        from pynomaly_core.export import (
+        from pynomaly_core.warehouse import (
             ANOMALY_TABLE,
+            anomaly_rows,
+            count_partition,
             create_views,
             ensure_table,
             replace_partition,
         )
 
-        columns = [c.name for c in ANOMALY_TABLE.columns if c.name not in ("feed", "partition_date")]
-        frame = anomaly_scores.copy()
-        frame["record_key"] = frame["record_key"].astype(str)
-        explained = explanations.drop_duplicates("record_key").assign(record_key=lambda f: f["record_key"].astype(str))
-        frame = frame.merge(explained, on="record_key", how="left", validate="many_to_one")
-        if len(frame) != len(anomaly_scores):
-            raise dg.Failure(f"asset {key.to_user_string()}: joining explanations changed the row count")
-        frame["run_id"] = context.run.run_id
-        frame["scored_at"] = pd.Timestamp.now(tz="UTC")
-        frame["record_key"] = frame["record_key"].astype(str)
-        frame = frame[columns]
-
-        engine = warehouse.engine()
-        schema = warehouse.schema_name
+        try:
+            frame = anomaly_rows(anomaly_scores, explanations, run_id=context.run.run_id,
+                                 scored_at=pd.Timestamp.now(tz="UTC"))
+        except ValueError as exc:
+            raise dg.Failure(f"asset {key.to_user_string()}: {exc}") from exc
+        engine, schema, day = warehouse.engine(), warehouse.schema_name, context.partition_key
         ensure_table(engine, ANOMALY_TABLE, schema=schema)
-        written = replace_partition(engine, ANOMALY_TABLE, frame, feed=feed.name,
-                                    partition_date=context.partition_key, schema=schema)
+        written = replace_partition(engine, ANOMALY_TABLE, frame, feed=feed.name, partition_date=day, schema=schema)
         create_views(engine, schema=schema)
-        qualified = f"{schema}.{ANOMALY_TABLE.name}" if schema else ANOMALY_TABLE.name
-        with engine.connect() as conn:
-            stored = conn.execute(
-                text(f"SELECT COUNT(*) FROM {qualified} WHERE feed = :feed AND partition_date = :day"),
-                {"feed": feed.name, "day": context.partition_key},
-            ).scalar_one()
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": int(written),
-                "dagster/column_schema": anomaly_table_schema(),
-                "dagster/table_name": qualified,
-                "warehouse": warehouse.dialect,
-                "anomalies": int(frame["is_anomaly"].sum()),
-                "explained_rows": int(frame["explanation_method"].notna().sum()),
-            },
-            check_results=[
-                dg.AssetCheckResult(
-                    check_name=ROWS_MATCH_SCORES,
-                    passed=int(stored) == len(frame),
-                    metadata={"stored_rows": int(stored), "scored_rows": len(frame)},
-                    description=f"{qualified}: {stored} rows stored for {feed.name}/{context.partition_key}, "
-                    f"{len(frame)} scored",
-                )
-            ],
-        )
+        stored = count_partition(engine, ANOMALY_TABLE, feed=feed.name, partition_date=day, schema=schema)
+        return _materialization(fc, day, frame, written=written, stored=stored, warehouse=warehouse)
 
     return anomaly_table
+
+
+def _materialization(fc: FeedContext, day: str, frame: pd.DataFrame, *, written: int, stored: int,
+                     warehouse: WarehouseResource) -> dg.MaterializeResult:
+    """The table's metadata and the check that the warehouse holds every scored row of the partition."""
+    from pynomaly_core.warehouse import ANOMALY_TABLE
+
+    schema = warehouse.schema_name
+    qualified = f"{schema}.{ANOMALY_TABLE.name}" if schema else ANOMALY_TABLE.name
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": int(written),
+            "dagster/column_schema": anomaly_table_schema(),
+            "dagster/table_name": qualified,
+            "warehouse": warehouse.dialect,
+            "anomalies": int(frame["is_anomaly"].sum()),
+            "explained_rows": int(frame["explanation_method"].notna().sum()),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=ROWS_MATCH_SCORES,
+                passed=stored == len(frame),
+                metadata={"stored_rows": stored, "scored_rows": len(frame)},
+                description=f"{qualified}: {stored} rows stored for {fc.name}/{day}, {len(frame)} scored",
+            )
+        ],
+    )

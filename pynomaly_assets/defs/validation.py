@@ -17,8 +17,14 @@ from dagster_pandera import pandera_schema_to_dagster_type
 
 from pynomaly_assets.feed_context import FeedContext
 from pynomaly_assets.resources import WarehouseResource
+from pynomaly_core.data.config import ValidationSettings
 from pynomaly_core.data.sources import partition_window
-from pynomaly_core.data.validation import SchemaMismatchError, build_schema, validate_partition
+from pynomaly_core.data.validation import (
+    SchemaMismatchError,
+    ValidationResult,
+    build_schema,
+    validate_partition,
+)
 
 ROW_ACCOUNTING = "row_accounting"
 SCHEMA_PASS_RATE = "schema_pass_rate"
@@ -94,8 +100,6 @@ def build_validated_asset(fc: FeedContext) -> dg.AssetsDefinition:
         "written to the warehouse `quarantine` table with the column, rule and value.",
     )
     def validated(context: dg.AssetExecutionContext, raw: pd.DataFrame, warehouse: WarehouseResource):
-        from pynomaly_core.export import QUARANTINE_TABLE, ensure_table, replace_partition
-
         day = fc.partition_day(context)
         start, end = partition_window(day)
         source = source_description(fc, day)
@@ -108,43 +112,8 @@ def build_validated_asset(fc: FeedContext) -> dg.AssetsDefinition:
                           "source": source},
             ) from exc
 
-        quarantine = result.quarantine.copy()
-        quarantine["run_id"] = context.run.run_id
-        quarantine["quarantined_at"] = pd.Timestamp.now(tz="UTC")
-        engine = warehouse.engine()
-        ensure_table(engine, QUARANTINE_TABLE, schema=warehouse.schema_name)
-        replace_partition(engine, QUARANTINE_TABLE, quarantine, feed=feed.name,
-                          partition_date=day.isoformat(), schema=warehouse.schema_name)
-
+        _write_quarantine(warehouse, fc, day, result.quarantine, run_id=context.run.run_id)
         rate = result.pass_rate
-        accounting = dg.AssetCheckResult(
-            check_name=ROW_ACCOUNTING,
-            passed=result.accounting_holds,
-            metadata={"raw_rows": result.raw_rows, "valid_rows": result.valid_rows,
-                      "quarantined_rows": result.quarantined_rows},
-            description=None if result.accounting_holds else (
-                f"{source}: {result.raw_rows} raw rows != {result.valid_rows} valid + "
-                f"{result.quarantined_rows} quarantined"
-            ),
-        )
-        pass_rate = dg.AssetCheckResult(
-            check_name=SCHEMA_PASS_RATE,
-            passed=rate is not None and rate >= settings.min_pass_rate,
-            metadata={"pass_rate": float(rate) if rate is not None else 0.0,
-                      "min_pass_rate": settings.min_pass_rate,
-                      "failures_by_rule": dg.MetadataValue.json(result.failures_by_rule())},
-            description=(
-                f"{source}: no rows to validate" if rate is None else
-                f"{source}: {rate:.1%} of rows passed (validation.min_pass_rate = {settings.min_pass_rate:.1%}); "
-                f"top failures: {json.dumps(dict(list(result.failures_by_rule().items())[:3]))}"
-            ),
-        )
-        min_rows = dg.AssetCheckResult(
-            check_name=MIN_ROWS,
-            passed=result.raw_rows >= settings.min_rows,
-            metadata={"raw_rows": result.raw_rows, "min_rows": settings.min_rows},
-            description=f"{source}: {result.raw_rows} rows (validation.min_rows = {settings.min_rows})",
-        )
         return dg.MaterializeResult(
             value=result.valid,
             metadata={
@@ -156,7 +125,53 @@ def build_validated_asset(fc: FeedContext) -> dg.AssetsDefinition:
                 "failures_by_rule": dg.MetadataValue.json(result.failures_by_rule()),
                 "source": source,
             },
-            check_results=[accounting, pass_rate, min_rows],
+            check_results=_validation_checks(result, source, settings),
         )
 
     return validated
+
+
+def _write_quarantine(warehouse: WarehouseResource, fc: FeedContext, day: dt.date, quarantine: pd.DataFrame, *,
+                      run_id: str) -> None:
+    """Replace the day's rows of the warehouse ``quarantine`` table with this run's failed rows."""
+    from pynomaly_core.warehouse import QUARANTINE_TABLE, ensure_table, replace_partition
+
+    stamped = quarantine.assign(run_id=run_id, quarantined_at=pd.Timestamp.now(tz="UTC"))
+    engine = warehouse.engine()
+    ensure_table(engine, QUARANTINE_TABLE, schema=warehouse.schema_name)
+    replace_partition(engine, QUARANTINE_TABLE, stamped, feed=fc.name, partition_date=day.isoformat(),
+                      schema=warehouse.schema_name)
+
+
+def _validation_checks(result: ValidationResult, source: str, settings: ValidationSettings) -> list[dg.AssetCheckResult]:
+    """The blocking checks of ``validated``: row accounting, schema pass rate and minimum rows."""
+    rate = result.pass_rate
+    accounting = dg.AssetCheckResult(
+        check_name=ROW_ACCOUNTING,
+        passed=result.accounting_holds,
+        metadata={"raw_rows": result.raw_rows, "valid_rows": result.valid_rows,
+                  "quarantined_rows": result.quarantined_rows},
+        description=None if result.accounting_holds else (
+            f"{source}: {result.raw_rows} raw rows != {result.valid_rows} valid + "
+            f"{result.quarantined_rows} quarantined"
+        ),
+    )
+    pass_rate = dg.AssetCheckResult(
+        check_name=SCHEMA_PASS_RATE,
+        passed=rate is not None and rate >= settings.min_pass_rate,
+        metadata={"pass_rate": float(rate) if rate is not None else 0.0,
+                  "min_pass_rate": settings.min_pass_rate,
+                  "failures_by_rule": dg.MetadataValue.json(result.failures_by_rule())},
+        description=(
+            f"{source}: no rows to validate" if rate is None else
+            f"{source}: {rate:.1%} of rows passed (validation.min_pass_rate = {settings.min_pass_rate:.1%}); "
+            f"top failures: {json.dumps(dict(list(result.failures_by_rule().items())[:3]))}"
+        ),
+    )
+    min_rows = dg.AssetCheckResult(
+        check_name=MIN_ROWS,
+        passed=result.raw_rows >= settings.min_rows,
+        metadata={"raw_rows": result.raw_rows, "min_rows": settings.min_rows},
+        description=f"{source}: {result.raw_rows} rows (validation.min_rows = {settings.min_rows})",
+    )
+    return [accounting, pass_rate, min_rows]

@@ -5,7 +5,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from pynomaly_core.export import make_engine
+from pynomaly_core.warehouse import make_engine
 from tests.pg import temporary_database
 
 

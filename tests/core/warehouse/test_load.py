@@ -1,10 +1,10 @@
-"""The warehouse layer on real SQLite files and a real PostgreSQL server."""
+"""Loading and reading partitions (pynomaly_core.warehouse.load) on real SQLite files and a real PostgreSQL server."""
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -13,78 +13,20 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
-from pynomaly_core import export
-from pynomaly_core.export import (
+from pynomaly_core.warehouse import (
     ANOMALY_TABLE,
-    ANOMALY_TOP_N,
     QUARANTINE_TABLE,
     Column,
     TableSpec,
     create_views,
     ensure_table,
+    load,
     make_engine,
-    read_feedback,
     read_partition,
     replace_partition,
-    validate_identifier,
-    warehouse_url_default,
 )
+from tests.core.warehouse.helpers import DAY, count, explanation_columns, scores
 from tests.pg import temporary_database
-
-DAY = "2024-05-01"
-
-
-# the `engine` fixture (SQLite and PostgreSQL warehouses) lives in tests/core/conftest.py
-
-
-@pytest.fixture
-def sqlite_engine(tmp_path) -> Iterator[sa.Engine]:
-    warehouse = make_engine(f"sqlite:///{tmp_path / 'warehouse.db'}")
-    ensure_table(warehouse, ANOMALY_TABLE)
-    yield warehouse
-    warehouse.dispose()
-
-
-def scores(n: int = 6, *, run_id: str = "run-1", seed: int = 0) -> pd.DataFrame:
-    """A valid frame for ANOMALY_TABLE with ``n`` rows."""
-    rng = np.random.default_rng(seed)
-    score = rng.gamma(2.0, 1.0, n)
-    is_anomaly = score > np.quantile(score, 0.7)
-    return pd.DataFrame(
-        {
-            "record_key": [f"rec-{i:06d}" for i in range(n)],
-            "event_time": pd.Timestamp(DAY, tz="UTC")
-            + pd.to_timedelta(rng.integers(0, 86_400_000_000, n), unit="us"),
-            "score": score,
-            "normalized_score": score / score.max(),
-            "is_anomaly": is_anomaly,
-            "severity": np.where(is_anomaly, "high", "none"),
-            "model_name": "IForest",
-            "model_version": "v1",
-            "run_id": run_id,
-            "top_features": [{"amount": 0.7} if a else None for a in is_anomaly],
-            "scored_at": pd.Timestamp("2024-05-02 03:00", tz="UTC"),
-            **explanation_columns(is_anomaly),
-        }
-    )
-
-
-def explanation_columns(is_anomaly) -> dict:
-    """p-value and SHAP columns: explained anomalies name amount/country/hour."""
-    is_anomaly = np.asarray(is_anomaly, dtype=bool)
-    out: dict = {
-        "p_value": np.where(is_anomaly, 0.001, 0.5),
-        "explanation_method": np.where(is_anomaly, "tree", None),
-    }
-    for i, (name, value) in enumerate([("amount", 0.7), ("country", 0.2), ("hour", -0.1)], start=1):
-        out[f"feature_{i}"] = np.where(is_anomaly, name, None)
-        out[f"contribution_{i}"] = np.where(is_anomaly, value, np.nan)
-    return out
-
-
-def count(engine: sa.Engine, table: str = "anomaly_scores") -> int:
-    with engine.connect() as conn:
-        return conn.execute(sa.text(f"SELECT COUNT(*) FROM {table}")).scalar_one()
 
 
 def test_round_trip_keeps_types(engine: sa.Engine) -> None:
@@ -237,7 +179,7 @@ def test_failure_during_load_rolls_back(engine: sa.Engine, monkeypatch) -> None:
     replace_partition(engine, ANOMALY_TABLE, original, feed="payments", partition_date=DAY)
     # The duplicate key is in the last of three COPY batches: the database only sees
     # it after streaming 2,000+ new rows, after the old rows were deleted.
-    monkeypatch.setattr(export, "_COPY_BATCH_ROWS", 1_000)
+    monkeypatch.setattr(load, "COPY_BATCH_ROWS", 1_000)
     bad = scores(3_000, run_id="run-2", seed=9)
     bad.loc[2_999, "record_key"] = bad.loc[0, "record_key"]
 
@@ -326,131 +268,6 @@ def test_bad_partition_arguments(sqlite_engine: sa.Engine, arguments: dict, mess
         replace_partition(sqlite_engine, ANOMALY_TABLE, scores(), **arguments)
 
 
-@pytest.mark.parametrize("name", ["anomaly_scores", "_x", "A1", "a" * 63])
-def test_identifier_accepted(name: str) -> None:
-    assert validate_identifier(name) == name
-
-
-@pytest.mark.parametrize(
-    "name", ["", "1abc", "a-b", "a b", 'x"; DROP TABLE y; --', "a" * 64, "ümlaut", None]
-)
-def test_identifier_rejected(name: str) -> None:
-    with pytest.raises(ValueError, match="invalid SQL identifier"):
-        validate_identifier(name)
-
-
-def test_bad_names_never_reach_sql(sqlite_engine: sa.Engine) -> None:
-    with pytest.raises(ValueError, match=r"invalid SQL identifier 'x; DROP TABLE anomaly_scores'"):
-        ensure_table(sqlite_engine, ANOMALY_TABLE, schema="x; DROP TABLE anomaly_scores")
-    with pytest.raises(ValueError, match="invalid SQL identifier 'bad-name'"):
-        TableSpec("bad-name", ANOMALY_TABLE.columns)
-    with pytest.raises(ValueError, match="invalid SQL identifier 'two words'"):
-        Column("two words", "text")
-    with pytest.raises(ValueError, match="schemas need PostgreSQL"):
-        read_partition(sqlite_engine, ANOMALY_TABLE, feed="f", partition_date=DAY, schema="x")
-
-
-def test_existing_table_missing_a_column_is_named(tmp_path) -> None:
-    warehouse = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    with warehouse.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE anomaly_scores (feed TEXT, partition_date DATE)"))
-    with pytest.raises(ValueError, match=r'"anomaly_scores" lacks NOT NULL column\(s\) \[.record_key.'):
-        ensure_table(warehouse, ANOMALY_TABLE)
-    warehouse.dispose()
-
-
-def test_table_from_an_older_release_gains_the_new_nullable_columns(engine: sa.Engine) -> None:
-    old = [c for c in ANOMALY_TABLE.columns if c.name not in ("p_value", "feature_1", "contribution_1")]
-    legacy = TableSpec("anomaly_scores", tuple(old), ANOMALY_TABLE.primary_key, ANOMALY_TABLE.order_by)
-    ensure_table(engine, legacy)
-    replace_partition(engine, legacy, scores(5).drop(columns=["p_value", "feature_1", "contribution_1"]),
-                      feed="payments", partition_date=DAY)
-    ensure_table(engine, ANOMALY_TABLE)  # migrates in place
-    got = read_partition(engine, ANOMALY_TABLE, feed="payments", partition_date=DAY)
-    assert len(got) == 5 and got["p_value"].isna().all()
-    replace_partition(engine, ANOMALY_TABLE, scores(5), feed="payments", partition_date=DAY)
-    assert read_partition(engine, ANOMALY_TABLE, feed="payments", partition_date=DAY)["p_value"].notna().all()
-
-
-def test_views_count_severities_join_feedback_and_list_model_versions(engine: sa.Engine) -> None:
-    create_views(engine)
-    frame = scores(50, seed=5)
-    frame["severity"] = np.where(frame["is_anomaly"], np.resize(["low", "medium", "high", "critical"], 50), "none")
-    replace_partition(engine, ANOMALY_TABLE, frame, feed="payments", partition_date=DAY)
-    replace_partition(engine, ANOMALY_TABLE, scores(10, seed=6).assign(model_version="v2"),
-                      feed="payments", partition_date="2024-05-02")
-    flagged = frame.loc[frame["is_anomaly"], "record_key"].tolist()
-    day = dt.date(2024, 5, 1) if engine.dialect.name == "postgresql" else DAY
-    with engine.begin() as conn:  # what a BI user does
-        for key, verdict in [(flagged[0], "confirmed"), (flagged[1], "rejected"), (flagged[2], "confirmed")]:
-            conn.execute(
-                sa.text("INSERT INTO anomaly_feedback (feed, partition_date, record_key, verdict, reviewed_at)"
-                        " VALUES ('payments', :day, :key, :verdict, CURRENT_TIMESTAMP)"),
-                {"day": day, "key": key, "verdict": verdict},
-            )
-    with engine.connect() as conn:
-        row = conn.execute(sa.text(
-            "SELECT low, medium, high, critical, confirmed, rejected FROM anomaly_daily_summary"
-            " WHERE feed = 'payments' AND partition_date = :day"), {"day": day}).one()
-        top = conn.execute(sa.text(
-            "SELECT record_key, verdict, feature_1, contribution_1, p_value FROM anomaly_top"
-            " WHERE feed = 'payments' AND partition_date = :day"), {"day": day}).all()
-        versions = conn.execute(sa.text(
-            "SELECT model_version, partitions, rows FROM model_versions_in_use ORDER BY model_version")).all()
-    counts = frame.loc[frame["is_anomaly"], "severity"].value_counts()
-    assert tuple(row) == (counts["low"], counts["medium"], counts["high"], counts["critical"], 2, 1)
-    verdicts = {r.record_key: r.verdict for r in top}
-    assert verdicts[flagged[0]] == "confirmed" and verdicts[flagged[1]] == "rejected"
-    assert sum(v is None for v in verdicts.values()) == len(flagged) - 3
-    assert {(r.feature_1, r.contribution_1, r.p_value) for r in top} == {("amount", 0.7, 0.001)}
-    assert [tuple(v) for v in versions] == [("v1", 1, 50), ("v2", 1, 10)]
-    got = read_feedback(engine, feed="payments", start=DAY, end=DAY)
-    assert dict(zip(got["record_key"], got["label"])) == {flagged[0]: 1, flagged[1]: 0, flagged[2]: 1}
-
-
-def test_views_aggregate_per_feed_and_day(engine: sa.Engine) -> None:
-    create_views(engine)
-    create_views(engine)  # idempotent
-    frames = {
-        ("payments", DAY): scores(40, seed=1),
-        ("payments", "2024-05-02"): scores(30, seed=2).assign(model_version="v2"),
-        ("logins", DAY): scores(20, seed=3),
-    }
-    # 150 anomalies in one partition, plus a higher-scoring row that is not one
-    many = scores(300, seed=4).assign(is_anomaly=lambda f: f.index < 150)
-    many.loc[299, "score"] = 1_000.0
-    frames[("logins", "2024-05-02")] = many
-    for (feed, day), frame in frames.items():
-        replace_partition(engine, ANOMALY_TABLE, frame, feed=feed, partition_date=day)
-
-    with engine.connect() as conn:
-        summary = conn.execute(
-            sa.text(
-                "SELECT feed, partition_date, rows, anomalies, anomaly_rate, mean_score, max_score,"
-                " model_version FROM anomaly_daily_summary"
-            )
-        ).all()
-        top = conn.execute(
-            sa.text(
-                "SELECT anomaly_rank, record_key, score FROM anomaly_top"
-                " WHERE feed = 'logins' AND partition_date = :day ORDER BY anomaly_rank"
-            ),
-            {"day": dt.date(2024, 5, 2) if engine.dialect.name == "postgresql" else "2024-05-02"},
-        ).all()
-
-    assert len(summary) == 4
-    for feed, day, rows, anomalies, rate, mean, high, version in summary:
-        frame = frames[(feed, str(day))]
-        assert (rows, anomalies) == (len(frame), int(frame["is_anomaly"].sum()))
-        assert rate == pytest.approx(frame["is_anomaly"].mean())
-        assert mean == pytest.approx(frame["score"].mean())
-        assert high == pytest.approx(frame["score"].max())
-        assert version == frame["model_version"].iloc[0]
-    anomalies = many[many["is_anomaly"]].sort_values("score", ascending=False)
-    assert [r.anomaly_rank for r in top] == list(range(1, ANOMALY_TOP_N + 1))
-    assert [r.record_key for r in top] == anomalies["record_key"].head(ANOMALY_TOP_N).tolist()
-
-
 def _replace_when_both_ready(start: threading.Barrier, engine: sa.Engine, frame) -> int:
     start.wait()
     return replace_partition(engine, ANOMALY_TABLE, frame, feed="payments", partition_date=DAY)
@@ -504,27 +321,101 @@ def test_postgres_schema() -> None:
         warehouse.dispose()
 
 
-def test_make_engine_urls() -> None:
-    for url in ("postgresql://u@db.example/warehouse", "postgres://u@db.example/warehouse"):
-        assert make_engine(url).url.drivername == "postgresql+psycopg"
-    with pytest.raises(ValueError, match="driver 'psycopg2'.*psycopg 3"):
-        make_engine("postgresql+psycopg2://u@db.example/warehouse")
-    with pytest.raises(ValueError, match="PYNOMALY_WAREHOUSE_URL") as failure:
-        make_engine("mysql://u:s3cret@db.example/warehouse")
-    assert "s3cret" not in str(failure.value)
+# --- insert, upsert, select, count, delete: the writes besides a partition replace ---------------
+EVENTS = TableSpec(
+    "events",
+    (
+        Column("feed", "text"),
+        Column("partition_date", "date"),
+        Column("event_id", "text"),
+        Column("kind", "text"),
+        Column("created_at", "timestamp"),
+        Column("payload", "json"),
+        Column("handled", "bool", nullable=True),
+    ),
+    primary_key=("event_id",),
+    order_by=("created_at", "event_id"),
+)
+NOON = pd.Timestamp(f"{DAY} 12:00", tz="UTC")
 
 
-def test_sqlite_engine_uses_wal(tmp_path) -> None:
-    warehouse = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
-    with warehouse.connect() as conn:
-        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-    warehouse.dispose()
+def events(*ids: str, kind: str = "alert", handled: object = None, hours: int = 0) -> pd.DataFrame:
+    return pd.DataFrame({
+        "event_id": list(ids),
+        "kind": kind,
+        "created_at": [NOON + pd.Timedelta(hours=hours + i) for i in range(len(ids))],
+        "payload": [{"n": i} for i in range(len(ids))],
+        "handled": pd.array([handled] * len(ids), dtype="boolean"),
+    })
 
 
-def test_warehouse_url_default(tmp_path, monkeypatch) -> None:
-    monkeypatch.delenv("PYNOMALY_WAREHOUSE_URL", raising=False)
-    monkeypatch.setenv("PYNOMALY_HOME", str(tmp_path / "home"))
-    assert warehouse_url_default() == f"sqlite:///{tmp_path / 'home' / 'warehouse.db'}"
-    assert (tmp_path / "home").is_dir()
-    monkeypatch.setenv("PYNOMALY_WAREHOUSE_URL", "postgresql://u@db.example/w")
-    assert warehouse_url_default() == "postgresql://u@db.example/w"
+def test_insert_rows_appends_inside_the_callers_transaction(engine: sa.Engine) -> None:
+    ensure_table(engine, EVENTS)
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        load.lock_rows(conn, EVENTS, "payments", "alert")
+        assert load.insert_rows(conn, EVENTS, events("a", "b"), feed="payments", partition_date=DAY) == 2
+        seen = load.select_rows(conn, EVENTS, equal={"feed": "payments", "kind": "alert"})
+        assert seen["event_id"].tolist() == ["a", "b"]  # the transaction sees its own rows
+        transaction.rollback()
+    assert count(engine, "events") == 0
+
+    with engine.begin() as conn:
+        load.insert_rows(conn, EVENTS, events("a", "b"), feed="payments", partition_date=DAY)
+        load.insert_rows(conn, EVENTS, events("c", kind="report"), feed="logins", partition_date=DAY)
+    assert count(engine, "events") == 3
+    with pytest.raises(ValueError, match="events.*primary key"), engine.begin() as conn:
+        load.insert_rows(conn, EVENTS, events("a"), feed="payments", partition_date=DAY)
+    with pytest.raises(ValueError, match="column 'kind' of table 'events'"), engine.begin() as conn:
+        load.insert_rows(conn, EVENTS, events("d", kind=None), feed="payments", partition_date=DAY)
+
+
+def test_select_rows_filters_by_value_and_lower_bound(engine: sa.Engine) -> None:
+    ensure_table(engine, EVENTS)
+    with engine.begin() as conn:
+        load.insert_rows(conn, EVENTS, events("a", "b", "c"), feed="payments", partition_date=DAY)
+        load.insert_rows(conn, EVENTS, events("d", kind="report"), feed="payments", partition_date=DAY)
+    with engine.connect() as conn:
+        later = load.select_rows(conn, EVENTS, equal={"feed": "payments", "kind": "alert"},
+                                 after={"created_at": NOON.to_pydatetime()})
+        everything = load.select_rows(conn, EVENTS, equal={})
+        by_day = load.select_rows(conn, EVENTS, equal={"partition_date": DAY, "kind": "report"})
+        with pytest.raises(ValueError, match="table 'events' has no column 'nope'"):
+            load.select_rows(conn, EVENTS, equal={"nope": 1})
+        with pytest.raises(ValueError, match="JSON"):
+            load.select_rows(conn, EVENTS, equal={"payload": {}})
+    assert later["event_id"].tolist() == ["b", "c"]  # strictly after noon
+    assert later["created_at"].tolist() == [NOON + pd.Timedelta(hours=1), NOON + pd.Timedelta(hours=2)]
+    assert later["payload"].tolist() == [{"n": 1}, {"n": 2}]
+    assert len(everything) == 4 and by_day["event_id"].tolist() == ["d"]
+
+
+def test_upsert_rows_replaces_by_primary_key(engine: sa.Engine) -> None:
+    ensure_table(engine, EVENTS)
+    assert load.upsert_rows(engine, EVENTS, events("a", "b"), feed="payments", partition_date=DAY) == 2
+    changed = events("b", "c", handled=True).assign(payload=[{"n": 9}, {"n": 10}])
+    for _ in range(2):  # idempotent
+        assert load.upsert_rows(engine, EVENTS, changed, feed="payments", partition_date=DAY) == 2
+    got = read_partition(engine, EVENTS, feed="payments", partition_date=DAY).set_index("event_id")
+    assert sorted(got.index) == ["a", "b", "c"]
+    assert got.loc["b", "payload"] == {"n": 9} and bool(got.loc["b", "handled"])
+    assert pd.isna(got.loc["a", "handled"]) and got.loc["a", "payload"] == {"n": 0}
+    assert load.upsert_rows(engine, EVENTS, events()[:0], feed="payments", partition_date=DAY) == 0
+    with pytest.raises(ValueError, match="'quarantine' has no primary key"):
+        load.upsert_rows(engine, QUARANTINE_TABLE, pd.DataFrame(), feed="payments", partition_date=DAY)
+
+
+def test_count_partition_and_delete_before(engine: sa.Engine) -> None:
+    ensure_table(engine, ANOMALY_TABLE)
+    for feed, day, rows in [("payments", "2024-04-30", 2), ("payments", DAY, 3), ("logins", "2024-04-29", 4)]:
+        replace_partition(engine, ANOMALY_TABLE, scores(rows), feed=feed, partition_date=day)
+    assert load.count_partition(engine, ANOMALY_TABLE, feed="payments", partition_date=DAY) == 3
+    assert load.count_partition(engine, ANOMALY_TABLE, feed="payments", partition_date="2024-05-09") == 0
+
+    before = dt.date(2024, 5, 1)
+    assert load.delete_before(engine, "anomaly_scores", feed="payments", before=before) == 2
+    assert load.delete_before(engine, "anomaly_scores", feed="payments", before=before) == 0
+    assert load.delete_before(engine, "never_created", feed="payments", before=before) is None
+    assert load.count_partition(engine, ANOMALY_TABLE, feed="logins", partition_date="2024-04-29") == 4
+    with pytest.raises(ValueError, match="feed must be"):
+        load.delete_before(engine, "anomaly_scores", feed="", before=before)
