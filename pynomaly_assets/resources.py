@@ -13,7 +13,9 @@ production (PostgreSQL warehouse, shared volumes):
 * ``PYNOMALY_REPORTS_DIR`` — drift, data-quality and maintenance reports and the drift
   references of each champion (default ``$PYNOMALY_HOME/reports``);
 * ``PYNOMALY_NOTIFY_WEBHOOK_URL`` — optional webhook the weekly maintenance report posts to
-  when a threshold is crossed (a secret: read at run time, never stored in metadata).
+  when a threshold is crossed (a secret: read at run time, never stored in metadata);
+* ``PYNOMALY_SIGNING_KEY`` — the HMAC key that signs and verifies saved models (a secret, read
+  at run time; default: the per-installation key file ``$PYNOMALY_HOME/.signing_key``).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from pynomaly_core.paths import pynomaly_home
+from pynomaly_core.signing import KEY_ENV, resolve_signing_key
 from pynomaly_core.storage import FrameStore, JsonStore
 
 
@@ -42,13 +45,13 @@ class WarehouseResource(dg.ConfigurableResource):
     _engine: Any = PrivateAttr(default=None)
 
     def resolved_url(self) -> str:
-        from pynomaly_core.export import warehouse_url_default
+        from pynomaly_core.warehouse import warehouse_url_default
 
         return self.url or warehouse_url_default()
 
     def engine(self):
         if self._engine is None:
-            from pynomaly_core.export import make_engine
+            from pynomaly_core.warehouse import make_engine
 
             self._engine = make_engine(self.resolved_url())
         return self._engine
@@ -63,12 +66,20 @@ class WarehouseResource(dg.ConfigurableResource):
 
 
 class ModelStoreResource(dg.ConfigurableResource):
-    """Directory of trained models (signed, checksummed directories)."""
+    """Directory of trained models (signed, checksummed directories) and the key that signs them."""
 
     base_dir: str
+    signing_secret: str | None = None
+    """The models' HMAC key; :func:`default_resources` sets ``dg.EnvVar("PYNOMALY_SIGNING_KEY")``
+    when that is set. Unset: ``$PYNOMALY_SIGNING_KEY`` at run time, else the per-installation key
+    file ``$PYNOMALY_HOME/.signing_key``."""
 
     def model_dir(self, feed: str, version: str) -> Path:
         return Path(self.base_dir) / feed / version
+
+    def signing_key(self) -> bytes:
+        """The key every model this code location saves is signed with and verified against."""
+        return resolve_signing_key(pynomaly_home(), secret=self.signing_secret)
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -177,13 +188,14 @@ def default_resources() -> dict[str, Any]:
         dg.EnvVar("PYNOMALY_MLFLOW_TRACKING_URI") if os.environ.get("PYNOMALY_MLFLOW_TRACKING_URI") else None
     )
     reports = os.environ.get("PYNOMALY_REPORTS_DIR")
+    signing = dg.EnvVar(KEY_ENV) if os.environ.get(KEY_ENV) else None
     return {
         "warehouse": WarehouseResource(url=url, schema_name=schema),
         "reports": ReportStoreResource(
             base_dir=dg.EnvVar("PYNOMALY_REPORTS_DIR") if reports else home_subdir("reports")
         ),
         "notifier": NotifierResource(),
-        "model_store": ModelStoreResource(base_dir=home_subdir("models")),
+        "model_store": ModelStoreResource(base_dir=home_subdir("models"), signing_secret=signing),
         "mlflow": MlflowResource(tracking_uri=tracking),
         "frame_store": frames,
         "frame_io_manager": ParquetFrameIOManager(frames=frames),

@@ -23,16 +23,20 @@ class PynomalyPyfunc(mlflow.pyfunc.PythonModel):
     """``predict(frame)`` returns :meth:`AnomalyModel.score` of the frame.
 
     ``load_context`` loads the artifact directory with
-    ``load_object(path, expected_sha256=...)``: the manifest must match the sha256
-    recorded at logging time and its HMAC signature must verify with the signing key
-    (``PYNOMALY_SIGNING_KEY`` or ``$PYNOMALY_HOME/.signing_key``) of the loading process.
+    ``load_object(path, expected_sha256=..., key=...)``: the manifest must match the sha256
+    recorded at logging time and its HMAC signature must verify with the signing key of the
+    loading process (:func:`pynomaly_core.signing.default_signing_key`:
+    ``PYNOMALY_SIGNING_KEY`` or ``$PYNOMALY_HOME/.signing_key``).
     """
 
     def load_context(self, context) -> None:
         from pynomaly_core.detectors.persistence import load_object
+        from pynomaly_core.signing import default_signing_key
 
         config = context.model_config or {}
-        self._model = load_object(context.artifacts[ARTIFACT_KEY], expected_sha256=config.get(SHA_KEY))
+        self._model = load_object(
+            context.artifacts[ARTIFACT_KEY], expected_sha256=config.get(SHA_KEY), key=default_signing_key()
+        )
 
     def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)

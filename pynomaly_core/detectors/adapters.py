@@ -27,57 +27,20 @@ import inspect
 import io
 import math
 import numbers
-import random
-import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
 from pynomaly_core.detectors.base import BaseDetector, DetectorError
+from pynomaly_core.detectors.seeding import seeded
+from pynomaly_core.detectors.targets import import_target
 
 #: parameters of PyOD ensembles that hold a list of base detectors
 MEMBER_LIST_PARAMS = frozenset({"detector_list", "base_estimators", "estimator_list"})
 #: parameters of PyOD ensembles that hold one base detector
 MEMBER_PARAMS = frozenset({"base_estimator"})
-
-
-def _import_target(target: str) -> Any:
-    module, _, qualname = target.partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-@contextlib.contextmanager
-def seeded(random_state: Any) -> Iterator[None]:
-    """Seed the global RNGs of ``random``, NumPy and torch (if imported) for a block.
-
-    Many PyOD detectors draw from the global RNGs (torch weight initialisation,
-    ``np.random.shuffle``, dropout, VAE sampling) whatever their own
-    ``random_state``. Inside the block those RNGs start from ``random_state``; their
-    previous states are restored afterwards. Does nothing unless ``random_state``
-    is an integer.
-    """
-    if not isinstance(random_state, numbers.Integral) or isinstance(random_state, bool):
-        yield
-        return
-    seed = int(random_state) % (2**32)
-    py_state, np_state = random.getstate(), np.random.get_state()
-    torch = sys.modules.get("torch")
-    fork = torch.random.fork_rng() if torch is not None else contextlib.nullcontext()
-    try:
-        with fork:
-            random.seed(seed)
-            np.random.seed(seed)
-            if torch is not None:
-                torch.manual_seed(seed)
-            yield
-    finally:
-        random.setstate(py_state)
-        np.random.set_state(np_state)
 
 
 def pyod_member(item: Any, random_state: int | None = None) -> Any:
@@ -117,7 +80,7 @@ def pyod_member(item: Any, random_state: int | None = None) -> Any:
             f"base detector {name!r}: members of a PyOD ensemble must be PyOD registry entries "
             f"(e.g. 'LOF', 'HBOS', 'IForest'); {name!r} is a {spec.framework} detector."
         )
-    cls = _import_target(spec.wraps)
+    cls = import_target(spec.wraps)
     kwargs = {**spec.defaults, **params}
     accepted = inspect.signature(cls.__init__).parameters
     if random_state is not None and "random_state" in accepted and "random_state" not in kwargs:
@@ -142,7 +105,7 @@ class _WrappedDetector(BaseDetector):
 
     def _build(self, extra: dict[str, Any]) -> Any:
         """The wrapped estimator from ``params``, plus ``extra`` arguments it accepts."""
-        cls = _import_target(self.model)
+        cls = import_target(self.model)
         accepted = inspect.signature(cls.__init__).parameters
         kwargs = dict(self.params or {})
         for key, value in extra.items():
@@ -194,7 +157,8 @@ class PyODDetector(_WrappedDetector):
     random_state : int or None
         Passed to PyOD when the detector accepts it; an integer also seeds the
         global ``random``/NumPy/torch RNGs while fitting and scoring (see
-        :func:`seeded`), so two fits with the same value give the same scores.
+        :func:`~pynomaly_core.detectors.seeding.seeded`), so two fits with the same value
+        give the same scores.
     params : dict
         Other constructor arguments of the PyOD class. ``n_features`` (DeepSVDD) is
         filled in from the data.
@@ -206,7 +170,7 @@ class PyODDetector(_WrappedDetector):
     """
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
-        _import_target(self.model)  # imports torch (if used) before its RNG is seeded
+        import_target(self.model)  # imports torch (if used) before its RNG is seeded
         with seeded(self.random_state):
             self.estimator_ = self._build(
                 {"contamination": self.contamination, "n_features": X.shape[1]}
@@ -223,6 +187,21 @@ class PyODDetector(_WrappedDetector):
     def _score(self, X: np.ndarray) -> np.ndarray:
         with seeded(self.random_state):
             return self.estimator_.decision_function(X)
+
+    def isolation_forest(self) -> Any:
+        """The scikit-learn forest inside PyOD's ``IForest`` (``estimator_.detector_``), else None.
+
+        PyOD's ``IForest.decision_function`` is minus scikit-learn's, so it decreases with the
+        forest's mean path length.
+        """
+        estimator = getattr(self, "estimator_", None)
+        if type(estimator).__name__ != "IForest":  # no PyOD import for every other detector
+            return None
+        from pyod.models.iforest import IForest
+        from sklearn.ensemble import IsolationForest
+
+        inner = getattr(estimator, "detector_", None)
+        return inner if isinstance(estimator, IForest) and isinstance(inner, IsolationForest) else None
 
 
 class PCADetector(PyODDetector):
@@ -301,6 +280,10 @@ class TransductivePyODDetector(PyODDetector):
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
         super()._fit(X, y)
         self.X_train_ = X
+
+    def isolation_forest(self) -> Any:
+        """None: a batch is scored against itself and the training rows, not by the forest alone."""
+        return None
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         block = max(1, math.floor(self.block_fraction * self.X_train_.shape[0]))
@@ -395,6 +378,13 @@ class SklearnDetector(_WrappedDetector):
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         return -self.estimator_.score_samples(X)
+
+    def isolation_forest(self) -> Any:
+        """The wrapped ``IsolationForest`` (the score is minus its ``score_samples``), else None."""
+        from sklearn.ensemble import IsolationForest
+
+        estimator = getattr(self, "estimator_", None)
+        return estimator if isinstance(estimator, IsolationForest) else None
 
 
 class NystroemSGDOneClassSVM(BaseEstimator):

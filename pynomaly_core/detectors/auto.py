@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from pynomaly_core.detectors.base import BaseDetector, DetectorError
+from pynomaly_core.detectors.targets import import_target
 
 #: Detectors the default portfolio is drawn from, in order of preference: the shallow
 #: ADBench detectors, interleaved by family (ensemble, probabilistic, proximity, linear).
@@ -124,7 +125,7 @@ def default_portfolio(
     makes sure every registry ``family`` left among the eligible ones has at least one
     seat; returns the names sorted by estimated cost, cheapest first.
     """
-    from pynomaly_core.detectors.registry import available, resolve
+    from pynomaly_core.detectors.registry import available
 
     if not isinstance(max_candidates, numbers.Integral) or max_candidates < 1:
         raise DetectorError(f"max_candidates must be a positive integer, got {max_candidates!r}.")
@@ -135,7 +136,7 @@ def default_portfolio(
         spec = specs.get(name)
         if spec is None or spec.supervision != "unsupervised":
             continue
-        if n_features > 1 and getattr(resolve(spec.target), "univariate", False):
+        if n_features > 1 and getattr(import_target(spec.target), "univariate", False):
             continue
         cost = estimated_cost(name, n_rows, n_features)
         if cost > COST_BUDGET:
@@ -294,19 +295,7 @@ class AutoDetector(BaseDetector):
         n, d = X.shape
         names = self._check_params(n, d)
         rng = np.random.default_rng(self.random_state)
-
-        rows = X
-        if self.max_rows is not None and n > self.max_rows:  # bound the selection's cost
-            rows = X[np.sort(rng.choice(n, int(self.max_rows), replace=False))]
-        m = self.selection_rows_ = rows.shape[0]
-        n_hold = round(float(self.holdout_fraction) * m)
-        if n_hold < MIN_SPLIT_ROWS or m - n_hold < MIN_SPLIT_ROWS:
-            X_fit = X_hold = rows  # too few rows to split: in-sample evidence
-            self.split_ = "in-sample"
-        else:
-            perm = rng.permutation(m)
-            X_hold, X_fit = rows[perm[:n_hold]], rows[perm[n_hold:]]
-            self.split_ = "holdout"
+        X_fit, X_hold = self._selection_split(X, rng)
         n_inject = math.ceil(float(self.synthetic_share) * X_fit.shape[0])
         X_syn, kinds = inject_anomalies(
             X_fit, n_inject + int(self.n_synthetic), random_state=int(rng.integers(2**31 - 1))
@@ -314,6 +303,42 @@ class AutoDetector(BaseDetector):
         X_train = np.vstack([X_fit, X_syn[:n_inject]]) if n_inject else X_fit
         X_eval, kinds_eval = X_syn[n_inject:], kinds[n_inject:]
 
+        hold_scores, syn_scores, seconds, failures = self._score_candidates(names, X_train, X_hold, X_eval)
+        evidence = label_free_evidence(hold_scores, syn_scores, synthetic_kinds=kinds_eval)
+        evidence["fit_seconds"] = pd.Series(seconds)
+        best, chosen = self._refit_best(select_top(evidence, len(evidence)), X, failures)
+        self.candidates_ = names
+        self.failures_ = failures
+        self.evidence_ = evidence
+        self.choice_ = "+".join(chosen)
+        self.best_model_ = best
+
+    def _selection_split(self, X: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows to fit the candidates on, holdout rows)``: at most ``max_rows``, held out if enough.
+
+        Sets ``selection_rows_`` and ``split_`` (``"holdout"``, or ``"in-sample"`` when either side
+        would have fewer than ``MIN_SPLIT_ROWS``: then the same rows are both).
+        """
+        n = X.shape[0]
+        rows = X
+        if self.max_rows is not None and n > self.max_rows:  # bound the selection's cost
+            rows = X[np.sort(rng.choice(n, int(self.max_rows), replace=False))]
+        m = self.selection_rows_ = rows.shape[0]
+        n_hold = round(float(self.holdout_fraction) * m)
+        if n_hold < MIN_SPLIT_ROWS or m - n_hold < MIN_SPLIT_ROWS:
+            self.split_ = "in-sample"  # too few rows to split: in-sample evidence
+            return rows, rows
+        perm = rng.permutation(m)
+        self.split_ = "holdout"
+        return rows[perm[n_hold:]], rows[perm[:n_hold]]
+
+    def _score_candidates(self, names: list[str], X_train: np.ndarray, X_hold: np.ndarray,
+                          X_eval: np.ndarray) -> tuple[dict, dict, dict, dict[str, str]]:
+        """Fit every candidate and score the holdout and synthetic rows.
+
+        Returns ``(holdout scores, synthetic scores, fit seconds, failures)`` by name; a candidate
+        that fails or scores non-finite values is listed in failures only. None left is an error.
+        """
         hold_scores: dict[str, np.ndarray] = {}
         syn_scores: dict[str, np.ndarray] = {}
         seconds: dict[str, float] = {}
@@ -333,13 +358,16 @@ class AutoDetector(BaseDetector):
             seconds[name] = time.perf_counter() - t0
         if not hold_scores:
             raise DetectorError(f"auto: every candidate failed: {failures}.")
+        return hold_scores, syn_scores, seconds, failures
 
-        evidence = label_free_evidence(hold_scores, syn_scores, synthetic_kinds=kinds_eval)
-        evidence["fit_seconds"] = pd.Series(seconds)
-        ranked = select_top(evidence, len(evidence))
-        k = self.combine
+    def _refit_best(self, ranked: list[str], X: np.ndarray,
+                    failures: dict[str, str]) -> tuple[BaseDetector, list[str]]:
+        """The best-ranked candidate (``combine`` of them as a rank ensemble) refitted on all rows.
+
+        With ``combine=1`` the next-ranked one is tried when a refit fails (added to ``failures``).
+        """
         best, chosen = None, []
-        if k == 1:
+        if self.combine == 1:
             for name in ranked:  # the next-ranked one if the refit fails
                 try:
                     best = self._make(name).fit(X)
@@ -350,7 +378,7 @@ class AutoDetector(BaseDetector):
         else:
             from pynomaly_core.detectors.ensemble import EnsembleDetector
 
-            chosen = ranked[:k]
+            chosen = ranked[:self.combine]
             best = EnsembleDetector(
                 detectors=chosen,
                 normalization="rank",
@@ -360,11 +388,7 @@ class AutoDetector(BaseDetector):
             ).fit(X)
         if best is None:
             raise DetectorError(f"auto: no candidate could be refitted on all rows: {failures}.")
-        self.candidates_ = names
-        self.failures_ = failures
-        self.evidence_ = evidence
-        self.choice_ = "+".join(chosen)
-        self.best_model_ = best
+        return best, chosen
 
     def _training_scores(self, X: np.ndarray) -> np.ndarray:
         return self.best_model_.decision_scores_
@@ -373,12 +397,12 @@ class AutoDetector(BaseDetector):
         return self.best_model_.decision_function(X)
 
     # ------------------------------------------------------------ persistence
-    def _save_payload(self, dirpath: Path) -> None:
+    def _save_payload(self, dirpath: Path, key: bytes) -> None:
         """The selector without its model (joblib) and the chosen model as its own saved model.
 
-        The model goes through :func:`~pynomaly_core.detectors.persistence.save_object`,
-        so a deep choice keeps its framework-native files; the manifest of this
-        directory checksums every file below it.
+        The model goes through :func:`~pynomaly_core.detectors.persistence.save_object` with
+        the selector's ``key``, so a deep choice keeps its framework-native files; the
+        manifest of this directory checksums every file below it.
         """
         import joblib
 
@@ -393,10 +417,11 @@ class AutoDetector(BaseDetector):
                 dirpath / _BEST,
                 kind="detector",
                 info={"name": type(self.best_model_).__name__},
+                key=key,
             )
 
     @classmethod
-    def _load_payload(cls, dirpath: Path) -> AutoDetector:
+    def _load_payload(cls, dirpath: Path, key: bytes) -> AutoDetector:
         """Rebuild a selector written by :meth:`_save_payload`."""
         import joblib
 
@@ -405,5 +430,5 @@ class AutoDetector(BaseDetector):
         dirpath = Path(dirpath)
         shell = joblib.load(dirpath / _SHELL)
         if (dirpath / _BEST).is_dir():
-            shell.best_model_ = load_object(dirpath / _BEST)
+            shell.best_model_ = load_object(dirpath / _BEST, key=key)
         return shell

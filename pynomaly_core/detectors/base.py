@@ -134,19 +134,32 @@ class BaseDetector(BaseEstimator):
         """Fit on ``X`` and return the training labels."""
         return self.fit(X, y).labels_
 
+    # ------------------------------------------------------------ capabilities
+    def isolation_forest(self) -> Any:
+        """The fitted scikit-learn ``IsolationForest`` this detector's score is a function of, else None.
+
+        A detector whose score decreases with that forest's mean path length (and with nothing
+        else) returns it, so explanations (:mod:`pynomaly_core.explain`) can compute exact
+        path-dependent TreeSHAP instead of sampling; every other detector keeps this default.
+        """
+        return None
+
     # ------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> Path:
-        """Save to directory ``path`` in a signed, checksummed format; returns the path."""
+    def save(self, path: str | Path, *, key: bytes | None = None) -> Path:
+        """Save to directory ``path`` in a signed, checksummed format; returns the path.
+
+        ``key`` signs it; None: the default signing key (see :mod:`pynomaly_core.signing`).
+        """
         from pynomaly_core.detectors.persistence import save_detector
 
-        return save_detector(self, path)
+        return save_detector(self, path, key=key)
 
     @classmethod
-    def load(cls, path: str | Path) -> BaseDetector:
-        """Load a detector saved with :meth:`save`, verifying its signature first."""
+    def load(cls, path: str | Path, *, key: bytes | None = None) -> BaseDetector:
+        """Load a detector saved with :meth:`save`, verifying its signature with ``key`` first."""
         from pynomaly_core.detectors.persistence import load_detector
 
-        return load_detector(path)
+        return load_detector(path, key=key)
 
     # --------------------------------------------------------------- helpers
     @property

@@ -223,12 +223,12 @@ class EnsembleDetector(BaseDetector):
         return np.column_stack([scores[:, b].mean(axis=1) for b in self.buckets_]).max(axis=1)
 
     # ------------------------------------------------------------ persistence
-    def _save_payload(self, dirpath: Path) -> None:
+    def _save_payload(self, dirpath: Path, key: bytes) -> None:
         """Write the ensemble without its members (joblib) and each member as its own saved model.
 
-        Members go through :func:`~pynomaly_core.detectors.persistence.save_object`, so
-        deep members keep their framework-native files; the ensemble's manifest
-        checksums every file below it, the members' included.
+        Members go through :func:`~pynomaly_core.detectors.persistence.save_object` with the
+        ensemble's ``key``, so deep members keep their framework-native files; the ensemble's
+        manifest checksums every file below it, the members' included.
         """
         import joblib
 
@@ -243,10 +243,11 @@ class EnsembleDetector(BaseDetector):
                 dirpath / f"member-{i}",
                 kind="detector",
                 info={"name": type(member).__name__},
+                key=key,
             )
 
     @classmethod
-    def _load_payload(cls, dirpath: Path) -> EnsembleDetector:
+    def _load_payload(cls, dirpath: Path, key: bytes) -> EnsembleDetector:
         """Rebuild an ensemble written by :meth:`_save_payload`."""
         import joblib
 
@@ -256,6 +257,6 @@ class EnsembleDetector(BaseDetector):
         shell = joblib.load(dirpath / _SHELL)
         if hasattr(shell, "member_names_"):
             shell.members_ = [
-                load_object(dirpath / f"member-{i}") for i in range(len(shell.member_names_))
+                load_object(dirpath / f"member-{i}", key=key) for i in range(len(shell.member_names_))
             ]
         return shell

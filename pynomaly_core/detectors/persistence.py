@@ -7,13 +7,18 @@ A saved model is a directory::
 
 Loading recomputes the sha256 of every payload file and verifies the HMAC of the
 manifest with the signing key *before* anything is unpickled. A file changed by
-anyone who does not hold the key is refused with an error naming the file. The key
-comes from ``PYNOMALY_SIGNING_KEY`` or, failing that, a per-installation key file
-(``$PYNOMALY_HOME/.signing_key``, created with mode 0600 on first use).
+anyone who does not hold the key is refused with an error naming the file.
+
+The key is an argument (``key=``) of every function here: the Dagster code location
+passes its model store's key. ``key=None`` resolves the default now, once per call, with
+:func:`pynomaly_core.signing.default_signing_key` (``PYNOMALY_SIGNING_KEY``, else the
+per-installation ``$PYNOMALY_HOME/.signing_key``); this module reads no settings itself.
 
 Deep detectors (torch, Keras) store weights in their framework's safe formats
 (``torch.load(weights_only=True)`` / ``.keras``) plus a JSON config; they implement
-``_save_payload(dirpath)`` / ``_load_payload(dirpath)`` and are never pickled.
+``_save_payload(dirpath, key)`` / ``_load_payload(dirpath, key)`` and are never pickled.
+Composite objects (ensembles, the auto-selector, :class:`~pynomaly_core.model.AnomalyModel`)
+save their parts with :func:`save_object` under the same ``key``.
 """
 
 from __future__ import annotations
@@ -23,13 +28,13 @@ import hmac
 import importlib
 import json
 import os
-import secrets
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from pynomaly_core.paths import pynomaly_home
+from pynomaly_core.detectors.targets import import_target
+from pynomaly_core.signing import SigningKey, default_signing_key
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -39,18 +44,14 @@ class ModelIntegrityError(RuntimeError):
     """A saved model failed its checksum or signature check; it is not loaded."""
 
 
-def signing_key() -> bytes:
-    """The HMAC key used to sign saved models."""
-    env = os.environ.get("PYNOMALY_SIGNING_KEY")
-    if env:
-        return env.encode()
-    key_file = pynomaly_home() / ".signing_key"
-    if not key_file.exists():
-        key_file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-    return key_file.read_text().strip().encode()
+def _key(key: bytes | None) -> bytes:
+    """``key``, or the default signing key resolved now when the caller passed none."""
+    return default_signing_key() if key is None else key
+
+
+def _key_source(key: bytes) -> str:
+    """Where ``key`` came from, for the signature error: the setting and key file, if known."""
+    return key.source if isinstance(key, SigningKey) else "the key passed in by the caller"
 
 
 def sha256_file(path: Path) -> str:
@@ -61,9 +62,9 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _sign(manifest: dict[str, Any]) -> str:
+def _sign(manifest: dict[str, Any], key: bytes) -> str:
     body = json.dumps({k: v for k, v in manifest.items() if k != "signature"}, sort_keys=True)
-    return hmac.new(signing_key(), body.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
 
 
 def _versions() -> dict[str, str]:
@@ -76,20 +77,23 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def save_object(obj: Any, path: str | Path, *, kind: str, info: dict[str, Any] | None = None) -> Path:
-    """Save ``obj`` into directory ``path`` atomically and sign it.
+def save_object(
+    obj: Any, path: str | Path, *, kind: str, info: dict[str, Any] | None = None, key: bytes | None = None
+) -> Path:
+    """Save ``obj`` into directory ``path`` atomically and sign it with ``key``.
 
-    Objects with ``_save_payload`` write framework-native files; anything else is
-    written with joblib. Returns the directory path.
+    Objects with ``_save_payload`` write framework-native files (and save their parts with
+    the same key); anything else is written with joblib. Returns the directory path.
     """
     import joblib
 
+    key = _key(key)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=path.parent))
     try:
         if hasattr(obj, "_save_payload"):
-            obj._save_payload(tmp)
+            obj._save_payload(tmp, key)
             loader = f"{type(obj).__module__}:{type(obj).__qualname__}"
         else:
             joblib.dump(obj, tmp / "model.joblib")
@@ -106,7 +110,7 @@ def save_object(obj: Any, path: str | Path, *, kind: str, info: dict[str, Any] |
             "versions": _versions(),
             "info": info or {},
         }
-        manifest["signature"] = _sign(manifest)
+        manifest["signature"] = _sign(manifest, key)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
         if path.exists():
             shutil.rmtree(path)
@@ -117,18 +121,19 @@ def save_object(obj: Any, path: str | Path, *, kind: str, info: dict[str, Any] |
     return path
 
 
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    """Read and verify the manifest of a saved model (signature and file checksums)."""
+def read_manifest(path: str | Path, *, key: bytes | None = None) -> dict[str, Any]:
+    """Read and verify the manifest of a saved model (signature with ``key``, file checksums)."""
+    key = _key(key)
     path = Path(path)
     manifest_path = path / MANIFEST
     if not manifest_path.exists():
         raise ModelIntegrityError(f"{manifest_path} does not exist: {path} is not a saved Pynomaly model.")
     manifest = json.loads(manifest_path.read_text())
-    expected = _sign(manifest)
+    expected = _sign(manifest, key)
     if not hmac.compare_digest(expected, str(manifest.get("signature", ""))):
         raise ModelIntegrityError(
-            f"{manifest_path}: signature does not match the signing key (PYNOMALY_SIGNING_KEY or "
-            f"{pynomaly_home() / '.signing_key'}); refusing to load a model that may have been tampered with."
+            f"{manifest_path}: signature does not match the signing key ({_key_source(key)}); "
+            "refusing to load a model that may have been tampered with."
         )
     for name, digest in manifest["files"].items():
         file = path / name
@@ -141,34 +146,31 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def load_object(path: str | Path, *, expected_sha256: str | None = None) -> Any:
-    """Load an object saved with :func:`save_object` after verifying it.
+def load_object(path: str | Path, *, expected_sha256: str | None = None, key: bytes | None = None) -> Any:
+    """Load an object saved with :func:`save_object` after verifying it with ``key``.
 
     ``expected_sha256`` optionally pins the manifest digest recorded elsewhere
     (the Dagster asset value), so a re-signed replacement is refused too.
     """
     import joblib
 
+    key = _key(key)
     path = Path(path)
     if expected_sha256 is not None and sha256_file(path / MANIFEST) != expected_sha256:
         raise ModelIntegrityError(
             f"{path / MANIFEST}: sha256 differs from the one recorded when the model was trained."
         )
-    manifest = read_manifest(path)
+    manifest = read_manifest(path, key=key)
     if manifest["loader"] == "joblib":
         return joblib.load(path / "model.joblib")
-    module, _, qualname = manifest["loader"].partition(":")
-    cls: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        cls = getattr(cls, part)
-    return cls._load_payload(path)
+    return import_target(manifest["loader"])._load_payload(path, key)
 
 
-def save_detector(detector: Any, path: str | Path) -> Path:
+def save_detector(detector: Any, path: str | Path, *, key: bytes | None = None) -> Path:
     """Save a fitted detector (see :func:`save_object`)."""
-    return save_object(detector, path, kind="detector", info={"name": type(detector).__name__})
+    return save_object(detector, path, kind="detector", info={"name": type(detector).__name__}, key=key)
 
 
-def load_detector(path: str | Path) -> Any:
+def load_detector(path: str | Path, *, key: bytes | None = None) -> Any:
     """Load a detector saved with :func:`save_detector`."""
-    return load_object(path)
+    return load_object(path, key=key)

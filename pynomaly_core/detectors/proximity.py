@@ -305,7 +305,7 @@ class _NeighbourDetector(BaseDetector):
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"fit_X": self.fit_X_, "decision_scores": self.decision_scores_}
 
-    def _save_payload(self, dirpath: Path) -> None:
+    def _save_payload(self, dirpath: Path, key: bytes) -> None:
         """Write one ``.npy`` per learned array plus ``config.json``; nothing is pickled."""
         dirpath = Path(dirpath)
         arrays = self._arrays()
@@ -323,7 +323,7 @@ class _NeighbourDetector(BaseDetector):
         (dirpath / CONFIG_FILE).write_text(json.dumps(config, indent=2))
 
     @classmethod
-    def _load_payload(cls, dirpath: Path) -> _NeighbourDetector:
+    def _load_payload(cls, dirpath: Path, key: bytes) -> _NeighbourDetector:
         dirpath = Path(dirpath)
         config = json.loads((dirpath / CONFIG_FILE).read_text())
         if config["class"] != cls.__name__:
@@ -492,7 +492,7 @@ class TorchLOF(_NeighbourDetector):
         return {**super()._arrays(), "k_distance": self.k_distance_, "lrd": self.lrd_}
 
     @classmethod
-    def _load_payload(cls, dirpath: Path) -> TorchLOF:
-        detector = super()._load_payload(dirpath)
+    def _load_payload(cls, dirpath: Path, key: bytes) -> TorchLOF:
+        detector = super()._load_payload(dirpath, key)
         detector.n_neighbors_ = min(detector.n_neighbors, detector.fit_X_.shape[0] - 1)
         return detector

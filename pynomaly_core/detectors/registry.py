@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pynomaly_core.detectors.base import BaseDetector, DetectorError
+from pynomaly_core.detectors.targets import import_target
 
 
 class MissingExtraError(ImportError):
@@ -107,14 +108,6 @@ def get_spec(name: str) -> DetectorSpec:
         ) from None
 
 
-def resolve(target: str) -> type[BaseDetector]:
-    module, _, qualname = target.partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def create(name: str, **params: Any) -> BaseDetector:
     """An unfitted detector called ``name`` with ``params`` over the registry defaults."""
     spec = get_spec(name)
@@ -123,7 +116,7 @@ def create(name: str, **params: Any) -> BaseDetector:
             f"detector {name!r} needs {spec.framework} ({spec.requires_module}), which is not "
             f"installed: pip install 'pynomaly[{spec.extra}]'."
         )
-    cls = resolve(spec.target)
+    cls: type[BaseDetector] = import_target(spec.target)
     kwargs = {**spec.defaults, **params}
     if spec.wraps is not None:
         kwargs.setdefault("model", spec.wraps)

@@ -28,6 +28,7 @@ from pynomaly_core.detectors import (
     create,
     registry,
 )
+from pynomaly_core.detectors.targets import import_target
 
 SEED = 0
 CONTAMINATION = 0.05
@@ -118,7 +119,7 @@ def spec_of(name: str) -> DetectorSpec:
 def n_features_for(name: str) -> int:
     """1 for univariate detectors (MAD), else N_FEATURES."""
     spec = spec_of(name)
-    if spec.installed and getattr(registry.resolve(spec.target), "univariate", False):
+    if spec.installed and getattr(import_target(spec.target), "univariate", False):
         return 1
     return N_FEATURES
 

@@ -131,6 +131,25 @@ def test_one_hot_columns_sum_into_their_feature_and_dropped_columns_get_zero(ifo
     assert list(result.row_index) == [101, 102, 103, 104]
 
 
+def test_detectors_say_whether_an_isolation_forest_is_their_score():
+    from sklearn.ensemble import IsolationForest
+
+    from pynomaly_core.detectors import create
+    from pynomaly_core.detectors.adapters import TransductivePyODDetector
+
+    X = np.random.default_rng(0).normal(size=(80, 3))
+    pyod_forest = create("IForest", random_state=0).fit(X)
+    sklearn_forest = create("IsolationForest", random_state=0).fit(X)
+    assert pyod_forest.isolation_forest() is pyod_forest.estimator_.detector_
+    assert sklearn_forest.isolation_forest() is sklearn_forest.estimator_
+    assert isinstance(isolation_forest_of(pyod_forest), IsolationForest)
+    assert create("KNN").fit(X).isolation_forest() is None
+    assert create("IForest").isolation_forest() is None  # not fitted
+    transductive = TransductivePyODDetector(model="pyod.models.iforest:IForest", random_state=0).fit(X)
+    assert transductive.isolation_forest() is None  # batch-relative scores are not the forest's
+    assert isolation_forest_of(object()) is None
+
+
 def test_tree_method_refuses_a_detector_that_is_not_a_forest(knn):
     with pytest.raises(ValueError, match="'KNN' is not one"):
         explain(knn, anomalous_rows(), method="tree")
@@ -259,7 +278,7 @@ def test_module_imports_without_shap_and_missing_shap_names_the_extra():
 
 def test_tables_too_large_fall_back_to_shap_tree_explainer_with_a_note(train, monkeypatch):
     pytest.importorskip("shap")
-    import pynomaly_core.explain as module
+    import pynomaly_core.explain.forest as module
 
     model = AnomalyModel(FEATURES, "IForest", contamination=0.02, random_state=1,
                          params={"n_estimators": 10}).fit(train)

@@ -19,6 +19,7 @@ from pynomaly_core.detectors import (
     registry,
 )
 from pynomaly_core.detectors.adapters import PyODDetector, _WrappedDetector
+from pynomaly_core.detectors.targets import import_target
 
 SPECS = available()
 FAMILIES = {"probabilistic", "linear", "proximity", "ensemble", "neural", "graph"}
@@ -67,6 +68,17 @@ def test_wrapped_entry_points_at_a_real_class(spec: DetectorSpec) -> None:
     assert not unknown, f"{spec.name}: defaults {sorted(unknown)} are not arguments of {spec.wraps}"
     if spec.gpu:
         assert spec.requires_module == "torch", "only torch-based wrapped detectors run on CUDA"
+
+
+def test_import_target_follows_nested_names_and_errors_name_the_target() -> None:
+    assert import_target("pynomaly_core.detectors.adapters:PyODDetector") is PyODDetector
+    assert import_target("pynomaly_core.detectors.base:BaseDetector.fit") is BaseDetector.fit
+    with pytest.raises(ValueError, match="'no_colon' is not of the form 'module:QualifiedName'"):
+        import_target("no_colon")
+    with pytest.raises(ImportError, match="target 'no_such_module:X': module 'no_such_module'"):
+        import_target("no_such_module:X")
+    with pytest.raises(AttributeError, match="target 'pyod.models.iforest:Nope'.*'Nope'"):
+        import_target("pyod.models.iforest:Nope")
 
 
 @pytest.mark.parametrize("spec", [s for s in SPECS if s.installed], ids=lambda s: s.name)

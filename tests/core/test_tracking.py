@@ -206,6 +206,16 @@ def test_log_candidate_refuses_a_model_whose_manifest_does_not_match(env):
     assert tracker.client.get_experiment_by_name("pynomaly/tampered") is None
 
 
+def test_log_candidate_verifies_the_signature_with_the_given_key(env):
+    tracker = env["tracker"]
+    with pytest.raises(ModelIntegrityError, match="signature does not match"):
+        tracker.log_candidate(
+            "wrong_key", detector="IForest", model_dir=env["model_dir"], manifest_sha256=env["sha"],
+            params={}, metrics={}, tags={}, input_example=env["frame"].head(3), signing_key=b"another key",
+        )
+    assert tracker.client.get_experiment_by_name("pynomaly/wrong_key") is None
+
+
 def test_pyfunc_load_verifies_the_logged_model_directory(env):
     tracker = env["tracker"]
     record = _log(env, "tamper_check", register=False)
@@ -259,6 +269,17 @@ def test_aliases_set_get_move_delete(env, records):
     tracker.delete_alias(FEED, "champion")
     assert tracker.get_alias(FEED, "champion") is None
     tracker.delete_alias(FEED, "champion")  # deleting a missing alias is not an error
+
+
+def test_list_versions_reports_each_versions_aliases(env, records):
+    tracker = env["tracker"]
+    tracker.set_alias(FEED, "champion", records[1].version)
+    try:
+        aliases = {info.version: info.aliases for info in tracker.list_versions(FEED)}
+        assert aliases[records[1].version] == ["champion"]
+        assert aliases[records[0].version] == []
+    finally:
+        tracker.delete_alias(FEED, "champion")
 
 
 def test_log_decision_adds_evidence_to_run_and_version(env, records):

@@ -26,8 +26,6 @@ Example
 
 from __future__ import annotations
 
-import inspect
-import json
 import math
 from pathlib import Path
 from typing import Any, ClassVar
@@ -42,38 +40,31 @@ from pynomaly_core.detectors.deep.device import (
     resolve_tf_device,
 )
 from pynomaly_core.detectors.deep.training import (
+    EPOCHS_PARAMS_DOC,
+    STOPPING_PARAMS_DOC,
+    TRAINED_ATTRIBUTES_DOC,
     EarlyStopping,
     check_int,
     check_layers,
     check_real,
     check_training_params,
+    document_params,
+    read_config,
+    restore_trained_state,
     standardizer,
     validation_size,
+    write_config,
 )
 
-CONFIG_FILE = "config.json"
 ARRAYS_FILE = "arrays.npz"
 _SCORE_CHUNK_ROWS = 1 << 14
 
-_COMMON_PARAMS_DOC = """
-    epochs : int, default={epochs}
-        Maximum number of passes over the training rows (early stopping may end sooner).
-    batch_size : int, default={batch_size}
-        Rows per gradient step.
-    learning_rate : float, default={learning_rate}
-        Adam learning rate.
-    weight_decay : float, default={weight_decay}
+_COMMON_PARAMS_DOC = (
+    "\n" + EPOCHS_PARAMS_DOC + """    weight_decay : float, default={weight_decay}
         Decoupled weight decay of Keras' Adam (0 disables it).
     validation_fraction : float in [0, 1), default={validation_fraction}
         Share of the training rows held out to decide early stopping; 0 disables it.
-    patience : int, default={patience}
-        Epochs without a relative improvement of ``tol`` in validation loss before
-        training stops; the best epoch's weights are kept.
-    tol : float, default={tol}
-        Minimum relative decrease of the validation loss that counts as improvement.
-    standardize : bool, default={standardize}
-        Standardize features with the training mean and standard deviation.
-    device : {{"auto", "cpu", "gpu", "gpu:N", "cuda", "cuda:N"}}, default="{device}"
+""" + STOPPING_PARAMS_DOC + """    device : {{"auto", "cpu", "gpu", "gpu:N", "cuda", "cuda:N"}}, default="{device}"
         ``"auto"`` uses the first GPU TensorFlow sees, else the CPU.
     mixed_precision : bool, default={mixed_precision}
         On a GPU, use Keras' ``mixed_bfloat16`` policy (``mixed_float16`` with loss
@@ -90,27 +81,8 @@ _COMMON_PARAMS_DOC = """
         The trained network(s).
     device_ : str
         TensorFlow device used for training.
-    scaler_mean_, scaler_scale_ : ndarray of shape (n_features,)
-        Standardization statistics of the training data.
-    n_epochs_ : int
-        Epochs actually run.
-    best_epoch_ : int
-        Epoch (0-based) whose weights were kept.
-    loss_curve_ : list of float
-        Mean training loss per epoch.
-    validation_loss_curve_ : list of float
-        Validation loss per epoch (empty without a validation split).
-    decision_scores_, threshold_, labels_
-        See :class:`~pynomaly_core.detectors.base.BaseDetector`.
-"""
-
-
-def _document_common_params(cls: type) -> type:
-    """Append the shared parameter/attribute docs, with this class's defaults, to its docstring."""
-    defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
-                if p.default is not inspect.Parameter.empty}
-    cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + _COMMON_PARAMS_DOC.format(**defaults)
-    return cls
+""" + TRAINED_ATTRIBUTES_DOC
+)
 
 
 class KerasDetector(BaseDetector):
@@ -263,7 +235,7 @@ class KerasDetector(BaseDetector):
         return np.concatenate(scores).astype(np.float64)
 
     # ------------------------------------------------------------------ persistence
-    def _save_payload(self, dirpath: Path) -> None:
+    def _save_payload(self, dirpath: Path, key: bytes) -> None:
         """Write one ``<name>.keras`` per model, ``arrays.npz`` and ``config.json``; nothing is pickled."""
         dirpath = Path(dirpath)
         for name, model in self.models_.items():
@@ -271,30 +243,14 @@ class KerasDetector(BaseDetector):
         np.savez(dirpath / ARRAYS_FILE, scaler_mean=self.scaler_mean_,
                  scaler_scale=self.scaler_scale_, decision_scores=self.decision_scores_,
                  **self._extra_arrays())
-        config = {
-            "class": type(self).__name__,
-            "params": self.get_params(),
-            "models": sorted(self.models_),
-            "n_features_in_": int(self.n_features_in_),
-            "threshold_": float(self.threshold_),
-            "device_": self.device_,
-            "n_epochs_": self.n_epochs_,
-            "best_epoch_": self.best_epoch_,
-            "loss_curve_": self.loss_curve_,
-            "validation_loss_curve_": self.validation_loss_curve_,
-        }
-        (dirpath / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+        write_config(self, dirpath, models=sorted(self.models_))
 
     @classmethod
-    def _load_payload(cls, dirpath: Path) -> KerasDetector:
+    def _load_payload(cls, dirpath: Path, key: bytes) -> KerasDetector:
         """Rebuild a detector from :meth:`_save_payload` files (``load_model(safe_mode=True)``)."""
         _, keras, _ = import_keras()
         dirpath = Path(dirpath)
-        config = json.loads((dirpath / CONFIG_FILE).read_text())
-        if config["class"] != cls.__name__:
-            raise DetectorError(f"{dirpath} holds a {config['class']}, not a {cls.__name__}.")
-        params = {k: tuple(v) if isinstance(v, list) else v for k, v in config["params"].items()}
-        detector = cls(**params)
+        detector, config = read_config(cls, dirpath)
         detector.models_ = {
             name: keras.saving.load_model(dirpath / f"{name}.keras", compile=False, safe_mode=True)
             for name in config["models"]
@@ -303,18 +259,13 @@ class KerasDetector(BaseDetector):
             loaded = {name: arrays[name] for name in arrays.files}
         detector.scaler_mean_ = loaded.pop("scaler_mean")
         detector.scaler_scale_ = loaded.pop("scaler_scale")
-        detector.decision_scores_ = loaded.pop("decision_scores")
+        restore_trained_state(detector, config, loaded.pop("decision_scores"))
         for name, value in loaded.items():
             setattr(detector, f"{name}_", value)
-        detector.n_features_in_ = config["n_features_in_"]
-        for name in ("device_", "n_epochs_", "best_epoch_", "loss_curve_", "validation_loss_curve_"):
-            setattr(detector, name, config[name])
-        detector.threshold_ = config["threshold_"]
-        detector.labels_ = (detector.decision_scores_ > detector.threshold_).astype(int)
         return detector
 
 
-@_document_common_params
+@document_params(_COMMON_PARAMS_DOC)
 class KerasAutoEncoder(KerasDetector):
     """Reconstruction-error detector with a symmetric MLP autoencoder (Keras).
 
@@ -366,7 +317,7 @@ class KerasAutoEncoder(KerasDetector):
                 "dropout_rate": float(self.dropout_rate)}
 
 
-@_document_common_params
+@document_params(_COMMON_PARAMS_DOC)
 class KerasVAE(KerasDetector):
     """Variational autoencoder detector (Keras).
 
@@ -433,7 +384,7 @@ class KerasVAE(KerasDetector):
         return {"beta": float(self.beta), "sampler": keras.random.SeedGenerator(seeds())}
 
 
-@_document_common_params
+@document_params(_COMMON_PARAMS_DOC)
 class KerasDeepSVDD(KerasDetector):
     """Deep SVDD one-class detector (Ruff et al., ICML 2018) (Keras).
 

@@ -1,14 +1,18 @@
 """Framework-independent parts of deep-detector training.
 
 Parameter checks (errors name the parameter and the allowed values), input
-standardization, the validation split size and early stopping, shared by the torch
+standardization, the validation split size, early stopping, the ``config.json`` beside
+the framework's weight files and the shared parameter documentation, shared by the torch
 and Keras detectors.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -121,3 +125,92 @@ class EarlyStopping:
     @property
     def should_stop(self) -> bool:
         return self._epochs_without_improvement >= self.patience
+
+
+#: documentation shared by the torch and Keras detectors, spliced into each family's template
+#: (``{name}`` fields are the class's defaults, see :func:`document_params`)
+EPOCHS_PARAMS_DOC = """    epochs : int, default={epochs}
+        Maximum number of passes over the training rows (early stopping may end sooner).
+    batch_size : int, default={batch_size}
+        Rows per gradient step.
+    learning_rate : float, default={learning_rate}
+        Adam learning rate.
+"""
+STOPPING_PARAMS_DOC = """    patience : int, default={patience}
+        Epochs without a relative improvement of ``tol`` in validation loss before
+        training stops; the best epoch's weights are kept.
+    tol : float, default={tol}
+        Minimum relative decrease of the validation loss that counts as improvement.
+    standardize : bool, default={standardize}
+        Standardize features with the training mean and standard deviation.
+"""
+TRAINED_ATTRIBUTES_DOC = """    scaler_mean_, scaler_scale_ : ndarray of shape (n_features,)
+        Standardization statistics of the training data.
+    n_epochs_ : int
+        Epochs actually run.
+    best_epoch_ : int
+        Epoch (0-based) whose weights were kept.
+    loss_curve_ : list of float
+        Mean training loss per epoch.
+    validation_loss_curve_ : list of float
+        Validation loss per epoch (empty without a validation split).
+    decision_scores_, threshold_, labels_
+        See :class:`~pynomaly_core.detectors.base.BaseDetector`.
+"""
+
+
+def document_params(template: str) -> Callable[[type], type]:
+    """A class decorator appending ``template`` (parameter/attribute docs) to the docstring.
+
+    ``template``'s ``{name}`` fields are filled with the decorated class's ``__init__``
+    defaults, so every detector documents the training parameters it shares with its
+    family, with its own defaults, without repeating them.
+    """
+
+    def decorate(cls: type) -> type:
+        defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + template.format(**defaults)
+        return cls
+
+    return decorate
+
+
+CONFIG_FILE = "config.json"
+#: fitted state kept in ``config.json``; weights and arrays go to the framework's own files
+TRAINED_STATE = ("device_", "n_epochs_", "best_epoch_", "loss_curve_", "validation_loss_curve_")
+
+
+def write_config(detector: Any, dirpath: Path, **extra: Any) -> None:
+    """Write ``config.json``: the class, its parameters, ``extra`` entries and the fitted state."""
+    config = {
+        "class": type(detector).__name__,
+        "params": detector.get_params(),
+        **extra,
+        "n_features_in_": int(detector.n_features_in_),
+        "threshold_": float(detector.threshold_),
+        **{name: getattr(detector, name) for name in TRAINED_STATE},
+    }
+    (Path(dirpath) / CONFIG_FILE).write_text(json.dumps(config, indent=2))
+
+
+def read_config(cls: type, dirpath: Path) -> tuple[Any, dict[str, Any]]:
+    """An unfitted ``cls`` with the saved parameters, and the saved config.
+
+    Files written for another class are refused; JSON lists (layer widths) become tuples again.
+    """
+    config = json.loads((Path(dirpath) / CONFIG_FILE).read_text())
+    if config["class"] != cls.__name__:
+        raise DetectorError(f"{dirpath} holds a {config['class']}, not a {cls.__name__}.")
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in config["params"].items()}
+    return cls(**params), config
+
+
+def restore_trained_state(detector: Any, config: dict[str, Any], decision_scores: Any) -> None:
+    """Set the fitted state :func:`write_config` saved, the training scores and their labels."""
+    detector.n_features_in_ = config["n_features_in_"]
+    for name in TRAINED_STATE:
+        setattr(detector, name, config[name])
+    detector.decision_scores_ = decision_scores
+    detector.threshold_ = config["threshold_"]
+    detector.labels_ = (detector.decision_scores_ > detector.threshold_).astype(int)

@@ -1,30 +1,8 @@
-"""Experiment tracking and model registry on MLflow (optional extra ``pynomaly[tracking]``).
+"""The :class:`Tracker`: candidate runs, registered versions, aliases and archive tags on MLflow.
 
-The Dagster code location wraps :class:`Tracker` in a resource; this module never imports
-dagster, and importing it does not import mlflow (every mlflow import is inside a function).
-
-Layout in MLflow, per feed:
-
-* experiment ``"{prefix}/{feed}"``: one run per trained candidate, with its params, metrics
-  (``fit_seconds`` ...), tags (``dagster_run_id``, ``feed``, ``reason`` from the caller,
-  ``pynomaly.detector`` and ``pynomaly.manifest_sha256`` added here), the evaluation table
-  (``evaluation/benchmark.json``) and the model, logged as an MLflow 3 *LoggedModel*
-  (``models:/<model_id>``): a pyfunc whose artifact is the signed model directory and whose
-  ``predict`` returns :meth:`AnomalyModel.score`;
-* registered model ``"{prefix}-{feed}"`` (registered model names may not contain ``/`` or
-  ``:``): one version per registered candidate, with version tags ``pynomaly.detector``,
-  ``pynomaly.manifest_sha256``, ``pynomaly.model_dir``, ``pynomaly.dagster_run_id`` (and the
-  caller's run tags); the champion is an *alias* (``models:/pynomaly-<feed>@champion``).
-
-Model registry *stages* are deprecated since MLflow 2.9 (``transition_model_version_stage``
-warns "Model registry stages will be removed in a future major release"); their replacement
-is aliases for named references and model version tags for status. A retired version is
-therefore marked with the tag ``pynomaly.archived=true`` (:meth:`Tracker.archive_version`),
-never a stage.
-
-The tracking URI comes from ``PYNOMALY_MLFLOW_TRACKING_URI``, else ``MLFLOW_TRACKING_URI``,
-else an embedded SQLite database under ``$PYNOMALY_HOME/mlflow`` (browse it with the command
-:meth:`Tracker.ui_hint` prints).
+See :mod:`pynomaly_core.tracking` for the layout it writes; settings (the tracking URI) are in
+:mod:`~pynomaly_core.tracking.settings`, the tags and records in
+:mod:`~pynomaly_core.tracking.records`. mlflow is imported inside methods only.
 """
 
 from __future__ import annotations
@@ -32,190 +10,50 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
-import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from pynomaly_core.paths import pynomaly_home
+from pynomaly_core.tracking.records import (
+    TAG_ARCHIVED,
+    TAG_ARCHIVED_AT,
+    TAG_ARCHIVED_REASON,
+    TAG_DAGSTER_RUN,
+    TAG_DETECTOR,
+    TAG_FEED,
+    TAG_MANIFEST,
+    TAG_MODEL_DIR,
+    TAG_PROMOTION,
+    TAG_PROMOTION_AT,
+    TAG_PROMOTION_REASON,
+    CandidateRecord,
+    ModelVersionInfo,
+)
+from pynomaly_core.tracking.settings import (
+    FLUENT_LOCK,
+    LOCAL_SCHEMES,
+    TRACKING_URI_ENV,
+    TrackingError,
+    default_artifact_root,
+    default_pip_requirements,
+    default_tracking_uri,
+    fluent_tracking_uri,
+    mask_uri,
+    require_mlflow,
+    strip_userinfo,
+    uri_scheme,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
     from mlflow import MlflowClient
 
-TRACKING_URI_ENV = "PYNOMALY_MLFLOW_TRACKING_URI"
-MLFLOW_TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
-INSTALL_HINT = "pip install 'pynomaly[tracking]'"
-
-TAG_DETECTOR = "pynomaly.detector"
-TAG_MANIFEST = "pynomaly.manifest_sha256"
-TAG_MODEL_DIR = "pynomaly.model_dir"
-TAG_DAGSTER_RUN = "pynomaly.dagster_run_id"
-TAG_FEED = "pynomaly.feed"
-TAG_ARCHIVED = "pynomaly.archived"
-TAG_ARCHIVED_REASON = "pynomaly.archived_reason"
-TAG_ARCHIVED_AT = "pynomaly.archived_at"
-TAG_PROMOTION = "pynomaly.promotion"
-TAG_PROMOTION_REASON = "pynomaly.promotion_reason"
-TAG_PROMOTION_AT = "pynomaly.promotion_at"
-
 MODEL_NAME = "model"  # the LoggedModel's name inside a candidate run
 EVALUATION_ARTIFACT = "evaluation/benchmark.json"
-_LOCAL_SCHEMES = {"", "file", "sqlite", "postgresql", "mysql", "mssql"}
 _MAX_TAG_VALUE = 5000  # MLflow's limit is 8000 characters; keep well below it
-_FLUENT_LOCK = threading.RLock()  # mlflow's tracking URI and active-run stack are process state
-
-
-class TrackingError(RuntimeError):
-    """The MLflow tracking backend is unreachable or misconfigured; the message names the setting."""
-
-
-# ------------------------------------------------------------------ settings
-def default_tracking_uri() -> str:
-    """``$PYNOMALY_MLFLOW_TRACKING_URI``, else ``$MLFLOW_TRACKING_URI``, else embedded SQLite.
-
-    The embedded default is ``sqlite:///$PYNOMALY_HOME/mlflow/mlflow.db``; its directory is
-    created here.
-    """
-    for env in (TRACKING_URI_ENV, MLFLOW_TRACKING_URI_ENV):
-        value = os.environ.get(env, "").strip()
-        if value:
-            return value
-    directory = pynomaly_home() / "mlflow"
-    directory.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(directory / 'mlflow.db').as_posix()}"
-
-
-def default_artifact_root() -> str:
-    """``$PYNOMALY_HOME/mlflow/artifacts``: where experiments created on a local backend keep artifacts."""
-    return str(pynomaly_home() / "mlflow" / "artifacts")
-
-
-def mask_uri(uri: str) -> str:
-    """``uri`` with any password (``user:password@``, ``?password=``/``token=``) replaced by ``***``."""
-    masked = uri
-    try:
-        password = urlsplit(uri).password
-    except ValueError:
-        password = None
-    if password:
-        masked = masked.replace(f":{password}@", ":***@", 1)
-    return re.sub(
-        r"([?&](?:password|passwd|pwd|token|secret|access_token)=)[^&#]*", r"\1***", masked, flags=re.IGNORECASE
-    )
-
-
-def _strip_userinfo(uri: str) -> str:
-    parts = urlsplit(uri)
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def _scheme(uri: str) -> str:
-    if re.match(r"^[A-Za-z]:[\\/]", uri):  # a Windows path
-        return ""
-    return urlsplit(uri).scheme.split("+", 1)[0].lower()
-
-
-def _require_mlflow():
-    try:
-        import mlflow
-    except ImportError as exc:
-        raise ImportError(
-            f"MLflow tracking needs the optional dependency mlflow: {INSTALL_HINT} ({exc})"
-        ) from exc
-    return mlflow
-
-
-def _package_version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
-
-
-def default_pip_requirements() -> list[str]:
-    """The pinned requirements written into a logged pyfunc (so MLflow does not infer them).
-
-    Inferring requirements makes MLflow import the model in a subprocess (seconds); listing
-    them is instant. ``pynomaly`` itself is listed too: the pyfunc imports it to load the model.
-    """
-    reqs = []
-    for dist in ("mlflow", "pynomaly", "pyod", "scikit-learn", "numpy", "pandas", "joblib", "pydantic",
-                 "pyyaml"):
-        ver = _package_version(dist)
-        if ver is not None:
-            reqs.append(f"{dist}=={ver}")
-    return reqs
-
-
-# ------------------------------------------------------------------ records
-@dataclass
-class CandidateRecord:
-    """Where one logged candidate lives in MLflow."""
-
-    run_id: str
-    experiment_id: str
-    model_uri: str
-    """``models:/<model_id>`` (the MLflow 3 LoggedModel)."""
-    registered_model: str | None
-    version: str | None
-    run_url: str | None
-    model_id: str | None = None
-
-    @property
-    def registered_uri(self) -> str | None:
-        """``models:/<registered model>/<version>`` when the candidate was registered."""
-        if self.registered_model is None or self.version is None:
-            return None
-        return f"models:/{self.registered_model}/{self.version}"
-
-
-@dataclass
-class ModelVersionInfo:
-    """A registered model version with the tags Pynomaly writes."""
-
-    version: str
-    run_id: str | None
-    detector: str | None
-    manifest_sha256: str | None
-    model_dir: str | None
-    tags: dict[str, str] = field(default_factory=dict)
-    aliases: list[str] = field(default_factory=list)
-    registered_model: str | None = None
-
-    @property
-    def archived(self) -> bool:
-        return self.tags.get(TAG_ARCHIVED, "").lower() == "true"
-
-    @property
-    def dagster_run_id(self) -> str | None:
-        return self.tags.get(TAG_DAGSTER_RUN) or None
-
-    @property
-    def model_uri(self) -> str | None:
-        return f"models:/{self.registered_model}/{self.version}" if self.registered_model else None
-
-    @classmethod
-    def from_mlflow(cls, mv: Any) -> ModelVersionInfo:
-        tags = dict(mv.tags or {})
-        return cls(
-            version=str(mv.version),
-            run_id=mv.run_id or None,
-            detector=tags.get(TAG_DETECTOR),
-            manifest_sha256=tags.get(TAG_MANIFEST),
-            model_dir=tags.get(TAG_MODEL_DIR),
-            tags=tags,
-            aliases=list(getattr(mv, "aliases", None) or []),
-            registered_model=mv.name,
-        )
 
 
 def _tag_value(value: Any) -> str:
@@ -237,7 +75,6 @@ def _error_code(exc: BaseException) -> str | None:
     return getattr(exc, "error_code", None)
 
 
-# ------------------------------------------------------------------ tracker
 class Tracker:
     """A small MLflow layer: candidate runs, the registry's versions, aliases and archive tags.
 
@@ -282,7 +119,7 @@ class Tracker:
     @property
     def is_local(self) -> bool:
         """True for a backend this process opens itself (SQLite, a database, files), not a server."""
-        return _scheme(self.tracking_uri) in _LOCAL_SCHEMES
+        return uri_scheme(self.tracking_uri) in LOCAL_SCHEMES
 
     @property
     def artifact_root(self) -> str | None:
@@ -312,7 +149,7 @@ class Tracker:
         import urllib.error
         import urllib.request
 
-        url = _strip_userinfo(self.tracking_uri).rstrip("/") + "/health"
+        url = strip_userinfo(self.tracking_uri).rstrip("/") + "/health"
         try:
             urllib.request.urlopen(url, timeout=timeout).close()  # http(s) only
         except urllib.error.HTTPError:
@@ -337,8 +174,8 @@ class Tracker:
         return self._client
 
     def _connect(self) -> MlflowClient:
-        mlflow = _require_mlflow()
-        scheme = _scheme(self.tracking_uri)
+        mlflow = require_mlflow()
+        scheme = uri_scheme(self.tracking_uri)
         if scheme in {"http", "https"}:
             self._check_server()
         try:
@@ -380,7 +217,7 @@ class Tracker:
                 root = self.artifact_root
                 location = (
                     Path(root, self.experiment_prefix, feed).resolve().as_uri()
-                    if _scheme(root) in {"", "file"} and not root.startswith("file:")
+                    if uri_scheme(root) in {"", "file"} and not root.startswith("file:")
                     else f"{root.rstrip('/')}/{self.experiment_prefix}/{feed}"
                 )
             try:
@@ -397,16 +234,16 @@ class Tracker:
     # ------------------------------------------------------------ URLs
     def run_url(self, run_id: str, experiment_id: str | None = None) -> str | None:
         """The tracking UI's page of the run for an http(s) tracking URI; None for a local backend."""
-        if _scheme(self.tracking_uri) not in {"http", "https"}:
+        if uri_scheme(self.tracking_uri) not in {"http", "https"}:
             return None
         if experiment_id is None:
             experiment_id = self.client.get_run(run_id).info.experiment_id
-        return f"{_strip_userinfo(self.tracking_uri).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        return f"{strip_userinfo(self.tracking_uri).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
 
     def ui_hint(self) -> str:
         """How to look at the runs: the ``mlflow ui`` command for a local backend, else the server URL."""
-        if _scheme(self.tracking_uri) in {"http", "https"}:
-            return f"open {_strip_userinfo(self.tracking_uri).rstrip('/')}"
+        if uri_scheme(self.tracking_uri) in {"http", "https"}:
+            return f"open {strip_userinfo(self.tracking_uri).rstrip('/')}"
         return f"mlflow ui --backend-store-uri '{mask_uri(self.tracking_uri)}'"
 
     # ------------------------------------------------------------ candidates
@@ -424,19 +261,19 @@ class Tracker:
         evaluation: pd.DataFrame | None = None,
         register: bool = True,
         run_name: str | None = None,
+        signing_key: bytes | None = None,
     ) -> CandidateRecord:
         """Log one trained candidate as one MLflow run; register it as a new version if ``register``.
 
-        The signed model directory is verified (``expected_sha256=manifest_sha256``) before it is
-        logged as the artifact of a pyfunc model whose signature is inferred from
-        ``input_example`` and the model's score frame. ``metrics`` with a None value are skipped.
+        The signed model directory is verified (``expected_sha256=manifest_sha256``, signature
+        with ``signing_key``; None: the default key) before it is logged as the artifact of a
+        pyfunc model whose signature is inferred from ``input_example`` and the model's score
+        frame. ``metrics`` with a None value are skipped.
         """
-        from mlflow.entities import Metric, Param
-
         from pynomaly_core.detectors.persistence import load_object
 
         model_dir = Path(model_dir).resolve()
-        model = load_object(model_dir, expected_sha256=manifest_sha256)
+        model = load_object(model_dir, expected_sha256=manifest_sha256, key=signing_key)
         exp_id = self.experiment_id(feed)
         client = self.client
         run_tags = {str(k): _tag_value(v) for k, v in tags.items()}
@@ -444,17 +281,7 @@ class Tracker:
         run = client.create_run(exp_id, run_name=run_name or f"{feed}-{detector}", tags=run_tags)
         run_id = run.info.run_id
         try:
-            now_ms = int(time.time() * 1000)
-            metric_list = [
-                Metric(str(k), float(v), now_ms, 0) for k, v in metrics.items() if v is not None
-            ]
-            param_list = [Param(str(k), _param_value(v)) for k, v in params.items()]
-            for start in range(0, max(len(param_list), len(metric_list), 1), 100):
-                client.log_batch(
-                    run_id, metrics=metric_list[start : start + 100], params=param_list[start : start + 100]
-                )
-            if evaluation is not None:
-                client.log_table(run_id, data=evaluation, artifact_file=EVALUATION_ARTIFACT)
+            self._log_run_data(run_id, params, metrics, evaluation)
             model_info = self._log_pyfunc(run_id, model, model_dir, manifest_sha256, input_example)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -480,14 +307,29 @@ class Tracker:
             record.version = str(mv.version)
         return record
 
+    def _log_run_data(self, run_id: str, params: Mapping[str, Any], metrics: Mapping[str, float],
+                      evaluation: pd.DataFrame | None) -> None:
+        """A run's params and metrics (None values skipped), 100 per call, and its evaluation table."""
+        from mlflow.entities import Metric, Param
+
+        now_ms = int(time.time() * 1000)
+        metric_list = [Metric(str(k), float(v), now_ms, 0) for k, v in metrics.items() if v is not None]
+        param_list = [Param(str(k), _param_value(v)) for k, v in params.items()]
+        for start in range(0, max(len(param_list), len(metric_list), 1), 100):
+            self.client.log_batch(
+                run_id, metrics=metric_list[start : start + 100], params=param_list[start : start + 100]
+            )
+        if evaluation is not None:
+            self.client.log_table(run_id, data=evaluation, artifact_file=EVALUATION_ARTIFACT)
+
     def _log_pyfunc(self, run_id, model, model_dir: Path, manifest_sha256: str, input_example):
-        mlflow = _require_mlflow()
+        mlflow = require_mlflow()
         from mlflow.models import infer_signature
 
         from pynomaly_core import _mlflow_pyfunc
 
         signature = infer_signature(input_example, model.score(input_example))
-        with _FLUENT_LOCK, _fluent_tracking_uri(mlflow, self.tracking_uri):
+        with FLUENT_LOCK, fluent_tracking_uri(mlflow, self.tracking_uri):
             nested = mlflow.active_run() is not None
             mlflow.start_run(run_id=run_id, nested=nested)
             status = "FAILED"
@@ -531,8 +373,8 @@ class Tracker:
         ``models:/<name>@<alias>``. Loading verifies the model directory's signature with the
         signing key of this process.
         """
-        mlflow = _require_mlflow()
-        with _FLUENT_LOCK, _fluent_tracking_uri(mlflow, self.tracking_uri, registry=True):
+        mlflow = require_mlflow()
+        with FLUENT_LOCK, fluent_tracking_uri(mlflow, self.tracking_uri, registry=True):
             return mlflow.pyfunc.load_model(model_uri)
 
     # ------------------------------------------------------------ decisions
@@ -612,7 +454,7 @@ class Tracker:
         return ModelVersionInfo.from_mlflow(mv)
 
     def list_versions(self, feed: str, *, include_archived: bool = True) -> list[ModelVersionInfo]:
-        """The feed's registered versions, oldest first (empty if nothing was registered yet)."""
+        """The feed's registered versions with their aliases, oldest first (empty if none yet)."""
         name = self.registered_model_name(feed)
         escaped = name.replace("'", "\\'")
         versions = [
@@ -620,9 +462,29 @@ class Tracker:
             for mv in _all_pages(self.client.search_model_versions, f"name = '{escaped}'")
         ]
         versions.sort(key=lambda v: int(v.version))
+        if versions:
+            self._fill_aliases(name, versions)
         if not include_archived:
             versions = [v for v in versions if not v.archived]
         return versions
+
+    def _fill_aliases(self, name: str, versions: list[ModelVersionInfo]) -> None:
+        """Add the registered model's aliases to ``versions`` where the search left them empty.
+
+        MLflow 3's SQL store returns no aliases from ``search_model_versions`` (its REST store
+        does); the registered model lists them all (alias -> version) in one call.
+        """
+        from mlflow.exceptions import MlflowException
+
+        try:
+            aliases = dict(self.client.get_registered_model(name).aliases or {})
+        except MlflowException as exc:  # deleted since it was searched: nothing points anywhere
+            if _error_code(exc) not in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"}:
+                raise
+            return
+        for info in versions:
+            if not info.aliases:
+                info.aliases = [alias for alias, version in aliases.items() if str(version) == info.version]
 
     def archive_version(self, feed: str, version: str | int, reason: str) -> ModelVersionInfo:
         """Mark ``version`` retired with the tags ``pynomaly.archived=true`` (+ reason, time).
@@ -655,42 +517,3 @@ def _all_pages(search, filter_string: str) -> Iterator[Any]:
         token = getattr(page, "token", None)
         if not token:
             return
-
-
-@contextlib.contextmanager
-def _fluent_tracking_uri(mlflow, uri: str, registry: bool = False) -> Iterator[None]:
-    """Point mlflow's process-wide tracking (and registry) URI at ``uri``; restore it afterwards.
-
-    ``mlflow.set_tracking_uri`` / ``set_registry_uri`` also export ``MLFLOW_TRACKING_URI`` /
-    ``MLFLOW_REGISTRY_URI``; those variables are restored too.
-    """
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    saved_env = {k: os.environ.get(k) for k in (MLFLOW_TRACKING_URI_ENV, "MLFLOW_REGISTRY_URI")}
-    previous_tracking = tracking_utils._tracking_uri
-    previous_registry = registry_utils._registry_uri
-    mlflow.set_tracking_uri(uri)
-    if registry:
-        mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous_tracking)
-        if registry:
-            mlflow.set_registry_uri(previous_registry)
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-def __getattr__(name: str):
-    """``PynomalyPyfunc`` is resolved lazily: its module imports mlflow."""
-    if name == "PynomalyPyfunc":
-        _require_mlflow()
-        from pynomaly_core._mlflow_pyfunc import PynomalyPyfunc
-
-        return PynomalyPyfunc
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
