@@ -66,7 +66,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -557,6 +557,27 @@ def _worker_main(conn, threads: int | None) -> None:  # pragma: no cover - runs 
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
+@contextlib.contextmanager
+def worker_threads(threads: int | None) -> Iterator[None]:
+    """Set the BLAS/OpenMP thread variables to ``threads`` while a worker process starts.
+
+    The worker reads them when it imports numpy; this process gets its own values back
+    afterwards (it may be a test process that runs other things next). ``None`` or 0 leaves
+    the libraries' defaults.
+    """
+    saved = {v: os.environ.get(v) for v in _THREAD_VARS}
+    if threads:
+        os.environ.update({v: str(threads) for v in _THREAD_VARS})
+    try:
+        yield
+    finally:
+        for var, value in saved.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+
+
 class Runner:
     """Runs jobs in one worker process and kills it when a job outlives ``max_seconds``.
 
@@ -577,17 +598,8 @@ class Runner:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
         self._proc = ctx.Process(target=_worker_main, args=(child, self.threads), daemon=True)
-        saved = {v: os.environ.get(v) for v in _THREAD_VARS}
-        if self.threads:  # the worker reads these when it imports numpy
-            os.environ.update({v: str(self.threads) for v in _THREAD_VARS})
-        try:
+        with worker_threads(self.threads):
             self._proc.start()
-        finally:
-            for var, value in saved.items():
-                if value is None:
-                    os.environ.pop(var, None)
-                else:
-                    os.environ[var] = value
         child.close()
         self._conn = parent
 

@@ -20,7 +20,7 @@ datasets and seeds. Methods:
 Part 2 — scoring throughput: a model of the same architecture scores ``--throughput-rows``
 random rows for each width in ``--throughput-features``; achieved GFLOP/s = forward FLOPs
 (2·Σ in·out over the linear layers) / wall time of ``decision_function`` (float64 input to
-float64 scores, standardization included), divided by the GFLOP/s of a 2048² float32
+float64 scores, standardization included), divided by the GFLOP/s of a ``--peak-size``² (2048²) float32
 ``torch.mm`` measured in the same run with the same thread count. The plain
 ``nn.Module`` forward of the same network on the whole array is shown for reference.
 
@@ -45,14 +45,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from machine import (  # benchmarks/machine.py (script dir is on sys.path)
-    cpu_description,
-    load_average,
-    utc_stamp,
-)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.machine import cpu_description, load_average, utc_stamp
 
 DEFAULT_DATA_DIR = REPO_ROOT / ".." / "shared" / "datasets" / "adbench"
 N_MIN_ROWS, N_MAX_ROWS, TEST_SIZE = 1_000, 10_000, 0.3
@@ -167,7 +164,8 @@ def forward_flops(n_features: int, hidden: tuple[int, ...]) -> int:
     return 2 * sum(a * b for a, b in itertools.pairwise(widths))
 
 
-def throughput(n_features: int, n_rows: int, n_jobs: int | None, repeats: int) -> dict[str, float]:
+def throughput(n_features: int, n_rows: int, n_jobs: int | None, repeats: int,
+               peak_size: int = 2048) -> dict[str, float]:
     """Scoring GFLOP/s of ours and of a plain ``nn.Module`` forward, and the matmul peak."""
     import torch
 
@@ -194,7 +192,7 @@ def throughput(n_features: int, n_rows: int, n_jobs: int | None, repeats: int) -
                 x = torch.from_numpy(X).float()
                 torch.linalg.vector_norm(network(x) - x, dim=1).double().numpy()
                 best_plain = min(best_plain, time.perf_counter() - start)
-            peaks.append(matmul_gflops())
+            peaks.append(matmul_gflops(peak_size))
     peak = max(peaks)
     return {"features": n_features, "rows": n_rows, "threads": threads, "peak": peak,
             "ours_gflops": flops / best_ours / 1e9, "ours_seconds": best_ours,
@@ -267,7 +265,8 @@ def render_throughput(args: argparse.Namespace, rows: list[dict[str, float]]) ->
     """Markdown for part 2: achieved scoring GFLOP/s as a fraction of the matmul GFLOP/s."""
     lines = [
         "### Scoring throughput vs matrix-multiply throughput (CPU)", "",
-        ("FLOPs = 2·Σ in·out of the linear layers per row; peak = best 2048² float32 "
+        ("FLOPs = 2·Σ in·out of the linear layers per row; peak = best "
+         f"{args.peak_size}² float32 "
          "`torch.mm` with the same thread count, measured between the scoring runs (best of "
          f"{args.throughput_repeats})."), "",
         ("| features | rows | threads | matmul GFLOP/s | ours GFLOP/s | ours fraction | "
@@ -317,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="feature counts for the throughput part; empty to skip it")
     parser.add_argument("--throughput-rows", type=int, default=262_144)
     parser.add_argument("--throughput-repeats", type=int, default=5)
+    parser.add_argument("--peak-size", type=int, default=2048,
+                        help="side of the square float32 matmul that measures the peak GFLOP/s")
     parser.add_argument("--out", type=Path, help="write the Markdown report here (default stdout)")
     args = parser.parse_args(argv)
 
@@ -354,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
     for n_features in filter(None, args.throughput_features.split(",")):
         for n_jobs in (None, 1):
             throughput_rows.append(throughput(int(n_features), args.throughput_rows, n_jobs,
-                                              args.throughput_repeats))
+                                              args.throughput_repeats, args.peak_size))
     command = "python benchmarks/deep_autoencoder.py " + " ".join(argv if argv is not None
                                                                   else sys.argv[1:])
     report = render(args, methods, names, throughput_rows, (load_start, load_average()),

@@ -17,7 +17,7 @@ uses that one fitted model, in one process:
     forest's tables built) and warm (best of ``--repeats``), and so, once, does
     ``shap.TreeExplainer`` (the reference); explain/score time ratios are printed
     (target: < 0.5). The very first run after installing or editing
-    ``pynomaly_core/explain.py`` also JIT-compiles the numba kernels (~5 s; the cold line
+    ``pynomaly_core/explain/forest.py`` also JIT-compiles the numba kernels (~5 s; the cold line
     says whether the cache was hit).
 
 ``--fidelity`` adds the measurement behind the Kernel-vs-Permutation choice of
@@ -73,28 +73,26 @@ def compare_methods(model, rows, background, args) -> None:
                        for c in model.preprocessor_.feature_names_out_], dtype=float)
     diff = np.abs(ours_raw.values - (-reference) @ groups).max()
     sampled = {}
-    for method in ("kernel", "permutation"):
+    for method in ("kernel", *(["permutation"] if args.permutation else [])):
         # the first call in a process also JIT-compiles shap's numba maskers: timed apart
         _, first = timed(lambda m=method: explain(model, rows.iloc[:1], method=m, background=background,
                                                   max_background=args.background))
         result, seconds = timed(lambda m=method: explain(model, rows, method=m, background=background,
                                                          max_background=args.background))
         sampled[method] = (result, seconds, first)
-    (kernel_result, kernel, kernel_first), (perm_result, perm, perm_first) = sampled.values()
+    kernel_result, kernel, _ = sampled["kernel"]
     print(f"\n(a) the {n} highest-scoring rows, one fitted IForest, {args.background} background rows "
-          "for kernel/permutation")
+          f"for {'/'.join(sampled)}")
     print(f"{'method':44s} {'rows/s':>10s} {'x kernel':>9s}")
-    for label, seconds in [
-        ("tree: explain(method='tree') [ours]", ours),
-        ("tree: shap.TreeExplainer", shap_tree),
-        ("kernel: explain(method='kernel')", kernel),
-        ("permutation: explain(method='permutation')", perm),
-    ]:
+    lines = [("tree: explain(method='tree') [ours]", ours), ("tree: shap.TreeExplainer", shap_tree)]
+    lines += [(f"{method}: explain(method='{method}')", seconds) for method, (_, seconds, _) in sampled.items()]
+    for label, seconds in lines:
         print(f"{label:44s} {n / seconds:10,.1f} {kernel / seconds:9.1f}")
     print(f"ours vs shap.TreeExplainer: max |difference| {diff:.2e} (tree levels)")
-    print(f"first call in the process, 1 row: kernel {kernel_first:.2f} s, permutation {perm_first:.2f} s")
-    print(f"kernel:      {kernel_result.note}")
-    print(f"permutation: {perm_result.note}")
+    print("first call in the process, 1 row: "
+          + ", ".join(f"{method} {first:.2f} s" for method, (_, _, first) in sampled.items()))
+    for method, (result, _, _) in sampled.items():
+        print(f"{method + ':':12s} {result.note}")
     top_tree = explain(model, rows, method="tree").top(1)["feature_1"]
     top_kernel = kernel_result.top(1)["feature_1"]
     print(f"rows whose top feature agrees, tree vs kernel: {(top_tree == top_kernel).mean():.0%}")
@@ -112,7 +110,7 @@ def explain_vs_score(model, partition, args) -> None:
           f"({k:,} rows) with method='auto' -> {cold_result.method!r}")
     print(f"score (AnomalyModel.score, best of {args.repeats}) {score_s:8.2f} s   "
           f"{len(partition) / score_s:12,.0f} rows/s")
-    from pynomaly_core.explain import _compile
+    from pynomaly_core.explain.forest import _compile
 
     stats = [kernel.stats for kernel in _compile().values()]
     compiled = "numba cache hit" if not any(s.cache_misses for s in stats) else "JIT-compiled: no numba cache yet"
@@ -178,7 +176,7 @@ def fidelity(train, partition, args) -> None:
                       f"{np.abs(values - reference).mean() / scale:8.4f}")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows in the scored partition")
     parser.add_argument("--train-rows", type=int, default=50_000)
@@ -189,9 +187,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="numba threads for the tree method (0: all)")
     parser.add_argument("--no-shap-reference", dest="shap_reference", action="store_false",
                         help="skip timing shap.TreeExplainer on the rows of (b)")
+    parser.add_argument("--no-permutation", dest="permutation", action="store_false",
+                        help="leave permutation SHAP out of (a) (its first call JIT-compiles shap's maskers, ~10 s)")
     parser.add_argument("--fidelity", action="store_true", help="also run the kernel-vs-permutation fidelity table")
     parser.add_argument("--fidelity-rows", type=int, default=8)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     import numba
     import shap

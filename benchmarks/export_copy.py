@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark: loading scored rows into PostgreSQL with ``pynomaly_core.export``.
+"""Benchmark: loading scored rows into PostgreSQL with ``pynomaly_core.warehouse``.
 
 One synthetic frame of ``--rows`` scored records (the anomaly table's columns; anomalies
 at ``--anomaly-rate`` carry ``top_features`` as a JSON string, as ``AnomalyModel.score``
@@ -48,6 +48,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -58,8 +59,17 @@ import sqlalchemy as sa
 from psycopg.types.json import set_json_dumps
 from sqlalchemy.dialects.postgresql import JSONB
 
-from pynomaly_core import export
-from pynomaly_core.export import ANOMALY_TABLE, ensure_table, make_engine, replace_partition
+from pynomaly_core.warehouse import (
+    ANOMALY_TABLE,
+    SEVERITIES,
+    Column,
+    TableSpec,
+    ensure_table,
+    make_engine,
+    replace_partition,
+)
+from pynomaly_core.warehouse.frames import to_arrow
+from pynomaly_core.warehouse.load import COPY_BATCH_ROWS, binary_copy_stream
 
 FEED = "bench"
 DAY = "2024-05-01"
@@ -74,35 +84,86 @@ PG_TYPES = {
 }
 
 
-def synthetic_scores(rows: int, anomaly_rate: float, seed: int) -> pd.DataFrame:
-    """A frame with exactly ``ANOMALY_TABLE.frame_columns``, in table order."""
+def synthetic_scores(
+    rows: int, anomaly_rate: float, seed: int, spec: TableSpec = ANOMALY_TABLE
+) -> pd.DataFrame:
+    """A frame with exactly ``spec.frame_columns``, in table order, built from the spec.
+
+    The columns the scoring path gives a meaning get realistic values: gamma scores, the top
+    ``anomaly_rate`` of them flagged with a severity and three top features, conformal-like
+    p-values. Every other column gets values of its kind that its spec accepts
+    (:func:`column_values`), so a column added to the table cannot break the benchmark
+    (the explanation columns were, once).
+    """
     rng = np.random.default_rng(seed)
     score = rng.gamma(2.0, 1.0, rows)
     threshold = np.quantile(score, 1.0 - anomaly_rate)
     is_anomaly = score > threshold
     level = np.searchsorted([0.25, 0.5, 1.0], (score - threshold) / (score.max() - threshold))
-    severity = np.where(is_anomaly, np.array(["low", "medium", "high", "critical"])[level], "none")
+    severity = np.where(is_anomaly, np.array(SEVERITIES[1:])[level], SEVERITIES[0])
     features = [f"sensor_{i}" for i in range(12)]
     top = np.full(rows, None, dtype=object)
     for i in np.flatnonzero(is_anomaly):
         top[i] = '["' + '", "'.join(rng.choice(features, 3, replace=False)) + '"]'
-    frame = pd.DataFrame(
-        {
-            "record_key": [f"machine-{i % 500:03d}/{i:09d}" for i in range(rows)],
-            "event_time": pd.Timestamp(DAY, tz="UTC")
-            + pd.to_timedelta(rng.integers(0, 86_400_000_000, rows), unit="us"),
-            "score": score,
-            "normalized_score": np.clip(score / score.max(), 0.0, 1.0),
-            "is_anomaly": is_anomaly,
-            "severity": severity,
-            "model_name": "IForest",
-            "model_version": "20240430T0300-3f9c2a1b",
-            "run_id": str(uuid.UUID(int=int(rng.integers(0, 2**63)))),
-            "top_features": top,
-            "scored_at": pd.Timestamp("2024-05-02 03:00:00", tz="UTC"),
-        }
-    )
-    return frame[[c.name for c in ANOMALY_TABLE.frame_columns]]
+    rank = np.argsort(np.argsort(-score))  # 0 = the highest score
+    scoring: dict[str, tuple[str, Any]] = {  # column -> (kind, values)
+        "record_key": ("text", [f"machine-{i % 500:03d}/{i:09d}" for i in range(rows)]),
+        "event_time": ("timestamp", _moments(rng, rows)),
+        "score": ("float", score),
+        "normalized_score": ("float", np.clip(score / score.max(), 0.0, 1.0)),
+        "is_anomaly": ("bool", is_anomaly),
+        "severity": ("text", severity),
+        "model_name": ("text", "IForest"),
+        "model_version": ("text", "20240430T0300-3f9c2a1b"),
+        "run_id": ("text", str(uuid.UUID(int=int(rng.integers(0, 2**63))))),
+        "top_features": ("json", top),
+        "scored_at": ("timestamp", pd.Timestamp("2024-05-02 03:00:00", tz="UTC")),
+        "p_value": ("float", (1.0 + rank) / (rows + 1.0)),
+    }
+    columns = {}
+    for column in spec.frame_columns:
+        kind, values = scoring.get(column.name, (None, None))
+        if kind != column.kind:
+            values = column_values(column, rows, is_anomaly, rng, unique=column.name in spec.primary_key)
+        columns[column.name] = values
+    return pd.DataFrame(columns)
+
+
+def _moments(rng: np.random.Generator, rows: int) -> pd.Series:
+    """Random UTC moments within :data:`DAY`, microsecond precision."""
+    return pd.Timestamp(DAY, tz="UTC") + pd.to_timedelta(rng.integers(0, 86_400_000_000, rows), unit="us")
+
+
+def column_values(
+    column: Column, rows: int, filled: np.ndarray, rng: np.random.Generator, *, unique: bool = False
+) -> Any:
+    """Values of ``column``'s kind that its spec accepts: its allowed values, within its bounds.
+
+    A NOT NULL column gets a value on every row; a nullable one only where ``filled`` (the
+    anomalies, as the explanation columns), NULL elsewhere. ``unique`` (a primary-key column)
+    gives every row its own text.
+    """
+    if column.kind == "text":
+        if column.allowed is not None:
+            values = rng.choice(sorted(column.allowed), rows).astype(object)
+        else:
+            values = np.array([f"{column.name}-{i if unique else i % 7}" for i in range(rows)], dtype=object)
+    elif column.kind == "float":
+        low, high = column.bounds or (-1.0, 1.0)
+        values = rng.uniform(low, high, rows)
+    elif column.kind == "int":
+        values = pd.array(rng.integers(0, 1_000, rows), dtype="Int64")
+    elif column.kind == "bool":
+        values = filled.copy()
+    elif column.kind == "timestamp":
+        values = _moments(rng, rows)
+    elif column.kind == "date":
+        values = np.full(rows, pd.Timestamp(DAY).date(), dtype=object)
+    else:  # json
+        values = np.full(rows, '{"source": "benchmark"}', dtype=object)
+    if not column.nullable:
+        return values
+    return pd.Series(values).where(pd.Series(filled), None if column.kind in ("text", "json") else pd.NA)
 
 
 @contextmanager
@@ -127,8 +188,15 @@ def timed(action: Callable[[], object]) -> float:
 
 
 def reference_copy(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> None:
-    """(b): the plain psycopg 3 binary COPY of the frame, row by row."""
+    """(b): the plain psycopg 3 binary COPY of the frame, row by row.
+
+    Missing values (NaN, ``pd.NA``) of nullable columns are sent as NULL, as ours stores them:
+    psycopg would send a float NaN as NaN.
+    """
     day = pd.Timestamp(DAY).date()
+    gaps = [c for c in frame.columns if frame[c].hasnans]
+    if gaps:
+        frame = frame.assign(**{c: frame[c].astype(object).where(frame[c].notna(), None) for c in gaps})
     with conn.cursor() as cursor, cursor.copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types([PG_TYPES[c.kind] for c in ANOMALY_TABLE.columns])
         for row in frame.itertuples(index=False, name=None):
@@ -148,12 +216,12 @@ def replay(conn: psycopg.Connection, table: str, data: bytes, fmt: str) -> None:
 def encoded_copy(conn: psycopg.Connection, table: str, data: pa.Table, fmt: str) -> None:
     """Encode a validated arrow table as binary (our encoder) or CSV (pyarrow) and COPY it."""
     if fmt == "binary":
-        chunks: Iterator[bytes | memoryview] = export._binary_copy_stream(ANOMALY_TABLE, data)
+        chunks: Iterator[bytes | memoryview] = binary_copy_stream(ANOMALY_TABLE, data)
     else:
         options = pa_csv.WriteOptions(include_header=False)
 
         def csv_chunks() -> Iterator[bytes]:
-            for batch in data.to_batches(max_chunksize=export._COPY_BATCH_ROWS):
+            for batch in data.to_batches(max_chunksize=COPY_BATCH_ROWS):
                 buffer = io.BytesIO()
                 pa_csv.write_csv(batch, buffer, options)
                 yield buffer.getvalue()
@@ -183,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"building {args.rows:,} synthetic scored rows ...", flush=True)
     frame = synthetic_scores(args.rows, args.anomaly_rate, args.seed)
     day = pd.Timestamp(DAY).date()
-    arrow_table = export._to_arrow(ANOMALY_TABLE, frame, feed=FEED, day=day)
+    arrow_table = to_arrow(ANOMALY_TABLE, frame, feed=FEED, day=day)
     times: dict[str, list[float]] = {}
 
     with fresh_database(args.server_url) as url:

@@ -27,14 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from machine import (  # benchmarks/machine.py (script dir is on sys.path)
-    cpu_description,
-    load_average,
-    utc_stamp,
-)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
+
+from benchmarks.machine import cpu_description, load_average, utc_stamp
 
 
 def timed_fit_score(make: Any, X: np.ndarray, X_test: np.ndarray, repeats: int

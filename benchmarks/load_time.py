@@ -25,10 +25,10 @@ def timed_import(module: str) -> tuple[float, list[str]]:
     return time.perf_counter() - start, [m for m in proc.stdout.strip().split(",") if m]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     rows = []
     for module in ("dagster", "pynomaly_assets.definitions"):
         runs = [timed_import(module) for _ in range(args.repeats)]

@@ -47,7 +47,6 @@ import argparse
 import csv
 import math
 import multiprocessing as mp
-import os
 import sys
 import time
 import warnings
@@ -92,12 +91,15 @@ def _metrics(y: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
     }
 
 
-def run_auto(split: adbench.Split, seed: int) -> dict[str, Any]:
-    """Fit ``auto`` on the training split; metrics on the test split plus its evidence."""
+def run_auto(split: adbench.Split, seed: int, candidates: list[str] | None = None) -> dict[str, Any]:
+    """Fit ``auto`` on the training split; metrics on the test split plus its evidence.
+
+    ``candidates`` (registry names) replaces auto's default portfolio when given.
+    """
     from pynomaly_core.detectors import create
 
     t0 = time.perf_counter()
-    det = create("auto", random_state=seed).fit(split.X_train)
+    det = create("auto", candidates=candidates, random_state=seed).fit(split.X_train)
     fit_s = time.perf_counter() - t0
     out = _metrics(split.y_test, det.decision_function(split.X_test))
     ev = det.evidence_
@@ -184,10 +186,9 @@ class Worker:
     def _start(self) -> None:
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = str(self.threads)
         self.proc = ctx.Process(target=_worker, args=(child, self.threads), daemon=True)
-        self.proc.start()
+        with adbench.worker_threads(self.threads):
+            self.proc.start()
         child.close()
         self.conn = parent
 
@@ -282,6 +283,8 @@ def _tables(rows: Sequence[dict[str, Any]]):
     methods: dict[str, dict[str, tuple[float, float]]] = {}
 
     def method_table(name: str, sub) -> None:
+        if sub.empty:  # not run (--no-pyod) or failed everywhere: no column, and no mean over 0 datasets
+            return
         g = sub.groupby("dataset")
         full = g["seed"].nunique() == n_seeds.reindex(g["seed"].nunique().index)
         m = g[["roc_auc", "avg_precision"]].mean()[full]
@@ -493,6 +496,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-seconds-per-fit", type=float, default=300.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-pyod", action="store_true", help="skip PyOD's ADEngine")
+    ap.add_argument("--candidates", default=None,
+                    help="comma-separated registry names: auto's portfolio (default: its own for the data's size)")
     ap.add_argument("--from-csv", type=Path, default=None, help="only re-print a run's summary")
     args = ap.parse_args(argv)
 
@@ -504,6 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_dir = args.data_dir or adbench.default_data_dir()
     paths = adbench.select_datasets(args.datasets, data_dir)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    portfolio = [c.strip() for c in args.candidates.split(",") if c.strip()] if args.candidates else None
     worker = Worker(args.max_seconds_per_fit, args.threads)
     rows: list[dict[str, Any]] = []
     t_start = time.time()
@@ -519,7 +525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 info = worker.prepare(path, seed)
                 base = {"dataset": ds, "number": number, "half": half, "seed": seed,
                         "n_train": info.get("n_train"), "n_features": info.get("n_features")}  # fmt: skip
-                res = worker.run("auto")
+                res = worker.run("auto", portfolio)
                 auto_row = {**base, "method": "auto", "detector": "auto", **res}
                 rows.append(auto_row)
                 candidates = res.get("candidates") or default_portfolio(

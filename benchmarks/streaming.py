@@ -17,6 +17,7 @@ The partitions are demo telemetry: ``--rows`` rows generated once and written ``
 (tiled) for the larger file, so generation does not dominate the run.
 
     nice -n 10 python benchmarks/streaming.py --rows 1000000 --scale 10 --chunk-rows 250000
+    python benchmarks/streaming.py --rows 2000 --scale 2 --chunk-rows 1000 --one-process   # does it run?
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import resource
 import subprocess
 import sys
@@ -34,25 +34,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from pynomaly_core.data.config import FeatureSpec
-from pynomaly_core.data.demo import DemoSettings, generate_day
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks.scoring import FEATURES, best_of, demo_rows
 from pynomaly_core.model import AnomalyModel
 
-FEATURES = [FeatureSpec(name="machine_type", type="category")] + [
-    FeatureSpec(name=n) for n in ("rpm", "power_kw", "temperature_c", "vibration_mm_s", "pressure_bar")
-]
+#: signs the model the parent saves and the children load (passed explicitly: nothing in the
+#: environment changes, so the script runs the same inside a test process)
+SIGNING_KEY = b"benchmark-streaming"
 LAYOUT = {"record_key": "reading_id", "event_time": "event_time", "passthrough": ["machine_id", "anomaly_kind"],
           "label": "is_anomaly", "model_name": "IForest", "model_version": "1"}
-
-
-def demo_rows(rows: int, start: dt.date, seed: int) -> pd.DataFrame:
-    settings = DemoSettings(seed=seed, machines=24, interval_minutes=1)  # 34,560 rows a day
-    frames, day, total = [], start, 0
-    while total < rows:
-        frames.append(generate_day(day, settings))
-        total += len(frames[-1])
-        day += dt.timedelta(days=1)
-    return pd.concat(frames, ignore_index=True).iloc[:rows]
 
 
 def vm_rss_mb() -> float:
@@ -67,23 +58,23 @@ def peak_rss_mb() -> float:
 
 
 def child(spec: dict) -> dict:
-    """One measurement in this (fresh) process; prints a JSON line."""
+    """One measurement in this child process (a fresh one unless ``--one-process``); returns its figures."""
     from pynomaly_core.detectors import load_object
     from pynomaly_core.streaming import ScoringLayout, score_frame, score_parquet
 
-    model = load_object(spec["model"])
-    layout = ScoringLayout(**{**LAYOUT, "passthrough": tuple(LAYOUT["passthrough"])})
+    model = load_object(spec["model"], key=SIGNING_KEY)
+    layout = ScoringLayout(**{**LAYOUT, "passthrough": tuple(LAYOUT["passthrough"]), "model_name": spec["detector"]})
+    if spec["mode"] == "chunked":  # imported as in the asset's process, before measuring (it imports dagster)
+        from pynomaly_assets.defs.scoring import score_metadata
     before = vm_rss_mb()
     start = time.perf_counter()
     out: dict = {"mode": spec["mode"], "rows": spec["rows"], "rss_before_mb": before}
     if spec["mode"] == "chunked":
-        from pynomaly_assets.defs.scoring import score_metadata
-
         result = score_parquet(model, spec["source"], spec["destination"], layout, chunk_rows=spec["chunk_rows"])
         out["stream_seconds"] = time.perf_counter() - start
         out["stream_peak_rss_mb"] = peak_rss_mb()
         # what the asset computes next from the kept arrays: p99, histogram, ROC-AUC, AP
-        champion = {"detector": LAYOUT["model_name"], "version": 1, "threshold": float(model.threshold_)}
+        champion = {"detector": spec["detector"], "version": 1, "threshold": float(model.threshold_)}
         score_metadata(result.scores, result.flags, result.severity_counts, result.labels,
                        result.scoring_seconds, champion, "benchmark")
         out.update(chunks=result.chunks, scoring_seconds=result.scoring_seconds)
@@ -95,26 +86,25 @@ def child(spec: dict) -> dict:
 
         chunk = next(pq.ParquetFile(spec["source"]).iter_batches(batch_size=spec["chunk_rows"])).to_pandas()
         X = model.preprocessor_.transform(chunk)
-        out["score_seconds"] = min(_timed(lambda: model.score(chunk)) for _ in range(3))
-        out["detector_seconds"] = min(_timed(lambda: model.detector_.decision_function(X)) for _ in range(3))
+        out["score_seconds"] = best_of(3, lambda: model.score(chunk))
+        out["detector_seconds"] = best_of(3, lambda: model.detector_.decision_function(X))
         out["rows"] = len(chunk)
     out["seconds"] = time.perf_counter() - start
     out["peak_rss_mb"] = peak_rss_mb()
     return out
 
 
-def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def run_child(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
-                          check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"child {spec['mode']} ({spec['rows']:,} rows) failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def run_children(specs: list[dict], *, one_process: bool = False) -> list[dict]:
+    """Each measurement of ``specs`` in a fresh child process (all in one with ``one_process``)."""
+    results = []
+    for group in [specs] if one_process else [[spec] for spec in specs]:
+        proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(group)], capture_output=True,
+                              text=True, check=False)
+        if proc.returncode != 0:
+            done = ", ".join(f"{spec['mode']} ({spec['rows']:,} rows)" for spec in group)
+            raise RuntimeError(f"child {done} failed:\n{proc.stderr[-3000:]}")
+        results += json.loads(proc.stdout.strip().splitlines()[-1])
+    return results
 
 
 def write_partition(frame: pd.DataFrame, path: Path, copies: int) -> None:
@@ -127,7 +117,8 @@ def write_partition(frame: pd.DataFrame, path: Path, copies: int) -> None:
             writer.write_table(table, row_group_size=250_000)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict[str, float] | None:
+    """Print the memory and throughput report; returns its ratios (None in a ``--child`` run)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the smaller partition")
     parser.add_argument("--scale", type=int, default=10, help="the larger partition has rows x scale rows")
@@ -135,19 +126,20 @@ def main() -> None:
     parser.add_argument("--train-rows", type=int, default=50_000)
     parser.add_argument("--detector", default="IForest")
     parser.add_argument("--workdir", default=None, help="where the partitions are written (default: a temp dir)")
+    parser.add_argument("--one-process", action="store_true",
+                        help="run the four measurements in one child, not one each (a quick check of the "
+                             "script: peak RSS is then the largest so far, not each measurement's own)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(child(json.loads(args.child))))
-        return
+        print(json.dumps([child(spec) for spec in json.loads(args.child)]))
+        return None
 
-    os.environ.setdefault("PYNOMALY_SIGNING_KEY", "benchmark-streaming")  # inherited by the children
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         work = Path(tmp)
-        LAYOUT["model_name"] = args.detector
         model = AnomalyModel(FEATURES, args.detector, contamination=0.01).fit(
             demo_rows(args.train_rows, dt.date(2026, 11, 1), seed=1))
-        model.save(work / "model")
+        model.save(work / "model", key=SIGNING_KEY)
         partition = demo_rows(args.rows, dt.date(2026, 12, 1), seed=2)
         small, large = work / "small.parquet", work / "large.parquet"
         write_partition(partition, small, 1)
@@ -156,16 +148,16 @@ def main() -> None:
         n_large = args.rows * args.scale
         print(f"{args.detector}, {len(FEATURES)} features, chunks of {args.chunk_rows:,} rows; "
               f"partitions of {args.rows:,} and {n_large:,} rows ({large.stat().st_size / 2**20:.0f} MiB Parquet)")
-        base = {"model": str(work / "model"), "chunk_rows": args.chunk_rows}
-        runs = [
-            run_child({**base, "mode": "chunked", "rows": args.rows, "source": str(small),
-                       "destination": str(work / "out_small.parquet")}),
-            run_child({**base, "mode": "chunked", "rows": n_large, "source": str(large),
-                       "destination": str(work / "out_large.parquet")}),
-            run_child({**base, "mode": "in_memory", "rows": args.rows, "source": str(small),
-                       "destination": str(work / "out_memory.parquet")}),
-        ]
-        one = run_child({**base, "mode": "one_chunk", "rows": args.chunk_rows, "source": str(small)})
+        base = {"model": str(work / "model"), "chunk_rows": args.chunk_rows, "detector": args.detector}
+        *runs, one = run_children([
+            {**base, "mode": "chunked", "rows": args.rows, "source": str(small),
+             "destination": str(work / "out_small.parquet")},
+            {**base, "mode": "chunked", "rows": n_large, "source": str(large),
+             "destination": str(work / "out_large.parquet")},
+            {**base, "mode": "in_memory", "rows": args.rows, "source": str(small),
+             "destination": str(work / "out_memory.parquet")},
+            {**base, "mode": "one_chunk", "rows": args.chunk_rows, "source": str(small)},
+        ], one_process=args.one_process)
 
     print("peak RSS in MB: 'streaming' until the scored file is written, 'with metadata' after the asset's")
     print("partition metrics (chunked), or the whole in-memory path")
@@ -176,18 +168,26 @@ def main() -> None:
         print(f"{r['mode']:10s} {r['rows']:>12,} {r['rss_before_mb']:>8.0f} {streaming:>10s} "
               f"{r['peak_rss_mb']:>14.0f} {r['seconds']:>8.1f}")
     small_run, large_run, memory_run = runs
-    print(f"peak RSS {n_large:,} / {args.rows:,} rows (chunked): streaming "
-          f"{large_run['stream_peak_rss_mb'] / small_run['stream_peak_rss_mb']:.2f}x, with metadata "
-          f"{large_run['peak_rss_mb'] / small_run['peak_rss_mb']:.2f}x; in-memory / chunked at {args.rows:,} rows: "
-          f"{memory_run['peak_rss_mb'] / small_run['peak_rss_mb']:.2f}x")
     chunk_score = one["rows"] / one["score_seconds"]
     chunk_detector = one["rows"] / one["detector_seconds"]
     streamed = large_run["rows"] / large_run["stream_seconds"]
+    ratios = {
+        "rss_streaming": large_run["stream_peak_rss_mb"] / small_run["stream_peak_rss_mb"],
+        "rss_with_metadata": large_run["peak_rss_mb"] / small_run["peak_rss_mb"],
+        "rss_in_memory": memory_run["peak_rss_mb"] / small_run["peak_rss_mb"],
+        "streamed_vs_score": streamed / chunk_score,
+        "streamed_vs_detector": streamed / chunk_detector,
+    }
+    print(f"peak RSS {n_large:,} / {args.rows:,} rows (chunked): streaming {ratios['rss_streaming']:.2f}x, "
+          f"with metadata {ratios['rss_with_metadata']:.2f}x; in-memory / chunked at {args.rows:,} rows: "
+          f"{ratios['rss_in_memory']:.2f}x")
     print(f"one in-memory chunk of {one['rows']:,}: AnomalyModel.score {chunk_score:,.0f} rows/s, "
           f"detector.decision_function {chunk_detector:,.0f} rows/s")
     print(f"metadata of {n_large:,} rows: {large_run['seconds'] - large_run['stream_seconds']:.1f} s")
     print(f"streamed {n_large:,} rows end to end (read + score + write): {streamed:,.0f} rows/s = "
-          f"{streamed / chunk_score:.2f}x AnomalyModel.score on one chunk, {streamed / chunk_detector:.2f}x the detector")
+          f"{ratios['streamed_vs_score']:.2f}x AnomalyModel.score on one chunk, "
+          f"{ratios['streamed_vs_detector']:.2f}x the detector")
+    return ratios
 
 
 if __name__ == "__main__":

@@ -27,9 +27,17 @@ import pandas as pd
 from pynomaly_core.data.config import FeatureSpec
 from pynomaly_core.data.preprocess import FeaturePreprocessor
 from pynomaly_core.detectors import create, load_object, save_object
-from pynomaly_core.severity import SeverityCutoffs, calibration_set, p_values, severity
+from pynomaly_core.severity import (
+    ScoreLookup,
+    SeverityCutoffs,
+    calibration_set,
+    p_values,
+    severity,
+)
 
 N_QUANTILES = 1001
+#: probabilities of the stored training-score quantiles = the normalized score at each
+QUANTILE_LEVELS = np.linspace(0, 1, N_QUANTILES)
 
 
 class AnomalyModel:
@@ -113,7 +121,7 @@ class AnomalyModel:
                 f"detector {self.detector!r} gave {bad} non-finite training score(s) of {len(train_scores)}; "
                 "it cannot rank these rows (try another detector or check for constant/duplicate columns)"
             )
-        self.quantiles_ = np.quantile(train_scores, np.linspace(0, 1, N_QUANTILES))
+        self.quantiles_ = np.quantile(train_scores, QUANTILE_LEVELS)
         self.threshold_ = float(self.detector_.threshold_)
         self.max_training_score_ = float(train_scores.max())
         self.calibrate(train_scores)
@@ -130,7 +138,19 @@ class AnomalyModel:
         scores = np.asarray(scores, dtype=float)
         self.calibration_ = calibration_set(scores)
         self.n_calibration_ = int(np.isfinite(scores).sum())
+        self._index_scores()
         return self
+
+    def _index_scores(self) -> None:
+        """Build what scoring looks up per call from the quantiles and calibration scores.
+
+        Once per calibration (and per load), not per :meth:`score` call: the merged
+        knots of :class:`ScoreLookup` and the numeric-feature mask of ``top_features``.
+        """
+        self.lookup_ = ScoreLookup(self.quantiles_, QUANTILE_LEVELS, self.calibration_, self.n_calibration_)
+        names = self.preprocessor_.feature_names_out_
+        # one-hot columns are 0/1 indicators, not deviations: rank numeric features only
+        self._numeric_features = np.array(["=" not in n for n in names])
 
     def p_values(self, scores: np.ndarray) -> np.ndarray:
         """Conformal p-value of raw ``scores`` against the calibration scores."""
@@ -148,26 +168,21 @@ class AnomalyModel:
         separate asset).
         """
         X = self.preprocessor_.transform(frame)
-        scores = self.detector_.decision_function(X)
+        # a copy the scored frame owns (the detector may hand out a view of its own buffer)
+        scores = np.array(self.detector_.decision_function(X), dtype=np.float64)
         if not np.isfinite(scores).all():
             bad = np.where(~np.isfinite(scores))[0]
             raise ValueError(
                 f"detector {self.detector!r} gave {len(bad)} non-finite score(s) (first at row "
                 f"{frame.index[bad[0]]!r}); refusing to export unrankable scores"
             )
-        normalized = np.interp(scores, self.quantiles_, np.linspace(0, 1, N_QUANTILES))
+        normalized, p = self.lookup_.lookup(scores)
         flags = scores > self.threshold_
-        p = self.p_values(scores)
         tops = np.full(len(frame), None, dtype=object)
         if flags.any() and top_features:
-            names = self.preprocessor_.feature_names_out_
-            numeric = np.array(["=" not in n for n in names])
             idx = np.where(flags)[0]
-            # one-hot columns are 0/1 indicators, not deviations: rank numeric features only
-            deviation = np.where(numeric, np.abs(X[idx]), -np.inf)
-            order = np.argsort(-deviation, axis=1)[:, : min(top_features, int(numeric.sum()))]
-            for row, cols in zip(idx, order):
-                tops[row] = json.dumps([names[j] for j in cols])
+            tops[idx] = self._top_features(X[idx], top_features)
+        # every column is a fresh array: no copy, and no consolidation into 2-D blocks
         return pd.DataFrame(
             {
                 "score": scores,
@@ -178,17 +193,32 @@ class AnomalyModel:
                 "top_features": tops,
             },
             index=frame.index,
+            copy=False,
         )
 
-    # ---------------------------------------------------------- persistence
-    def save(self, path: str | Path, info: dict[str, Any] | None = None) -> Path:
-        return save_object(self, path, kind="anomaly_model", info=info)
+    def _top_features(self, X: np.ndarray, top_features: int) -> np.ndarray:
+        """JSON list of the ``top_features`` numeric features furthest from the centre, per row of ``X``.
 
-    def _save_payload(self, directory: Path) -> None:
+        Rows share few distinct rankings, so each distinct one is serialized once.
+        """
+        numeric = self._numeric_features
+        names = self.preprocessor_.feature_names_out_
+        deviation = np.where(numeric, np.abs(X), -np.inf)
+        order = np.argsort(-deviation, axis=1)[:, : min(top_features, int(numeric.sum()))]
+        rankings, row_ranking = np.unique(order, axis=0, return_inverse=True)
+        texts = np.array([json.dumps([names[j] for j in cols]) for cols in rankings], dtype=object)
+        return texts[row_ranking.reshape(-1)]
+
+    # ---------------------------------------------------------- persistence
+    def save(self, path: str | Path, info: dict[str, Any] | None = None, *, key: bytes | None = None) -> Path:
+        """Save as a signed directory; ``key`` signs it (None: the default signing key)."""
+        return save_object(self, path, kind="anomaly_model", info=info, key=key)
+
+    def _save_payload(self, directory: Path, key: bytes) -> None:
         import joblib
 
         joblib.dump(self.preprocessor_, directory / "preprocessor.joblib")
-        save_object(self.detector_, directory / "detector", kind="detector")
+        save_object(self.detector_, directory / "detector", kind="detector", key=key)
         calibration = {
             "features": [f.model_dump() for f in self.features],
             "detector": self.detector,
@@ -208,7 +238,7 @@ class AnomalyModel:
         np.save(directory / "calibration.npy", self.calibration_, allow_pickle=False)
 
     @classmethod
-    def _load_payload(cls, directory: Path) -> AnomalyModel:
+    def _load_payload(cls, directory: Path, key: bytes) -> AnomalyModel:
         import joblib
 
         cal = json.loads((directory / "calibration.json").read_text())
@@ -222,7 +252,7 @@ class AnomalyModel:
             severity_cutoffs=SeverityCutoffs(**cal["severity_cutoffs"]),
         )
         model.preprocessor_ = joblib.load(directory / "preprocessor.joblib")
-        model.detector_ = load_object(directory / "detector")
+        model.detector_ = load_object(directory / "detector", key=key)
         model.quantiles_ = np.asarray(cal["quantiles"])
         model.threshold_ = cal["threshold"]
         model.max_training_score_ = cal["max_training_score"]
@@ -230,4 +260,5 @@ class AnomalyModel:
         model.fit_seconds_ = cal["fit_seconds"]
         model.calibration_ = np.load(directory / "calibration.npy", allow_pickle=False)
         model.n_calibration_ = cal["n_calibration"]
+        model._index_scores()
         return model

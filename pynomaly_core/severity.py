@@ -71,9 +71,98 @@ def p_values(scores: np.ndarray, calibration: np.ndarray, n_calibration: int | N
     m = calibration.size
     n = n_calibration or m
     at_least = m - np.searchsorted(calibration, scores, side="left")  # calibration >= s
+    return np.where(np.isnan(scores), np.nan, _conformal_p(at_least, m, n))
+
+
+def _conformal_p(at_least: np.ndarray, m: int, n: int) -> np.ndarray:
+    """p-value of ``at_least`` of ``m`` calibration scores at or above a score, scaled to ``n``.
+
+    One home for the arithmetic: :class:`ScoreLookup` must give :func:`p_values`' floats exactly.
+    """
     share = at_least / m
-    p = (1.0 + share * n) / (n + 1.0)
-    return np.where(np.isnan(scores), np.nan, p)
+    return (1.0 + share * n) / (n + 1.0)
+
+
+class ScoreLookup:
+    """Normalized score and conformal p-value of raw scores, from one binary search per row.
+
+    Scoring used to search twice per row: ``np.interp`` over the model's normalization
+    quantiles and :func:`p_values` over its calibration scores. Both are positions in sorted
+    scores of the same detector, so one ``np.searchsorted`` in the sorted union of the two
+    (the *knots*) finds both; everything that depends only on the knot is computed here,
+    once per calibration, instead of on every call. The results equal
+    ``np.interp(scores, quantiles, levels)`` and ``p_values(scores, calibration,
+    n_calibration)`` exactly (``tests/core/test_model.py`` checks it on ties, extremes,
+    infinities and NaN).
+
+    Parameters
+    ----------
+    quantiles : array
+        Non-decreasing raw-score quantiles, the ``xp`` of ``np.interp``.
+    levels : array
+        Finite normalized score at each quantile, the ``fp`` of ``np.interp``.
+    calibration : array
+        Sorted finite calibration scores (:func:`calibration_set`).
+    n_calibration : int or None
+        Size of the original calibration set, as in :func:`p_values`.
+    """
+
+    def __init__(
+        self,
+        quantiles: np.ndarray,
+        levels: np.ndarray,
+        calibration: np.ndarray,
+        n_calibration: int | None = None,
+    ) -> None:
+        quantiles = np.asarray(quantiles, dtype=float)
+        levels = np.asarray(levels, dtype=float)
+        calibration = np.asarray(calibration, dtype=float)
+        if quantiles.size < 2 or quantiles.shape != levels.shape:
+            raise ValueError(
+                "normalization needs at least two quantiles and a level for each, got "
+                f"{quantiles.size} quantile(s) and {levels.size} level(s)"
+            )
+        if not (np.isfinite(quantiles).all() and np.isfinite(levels).all() and np.isfinite(calibration).all()):
+            raise ValueError("normalization quantiles, levels and calibration scores must be finite")
+        if calibration.size == 0:
+            raise ValueError("calibration needs at least one finite score")
+        knots = np.unique(np.concatenate([calibration, quantiles]))
+        self.knots = knots
+        # p-value of every interval (knots[i-1], knots[i]]: the calibration scores >= s are
+        # those >= knots[i]; the last interval lies above every knot
+        m = calibration.size
+        at_least = m - np.append(np.searchsorted(calibration, knots, side="left"), m)
+        self._p = _conformal_p(at_least, m, n_calibration or m)
+        # a score equal to a knot: np.interp of the knot itself
+        self._at_knot = np.interp(knots, quantiles, levels)
+        # a score strictly inside (knots[i-1], knots[i]) lies on one quantile segment j
+        # (quantiles[j] < s < quantiles[j + 1]): np.interp's slope * (s - xp[j]) + fp[j]
+        segment = np.searchsorted(quantiles, knots, side="left") - 1
+        segment = np.append(segment, quantiles.size - 1)
+        inner = (segment >= 0) & (segment < quantiles.size - 1)
+        j = np.where(inner, segment, 0)
+        with np.errstate(divide="ignore", invalid="ignore"):  # tied quantiles: never an inner segment
+            slopes = (levels[1:] - levels[:-1]) / (quantiles[1:] - quantiles[:-1])
+        self._slope = np.where(inner, slopes[np.minimum(j, quantiles.size - 2)], 0.0)
+        self._anchor = np.where(inner, quantiles[j], 0.0)
+        # below the first quantile np.interp gives levels[0], above the last levels[-1]
+        self._offset = np.where(inner, levels[j], np.where(segment < 0, levels[0], levels[-1]))
+
+    def lookup(self, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(normalized, p)`` of raw ``scores``; NaN scores get NaN in both."""
+        scores = np.asarray(scores, dtype=float)
+        at = np.searchsorted(self.knots, scores, side="left")  # knots[at-1] < s <= knots[at]
+        nearest = np.minimum(at, self.knots.size - 1)
+        with np.errstate(invalid="ignore"):  # 0 * inf for infinite scores, replaced below
+            between = self._slope[at] * (scores - self._anchor[at]) + self._offset[at]
+        normalized = np.where(self.knots[nearest] == scores, self._at_knot[nearest], between)
+        p = self._p[at]
+        finite = np.isfinite(scores)
+        if not finite.all():  # +-inf lie outside every segment (0 * inf is NaN); NaN stays NaN
+            bad = ~finite
+            normalized[bad] = np.where(np.isnan(scores[bad]), np.nan, self._offset[at[bad]])
+            p[bad] = np.where(np.isnan(scores[bad]), np.nan, p[bad])
+        return normalized, p
 
 
 def severity(

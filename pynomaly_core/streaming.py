@@ -36,9 +36,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pynomaly_core.severity import LEVELS
+
 SCORE_COLUMNS = ["score", "normalized_score", "is_anomaly", "p_value", "severity", "top_features"]
 SCORE_DTYPES = ["float64", "float64", "bool", "float64", "object", "object"]
-SEVERITY_LEVELS = ("low", "medium", "high", "critical")
+SEVERITY_LEVELS = LEVELS[1:]  # the levels of flagged rows ("none" is every other row)
 NO_LABEL = -1  # label value kept for rows whose label is missing
 
 
@@ -64,13 +66,24 @@ def empty_scores() -> pd.DataFrame:
 
 
 def assemble_scored_frame(validated: pd.DataFrame, scored: pd.DataFrame, layout: ScoringLayout) -> pd.DataFrame:
-    """The stored ``anomaly_scores`` frame: kept input columns, score columns, model, label."""
-    out = pd.concat([validated[layout.kept].reset_index(drop=True), scored.reset_index(drop=True)], axis=1)
-    out = out.rename(columns={layout.record_key: "record_key", layout.event_time: "event_time"})
+    """The stored ``anomaly_scores`` frame: kept input columns, score columns, model, label.
+
+    The columns are the input's and the scores' own arrays, put side by side under a new
+    ``RangeIndex`` without copying them (selecting, re-indexing, concatenating and renaming
+    copied each kept column four times, a chunk's worth of memory and time per chunk). The
+    frame therefore shares memory with ``validated`` and ``scored``: neither is written to
+    afterwards, by the asset or by :func:`score_parquet`.
+    """
+    renamed = {layout.record_key: "record_key", layout.event_time: "event_time"}
+    index = pd.RangeIndex(len(validated))
+    columns = [validated[c] for c in layout.kept] + [scored[c] for c in scored.columns]
+    # Series keep their arrays as they are; bare arrays would be re-inferred (object columns scanned)
+    out = pd.DataFrame({i: c.set_axis(index, copy=False) for i, c in enumerate(columns)}, copy=False)
+    out.columns = [renamed.get(c, c) for c in [*layout.kept, *scored.columns]]
     out["model_name"] = layout.model_name
     out["model_version"] = layout.model_version
     if layout.label is not None:
-        out["label"] = validated[layout.label].reset_index(drop=True)
+        out["label"] = validated[layout.label].set_axis(index, copy=False)
     return out
 
 

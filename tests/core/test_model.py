@@ -139,3 +139,71 @@ def test_semi_supervised_detector_without_labels_names_the_setting():
     train = generate_day(dt.date(2026, 11, 1), SETTINGS)
     with pytest.raises(ValueError, match="needs labels: set the feed's 'label' column"):
         AnomalyModel(FEATURES, "XGBOD").fit(train)
+
+
+def _reference_score(model: AnomalyModel, frame: pd.DataFrame) -> pd.DataFrame:
+    """``AnomalyModel.score`` written out step by step: two searches, one JSON dump per anomaly."""
+    from pynomaly_core.severity import p_values, severity
+
+    X = model.preprocessor_.transform(frame)
+    scores = model.detector_.decision_function(X)
+    normalized = np.interp(scores, model.quantiles_, np.linspace(0, 1, len(model.quantiles_)))
+    flags = scores > model.threshold_
+    p = p_values(scores, model.calibration_, model.n_calibration_)
+    names = model.preprocessor_.feature_names_out_
+    numeric = np.array(["=" not in n for n in names])
+    tops = np.full(len(frame), None, dtype=object)
+    for row in np.where(flags)[0]:
+        deviation = np.where(numeric, np.abs(X[row]), -np.inf)
+        tops[row] = json.dumps([names[j] for j in np.argsort(-deviation)[:3]])
+    return pd.DataFrame(
+        {"score": scores, "normalized_score": normalized, "is_anomaly": flags, "p_value": p,
+         "severity": severity(p, flags, model.n_calibration_, model.severity_cutoffs), "top_features": tops},
+        index=frame.index,
+    )
+
+
+def test_score_equals_the_step_by_step_reference_exactly(fitted):
+    day = generate_day(dt.date(2026, 11, 6), SETTINGS).set_index("reading_id")
+    scored = fitted.score(day)
+    assert scored["is_anomaly"].any()
+    pd.testing.assert_frame_equal(scored, _reference_score(fitted, day), check_exact=True)
+
+
+def test_recalibrated_model_scores_equal_the_reference_exactly(fitted):
+    model = AnomalyModel(FEATURES, "HBOS", contamination=0.02).fit(generate_day(dt.date(2026, 11, 1), SETTINGS))
+    holdout = generate_day(dt.date(2026, 11, 2), SETTINGS)
+    model.calibrate(np.concatenate([model.detector_.decision_scores_, model.decision_function(holdout)]))
+    day = generate_day(dt.date(2026, 11, 6), SETTINGS)
+    pd.testing.assert_frame_equal(model.score(day), _reference_score(model, day), check_exact=True)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_score_lookup_equals_interp_and_p_values_bit_for_bit(seed):
+    from pynomaly_core.severity import ScoreLookup, calibration_set, p_values
+
+    rng = np.random.default_rng(seed)
+    # discrete scores (HBOS-like): ties in the calibration scores and in the quantiles
+    train = np.round(rng.gamma(2.0, 1.0, 500), 1 + seed % 2)
+    quantiles = np.quantile(train, np.linspace(0, 1, 101))
+    levels = np.linspace(0, 1, 101)
+    calibration = calibration_set(np.concatenate([train, rng.normal(2.0, 1.0, 50)]))
+    n = calibration.size * (1 + seed % 2)  # also a reduced calibration set standing for a larger one
+    knots = np.concatenate([quantiles, calibration])
+    probes = np.concatenate([
+        knots, np.nextafter(knots, np.inf), np.nextafter(knots, -np.inf), rng.uniform(-1, 12, 2_000),
+        [-np.inf, np.inf, np.nan, knots.min() - 1, knots.max() + 1],
+    ])
+    normalized, p = ScoreLookup(quantiles, levels, calibration, n).lookup(probes)
+    np.testing.assert_array_equal(normalized, np.interp(probes, quantiles, levels))
+    np.testing.assert_array_equal(p, p_values(probes, calibration, n))
+
+
+def test_score_lookup_with_one_calibration_score_and_constant_quantiles():
+    from pynomaly_core.severity import ScoreLookup, p_values
+
+    probes = np.array([-np.inf, 0.5, 1.0, 1.5, np.inf, np.nan])
+    quantiles, levels = np.array([1.0, 1.0]), np.array([0.0, 1.0])
+    normalized, p = ScoreLookup(quantiles, levels, np.array([1.0])).lookup(probes)
+    np.testing.assert_array_equal(normalized, np.interp(probes, quantiles, levels))
+    np.testing.assert_array_equal(p, p_values(probes, np.array([1.0])))
