@@ -6,6 +6,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 bash "$REPO_ROOT/scripts/setup.sh" "all,dev"
 bash "$REPO_ROOT/scripts/postgres.sh"
 bash "$REPO_ROOT/scripts/browser.sh"  # chromium for the UI smoke test in tests/system
+bash "$REPO_ROOT/scripts/proxy.sh"    # nginx and openssl for the authenticating proxy in tests/system
 cd "$REPO_ROOT"
 # the suite makes its own homes and instances; keep it off the developer's ./.pynomaly
 unset PYNOMALY_HOME DAGSTER_HOME PYNOMALY_WAREHOUSE_URL PYNOMALY_FEEDS_DIR

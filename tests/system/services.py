@@ -1,12 +1,14 @@
 """The deployment's services as local processes: commands read from docker/docker-compose.yml.
 
-The compose file is the one place the commands of MLflow, the code server, webserver and daemon are
-written; :func:`compose_commands` reads them and fills in ``${VAR:-default}`` the way
-``docker compose`` does, so the system test runs exactly what the containers run.
+The compose file is the one place the commands of MLflow (and its one-shot user bootstrap), the
+code server, webserver, daemon and the authenticating proxy are written; :func:`compose_commands`
+reads them and fills in ``${VAR:-default}`` the way ``docker compose`` does, so the system test
+runs exactly what the containers run.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -28,7 +30,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = REPO / "docker" / "docker-compose.yml"
 INSTANCE_PROFILE = REPO / "docker" / "dagster.yaml"
-SERVICES = ("mlflow", "code_server", "webserver", "daemon")
+SERVICES = ("mlflow", "mlflow_users", "code_server", "webserver", "daemon", "proxy")
 VENV_BIN = Path(sys.executable).parent
 
 _VARIABLE = re.compile(r"\$\{(\w+)(?::?-([^}]*))?\}")
@@ -49,13 +51,28 @@ def interpolate(value: str, variables: Mapping[str, str]) -> str:
 
 
 def compose_commands(variables: Mapping[str, str]) -> dict[str, list[str]]:
-    """``{service: argv}`` of the MLflow and Dagster services in the compose file."""
+    """``{service: argv}`` of the MLflow, Dagster and proxy services in the compose file."""
     services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
     missing = [name for name in SERVICES if "command" not in services.get(name, {})]
     if missing:
         raise KeyError(f"{COMPOSE_FILE}: services {missing} have no 'command'")
     return {name: [interpolate(str(arg), variables) for arg in services[name]["command"]]
             for name in SERVICES}
+
+
+def executable(name: str, argv0: str) -> str:
+    """Service ``name``'s program: the venv's (dagster, mlflow, python: the image's Python
+    environment), else the system's (sh, which runs the proxy image's start script)."""
+    found = shutil.which(argv0, path=str(VENV_BIN)) or shutil.which(argv0)
+    if found is None:
+        raise FileNotFoundError(f"{COMPOSE_FILE}: service {name}'s command {argv0!r} is neither in {VENV_BIN} "
+                                "nor on PATH")
+    return found
+
+
+def basic_auth(credentials: tuple[str, str]) -> str:
+    """The ``Authorization`` header value of HTTP basic auth."""
+    return "Basic " + base64.b64encode(":".join(credentials).encode()).decode()
 
 
 def free_port() -> int:
@@ -99,19 +116,36 @@ class Deployment:
     warehouse_url: str = ""
     mlflow_backend_url: str = ""
     services: dict[str, Service] = field(default_factory=dict)
+    #: user and password sent with every request to ``webserver_url`` (the proxy's basic auth)
+    auth: tuple[str, str] | None = None
+    #: MLflow as people reach it (through the proxy) and as the code server does (the server itself)
+    mlflow_url: str = ""
+    mlflow_server_url: str = ""
 
     def start(self, name: str, argv: list[str]) -> Service:
-        executable = shutil.which(argv[0], path=str(VENV_BIN))
-        if executable is None:
-            raise FileNotFoundError(f"{COMPOSE_FILE}: service {name}'s command {argv[0]!r} is not in {VENV_BIN}")
         log_path = self.log_dir / f"{name}.log"
         log = log_path.open("wb")
-        process = subprocess.Popen([executable, *argv[1:]], cwd=REPO, env=self.env, stdout=log,
+        process = subprocess.Popen([executable(name, argv[0]), *argv[1:]], cwd=REPO, env=self.env, stdout=log,
                                    stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         service = Service(name, argv, log_path, process)
         self.services[name] = service
         return service
+
+    def run_once(self, name: str, argv: list[str], timeout: float) -> str:
+        """Run a one-shot service (compose waits for it to complete) to its end; fail with its
+        output and the running services' logs unless it exits 0. Returns its output."""
+        try:
+            done = subprocess.run([executable(name, argv[0]), *argv[1:]], cwd=REPO, env=self.env, capture_output=True,
+                                  text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise self.fail(f"one-shot service {name} ({' '.join(argv)}) ran past {timeout:.0f} s: "
+                            f"{exc.stdout}{exc.stderr}") from exc
+        output = done.stdout + done.stderr
+        (self.log_dir / f"{name}.log").write_text(output)
+        if done.returncode != 0:
+            raise self.fail(f"one-shot service {name} ({' '.join(argv)}) exited {done.returncode}:\n{output[-6000:]}")
+        return output
 
     def stop_all(self) -> None:
         for service in reversed(list(self.services.values())):
@@ -149,17 +183,34 @@ class Deployment:
 
     # ------------------------------------------------------------------ webserver
     def http_get(self, path: str, timeout: float = 10.0) -> bytes:
-        return self.http_get_url(self.webserver_url + path, timeout)
+        return self.http_get_url(self.webserver_url + path, timeout, auth=self.auth)
 
     @staticmethod
-    def http_get_url(url: str, timeout: float = 10.0) -> bytes:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+    def http_get_url(url: str, timeout: float = 10.0, auth: tuple[str, str] | None = None) -> bytes:
+        headers = {"Authorization": basic_auth(auth)} if auth else {}
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
             return response.read()
+
+    @staticmethod
+    def http_request(url: str, auth: tuple[str, str] | None = None, data: bytes | None = None,
+                     headers: Mapping[str, str] | None = None,
+                     timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+        """Status, headers (names in lower case) and body of one request (a POST with ``data``),
+        error statuses (401, 403, ...) included."""
+        headers = {**(headers or {}), **({"Authorization": basic_auth(auth)} if auth else {})}
+        request = urllib.request.Request(url, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
 
     def graphql(self, query: str, variables: dict | None = None, timeout: float = 60.0) -> dict:
         body = json.dumps({"query": query, "variables": variables or {}}).encode()
-        request = urllib.request.Request(self.webserver_url + "/graphql", data=body,
-                                         headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if self.auth:
+            headers["Authorization"] = basic_auth(self.auth)
+        request = urllib.request.Request(self.webserver_url + "/graphql", data=body, headers=headers)
         with urllib.request.urlopen(request, timeout=timeout) as response:
             payload = json.loads(response.read())
         if payload.get("errors"):
