@@ -2,9 +2,11 @@
 
 * ``monitoring_reference`` (unpartitioned, materialized with every training run) — what the
   champion's training data looked like: feature histograms and a sample for Evidently, the
-  anomaly scores of its held-out rows, and the baseline the performance check compares with
-  (average precision on labelled holdout rows, canary recall, alert rate). One per champion
-  version, stored under ``$PYNOMALY_REPORTS_DIR/<feed>/references/<version>``.
+  anomaly scores of its held-out rows, the baseline the performance check compares with
+  (average precision on labelled holdout rows, canary recall, alert rate), and the feed's
+  normal day-to-day variability over the training window (:mod:`pynomaly_core.drift.normal`),
+  which both checks hold a day to. One per champion version, stored under
+  ``$PYNOMALY_REPORTS_DIR/<feed>/references/<version>``.
 * ``drift_report`` (daily) — an Evidently data-drift report of the partition against that
   reference (HTML linked from metadata), PSI per feature on all rows, and drift of the
   anomaly-score distribution and of the alert rate; check ``drift_within_bounds``.
@@ -34,11 +36,11 @@ from pynomaly_assets.names import (
     PARTITION_KEY,
     PERFORMANCE_NOT_DEGRADED,
 )
-from pynomaly_assets.resources import ReportStoreResource, WarehouseResource
+from pynomaly_assets.resources import ModelStoreResource, ReportStoreResource, WarehouseResource
 from pynomaly_core.storage import atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pynomaly_core.drift import DriftResult
+    from pynomaly_core.drift import DriftResult, NormalDays, NormalRanges
     from pynomaly_core.evaluation.health import Measurements, Verdict
 
 BASELINE_FILE = "baseline.json"
@@ -61,6 +63,23 @@ def read_baseline(reports: ReportStoreResource, fc: FeedContext, version: str) -
             f"materialize {fc.key('monitoring_reference').to_user_string()} (it runs with job {fc.name}__train)"
         )
     return json.loads(path.read_text())
+
+
+def read_normal(reports: ReportStoreResource, fc: FeedContext, version: str) -> tuple["NormalDays | None", "NormalRanges"]:
+    """The normal-day profile of champion ``version`` and its limits under the feed's current settings."""
+    from pynomaly_core.drift import NormalDays, NormalRanges
+
+    normal = NormalDays.load(reports.reference_dir(fc.name, version))
+    if normal is None:
+        return None, NormalRanges.fixed(
+            f"the reference of model version {version} has no normal-day profile (built before profiles "
+            f"existed); materialize {fc.key('monitoring_reference').to_user_string()} with a retrain to build one")
+    return normal, normal.ranges(fc.feed.monitoring)
+
+
+def _verdict_metadata(verdict: "Verdict") -> dict[str, Any]:
+    """What a check shows of the rule it applied: ``rule`` and the calibrated ``<statistic>_limit`` values."""
+    return {"rule": verdict.rule, **{k: float(v) for k, v in verdict.limits.items()}}
 
 
 def scored_version(anomaly_scores: pd.DataFrame, fc: FeedContext) -> str:
@@ -107,6 +126,19 @@ def _reference_result(version: str, directory: Path, baseline: dict, **built: An
     )
 
 
+def _normal_metadata(normal: "NormalDays", settings: Any) -> dict[str, Any]:
+    """The normal-day profile on ``monitoring_reference``: days measured, or why none, and today's limits."""
+    ranges = normal.ranges(settings)
+    out: dict[str, Any] = {"normal_days": len(normal.table), "normal_folds": normal.folds,
+                           "normal_seconds": float(normal.seconds),
+                           "normal_profile": "built" if ranges.calibrated else f"fixed cut-offs: {ranges.reason}"}
+    if normal.canaries is not None:
+        out["canaries"] = normal.canaries
+    if normal.built:
+        out["normal_table"] = dg.MetadataValue.md(normal.table.to_markdown(index=False, floatfmt=".4g"))
+    return {**out, **{k: float(v) for k, v in ranges.limits().items()}}
+
+
 def build_monitoring_reference_asset(fc: FeedContext) -> dg.AssetsDefinition:
     feed = fc.feed
     settings = feed.monitoring
@@ -127,10 +159,10 @@ def build_monitoring_reference_asset(fc: FeedContext) -> dg.AssetsDefinition:
     )
     def monitoring_reference(
         context: dg.AssetExecutionContext, training_window: pd.DataFrame, champion: dict,
-        reports: ReportStoreResource,
+        reports: ReportStoreResource, model_store: ModelStoreResource,
     ):
-        from pynomaly_core.drift import build_reference
-        from pynomaly_core.evaluation.health import performance_baseline
+        from pynomaly_core.drift import build_normal_days, build_reference
+        from pynomaly_core.evaluation.health import canaries_for, performance_baseline
         from pynomaly_core.lifecycle import ChampionRecord, NoChampionError, split_holdout
 
         try:
@@ -143,7 +175,7 @@ def build_monitoring_reference_asset(fc: FeedContext) -> dg.AssetsDefinition:
             baseline = json.loads((directory / BASELINE_FILE).read_text())
             context.log.info(f"champion version {version} kept; reusing its reference {directory}")
             return _reference_result(version, directory, baseline, built=False)
-        model = record.load()
+        model = record.load(model_store.signing_key())
         try:
             _, holdout = split_holdout(training_window, feed)
         except ValueError as exc:
@@ -157,13 +189,22 @@ def build_monitoring_reference_asset(fc: FeedContext) -> dg.AssetsDefinition:
         ).save(directory)
         baseline = performance_baseline(record, model, training_window, holdout, holdout_scores, feed,
                                         numeric=numeric, random_state=seed)
+        normal = build_normal_days(training_window, feed, model, numeric=numeric, categorical=categorical,
+                                   canaries=canaries_for(feed, numeric), random_state=seed)
+        normal.save(directory)
         _write_json(directory / BASELINE_FILE, {**baseline, "dagster_run_id": context.run.run_id})
-        return _reference_result(version, directory, baseline, built=True, reference_rows=len(training_window))
+        return _reference_result(version, directory, baseline, built=True, reference_rows=len(training_window),
+                                 **_normal_metadata(normal, settings))
 
     return monitoring_reference
 
 
 # ------------------------------------------------------------------ drift_report
+def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
+    """Metadata of a verdict: lists as JSON, None left out (Dagster metadata has no null float)."""
+    return {k: dg.MetadataValue.json(v) if isinstance(v, list) else v for k, v in values.items() if v is not None}
+
+
 def _drift_metadata(result: "DriftResult", version: str, in_window: bool, html: Path, json_path: Path) -> dict:
     drifted = result.drifted_columns
     return {
@@ -180,6 +221,7 @@ def _drift_metadata(result: "DriftResult", version: str, in_window: bool, html: 
         "alert_rate_pvalue": float(result.alert_rate_pvalue),
         "rows": int(result.rows),
         "sampled_rows": int(result.sampled_rows),
+        "score_reference": result.score_reference,
         "drift_seconds": float(result.seconds),
         "reference_version": version,
         "in_training_window": in_window,
@@ -208,9 +250,13 @@ def build_drift_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
         check_specs=[
             dg.AssetCheckSpec(
                 DRIFT_WITHIN_BOUNDS, asset=drift_key, blocking=False,
-                description=f"share of drifted features < monitoring.drift_share_warn ({settings.drift_share_warn}) "
-                f"passes; >= drift_share_error ({settings.drift_share_error}) or anomaly-score PSI > "
-                f"score_psi_error ({settings.score_psi_error}) is an error",
+                description="Held to the feed's normal day-to-day range (measured on the champion's reference days): "
+                f"a share of features whose PSI is past its normal limit (monitoring.normal_quantile "
+                f"{settings.normal_quantile} x normal_margin {settings.normal_margin}) >= drift_share_warn "
+                f"({settings.drift_share_warn}) warns, >= drift_share_error ({settings.drift_share_error}) or an "
+                "anomaly-score PSI past its normal limit is an error. Fallback with fewer than "
+                f"monitoring.normal_min_days ({settings.normal_min_days}) reference days: fixed cut-offs on "
+                f"Evidently's drift share and score_psi_error ({settings.score_psi_error}).",
             )
         ],
         description=f"Evidently data-drift report of one day of `{feed.name}` against the champion's training "
@@ -228,6 +274,7 @@ def build_drift_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
         baseline = read_baseline(reports, fc, version)  # fails clearly when the reference was never built
         in_window = day in set(baseline.get("training_days") or [])
         reference = DriftReference.load(reports.reference_dir(feed.name, version))
+        normal, ranges = read_normal(reports, fc, version)
         out_dir = reports.feed_dir(feed.name, "drift")
         html = out_dir / f"{day}.html"
         result = run_drift(
@@ -235,18 +282,22 @@ def build_drift_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
             anomaly_scores["score"].to_numpy(dtype=float), anomaly_scores["is_anomaly"].to_numpy(dtype=bool),
             html_path=html, sample_rows=settings.drift_sample_rows,
             drift_share_threshold=settings.drift_share_error, random_state=feed.detector.random_state or 0,
+            normal=normal, current_normalized=anomaly_scores["normalized_score"].to_numpy(dtype=float),
         )
-        summary = {"feed": feed.name, "partition": day, "reference_version": version, **result.summary()}
+        verdict = judge(result, settings, in_training_window=in_window, normal=ranges)
+        judged = {**_verdict_metadata(verdict), "abnormal_feature_share": verdict.abnormal_share,
+                  "abnormal_features": verdict.abnormal_features}
+        summary = {"feed": feed.name, "partition": day, "reference_version": version, **result.summary(), **judged}
         json_path = _write_json(out_dir / f"{day}.json", summary)
-        verdict = judge(result, settings, in_training_window=in_window)
         check = _check_result(
             DRIFT_WITHIN_BOUNDS, verdict,
             {"drift_share": verdict.drift_share, "score_psi": verdict.score_psi, MODEL_VERSION_KEY: version,
-             PARTITION_KEY: day, "drifted_columns": dg.MetadataValue.json(result.drifted_columns)},
+             PARTITION_KEY: day, "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
+             **_json_safe(judged)},
             f"{feed.name}/{day}: {verdict.describe()}",
         )
-        return dg.MaterializeResult(value=summary, metadata=_drift_metadata(result, version, in_window, html, json_path),
-                                    check_results=[check])
+        metadata = {**_drift_metadata(result, version, in_window, html, json_path), **_json_safe(judged)}
+        return dg.MaterializeResult(value=summary, metadata=metadata, check_results=[check])
 
     return drift_report
 
@@ -256,8 +307,8 @@ def _performance_value(fc: FeedContext, day: str, version: str, measured: "Measu
                        baseline: dict) -> dict:
     return {"feed": fc.name, "partition": day, "model_version": version, "mode": measured.mode,
             "labelled_rows": measured.labelled_rows, "labelled_anomalies": measured.labelled_anomalies,
-            "severity": verdict.severity, "reasons": verdict.reasons,
-            **{k: float(v) for k, v in measured.values.items()},
+            "severity": verdict.severity, "reasons": verdict.reasons, "rule": verdict.rule,
+            **{k: float(v) for k, v in measured.values.items()}, **verdict.limits,
             "baseline": {k: baseline.get(k) for k in REFERENCE_BASELINE_KEYS}}
 
 
@@ -269,6 +320,7 @@ def _performance_metadata(version: str, measured: "Measurements", verdict: "Verd
         "labelled_anomalies": measured.labelled_anomalies,
         "model_version": version,
         "verdict": verdict.severity,
+        **_verdict_metadata(verdict),
         **_baseline_metadata(baseline, PERFORMANCE_BASELINE_KEYS),
     }
 
@@ -305,8 +357,11 @@ def build_detector_performance_asset(fc: FeedContext) -> dg.AssetsDefinition:
             dg.AssetCheckSpec(
                 PERFORMANCE_NOT_DEGRADED, asset=performance_key, blocking=False,
                 description="With labels: average precision within monitoring.ap_tolerance_warn / _error of the "
-                "champion's baseline. Without: canary recall within canary_recall_tolerance and alert rate "
-                "below alert_rate_max_ratio x contamination.",
+                "champion's baseline. Without: canary recall and alert rate within the feed's normal day-to-day "
+                f"range (reference days' p{settings.normal_quantile * 100:.0f} x normal_margin "
+                f"{settings.normal_margin}); with fewer than monitoring.normal_min_days ({settings.normal_min_days}) "
+                "reference days the fixed fallback: canary recall within canary_recall_tolerance of the baseline "
+                "and alert rate below alert_rate_max_ratio x contamination.",
             )
         ],
         description=f"How well the champion does on one day of `{feed.name}`: precision@k, average precision and "
@@ -315,9 +370,15 @@ def build_detector_performance_asset(fc: FeedContext) -> dg.AssetsDefinition:
     def detector_performance(
         context: dg.AssetExecutionContext, anomaly_scores: pd.DataFrame, validated: pd.DataFrame,
         drift_report: dict, reports: ReportStoreResource, warehouse: WarehouseResource,
+        model_store: ModelStoreResource,
     ):
         from pynomaly_core.drift import health_measurements
-        from pynomaly_core.evaluation.health import baseline_champion, judge, measure_partition
+        from pynomaly_core.evaluation.health import (
+            baseline_champion,
+            canaries_for,
+            judge,
+            measure_partition,
+        )
         from pynomaly_core.warehouse import read_feedback
 
         day = context.partition_key
@@ -326,17 +387,18 @@ def build_detector_performance_asset(fc: FeedContext) -> dg.AssetsDefinition:
         baseline = read_baseline(reports, fc, version)
         feedback = read_feedback(warehouse.engine(), feed=feed.name, start=day, end=day, schema=warehouse.schema_name)
         measured = measure_partition(
-            baseline_champion(baseline).load(), validated, anomaly_scores["score"].to_numpy(dtype=float),
+            baseline_champion(baseline).load(model_store.signing_key()), validated, anomaly_scores["score"].to_numpy(dtype=float),
             labels_for_partition(fc, anomaly_scores, feedback), numeric, settings,
-            score_health=health_measurements(drift_report),
+            score_health=health_measurements(drift_report), canaries=canaries_for(feed, numeric),
             random_state=(feed.detector.random_state or 0) + int(day.replace("-", "")) % 10_000,
         )
-        verdict = judge(measured.values, baseline, settings)
+        verdict = judge(measured.values, baseline, settings, normal=read_normal(reports, fc, version)[1])
         check = _check_result(
             PERFORMANCE_NOT_DEGRADED, verdict,
             {"mode": measured.mode, "verdict": verdict.severity, MODEL_VERSION_KEY: version, PARTITION_KEY: day,
              **{k: float(v) for k, v in measured.values.items()
-                if k in ("average_precision", "canary_recall", "alert_rate_ratio")}},
+                if k in ("average_precision", "canary_recall", "alert_rate_ratio", "alert_rate")},
+             **_verdict_metadata(verdict)},
             f"{feed.name}/{day} (model version {version}, {measured.mode}): {verdict.describe()}",
         )
         return dg.MaterializeResult(value=_performance_value(fc, day, version, measured, verdict, baseline),

@@ -375,6 +375,26 @@ class MonitoringSettings(_Strict):
         5, ge=1, description="A partition with fewer labelled anomalies is judged on label-free health instead.",
     )
     canary_rows: int = Field(200, ge=10, description="Synthetic canary anomalies injected per partition.")
+    canaries: Literal["auto", "series", "tabular"] = Field(
+        "auto", description="Canary recipe: series (spikes, level shifts, ... injected into the day's series), "
+        "tabular (new unusual rows), or auto (series with an entity or derived section or a single numeric feature).",
+    )
+    normal_folds: int = Field(
+        5, ge=0, le=20,
+        description="Cross-fitting folds that measure the normal day-to-day variability over the champion's "
+        "training window (0: no profile, fixed cut-offs only).",
+    )
+    normal_min_days: int = Field(
+        7, ge=2, le=366,
+        description="Reference days needed to judge against the normal days; fewer: the fixed cut-offs apply.",
+    )
+    normal_quantile: float = Field(
+        0.95, ge=0.5, le=1.0,
+        description="Quantile of the reference days that is a statistic's normal value (1 - it for canary recall).",
+    )
+    normal_margin: float = Field(
+        1.5, ge=1.0, le=100.0, description="A day fails past this multiple of the normal value (divided, for canary recall).",
+    )
     top_k: int = Field(100, ge=1, description="k of precision@k.")
     retrain_on: Literal["error", "warn"] = Field(
         "error", description="Check-failure severity that makes the sensor retrain."
@@ -384,7 +404,7 @@ class MonitoringSettings(_Strict):
         12.0, ge=0.0, description="Minimum time between two retrains of the feed started by the sensor."
     )
     retrain_window_days: int | None = Field(
-        None, ge=1, le=366, description="Training window of a sensor-started retrain (default: training.window_days).",
+        None, ge=1, le=366, description="Older name of training.retrain_window.recent_days (used when that is unset).",
     )
     sensor_interval_seconds: int = Field(60, ge=5, description="How often the daemon evaluates the retraining sensor.")
     sensor_running: bool = Field(True, description="The retraining sensor starts running (default_status RUNNING).")
@@ -397,6 +417,9 @@ class MonitoringSettings(_Strict):
         if self.ap_tolerance_warn > self.ap_tolerance_error:
             raise ValueError(f"ap_tolerance_warn ({self.ap_tolerance_warn}) must not exceed ap_tolerance_error "
                              f"({self.ap_tolerance_error})")
+        if self.normal_folds == 1:
+            raise ValueError("normal_folds: 1 fold leaves no day out of sample; use 0 (no normal-day profile) or "
+                             "at least 2")
         return self
 
 

@@ -41,8 +41,16 @@ Whether that drift fails the ``drift_within_bounds`` check is decided by :func:`
 (a :class:`DriftVerdict`); the alert-rate and score KS tests are what the performance
 check reads too (:func:`health_measurements`), so they are computed once per partition.
 
+What counts as "too different" is learned per feed: :func:`build_normal_days` measures, for
+every day of the champion's training window and out of sample, the same statistics a scored
+day gets (:class:`NormalDays`), and both checks hold a day to the range those normal days
+span (:class:`NormalRanges`), keeping the fixed cut-offs only as the fallback of a reference
+with too few days. With such a profile the score PSI and KS compare the day's normalized
+scores with the pooled out-of-fold scores of the reference days.
+
 The package's modules: :mod:`~pynomaly_core.drift.binning` (buckets and PSI),
 :mod:`~pynomaly_core.drift.reference` (the reference, its files),
+:mod:`~pynomaly_core.drift.normal` (the normal-day profile and its limits),
 :mod:`~pynomaly_core.drift.report` (Evidently and the report) and
 :mod:`~pynomaly_core.drift.verdict` (the rule). Evidently is imported only inside
 :func:`drift_report` and :func:`evidently_drift` (``pip install 'pynomaly[monitoring]'``).
@@ -55,6 +63,13 @@ from pynomaly_core.drift.binning import (
     category_counts,
     psi,
     quantile_edges,
+)
+from pynomaly_core.drift.normal import (
+    NormalDays,
+    NormalRange,
+    NormalRanges,
+    build_normal_days,
+    normalized_scores,
 )
 from pynomaly_core.drift.reference import (
     FORMAT_VERSION,
@@ -83,13 +98,18 @@ __all__ = [
     "DriftReference",
     "DriftResult",
     "DriftVerdict",
+    "NormalDays",
+    "NormalRange",
+    "NormalRanges",
     "bucket_counts",
+    "build_normal_days",
     "build_reference",
     "category_counts",
     "drift_report",
     "evidently_drift",
     "health_measurements",
     "judge",
+    "normalized_scores",
     "parse_snapshot",
     "psi",
     "quantile_edges",

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +25,9 @@ from pynomaly_core.drift.binning import (
     require_columns,
 )
 from pynomaly_core.drift.reference import DriftReference
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pynomaly_core.drift.normal import NormalDays
 from pynomaly_core.evaluation.health import alert_rate_test
 from pynomaly_core.storage import atomic_write
 
@@ -130,6 +133,9 @@ class DriftResult:
     reference_rows: int = 0
     reference_sampled_rows: int = 0
     alerts: int = 0
+    #: what the score PSI and KS compared with: ``"holdout"`` (the champion's held-out raw scores) or
+    #: ``"normal_days"`` (the pooled out-of-fold normalized scores of the reference days)
+    score_reference: str = "holdout"
 
     @property
     def drifted_columns(self) -> list[str]:
@@ -150,7 +156,7 @@ class DriftResult:
                 "drift_share", "dataset_drift", "drift_share_threshold", "score_psi", "score_ks",
                 "score_ks_pvalue", "alert_rate", "expected_alert_rate", "alert_rate_ratio",
                 "alert_rate_pvalue", "alerts", "rows", "sampled_rows", "reference_rows",
-                "reference_sampled_rows", "seconds",
+                "reference_sampled_rows", "seconds", "score_reference",
             )
         }
         out["drifted_columns"] = self.drifted_columns
@@ -169,6 +175,8 @@ def drift_report(
     sample_rows: int = 20_000,
     drift_share_threshold: float = 0.5,
     random_state: int = 0,
+    normal: NormalDays | None = None,
+    current_normalized: np.ndarray | None = None,
 ) -> DriftResult:
     """Drift of the scored partition ``current`` against ``reference``.
 
@@ -186,6 +194,12 @@ def drift_report(
         Partition rows Evidently sees (a uniform sample; all rows when fewer).
     drift_share_threshold : float
         ``dataset_drift`` is ``drift_share >= drift_share_threshold``.
+    normal, current_normalized : NormalDays, array of shape (rows,), optional
+        With a built normal-day profile (:mod:`pynomaly_core.drift.normal`), the score PSI and KS
+        compare the partition's *normalized* scores (``current_normalized``, the scoring's
+        ``normalized_score``) with the pooled out-of-fold scores of the reference days, the
+        statistic the profile measured on every normal day; otherwise the raw scores with the
+        champion's held-out scores.
     """
     start = time.perf_counter()
     from scipy import stats
@@ -245,8 +259,22 @@ def drift_report(
     columns.insert(1, "kind", ["numeric" if c in reference.edges else "categorical" for c in columns["column"]])
     columns["psi"] = columns["column"].map(psi_by_column).astype(float)
 
-    score_counts = bucket_counts(scores, reference.score_edges)
-    ks = stats.ks_2samp(scores, reference.scores)
+    score_reference = "holdout"
+    score_edges, score_proportions, reference_scores, judged_scores = (
+        reference.score_edges, reference.score_proportions, reference.scores, scores)
+    if normal is not None and normal.built:
+        if current_normalized is None:
+            raise DriftError("the reference has a normal-day profile: pass current_normalized (the partition's "
+                             "normalized_score column) so score drift is measured as on the normal days")
+        judged_scores = np.asarray(current_normalized, dtype=np.float64).ravel()
+        if judged_scores.size != rows or not np.isfinite(judged_scores).all():
+            raise DriftError(f"current_normalized has {judged_scores.size} values "
+                             f"({int((~np.isfinite(judged_scores)).sum())} non-finite) but the current partition "
+                             f"has {rows} rows")
+        score_reference = "normal_days"
+        score_edges, score_proportions, reference_scores = normal.score_edges, normal.score_proportions, normal.scores
+    score_counts = bucket_counts(judged_scores, score_edges)
+    ks = stats.ks_2samp(judged_scores, reference_scores)
     alerts = int(flags.sum())
     alert = alert_rate_test(alerts, rows, reference.expected_alert_rate)
 
@@ -260,7 +288,7 @@ def drift_report(
         drift_share=drift_share,
         dataset_drift=drift_share >= drift_share_threshold,
         columns=columns,
-        score_psi=psi(reference.score_proportions, score_counts / rows),
+        score_psi=psi(score_proportions, score_counts / rows),
         score_ks=float(ks.statistic),
         score_ks_pvalue=float(ks.pvalue),
         **alert,
@@ -272,6 +300,7 @@ def drift_report(
         reference_rows=reference.n_rows,
         reference_sampled_rows=len(reference.sample),
         alerts=alerts,
+        score_reference=score_reference,
     )
 
 

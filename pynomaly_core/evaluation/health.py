@@ -4,9 +4,17 @@ With labels (the feed's label column, overridden by reviewer feedback) a partiti
 by ranking metrics: average precision, ROC-AUC and precision at k. Without enough labels it is
 judged by label-free health:
 
-* **canary recall** — synthetic anomalies (:mod:`pynomaly_core.evaluation.synthetic`) are
-  injected into a copy of the partition and scored; the share the detector flags is compared
-  with the same measurement on the champion's holdout (its baseline);
+* **canary recall** — synthetic anomalies are injected into a copy of the partition and scored;
+  the share the detector flags is compared with the same measurement on the champion's holdout
+  (its baseline) or, with a normal-day profile, with its spread over the reference days.
+  :class:`Canaries` says which recipe: *tabular* canaries (:mod:`pynomaly_core.evaluation.synthetic`,
+  new rows with unusual feature combinations) or *series* canaries
+  (:func:`pynomaly_core.evaluation.series_synthetic.inject_series`: spikes, level shifts,
+  variance changes, stuck values, values at the wrong time of day, injected into the day's own
+  series). Tabular recipes degenerate in one dimension (a "dependency" or "local" outlier needs
+  several features), and a sensor's faults are faults of its sequence, so ``monitoring.canaries:
+  auto`` uses series canaries for a feed with an ``entity`` or ``derived`` section or a single
+  numeric feature;
 * **alert rate** — the share of rows flagged against the detector's contamination, with a
   binomial test, so a detector that suddenly flags everything (or nothing) is noticed;
 * **score drift** — reported by :mod:`pynomaly_core.drift`, not judged here.
@@ -22,7 +30,9 @@ partition is judged with the version that scored it.
 :func:`judge` turns the measurements and the champion's baseline into a
 :class:`PerformanceVerdict` with a severity: ``"warn"`` for a moderate drop (shown in the UI,
 scoring goes on), ``"error"`` for a drop past the configured tolerance (the retraining sensor
-acts on it).
+acts on it). Without labels, when the champion's reference carries a normal-day profile
+(:mod:`pynomaly_core.drift.normal`), the canary recall and the alert rate are judged against
+how they vary over the feed's normal reference days instead of the fixed tolerances.
 """
 
 from __future__ import annotations
@@ -36,10 +46,22 @@ import pandas as pd
 
 if TYPE_CHECKING:  # pragma: no cover
     from pynomaly_core.data.config import FeedConfig, MonitoringSettings
+    from pynomaly_core.drift.normal import NormalRanges
     from pynomaly_core.lifecycle import ChampionRecord
 
 Severity = Literal["ok", "warn", "error"]
 Mode = Literal["labels", "label_free"]
+CanaryKind = Literal["series", "tabular"]
+Rule = Literal["normal_days", "fixed"]
+
+#: mean rows one series canary event touches (a spike 1, the four other kinds 6-24)
+SERIES_ROWS_PER_EVENT = 12
+#: at most this share of a copy's rows is injected, so the canaries stay rare in their series
+SERIES_MAX_SHARE = 0.2
+#: independent injected copies of a small day, to reach ``canary_rows`` without crowding one copy
+SERIES_MAX_COPIES = 10
+#: a larger day gets its canaries in a contiguous stretch of this many rows (bounded scoring cost)
+SERIES_MAX_ROWS = 20_000
 
 
 def labelled_metrics(y: np.ndarray, scores: np.ndarray, k: int) -> dict[str, float]:
@@ -76,6 +98,84 @@ def canary_recall(model: Any, frame: pd.DataFrame, numeric: list[str], n: int, *
     canaries = inject_frame(frame, numeric, n, random_state=random_state).drop(columns="synthetic_kind")
     scores = np.asarray(model.decision_function(canaries[frame.columns]), dtype=float)
     return float(np.mean(scores > float(model.threshold_)))
+
+
+def series_canary_recall(
+    model: Any,
+    frame: pd.DataFrame,
+    *,
+    event_time: str,
+    columns: list[str],
+    n: int,
+    entity: str | None = None,
+    random_state: int = 0,
+) -> float:
+    """Share of the rows touched by series canaries (about ``n`` rows) that ``model`` flags.
+
+    The anomalies are injected into the *raw feature columns* of a copy of ``frame`` (the day's
+    own series, per ``entity``), and the whole modified copy goes through the model's scoring
+    call, so a model that derives features from the sequence sees them in their context. A small
+    day gets several independent copies (at most :data:`SERIES_MAX_SHARE` of a copy injected); a
+    large one a contiguous stretch of :data:`SERIES_MAX_ROWS` rows. NaN when no event fits.
+    Once the model derives features itself, the copy must be preceded by the day's warm-up
+    history (unmodified, and left out of the recall) so the first rows' lags see the previous day.
+    """
+    from pynomaly_core.evaluation.series_synthetic import KINDS, inject_series
+
+    if len(frame) == 0:
+        raise ValueError("cannot inject canaries into an empty partition")
+    rng = np.random.default_rng(random_state)
+    frame = frame.reset_index(drop=True)
+    if len(frame) > SERIES_MAX_ROWS:
+        order = np.argsort(pd.to_datetime(frame[event_time], utc=True).to_numpy(), kind="stable")
+        first = int(rng.integers(0, len(frame) - SERIES_MAX_ROWS + 1))
+        frame = frame.iloc[np.sort(order[first:first + SERIES_MAX_ROWS])].reset_index(drop=True)
+    events = max(len(KINDS), int(np.ceil(n / SERIES_ROWS_PER_EVENT)))
+    per_copy = max(1, int(SERIES_MAX_SHARE * len(frame) / SERIES_ROWS_PER_EVENT))
+    copies = min(SERIES_MAX_COPIES, int(np.ceil(events / per_copy)))
+    hits: list[np.ndarray] = []
+    for copy in range(copies):
+        kinds = [*KINDS[copy % len(KINDS):], *KINDS[:copy % len(KINDS)]]  # every kind gets its turn
+        injected = inject_series(frame, event_time=event_time, columns=columns, entity=entity,
+                                 n_events=min(per_copy, events), kinds=kinds,
+                                 random_state=int(rng.integers(0, 2**31 - 1)))
+        if injected.y.any():
+            scores = np.asarray(model.decision_function(injected.frame[frame.columns]), dtype=float)
+            hits.append(scores[injected.y == 1] > float(model.threshold_))
+    flagged = np.concatenate(hits) if hits else np.empty(0, dtype=bool)
+    return float(flagged.mean()) if flagged.size else float("nan")
+
+
+@dataclass(frozen=True)
+class Canaries:
+    """The canary recipe of a feed: the same on the holdout, the reference days and every scored day."""
+
+    kind: CanaryKind
+    numeric: tuple[str, ...]
+    n: int
+    event_time: str | None = None
+    entity: str | None = None
+
+    def recall(self, model: Any, frame: pd.DataFrame, *, random_state: int = 0) -> float:
+        if self.kind == "series":
+            return series_canary_recall(model, frame, event_time=str(self.event_time), columns=list(self.numeric),
+                                        n=self.n, entity=self.entity, random_state=random_state)
+        return canary_recall(model, frame, list(self.numeric), self.n, random_state=random_state)
+
+
+def canaries_for(feed: FeedConfig, numeric: list[str]) -> Canaries | None:
+    """The feed's canaries per ``monitoring.canaries``; None without numeric features (nothing to inject into).
+
+    ``auto`` picks series canaries for a feed with an ``entity`` or ``derived`` section (its rows
+    form series) or a single numeric feature (tabular recipes degenerate in one dimension), and
+    tabular ones otherwise.
+    """
+    if not numeric:
+        return None
+    kind = feed.monitoring.canaries
+    if kind == "auto":
+        kind = "series" if feed.entity is not None or feed.derived is not None or len(numeric) == 1 else "tabular"
+    return Canaries(kind, tuple(numeric), feed.monitoring.canary_rows, feed.event_time, feed.entity)
 
 
 def alert_rate_test(flagged: int, rows: int, expected: float) -> dict[str, float]:
@@ -121,14 +221,16 @@ def performance_baseline(
         return float(metrics[name]) if labelled and name in metrics else None
 
     days = pd.to_datetime(training_window[feed.event_time], utc=True).dt.strftime("%Y-%m-%d")
+    canaries = canaries_for(feed, numeric)
+    recall = canaries.recall(model, holdout, random_state=random_state) if canaries is not None else None
     return {
         "feed": feed.name, "version": record.version, "detector": record.detector,
         "model_path": record.path, "manifest_sha256": record.manifest_sha256,
         "threshold": float(model.threshold_), "evaluation": record.evaluation,
         "average_precision": labelled_metric("average_precision"),
         "roc_auc": labelled_metric("roc_auc"),
-        "canary_recall": canary_recall(model, holdout, numeric, feed.monitoring.canary_rows,
-                                       random_state=random_state) if numeric else None,
+        "canary_recall": recall if recall is None or np.isfinite(recall) else None,
+        "canaries": canaries.kind if canaries is not None else None,
         "alert_rate": float(np.mean(np.asarray(holdout_scores, dtype=float) > model.threshold_)),
         "expected_alert_rate": float(feed.detector.contamination),
         "holdout_rows": len(holdout), "reference_rows": len(training_window),
@@ -172,6 +274,7 @@ def measure_partition(
     *,
     score_health: Mapping[str, float],
     random_state: int = 0,
+    canaries: Canaries | None = None,
 ) -> Measurements:
     """Measure a scored partition: ranking metrics when labelled enough, canary recall, alert rate, score KS.
 
@@ -180,7 +283,8 @@ def measure_partition(
     ``settings.min_labelled_anomalies`` anomalies and as many normal rows the mode is
     ``"labels"``. ``score_health`` is the partition's alert-rate and score KS tests, taken
     from its drift report (:func:`pynomaly_core.drift.health_measurements`) so they are
-    computed once per partition.
+    computed once per partition. ``canaries`` is the feed's recipe (:func:`canaries_for`); without
+    one, tabular canaries over ``numeric``.
     """
     scores = np.asarray(scores, dtype=float)
     known = labels.notna().to_numpy()
@@ -191,9 +295,12 @@ def measure_partition(
     if positives >= settings.min_labelled_anomalies and negatives >= settings.min_labelled_anomalies:
         values.update(labelled_metrics(y, scores[known], settings.top_k))
         mode = "labels"
-    if numeric and len(frame):
-        values["canary_recall"] = canary_recall(model, frame.reset_index(drop=True), numeric, settings.canary_rows,
-                                                random_state=random_state)
+    if canaries is None and numeric:
+        canaries = Canaries("tabular", tuple(numeric), settings.canary_rows)
+    if canaries is not None and len(frame):
+        recall = canaries.recall(model, frame.reset_index(drop=True), random_state=random_state)
+        if np.isfinite(recall):  # no canary fitted into the day: nothing measured
+            values["canary_recall"] = recall
     values.update({k: float(v) for k, v in score_health.items()})
     return Measurements(values, mode, int(known.sum()), positives)
 
@@ -204,18 +311,28 @@ class Verdict:
 
     Both rules return one (this module's :func:`judge` a :class:`PerformanceVerdict`,
     :func:`pynomaly_core.drift.judge` a :class:`~pynomaly_core.drift.DriftVerdict`), so the
-    Dagster checks turn either into a check result the same way.
+    Dagster checks turn either into a check result the same way. ``rule`` says what the day was
+    held to: ``"normal_days"`` (the feed's normal day-to-day range) or ``"fixed"`` (the fixed
+    cut-offs, with ``note`` saying why); ``limits`` are the calibrated limits it was judged
+    against (metadata ``<statistic>_limit``); ``notes`` what was measured when nothing failed.
     """
 
     severity: Severity
     reasons: list[str] = field(default_factory=list)
+    rule: Rule = field(default="fixed", kw_only=True)
+    note: str | None = field(default=None, kw_only=True)
+    limits: dict[str, float] = field(default_factory=dict, kw_only=True)
+    notes: list[str] = field(default_factory=list, kw_only=True)
 
     @property
     def passed(self) -> bool:
         return self.severity == "ok"
 
     def describe(self) -> str:
-        return "; ".join(self.reasons) if self.reasons else "within tolerance"
+        text = "; ".join(self.reasons) if self.reasons else (
+            "within the normal range: " + "; ".join(self.notes) if self.notes else "within tolerance"
+        )
+        return text + (f" (fixed cut-offs: {self.note})" if self.rule == "fixed" and self.note else "")
 
 
 @dataclass
@@ -230,15 +347,19 @@ def _worst(a: Severity, b: Severity) -> Severity:
     return a if order[a] >= order[b] else b
 
 
-def judge(current: dict[str, float], baseline: dict[str, Any], settings: Any) -> PerformanceVerdict:
-    """Compare a partition's measurements with the champion's baseline.
+def judge(current: dict[str, float], baseline: dict[str, Any], settings: Any, *,
+          normal: NormalRanges | None = None) -> PerformanceVerdict:
+    """Compare a partition's measurements with the champion's baseline, or with the feed's normal days.
 
     ``settings`` is the feed's ``monitoring`` section. With ``average_precision`` in both
     ``current`` and ``baseline`` the labelled rule applies: a drop of average precision beyond
     ``ap_tolerance_warn`` warns, beyond ``ap_tolerance_error`` is an error. Otherwise the
-    label-free rule applies: canary recall more than ``canary_recall_tolerance`` below the
-    baseline is an error (half of it warns), and an alert rate above ``alert_rate_max_ratio``
-    times the expected one, significant at 0.001, is an error (half the ratio warns).
+    label-free rule applies. With ``normal`` ranges (:meth:`pynomaly_core.drift.NormalDays.ranges`,
+    calibrated) canary recall below its normal limit, or an alert rate above its normal limit,
+    is an error. Without them (too few reference days, no profile) the fixed rule: canary recall
+    more than ``canary_recall_tolerance`` below the baseline is an error (half of it warns), and
+    an alert rate above ``alert_rate_max_ratio`` times the expected one, significant at 0.001,
+    is an error (half the ratio warns).
     """
     severity: Severity = "ok"
     reasons: list[str] = []
@@ -256,6 +377,8 @@ def judge(current: dict[str, float], baseline: dict[str, Any], settings: Any) ->
                 f"ap_tolerance_error={settings.ap_tolerance_error})"
             )
         return PerformanceVerdict(severity, reasons, mode="labels")
+    if normal is not None and normal.calibrated:
+        return _judge_against_normal(current, normal)
 
     if "canary_recall" in current and baseline.get("canary_recall") is not None:
         base, now = float(baseline["canary_recall"]), float(current["canary_recall"])
@@ -283,4 +406,25 @@ def judge(current: dict[str, float], baseline: dict[str, Any], settings: Any) ->
                 f"monitoring.alert_rate_max_ratio={limit})"
             )
         severity = _worst(severity, level)
-    return PerformanceVerdict(severity, reasons, mode="label_free")
+    return PerformanceVerdict(severity, reasons, mode="label_free", rule="fixed",
+                              note=normal.reason if normal is not None else None)
+
+
+def _judge_against_normal(current: dict[str, float], normal: NormalRanges) -> PerformanceVerdict:
+    """The label-free rule against the feed's normal days: each statistic past its limit is an error."""
+    severity: Severity = "ok"
+    reasons: list[str] = []
+    notes: list[str] = []
+    limits: dict[str, float] = {}
+    for name in ("canary_recall", "alert_rate"):
+        r = normal.get(name)
+        if r is None or name not in current:
+            continue
+        value = float(current[name])
+        limits[f"{name}_limit"] = r.limit
+        if r.beyond(value):
+            severity = "error"
+            reasons.append(f"{r.describe(value)} (monitoring.normal_quantile, normal_margin)")
+        else:
+            notes.append(r.describe(value))
+    return PerformanceVerdict(severity, reasons, mode="label_free", rule="normal_days", limits=limits, notes=notes)

@@ -21,6 +21,7 @@ from pynomaly_core.drift import (
     DriftError,
     DriftReference,
     DriftVerdict,
+    build_normal_days,
     build_reference,
     drift_report,
     evidently_drift,
@@ -341,3 +342,177 @@ def test_module_imports_without_evidently_and_a_missing_evidently_names_the_extr
                           check=False)
     assert done.returncode == 0, done.stderr
     assert "pip install 'pynomaly[monitoring]'" in done.stdout
+
+
+# ------------------------------------------------------------------ the feed's normal days
+SERIES_FEED = {
+    "name": "series",
+    "source": {"kind": "demo"},
+    "event_time": "ts",
+    "record_key": "id",
+    "features": [{"name": "value", "type": "float"}],
+    "partitioning": {"start_date": "2026-01-01"},
+    "detector": {"name": "IForest", "contamination": 0.01, "random_state": 0, "params": {"n_estimators": 50}},
+}
+
+
+def moving_series(n_days: int, first: str = "2026-01-05", *, seed: int = 0, shift: float = 0.0) -> pd.DataFrame:
+    """A 10-minute series whose level wanders from day to day, with a daily cycle and quieter weekends."""
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range(first, periods=144 * n_days, freq="10min", tz="UTC")
+    level = np.repeat(50 + np.cumsum(rng.normal(0, 1.5, n_days)), 144)
+    weekend = np.where(ts.dayofweek >= 5, -6.0, 0.0)
+    value = level + weekend + 5 * np.sin(2 * np.pi * ts.hour / 24) + rng.normal(0, 1, len(ts)) + shift
+    return pd.DataFrame({"id": np.arange(len(ts)), "ts": ts, "value": value})
+
+
+@pytest.fixture(scope="module")
+def series_feed():
+    from pynomaly_core.data.config import parse_feed
+
+    return parse_feed(SERIES_FEED)
+
+
+@pytest.fixture(scope="module")
+def profile(series_feed):
+    """The normal-day profile of a champion fitted on 14 days of the moving series."""
+    from pynomaly_core.evaluation.health import canaries_for
+    from pynomaly_core.model import AnomalyModel
+
+    window = moving_series(14)
+    model = AnomalyModel(series_feed.features, detector="IForest", contamination=0.01, random_state=0,
+                         params={"n_estimators": 50}).fit(window)
+    normal = build_normal_days(window, series_feed, model, numeric=["value"], categorical=[],
+                               canaries=canaries_for(series_feed, ["value"]))
+    reference = build_reference(window, ["value"], [], model.decision_function(window), 0.01)
+    return window, model, normal, reference
+
+
+def test_every_reference_day_is_measured_out_of_sample(profile):
+    window, _, normal, _ = profile
+    assert normal.built and normal.reason is None and normal.folds == 5 and normal.canaries == "series"
+    assert list(normal.table["day"]) == sorted(window["ts"].dt.strftime("%Y-%m-%d").unique())
+    assert list(normal.table.columns) == ["day", "rows", "fold", "psi:value", "score_psi", "score_ks", "alert_rate",
+                                          "canary_recall"]
+    # five contiguous blocks of days, each scored by a model fitted on the others
+    assert list(normal.table["fold"]) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4]
+    # the days differ in level from one another: their PSI against the other days is far from zero
+    assert (normal.table["psi:value"] > 0.1).mean() > 0.5
+    assert normal.scores.min() >= 0.0 and normal.scores.max() <= 1.0 and len(normal.scores) == len(window)
+
+
+def test_ranges_are_the_reference_days_quantile_times_the_margin_with_floors(profile, series_feed):
+    _, _, normal, _ = profile
+    settings = series_feed.monitoring
+    ranges = normal.ranges(settings)
+    assert ranges.calibrated and ranges.days == 14
+    psi_range = ranges.get("psi:value")
+    expected = np.quantile(normal.table["psi:value"], 0.95)
+    assert psi_range.normal == pytest.approx(expected) and psi_range.limit == pytest.approx(max(1.5 * expected, 0.1))
+    alert = ranges.get("alert_rate")
+    assert alert.limit >= 2 * 0.01  # never below twice the contamination
+    recall = ranges.get("canary_recall")
+    assert recall.direction == "below"
+    assert recall.limit == pytest.approx(min(recall.normal / 1.5, recall.normal - settings.canary_recall_tolerance))
+    stricter = normal.ranges(settings.model_copy(update={"normal_margin": 3.0}))  # settings apply without a retrain
+    assert stricter.get("psi:value").limit == pytest.approx(max(3 * expected, 0.1))
+    assert set(ranges.limits()) == {"psi_value_limit", "score_psi_limit", "alert_rate_limit", "canary_recall_limit"}
+
+
+def test_a_normal_new_day_passes_and_a_shifted_one_fails_against_the_normal_days(profile, series_feed):
+    _, model, normal, reference = profile
+    settings = series_feed.monitoring
+    ranges = normal.ranges(settings)
+    days_after = moving_series(16, seed=0).iloc[144 * 14:].reset_index(drop=True)  # the series goes on
+    from pynomaly_core.drift import normalized_scores
+
+    def judged(frame):
+        raw = model.decision_function(frame)
+        result = drift_report(reference, frame, raw, raw > model.threshold_, normal=normal,
+                              current_normalized=normalized_scores(model, raw))
+        assert result.score_reference == "normal_days"
+        return result, judge(result, settings, in_training_window=False, normal=ranges)
+
+    result, calm = judged(days_after.iloc[:144])
+    assert calm.passed and calm.rule == "normal_days", calm.describe()
+    assert result.drift_share == 1.0  # Evidently's fixed thresholds call the moved level drifted ...
+    assert judge(result, settings, in_training_window=False).severity == "error"  # ... and the fixed rule fails it
+    assert "vs normal up to" in calm.describe() and "reported, not judged" in calm.describe()
+    _, shifted = judged(days_after.iloc[:144].assign(value=lambda f: f["value"] + 40))
+    assert shifted.severity == "error" and shifted.abnormal_features == ["value"] and shifted.abnormal_share == 1.0
+    assert "PSI of value" in shifted.describe() and "reference days p95 of 14" in shifted.describe()
+    assert {"psi_value_limit", "score_psi_limit"} == set(shifted.limits)
+
+
+def test_too_few_reference_days_fall_back_to_the_fixed_cut_offs_and_say_why(series_feed, profile):
+    _, model, _, _ = profile
+    from pynomaly_core.drift import NormalRanges
+
+    short = build_normal_days(moving_series(4), series_feed, model, numeric=["value"], categorical=[], canaries=None)
+    assert not short.built and "4 day(s) < monitoring.normal_min_days=7" in short.reason
+    ranges = short.ranges(series_feed.monitoring)
+    assert not ranges.calibrated and ranges.get("psi:value") is None
+    off = series_feed.monitoring.model_copy(update={"normal_folds": 0})
+    assert "normal_folds is 0" in build_normal_days(moving_series(8), series_feed.model_copy(
+        update={"monitoring": off}), model, numeric=["value"], categorical=[], canaries=None).reason
+    verdict = judge(dataclasses.replace(_any_result(profile), drift_share=0.0, score_psi=0.4), series_feed.monitoring,
+                    in_training_window=False, normal=ranges)
+    assert verdict.rule == "fixed" and verdict.severity == "error"
+    assert verdict.describe().endswith(f"(fixed cut-offs: {short.reason})")
+    assert isinstance(NormalRanges.fixed("x"), NormalRanges)
+
+
+def _any_result(profile):
+    window, model, _, reference = profile
+    day = window.iloc[:144].reset_index(drop=True)
+    raw = model.decision_function(day)
+    return drift_report(reference, day, raw, raw > model.threshold_)
+
+
+def test_judge_against_normal_ranges_warns_and_errs_on_the_share_of_abnormal_features(steady):
+    from pynomaly_core.drift import NormalRange, NormalRanges
+
+    def psi_range(column: str, limit: float) -> NormalRange:
+        return NormalRange(f"psi:{column}", f"PSI of {column}", "above", limit / 1.5, limit, 0.95, 20)
+
+    columns = list(steady.columns["column"])
+    ranges = {f"psi:{c}": psi_range(c, 10.0) for c in columns}
+    ranges["score_psi"] = NormalRange("score_psi", "anomaly-score PSI", "above", 0.2, 0.3, 0.95, 20)
+    calm = judge(steady, SETTINGS, in_training_window=False, normal=NormalRanges(ranges, days=20))
+    assert calm.passed and calm.abnormal_share == 0.0
+    tight = {**ranges, **{f"psi:{c}": psi_range(c, 1e-9) for c in columns[:2]}}  # 2 of 6 past: a warning
+    warn = judge(steady, SETTINGS, in_training_window=False, normal=NormalRanges(tight, days=20))
+    assert warn.severity == "warn" and warn.abnormal_features == columns[:2]
+    assert "2 of 6 feature(s) past their normal PSI (33% >= monitoring.drift_share_warn=0.3)" in warn.describe()
+    scored = dataclasses.replace(steady, score_psi=0.5)
+    error = judge(scored, SETTINGS, in_training_window=False, normal=NormalRanges(ranges, days=20))
+    assert error.severity == "error"
+    assert error.reasons == ["anomaly-score PSI 0.5 vs normal up to 0.2 (reference days p95 of 20), limit 0.3"]
+    assert judge(scored, SETTINGS, in_training_window=True, normal=NormalRanges(ranges, days=20)).passed
+
+
+def test_normal_days_round_trip_and_name_the_file_when_corrupt(profile, tmp_path):
+    from pynomaly_core.drift import NormalDays
+    from pynomaly_core.drift.normal import NORMAL_MANIFEST
+
+    _, _, normal, _ = profile
+    assert NormalDays.load(tmp_path / "none") is None  # a reference from before profiles existed
+    normal.save(tmp_path)
+    loaded = NormalDays.load(tmp_path)
+    pd.testing.assert_frame_equal(loaded.table, normal.table)
+    assert np.array_equal(loaded.scores, normal.scores) and loaded.features == ["value"] and loaded.folds == 5
+    table = next(tmp_path.glob("normal_days-*.parquet"))
+    table.write_bytes(table.read_bytes()[:-5])
+    with pytest.raises(DriftError, match=table.name):
+        NormalDays.load(tmp_path)
+    (tmp_path / NORMAL_MANIFEST).write_text("[]")
+    with pytest.raises(DriftError, match="normal-day profile format"):
+        NormalDays.load(tmp_path)
+
+
+def test_a_profile_needs_the_normalized_scores_of_the_day(profile):
+    window, model, normal, reference = profile
+    day = window.iloc[:144].reset_index(drop=True)
+    raw = model.decision_function(day)
+    with pytest.raises(DriftError, match="current_normalized"):
+        drift_report(reference, day, raw, raw > model.threshold_, normal=normal)

@@ -189,3 +189,123 @@ def test_measure_partition_is_label_free_without_enough_labels(window, saved):
     measured = measure_partition(model, day, scores, unknown, [], FEED.monitoring, score_health={})
     assert measured.mode == "label_free" and measured.labelled_rows == 5 and measured.labelled_anomalies == 5
     assert measured.values == {}  # no numeric feature: no canaries
+
+
+# ------------------------------------------------------------------ series canaries and the normal days
+SERIES = parse_feed({
+    "name": "cpu",
+    "source": {"kind": "demo"},
+    "event_time": "ts",
+    "record_key": "id",
+    "features": [{"name": "value"}],
+    "partitioning": {"start_date": "2026-01-01"},
+    "detector": {"name": "IForest", "contamination": 0.01, "random_state": 0},
+    "monitoring": {"canary_rows": 100},
+})
+
+
+def series_day(rows: int = 288, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    ts = pd.date_range("2026-01-05", periods=rows, freq="5min", tz="UTC")
+    return pd.DataFrame({"id": np.arange(rows), "ts": ts,
+                         "value": 50 + 5 * np.sin(2 * np.pi * ts.hour / 24) + rng.normal(0, 1, rows)})
+
+
+@pytest.fixture(scope="module")
+def series_model():
+    from pynomaly_core.model import AnomalyModel
+
+    frame = pd.concat([series_day(seed=s).assign(ts=lambda f, s=s: f["ts"] + pd.Timedelta(days=s)) for s in range(3)])
+    return AnomalyModel(SERIES.features, detector="IForest", contamination=0.01, random_state=0).fit(frame)
+
+
+def test_auto_canaries_are_series_for_time_ordered_or_one_dimensional_feeds():
+    from pynomaly_core.evaluation.health import canaries_for
+
+    assert canaries_for(SERIES, ["value"]).kind == "series"  # one numeric feature
+    assert canaries_for(FEED, NUMERIC).kind == "tabular"  # three features, no entity, no derived
+    with_entity = parse_feed({**FEED.model_dump(mode="json", exclude_none=True), "entity": "machine_id"})
+    assert canaries_for(with_entity, NUMERIC).kind == "series" and canaries_for(with_entity, NUMERIC).entity == "machine_id"
+    forced = FEED.model_copy(update={"monitoring": FEED.monitoring.model_copy(update={"canaries": "series"})})
+    assert canaries_for(forced, NUMERIC).kind == "series"
+    assert canaries_for(SERIES, []) is None
+
+
+def test_series_canaries_are_caught_by_a_working_detector_and_missed_by_a_blind_one(series_model):
+    from pynomaly_core.evaluation.health import canaries_for, series_canary_recall
+
+    day = series_day(seed=7)
+    canaries = canaries_for(SERIES, ["value"])
+    recall = canaries.recall(series_model, day, random_state=1)
+    assert 0.0 < recall < 1.0  # spikes and shifts are caught; stuck values and wrong-time values are not
+    assert recall == series_canary_recall(series_model, day, event_time="ts", columns=["value"], n=100,
+                                          random_state=1)
+    original = series_model.threshold_  # a blind detector: nothing is above its threshold
+    try:
+        series_model.threshold_ = float("inf")
+        assert canaries.recall(series_model, day, random_state=1) == 0.0
+    finally:
+        series_model.threshold_ = original
+    assert np.isnan(canaries.recall(series_model, day.iloc[:2], random_state=1))  # no event fits in two rows
+
+
+def test_measure_partition_uses_the_feeds_canaries(series_model):
+    from pynomaly_core.evaluation.health import canaries_for
+
+    day = series_day(seed=8)
+    scores = series_model.decision_function(day)
+    canaries = canaries_for(SERIES, ["value"])
+    measured = measure_partition(series_model, day, scores, pd.Series(np.nan, index=day.index), ["value"],
+                                 SERIES.monitoring, score_health={}, random_state=3, canaries=canaries)
+    assert measured.values["canary_recall"] == canaries.recall(series_model, day, random_state=3)
+
+
+def ranges(alert_limit: float = 0.03, recall_limit: float = 0.4):
+    from pynomaly_core.drift import NormalRange, NormalRanges
+
+    return NormalRanges({
+        "alert_rate": NormalRange("alert_rate", "alert rate", "above", alert_limit / 1.5, alert_limit, 0.95, 20),
+        "canary_recall": NormalRange("canary_recall", "canary recall", "below", recall_limit * 1.5, recall_limit,
+                                     0.95, 20),
+    }, days=20)
+
+
+def test_judge_label_free_against_the_normal_days():
+    base = {"canary_recall": 0.95, "average_precision": None}
+    calm = judge({"canary_recall": 0.5, "alert_rate": 0.025, "alert_rate_ratio": 2.5, "alert_rate_pvalue": 1e-6},
+                 base, SETTINGS, normal=ranges())
+    # the fixed rule would fail this day (recall 0.45 below the baseline); the feed's normal days say it is usual
+    assert judge({"canary_recall": 0.5, "alert_rate_ratio": 2.5}, base, SETTINGS).severity == "error"
+    assert calm.passed and calm.rule == "normal_days"
+    assert calm.limits == {"canary_recall_limit": 0.4, "alert_rate_limit": 0.03}
+    assert calm.describe().startswith("within the normal range: canary recall 0.5 vs normal down to 0.6")
+    flood = judge({"canary_recall": 0.5, "alert_rate": 0.06}, base, SETTINGS, normal=ranges())
+    assert flood.severity == "error" and flood.reasons == [
+        ("alert rate 0.06 vs normal up to 0.02 (reference days p95 of 20), limit 0.03 "
+         "(monitoring.normal_quantile, normal_margin)")]
+    blind = judge({"canary_recall": 0.1, "alert_rate": 0.0}, base, SETTINGS, normal=ranges())
+    assert blind.severity == "error" and "canary recall 0.1 vs normal down to 0.6" in blind.describe()
+    # labels still decide when there are enough of them
+    assert judge({"average_precision": 0.85, "alert_rate": 0.5}, {"average_precision": 0.9}, SETTINGS,
+                 normal=ranges()).passed
+
+
+def test_judge_falls_back_to_the_fixed_rule_and_says_why():
+    from pynomaly_core.drift import NormalRanges
+
+    fixed = NormalRanges.fixed("only 4 measured reference day(s) < monitoring.normal_min_days=7")
+    verdict = judge({"canary_recall": 0.6}, {"canary_recall": 0.95}, SETTINGS, normal=fixed)
+    assert verdict.severity == "error" and verdict.rule == "fixed"
+    assert verdict.describe().endswith("(fixed cut-offs: only 4 measured reference day(s) < "
+                                       "monitoring.normal_min_days=7)")
+
+
+def test_normal_settings_are_validated_naming_the_key():
+    from pynomaly_core.data.config import FeedConfigError
+
+    data = {**SERIES.model_dump(mode="json", exclude_none=True)}
+    for bad, key in (({"normal_folds": 1}, "normal_folds"), ({"normal_quantile": 0.3}, "normal_quantile"),
+                     ({"normal_margin": 0.5}, "normal_margin"), ({"normal_min_days": 1}, "normal_min_days"),
+                     ({"canaries": "spikes"}, "canaries")):
+        with pytest.raises((FeedConfigError, ValueError), match=key):
+            parse_feed({**data, "monitoring": {**data["monitoring"], **bad}})
