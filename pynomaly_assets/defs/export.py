@@ -1,8 +1,10 @@
 """Export: ``anomaly_table`` writes a day's scores to the warehouse table BI tools read.
 
 Idempotent per (feed, partition): re-running a partition replaces its rows in one
-transaction (PostgreSQL loads use COPY). Views ``anomaly_daily_summary`` and
-``anomaly_top`` are (re)created on top.
+transaction (PostgreSQL loads use COPY). Every warehouse table (feedback, quarantine and
+notifications too, so a fresh warehouse shows the whole documented set) is created or migrated
+first, and the views ``anomaly_daily_summary``, ``anomaly_top`` and ``model_versions_in_use``
+are (re)created on top.
 """
 
 
@@ -57,8 +59,7 @@ def build_export_asset(fc: FeedContext) -> dg.AssetsDefinition:
             ANOMALY_TABLE,
             anomaly_rows,
             count_partition,
-            create_views,
-            ensure_table,
+            ensure_warehouse,
             replace_partition,
         )
 
@@ -68,9 +69,8 @@ def build_export_asset(fc: FeedContext) -> dg.AssetsDefinition:
         except ValueError as exc:
             raise dg.Failure(f"asset {key.to_user_string()}: {exc}") from exc
         engine, schema, day = warehouse.engine(), warehouse.schema_name, context.partition_key
-        ensure_table(engine, ANOMALY_TABLE, schema=schema)
+        ensure_warehouse(engine, schema=schema)
         written = replace_partition(engine, ANOMALY_TABLE, frame, feed=feed.name, partition_date=day, schema=schema)
-        create_views(engine, schema=schema)
         stored = count_partition(engine, ANOMALY_TABLE, feed=feed.name, partition_date=day, schema=schema)
         return _materialization(fc, day, frame, written=written, stored=stored, warehouse=warehouse)
 
@@ -80,15 +80,15 @@ def build_export_asset(fc: FeedContext) -> dg.AssetsDefinition:
 def _materialization(fc: FeedContext, day: str, frame: pd.DataFrame, *, written: int, stored: int,
                      warehouse: WarehouseResource) -> dg.MaterializeResult:
     """The table's metadata and the check that the warehouse holds every scored row of the partition."""
-    from pynomaly_core.warehouse import ANOMALY_TABLE
+    from pynomaly_core.warehouse import ANOMALY_TABLE, qualified
 
-    schema = warehouse.schema_name
-    qualified = f"{schema}.{ANOMALY_TABLE.name}" if schema else ANOMALY_TABLE.name
+    # as SQL names it: a mixed-case schema quoted ("Anomalies".anomaly_scores), so it can be pasted into a query
+    table = qualified(warehouse.engine(), ANOMALY_TABLE.name, warehouse.schema_name)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": int(written),
             "dagster/column_schema": anomaly_table_schema(),
-            "dagster/table_name": qualified,
+            "dagster/table_name": table,
             "warehouse": warehouse.dialect,
             "anomalies": int(frame["is_anomaly"].sum()),
             "explained_rows": int(frame["explanation_method"].notna().sum()),
@@ -98,7 +98,7 @@ def _materialization(fc: FeedContext, day: str, frame: pd.DataFrame, *, written:
                 check_name=ROWS_MATCH_SCORES,
                 passed=stored == len(frame),
                 metadata={"stored_rows": stored, "scored_rows": len(frame)},
-                description=f"{qualified}: {stored} rows stored for {fc.name}/{day}, {len(frame)} scored",
+                description=f"{table}: {stored} rows stored for {fc.name}/{day}, {len(frame)} scored",
             )
         ],
     )

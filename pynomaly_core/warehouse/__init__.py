@@ -5,7 +5,9 @@ Every table is partitioned by ``(feed, partition_date)`` and described once by a
 :func:`replace_partition`, in one transaction, so re-runs replace rather than append and a
 failed load leaves the previous content. PostgreSQL (psycopg 3, binary COPY) and SQLite (WAL,
 ``executemany``) are both supported; table and schema names pass :func:`validate_identifier`
-and are always double-quoted, values are always bound parameters or COPY data.
+and reach SQL through SQLAlchemy Core constructs (or, for COPY and the DDL SQLAlchemy cannot
+build, the dialect's identifier preparer), so a mixed-case schema keeps its case; values are
+always bound parameters or COPY data.
 
 Modules
 -------
@@ -15,6 +17,7 @@ Modules
 ``load``       :func:`replace_partition`, :func:`insert_rows`, :func:`upsert_rows`,
                :func:`delete_before`, reads (:func:`read_partition`, :func:`select_rows`)
 ``views``      the BI views (:func:`create_views`)
+``catalog``    every table and view at once (:func:`ensure_warehouse`)
 ``feedback``   reviewer verdicts (:func:`upsert_feedback`, :func:`read_feedback`)
 ``anomalies``  the anomaly table's rows from scores and explanations (:func:`anomaly_rows`)
 """
@@ -22,6 +25,7 @@ Modules
 from __future__ import annotations
 
 from pynomaly_core.warehouse.anomalies import anomaly_rows
+from pynomaly_core.warehouse.catalog import WAREHOUSE_TABLES, ensure_warehouse
 from pynomaly_core.warehouse.feedback import read_feedback, upsert_feedback
 from pynomaly_core.warehouse.load import (
     count_partition,
@@ -33,9 +37,15 @@ from pynomaly_core.warehouse.load import (
     select_rows,
     upsert_rows,
 )
-from pynomaly_core.warehouse.sql import make_engine, validate_identifier, warehouse_url_default
+from pynomaly_core.warehouse.sql import (
+    make_engine,
+    qualified,
+    validate_identifier,
+    warehouse_url_default,
+)
 from pynomaly_core.warehouse.tables import (
     ANOMALY_TABLE,
+    BI_VIEWS,
     FEEDBACK_TABLE,
     FEEDBACK_VERDICTS,
     NOTIFICATION_SEVERITIES,
@@ -52,12 +62,14 @@ from pynomaly_core.warehouse.views import ANOMALY_TOP_N, create_views
 __all__ = [
     "ANOMALY_TABLE",
     "ANOMALY_TOP_N",
+    "BI_VIEWS",
     "FEEDBACK_TABLE",
     "FEEDBACK_VERDICTS",
     "NOTIFICATIONS_TABLE",
     "NOTIFICATION_SEVERITIES",
     "QUARANTINE_TABLE",
     "SEVERITIES",
+    "WAREHOUSE_TABLES",
     "Column",
     "ColumnKind",
     "TableSpec",
@@ -66,9 +78,11 @@ __all__ = [
     "create_views",
     "delete_before",
     "ensure_table",
+    "ensure_warehouse",
     "insert_rows",
     "lock_rows",
     "make_engine",
+    "qualified",
     "read_feedback",
     "read_partition",
     "replace_partition",

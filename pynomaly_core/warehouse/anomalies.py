@@ -20,8 +20,10 @@ def anomaly_rows(
 
     ``scores`` holds one row per scored record (``record_key``, scores, severity, p-value, model);
     ``explanations`` the explained records' method and top features (a record explained twice
-    counts once). Record keys are compared and stored as text; ``run_id`` and ``scored_at``
-    stamp every row. Raises ``ValueError`` if the join changed the row count.
+    counts once). Record keys are compared and stored as text; ``model_version`` (the MLflow
+    registered model version, text in the scores) is stored as an integer, so versions sort as
+    numbers (10 after 9); ``run_id`` and ``scored_at`` stamp every row. Raises ``ValueError`` if
+    the join changed the row count or a model version is not an integer.
     """
     columns = [c.name for c in ANOMALY_TABLE.frame_columns]
     frame = scores.copy()
@@ -36,4 +38,18 @@ def anomaly_rows(
     frame["run_id"] = run_id
     frame["scored_at"] = scored_at
     frame["record_key"] = frame["record_key"].astype(str)
+    frame["model_version"] = _integer_versions(frame["model_version"])
     return frame[columns]
+
+
+def _integer_versions(versions: pd.Series) -> pd.Series:
+    """Registered model versions (``"3"``, ``3``) as ``Int64``; ``ValueError`` naming the first that is not one."""
+    text = versions.astype("string").str.strip()
+    valid = text.str.fullmatch(r"-?\d{1,18}").fillna(False)
+    if not valid.all():
+        label = valid.index[~valid.to_numpy()][0]
+        raise ValueError(
+            f"column 'model_version' of table {ANOMALY_TABLE.name!r} holds MLflow registered model "
+            f"versions, which are integers; got {versions[label]!r} at index {label}"
+        )
+    return text.astype("Int64")

@@ -20,7 +20,9 @@ SQLite
     (``2024-05-01T12:00:00.000000Z``), dates as ``YYYY-MM-DD``, booleans as 0/1 and JSON as text.
 
 Every frame is validated first (:func:`~pynomaly_core.warehouse.frames.to_arrow`); values are
-always bound parameters or COPY data.
+always bound parameters or COPY data. Statements are SQLAlchemy Core constructs on
+:func:`~pynomaly_core.warehouse.sql.table_clause`; only the COPY statement, which SQLAlchemy cannot
+build, is written here, with the names quoted by the dialect's identifier preparer.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from pynomaly_core.warehouse.frames import bind_rows, from_sql, sqlite_rows, to_arrow
 from pynomaly_core.warehouse.sql import (
@@ -49,9 +52,10 @@ from pynomaly_core.warehouse.sql import (
     quote,
     sql_day,
     sql_time,
+    table_clause,
     validate_feed,
 )
-from pynomaly_core.warehouse.tables import ColumnKind, TableSpec
+from pynomaly_core.warehouse.tables import PARTITION_COLUMNS, ColumnKind, TableSpec
 
 __all__ = [
     "COPY_BATCH_ROWS",
@@ -83,9 +87,19 @@ def _prepare(bind: sa.Engine | sa.Connection, spec: TableSpec, frame: pd.DataFra
              partition_date: str, schema: str | None) -> tuple[Dialect, str, dt.date, pa.Table]:
     """What every write checks first: the dialect, the qualified table, the partition's day and the validated rows."""
     dialect = dialect_of(bind)
-    table = qualified(dialect, spec.name, schema)
+    table = qualified(bind, spec.name, schema)
     day = partition_day(partition_date)
     return dialect, table, day, to_arrow(spec, frame, feed=validate_feed(feed), day=day)
+
+
+def _table(bind: sa.Engine | sa.Connection, spec: TableSpec, schema: str | None) -> sa.TableClause:
+    """``spec``'s table for Core statements, every column included."""
+    return table_clause(bind, spec.name, tuple(c.name for c in spec.columns), schema)
+
+
+def _in_partition(table: sa.TableClause, dialect: Dialect, feed: str, day: dt.date) -> sa.ColumnElement[bool]:
+    params = partition_params(dialect, feed, day)
+    return sa.and_(table.c.feed == params["feed"], table.c.partition_date == params["day"])
 
 
 def lock_rows(conn: sa.Connection, spec: TableSpec, *parts: str, schema: str | None = None) -> None:
@@ -94,26 +108,29 @@ def lock_rows(conn: sa.Connection, spec: TableSpec, *parts: str, schema: str | N
     PostgreSQL: a transaction-level advisory lock on ``(table, *parts)``. SQLite: nothing to do,
     its single-writer lock (taken by a transaction's first write) serializes writers already.
     """
-    dialect = dialect_of(conn)
-    if dialect == "postgresql":
-        advisory_lock(conn, qualified(dialect, spec.name, schema), *parts)
+    if dialect_of(conn) == "postgresql":
+        advisory_lock(conn, qualified(conn, spec.name, schema), *parts)
 
 
-def _load(conn: sa.Connection, dialect: Dialect, spec: TableSpec, table: str, data: pa.Table) -> None:
+def _load(conn: sa.Connection, dialect: Dialect, spec: TableSpec, table: sa.TableClause, data: pa.Table) -> None:
     """Append ``data`` (validated, columns in ``spec`` order) to ``table`` in the open transaction."""
-    columns = ", ".join(quote(c.name) for c in spec.columns)
+    names = [c.name for c in spec.columns]
     if dialect == "postgresql":
-        copy_sql = f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)"
+        preparer = conn.dialect.identifier_preparer
+        columns = ", ".join(quote(conn, name) for name in names)
+        # nosec B608 - COPY has no SQLAlchemy construct; names are validated and preparer-quoted, rows are COPY data
+        copy_sql = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN (FORMAT BINARY)"
         driver_connection = conn.connection.driver_connection
         with driver_connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
             for chunk in binary_copy_stream(spec, data):
                 copy.write(chunk)
     elif data.num_rows:
-        placeholders = ", ".join("?" * len(spec.columns))
-        conn.exec_driver_sql(
-            f"INSERT INTO {table} ({columns}) VALUES ({placeholders})",
-            sqlite_rows(spec, data),
-        )
+        # Core's INSERT, compiled once to positional SQL, then run with executemany on plain
+        # tuples: a dict per row (conn.execute) costs more than the insert itself on large days
+        statement = sa.insert(table).compile(dialect=conn.dialect, column_keys=names)
+        if list(statement.positiontup or ()) != names:
+            raise RuntimeError(f"compiled INSERT into {spec.name!r} binds {statement.positiontup}, expected {names}")
+        conn.exec_driver_sql(statement.string, sqlite_rows(spec, data))
 
 
 def replace_partition(
@@ -158,11 +175,11 @@ def replace_partition(
         Wrong columns or values (naming the table and column), or rows the
         database rejects as a constraint violation, e.g. a duplicate primary key.
     """
-    dialect, table, day, data = _prepare(engine, spec, frame, feed, partition_date, schema)
-    params = partition_params(dialect, feed, day)
-    with _constraint_errors(spec, table, feed, day), engine.begin() as conn:
+    dialect, name, day, data = _prepare(engine, spec, frame, feed, partition_date, schema)
+    table = _table(engine, spec, schema)
+    with _constraint_errors(spec, name, feed, day), engine.begin() as conn:
         lock_rows(conn, spec, feed, day.isoformat(), schema=schema)
-        conn.execute(sa.text(f"DELETE FROM {table} WHERE feed = :feed AND partition_date = :day"), params)
+        conn.execute(sa.delete(table).where(_in_partition(table, dialect, feed, day)))
         _load(conn, dialect, spec, table, data)
     return data.num_rows
 
@@ -176,9 +193,9 @@ def insert_rows(conn: sa.Connection, spec: TableSpec, frame: pd.DataFrame, *, fe
     serializes concurrent writers with :func:`lock_rows`. Same frame rules and errors as
     :func:`replace_partition`; returns the rows written.
     """
-    dialect, table, day, data = _prepare(conn, spec, frame, feed, partition_date, schema)
-    with _constraint_errors(spec, table, feed, day):
-        _load(conn, dialect, spec, table, data)
+    dialect, name, day, data = _prepare(conn, spec, frame, feed, partition_date, schema)
+    with _constraint_errors(spec, name, feed, day):
+        _load(conn, dialect, spec, _table(conn, spec, schema), data)
     return data.num_rows
 
 
@@ -192,22 +209,24 @@ def upsert_rows(engine: sa.Engine, spec: TableSpec, frame: pd.DataFrame, *, feed
     """
     if not spec.primary_key:
         raise ValueError(f"table {spec.name!r} has no primary key: upsert_rows matches rows on it")
-    dialect, table, day, data = _prepare(engine, spec, frame, feed, partition_date, schema)
+    dialect, name, day, data = _prepare(engine, spec, frame, feed, partition_date, schema)
     if not data.num_rows:
         return 0
-    marker = "?" if dialect == "sqlite" else "%s"
-    values = ", ".join(
-        f"CAST({marker} AS JSONB)" if dialect == "postgresql" and c.kind == "json" else marker for c in spec.columns
-    )
-    updates = ", ".join(f"{quote(c.name)} = excluded.{quote(c.name)}" for c in spec.columns
-                        if c.name not in spec.primary_key)
-    statement = (
-        f"INSERT INTO {table} ({', '.join(quote(c.name) for c in spec.columns)}) VALUES ({values}) "
-        f"ON CONFLICT ({', '.join(map(quote, spec.primary_key))}) "
-        + (f"DO UPDATE SET {updates}" if updates else "DO NOTHING")
-    )
-    with _constraint_errors(spec, table, feed, day), engine.begin() as conn:
-        conn.exec_driver_sql(statement, bind_rows(dialect, spec, data))
+    table = _table(engine, spec, schema)
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    # bound as "v_<column>" (a column's own name is reserved for VALUES); JSON text is cast to JSONB
+    insert = insert.values({
+        c.name: sa.cast(sa.bindparam(f"v_{c.name}"), postgresql.JSONB)
+        if dialect == "postgresql" and c.kind == "json" else sa.bindparam(f"v_{c.name}")
+        for c in spec.columns
+    })
+    updates = {c.name: insert.excluded[c.name] for c in spec.columns if c.name not in spec.primary_key}
+    keys = [table.c[c] for c in spec.primary_key]
+    statement = (insert.on_conflict_do_update(index_elements=keys, set_=updates) if updates
+                 else insert.on_conflict_do_nothing(index_elements=keys))
+    rows = [{f"v_{c.name}": v for c, v in zip(spec.columns, row, strict=True)} for row in bind_rows(dialect, spec, data)]
+    with _constraint_errors(spec, name, feed, day), engine.begin() as conn:
+        conn.execute(statement, rows)
     return data.num_rows
 
 
@@ -220,14 +239,13 @@ def delete_before(
     was ever exported to it). Rows of other feeds are never touched.
     """
     dialect = dialect_of(engine)
-    table = qualified(dialect, table_name, schema)
+    table = table_clause(engine, table_name, PARTITION_COLUMNS, schema)
     validate_feed(feed)
     with engine.begin() as conn:
         if not sa.inspect(conn).has_table(table_name, schema=schema):
             return None
         result = conn.execute(
-            sa.text(f"DELETE FROM {table} WHERE feed = :feed AND partition_date < :cutoff"),
-            {"feed": feed, "cutoff": sql_day(dialect, before)},
+            sa.delete(table).where(table.c.feed == feed, table.c.partition_date < sql_day(dialect, before))
         )
         return int(result.rowcount)
 
@@ -235,11 +253,11 @@ def delete_before(
 # --- reading back ---------------------------------------------------------------
 
 
-def _select(conn: sa.Connection, spec: TableSpec, table: str, where: str, params: dict[str, Any]) -> pd.DataFrame:
-    """All columns of the rows matching ``where`` (a ``WHERE ...`` clause or ""), in ``spec.order_by`` order."""
-    columns = ", ".join(quote(c.name) for c in spec.columns)
-    order = f" ORDER BY {', '.join(map(quote, spec.order_by))}" if spec.order_by else ""
-    rows = conn.execute(sa.text(f"SELECT {columns} FROM {table}{where}{order}"), params).all()
+def _select(conn: sa.Connection, spec: TableSpec, table: sa.TableClause,
+            *conditions: sa.ColumnElement[bool]) -> pd.DataFrame:
+    """All columns of the rows matching every condition, in ``spec.order_by`` order."""
+    query = sa.select(*(table.c[c.name] for c in spec.columns)).where(*conditions)
+    rows = conn.execute(query.order_by(*(table.c[c] for c in spec.order_by))).all()
     values = list(zip(*rows, strict=True)) if rows else [()] * len(spec.columns)
     return pd.DataFrame(
         {c.name: from_sql(c, list(v)) for c, v in zip(spec.columns, values, strict=True)}
@@ -260,21 +278,20 @@ def read_partition(
     JSON as dicts/lists, nullable int/bool columns as pandas ``Int64``/``boolean``.
     """
     dialect = dialect_of(engine)
-    table = qualified(dialect, spec.name, schema)
-    params = partition_params(dialect, feed, partition_day(partition_date))
+    table = _table(engine, spec, schema)
     with engine.connect() as conn:
-        return _select(conn, spec, table, " WHERE feed = :feed AND partition_date = :day", params)
+        return _select(conn, spec, table, _in_partition(table, dialect, feed, partition_day(partition_date)))
 
 
 def count_partition(engine: sa.Engine, spec: TableSpec, *, feed: str, partition_date: str,
                     schema: str | None = None) -> int:
     """The number of rows stored in one ``(feed, partition_date)`` partition of ``spec``."""
     dialect = dialect_of(engine)
-    table = qualified(dialect, spec.name, schema)
-    params = partition_params(dialect, feed, partition_day(partition_date))
+    table = _table(engine, spec, schema)
+    query = sa.select(sa.func.count()).select_from(table)
     with engine.connect() as conn:
-        query = sa.text(f"SELECT COUNT(*) FROM {table} WHERE feed = :feed AND partition_date = :day")
-        return int(conn.execute(query, params).scalar_one())
+        where = _in_partition(table, dialect, feed, partition_day(partition_date))
+        return int(conn.execute(query.where(where)).scalar_one())
 
 
 def _bind_value(dialect: Dialect, spec: TableSpec, name: str, value: Any) -> Any:
@@ -307,16 +324,15 @@ def select_rows(
     them, in ``spec.order_by`` order.
     """
     dialect = dialect_of(conn)
-    table = qualified(dialect, spec.name, schema)
-    conditions: list[str] = []
-    params: dict[str, Any] = {}
-    for operator, filters in (("=", equal), (">", after or {})):
-        for name, value in filters.items():
-            key = f"v{len(params)}"
-            params[key] = _bind_value(dialect, spec, name, value)
-            conditions.append(f"{quote(name)} {operator} :{key}")
-    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-    return _select(conn, spec, table, where, params)
+    table = _table(conn, spec, schema)
+    conditions = []
+    for name, value in equal.items():
+        bound = _bind_value(dialect, spec, name, value)  # names a column the spec lacks first
+        conditions.append(table.c[name] == bound)
+    for name, value in (after or {}).items():
+        bound = _bind_value(dialect, spec, name, value)
+        conditions.append(table.c[name] > bound)
+    return _select(conn, spec, table, *conditions)
 
 
 # --- PostgreSQL binary COPY ---------------------------------------------------

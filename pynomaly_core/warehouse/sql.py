@@ -4,6 +4,13 @@ One place decides how a URL becomes an engine, which dialects are supported, how
 quoted and qualified, how a day or a moment is bound on each backend and how concurrent
 writers are serialized on PostgreSQL, so the table, load, view and feedback modules (and the
 maintenance jobs through them) never spell a dialect difference twice.
+
+Names: every table, schema and column name passes :func:`validate_identifier`, then reaches SQL
+only through SQLAlchemy: statements are Core constructs on :func:`table_clause` (SQLAlchemy
+quotes what needs quoting: upper case, reserved words), and the few statements SQLAlchemy has no
+construct for (COPY, ``ALTER TABLE``, column DDL) quote through the dialect's identifier
+preparer (:func:`quote`, :func:`qualified`). A mixed-case schema such as ``Anomalies`` is thus
+always written ``"Anomalies"``, never folded to ``anomalies``.
 """
 
 from __future__ import annotations
@@ -28,7 +35,9 @@ __all__ = [
     "qualified",
     "quote",
     "sql_day",
+    "sql_name",
     "sql_time",
+    "table_clause",
     "validate_feed",
     "validate_identifier",
     "warehouse_url_default",
@@ -121,20 +130,42 @@ def dialect_of(bind: sa.Engine | sa.Connection) -> Dialect:
     return cast(Dialect, name)
 
 
-def quote(name: str) -> str:
-    """``name`` double-quoted (hence case-sensitive) once it passes :func:`validate_identifier`."""
-    return f'"{validate_identifier(name)}"'
+def sql_name(name: str) -> str:
+    """``name`` once it passes :func:`validate_identifier`; SQLAlchemy quotes it where needed.
+
+    SQLAlchemy treats a name with upper-case letters as case-sensitive and quotes it (as it quotes
+    reserved words); an all-lower-case name means the same quoted or not.
+    """
+    return validate_identifier(name)
 
 
-def qualified(dialect: Dialect, name: str, schema: str | None) -> str:
-    """The quoted table name, qualified by the quoted ``schema`` (PostgreSQL only)."""
-    table = quote(name)
-    if schema is None:
-        return table
-    qualifier = quote(schema)
-    if dialect == "sqlite":
+def table_clause(bind: sa.Engine | sa.Connection, name: str, columns: tuple[str, ...] = (),
+                 schema: str | None = None) -> sa.TableClause:
+    """A Core table ``name`` (in ``schema``, PostgreSQL only) with untyped ``columns``, for Core statements.
+
+    Columns are untyped on purpose: values are bound as :func:`sql_day` and :func:`sql_time` made
+    them, with no SQLAlchemy type conversion, so SQLite's ISO text stays byte-for-byte what the
+    loader wrote.
+    """
+    table = sa.table(sql_name(name), *(sa.column(sql_name(c)) for c in columns),
+                     schema=None if schema is None else sql_name(schema))
+    if schema is not None and dialect_of(bind) == "sqlite":
         raise ValueError(f"schema {schema!r} given for table {name!r}: schemas need PostgreSQL")
-    return f"{qualifier}.{table}"
+    return table
+
+
+def quote(bind: sa.Engine | sa.Connection, name: str) -> str:
+    """``name`` as the dialect's identifier preparer writes it, for the DDL and COPY SQLAlchemy cannot build."""
+    return bind.dialect.identifier_preparer.quote(sql_name(name))
+
+
+def qualified(bind: sa.Engine | sa.Connection, name: str, schema: str | None = None) -> str:
+    """Table ``name`` qualified by ``schema`` (PostgreSQL only), quoted by the dialect's identifier preparer.
+
+    What raw SQL (COPY, ``ALTER TABLE``) names the table by, and what a person can paste into a
+    query: ``"Anomalies".anomaly_scores`` for schema ``Anomalies``.
+    """
+    return bind.dialect.identifier_preparer.format_table(table_clause(bind, name, schema=schema))
 
 
 def _lock_key(*parts: str) -> int:

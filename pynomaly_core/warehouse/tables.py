@@ -3,14 +3,22 @@
 Every table is partitioned by ``(feed, partition_date)``. A :class:`TableSpec` is the one
 description of a table that creation (:func:`ensure_table`), loading, reading and the BI views
 all follow; the specs of the tables Pynomaly writes are defined here.
+
+Tables are created with SQLAlchemy's DDL constructs (``CREATE TABLE/INDEX/SCHEMA ... IF NOT
+EXISTS``, ``ALTER TABLE ... ADD CONSTRAINT``). The migrations SQLAlchemy has no construct for
+(``ADD COLUMN``, ``ALTER COLUMN ... TYPE``, ``RENAME``) are the only SQL written here, with every
+name quoted by the dialect's identifier preparer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.schema import AddConstraint, CreateIndex, CreateSchema, CreateTable, DropView
 
 from pynomaly_core.severity import LEVELS
 from pynomaly_core.warehouse.sql import (
@@ -19,11 +27,14 @@ from pynomaly_core.warehouse.sql import (
     dialect_of,
     qualified,
     quote,
+    sql_name,
+    table_clause,
     validate_identifier,
 )
 
 __all__ = [
     "ANOMALY_TABLE",
+    "BI_VIEWS",
     "FEEDBACK_TABLE",
     "FEEDBACK_VERDICTS",
     "NOTIFICATIONS_TABLE",
@@ -43,27 +54,33 @@ PARTITION_COLUMNS = ("feed", "partition_date")
 SEVERITIES = LEVELS
 """Allowed ``severity`` values, as ``pynomaly_core.severity`` assigns them."""
 
-_SQL_TYPES: dict[Dialect, dict[ColumnKind, str]] = {
+BI_VIEWS = ("anomaly_daily_summary", "anomaly_top", "model_versions_in_use")
+"""The views :func:`~pynomaly_core.warehouse.views.create_views` builds over the anomaly and
+feedback tables; a migration that rewrites one of those tables drops them and builds them again."""
+
+_SQL_TYPES: dict[Dialect, dict[ColumnKind, sa.types.TypeEngine]] = {
     "postgresql": {
-        "text": "TEXT",
-        "float": "DOUBLE PRECISION",
-        "int": "BIGINT",
-        "bool": "BOOLEAN",
-        "timestamp": "TIMESTAMPTZ",
-        "date": "DATE",
-        "json": "JSONB",
+        "text": sa.TEXT(),
+        "float": sa.DOUBLE_PRECISION(),
+        "int": sa.BIGINT(),
+        "bool": sa.BOOLEAN(),
+        "timestamp": sa.TIMESTAMP(timezone=True),
+        "date": sa.DATE(),
+        "json": JSONB(),
     },
     # TIMESTAMP/DATE/BOOLEAN only hint BI tools; SQLite stores ISO text and 0/1.
     "sqlite": {
-        "text": "TEXT",
-        "float": "REAL",
-        "int": "INTEGER",
-        "bool": "BOOLEAN",
-        "timestamp": "TIMESTAMP",
-        "date": "DATE",
-        "json": "TEXT",
+        "text": sa.TEXT(),
+        "float": sa.REAL(),
+        "int": sa.INTEGER(),
+        "bool": sa.BOOLEAN(),
+        "timestamp": sa.TIMESTAMP(),
+        "date": sa.DATE(),
+        "json": sa.TEXT(),
     },
 }
+_INTEGER_TEXT = re.compile(r"-?\d{1,18}")
+"""Text a column converted to ``int`` may hold: a decimal integer that fits 64 bits, nothing around it."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +99,10 @@ class Column:
         ``text`` only: the only values accepted.
     bounds
         ``float`` only: inclusive ``(low, high)`` range.
+    check
+        Enforce ``allowed`` in the database too, with a CHECK constraint named
+        ``ck_<table>_<column>``: for tables people write with plain SQL, where the
+        loaders' validation does not run (reviewers' verdicts).
     """
 
     name: str
@@ -89,6 +110,7 @@ class Column:
     nullable: bool = False
     allowed: frozenset[str] | None = None
     bounds: tuple[float, float] | None = None
+    check: bool = field(default=False, kw_only=True)
 
     def __post_init__(self) -> None:
         validate_identifier(self.name)
@@ -101,6 +123,8 @@ class Column:
             raise ValueError(f"column {self.name!r}: 'allowed' applies to text columns only")
         if self.bounds is not None and self.kind != "float":
             raise ValueError(f"column {self.name!r}: 'bounds' applies to float columns only")
+        if self.check and self.allowed is None:
+            raise ValueError(f"column {self.name!r}: 'check' enforces 'allowed' values, and it has none")
 
 
 @dataclass(frozen=True)
@@ -147,6 +171,9 @@ class TableSpec:
                 raise ValueError(f"table {self.name!r}: primary-key column {name!r} is nullable")
         for index in self.indexes:
             validate_identifier(self.index_name(index))
+        for column in self.columns:
+            if column.check:
+                validate_identifier(self.check_name(column.name))
 
     @property
     def column_map(self) -> dict[str, Column]:
@@ -162,6 +189,10 @@ class TableSpec:
         """The name :func:`ensure_table` gives the index on ``columns``."""
         return f"ix_{self.name}_{'_'.join(columns)}"
 
+    def check_name(self, column: str) -> str:
+        """The name :func:`ensure_table` gives the CHECK constraint of ``column`` (``check=True``)."""
+        return f"ck_{self.name}_{column}"
+
 
 ANOMALY_TABLE = TableSpec(
     name="anomaly_scores",
@@ -175,7 +206,7 @@ ANOMALY_TABLE = TableSpec(
         Column("is_anomaly", "bool"),
         Column("severity", "text", nullable=True, allowed=frozenset(SEVERITIES)),
         Column("model_name", "text"),
-        Column("model_version", "text"),
+        Column("model_version", "int"),
         Column("run_id", "text"),
         Column("top_features", "json", nullable=True),
         Column("scored_at", "timestamp"),
@@ -218,7 +249,7 @@ FEEDBACK_TABLE = TableSpec(
         Column("feed", "text"),
         Column("partition_date", "date"),
         Column("record_key", "text"),
-        Column("verdict", "text", allowed=frozenset(FEEDBACK_VERDICTS)),
+        Column("verdict", "text", allowed=frozenset(FEEDBACK_VERDICTS), check=True),
         Column("reviewer", "text", nullable=True),
         Column("note", "text", nullable=True),
         Column("reviewed_at", "timestamp"),
@@ -229,7 +260,11 @@ FEEDBACK_TABLE = TableSpec(
 """Verdicts BI users record on exported anomalies (one per record; upsert to change it).
 
 ``confirmed`` = a real anomaly (label 1), ``rejected`` = a false alarm (label 0). The
-lifecycle uses them as labels when choosing a champion; see ``docs/model_lifecycle.md``.
+lifecycle uses them as labels when choosing a champion; see ``docs/model_lifecycle.md``. The
+database refuses any other verdict (a CHECK constraint), since BI users may write here with plain
+SQL; :func:`~pynomaly_core.warehouse.feedback.upsert_feedback` also checks the record keys. There is
+no foreign key to ``anomaly_scores``: re-scoring a day deletes and reloads its rows, which a
+foreign key would refuse (or, cascading, would delete the reviewers' verdicts).
 """
 
 NOTIFICATION_SEVERITIES = ("info", "warning", "critical")
@@ -260,42 +295,220 @@ while the POST is in flight) or ``table`` when the notification was only recorde
 """
 
 
-def ensure_table(engine: sa.Engine, spec: TableSpec, schema: str | None = None) -> None:
-    """Create the table (and on PostgreSQL the schema) if missing, with its partition index.
+VIEW_SOURCES = (ANOMALY_TABLE.name, FEEDBACK_TABLE.name)
+"""The tables the BI views read."""
+_SHOWN_ROWS = 10
 
-    Raises ``ValueError`` naming the table and column when an existing table lacks
-    one of the spec's NOT NULL columns; nullable columns added by later releases are
-    added in place. The spec's extra ``indexes`` are created last.
+
+@dataclass(frozen=True)
+class _Migration:
+    """What an existing table lacks: columns to convert from text to ``int``, CHECK constraints to add."""
+
+    to_int: tuple[Column, ...] = ()
+    checks: tuple[Column, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.to_int or self.checks)
+
+
+def ensure_table(engine: sa.Engine, spec: TableSpec, schema: str | None = None) -> None:
+    """Create the table (and on PostgreSQL the schema) if missing, migrate an older one, create its indexes.
+
+    Migrations, each done once (a second call finds nothing to do):
+
+    * nullable columns added by later releases are added in place (``ADD COLUMN``);
+    * a column the spec now declares ``int`` that an older release created as text
+      (``anomaly_scores.model_version``) is converted;
+    * a CHECK constraint a column gained (``check=True``: ``anomaly_feedback.verdict``) is added.
+
+    Before converting or constraining, the existing rows are checked: when some would not fit,
+    ``ValueError`` names the table, the column and those rows, and nothing is changed. A
+    conversion or (on SQLite) a rebuild of a table the BI views read drops the views and builds
+    them again. PostgreSQL migrates in one transaction under an advisory lock, with ``ALTER
+    TABLE`` (grants on the table survive); SQLite can neither change a column's type nor add a
+    constraint, so its table is rebuilt (a new table, the rows copied, the old one dropped, the new
+    one renamed) in one ``BEGIN IMMEDIATE`` transaction. Also ``ValueError`` when an existing
+    table lacks one of the spec's NOT NULL columns.
     """
     dialect = dialect_of(engine)
-    table = qualified(dialect, spec.name, schema)
-    types = _SQL_TYPES[dialect]
-    definitions = [
-        f"{quote(c.name)} {types[c.kind]}{'' if c.nullable else ' NOT NULL'}" for c in spec.columns
-    ]
-    if spec.primary_key:
-        definitions.append(f"PRIMARY KEY ({', '.join(map(quote, spec.primary_key))})")
+    table = qualified(engine, spec.name, schema)
     with engine.begin() as conn:
         if dialect == "postgresql":
             # Concurrent CREATE ... IF NOT EXISTS can still collide in the catalog.
             advisory_lock(conn, table, "ddl")
             if schema is not None:
-                conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {quote(schema)}"))
-        conn.execute(sa.text(f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(definitions)})"))
-        if spec.primary_key[:2] != PARTITION_COLUMNS:
-            _create_index(conn, table, f"ix_{spec.name}_feed_partition_date", PARTITION_COLUMNS)
-        existing = {c["name"] for c in sa.inspect(conn).get_columns(spec.name, schema=schema)}
-        missing = [c for c in spec.columns if c.name not in existing]
-        required = [c.name for c in missing if not c.nullable]
-        if required:
-            raise ValueError(f"existing table {table} lacks NOT NULL column(s) {required}; migrate or drop it")
-        # columns added by later releases are nullable: add them in place
-        for column in missing:
-            conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {quote(column.name)} {types[column.kind]}"))
-        for columns in spec.indexes:
-            _create_index(conn, table, spec.index_name(columns), columns)
+                conn.execute(CreateSchema(sql_name(schema), if_not_exists=True))
+        conn.execute(CreateTable(_sa_table(conn, spec, schema), if_not_exists=True))
+        _add_missing_columns(conn, spec, schema)
+        migration = _pending(conn, spec, schema)
+        if migration and dialect == "postgresql":
+            _migrate_postgres(conn, spec, schema, migration)
+    if migration and dialect == "sqlite":
+        _rebuild_sqlite(engine, spec)
+    with engine.begin() as conn:
+        for index in _sa_table(conn, spec, schema).indexes:
+            conn.execute(CreateIndex(index, if_not_exists=True))
+    if migration and _drops_views(dialect, spec, migration):
+        from pynomaly_core.warehouse.views import create_views  # views.py builds on this module
+
+        create_views(engine, schema)
 
 
-def _create_index(conn: sa.Connection, table: str, name: str, columns: tuple[str, ...]) -> None:
-    listed = ", ".join(map(quote, columns))
-    conn.execute(sa.text(f"CREATE INDEX IF NOT EXISTS {quote(name)} ON {table} ({listed})"))
+def _sa_table(bind: sa.Engine | sa.Connection, spec: TableSpec, schema: str | None,
+              name: str | None = None) -> sa.Table:
+    """``spec`` as a typed SQLAlchemy table (named ``name``, default ``spec.name``) for the DDL constructs."""
+    table_clause(bind, spec.name, schema=schema)  # refuses a schema on SQLite, naming the table
+    types = _SQL_TYPES[dialect_of(bind)]
+    name = sql_name(name or spec.name)
+    table = sa.Table(
+        name,
+        sa.MetaData(),
+        *(sa.Column(sql_name(c.name), types[c.kind], nullable=c.nullable) for c in spec.columns),
+        *([sa.PrimaryKeyConstraint(*map(sql_name, spec.primary_key))] if spec.primary_key else []),
+        *(sa.CheckConstraint(_allowed(c), name=sql_name(spec.check_name(c.name))) for c in spec.columns if c.check),
+        schema=None if schema is None else sql_name(schema),
+    )
+    indexes = list(spec.indexes)
+    if spec.primary_key[:2] != PARTITION_COLUMNS:
+        indexes.insert(0, PARTITION_COLUMNS)
+    for columns in indexes:
+        sa.Index(sql_name(spec.index_name(columns)), *(table.c[c] for c in columns))
+    return table
+
+
+def _allowed(column: Column) -> sa.ColumnElement[bool]:
+    """``column IN (<allowed values>)``: the CHECK of a ``check=True`` column (values rendered as literals)."""
+    return sa.column(sql_name(column.name)).in_(sorted(column.allowed or ()))
+
+
+def _add_missing_columns(conn: sa.Connection, spec: TableSpec, schema: str | None) -> None:
+    """Add the spec's nullable columns an existing table lacks; ``ValueError`` for missing NOT NULL ones."""
+    table = qualified(conn, spec.name, schema)
+    existing = {c["name"] for c in sa.inspect(conn).get_columns(spec.name, schema=schema)}
+    missing = [c for c in spec.columns if c.name not in existing]
+    required = [c.name for c in missing if not c.nullable]
+    if required:
+        raise ValueError(f"existing table {table} lacks NOT NULL column(s) {required}; migrate or drop it")
+    types = _SQL_TYPES[dialect_of(conn)]
+    for column in missing:
+        sql_type = types[column.kind].compile(dialect=conn.dialect)
+        # nosec B608 - DDL: SQLAlchemy has no ADD COLUMN construct; names are validated and preparer-quoted
+        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {quote(conn, column.name)} {sql_type}"))
+
+
+def _pending(conn: sa.Connection, spec: TableSpec, schema: str | None) -> _Migration:
+    """The migrations an existing table (with all the spec's columns) still needs."""
+    inspector = sa.inspect(conn)
+    types = {c["name"]: c["type"] for c in inspector.get_columns(spec.name, schema=schema)}
+    checks = {c["name"] for c in inspector.get_check_constraints(spec.name, schema=schema)}
+    return _Migration(
+        to_int=tuple(c for c in spec.columns if c.kind == "int" and isinstance(types[c.name], sa.String)),
+        checks=tuple(c for c in spec.columns if c.check and spec.check_name(c.name) not in checks),
+    )
+
+
+def _refuse_misfits(conn: sa.Connection, spec: TableSpec, schema: str | None, migration: _Migration) -> None:
+    """``ValueError`` naming the rows that a conversion or a new constraint would not accept."""
+    table = qualified(conn, spec.name, schema)
+    key = spec.primary_key or PARTITION_COLUMNS
+    source = table_clause(conn, spec.name, tuple(c.name for c in spec.columns), schema)
+    for column in migration.to_int:
+        values = conn.execute(
+            sa.select(source.c[column.name]).distinct().where(source.c[column.name].is_not(None))
+        ).scalars()
+        bad = sorted({str(v) for v in values if _INTEGER_TEXT.fullmatch(str(v)) is None})
+        if bad:
+            raise ValueError(
+                f"existing table {table}: column {column.name!r} is now an integer, but {len(bad)} stored "
+                f"value(s) are not: {bad[:_SHOWN_ROWS]}; correct them (UPDATE) or delete those rows, then "
+                "run again. Nothing was changed"
+            )
+    for column in migration.checks:
+        misfit = sa.and_(source.c[column.name].is_not(None), sa.not_(_allowed(column)))
+        query = sa.select(*(source.c[c] for c in (*key, column.name))).where(misfit).limit(_SHOWN_ROWS + 1)
+        rows = conn.execute(query).all()
+        if rows:
+            shown = "; ".join(
+                ", ".join(f"{name}={value!r}" for name, value in zip((*key, column.name), row, strict=True))
+                for row in rows[:_SHOWN_ROWS]
+            )
+            more = " (and more)" if len(rows) > _SHOWN_ROWS else ""
+            raise ValueError(
+                f"existing table {table}: column {column.name!r} now accepts only {sorted(column.allowed or ())} "
+                f"(constraint {spec.check_name(column.name)}), but these rows hold another value: {shown}{more}; "
+                "correct them (UPDATE) or delete them, then run again. Nothing was changed"
+            )
+
+
+def _drops_views(dialect: Dialect, spec: TableSpec, migration: _Migration) -> bool:
+    """Whether migrating ``spec`` must drop the BI views: PostgreSQL cannot change the type of a column a
+    view reads, and SQLite cannot rename a table into place while a view names a missing one."""
+    return spec.name in VIEW_SOURCES and bool(migration.to_int or dialect == "sqlite")
+
+
+def _drop_views(conn: sa.Connection, schema: str | None) -> None:
+    for view in BI_VIEWS:
+        conn.execute(DropView(table_clause(conn, view, schema=schema), if_exists=True))
+
+
+def _migrate_postgres(conn: sa.Connection, spec: TableSpec, schema: str | None, migration: _Migration) -> None:
+    """Convert and constrain in place with ``ALTER TABLE``, inside the caller's transaction."""
+    _refuse_misfits(conn, spec, schema, migration)
+    table = qualified(conn, spec.name, schema)
+    if _drops_views("postgresql", spec, migration):
+        _drop_views(conn, schema)
+    bigint = _SQL_TYPES["postgresql"]["int"].compile(dialect=conn.dialect)
+    for column in migration.to_int:
+        name = quote(conn, column.name)
+        try:
+            with conn.begin_nested():
+                # nosec B608 - DDL: SQLAlchemy has no ALTER COLUMN construct; names are validated and preparer-quoted
+                conn.execute(sa.text(f"ALTER TABLE {table} ALTER COLUMN {name} TYPE {bigint} USING CAST({name} AS {bigint})"))
+        except sa.exc.DBAPIError as exc:
+            raise ValueError(
+                f"cannot convert column {column.name!r} of table {table} to an integer: {exc.orig}. A view of "
+                "your own that reads the column blocks it: drop that view, run again, then re-create it"
+            ) from exc
+    checked = {c.name for c in migration.checks}
+    for constraint in _sa_table(conn, spec, schema).constraints:
+        if isinstance(constraint, sa.CheckConstraint) and constraint.name in {spec.check_name(c) for c in checked}:
+            conn.execute(AddConstraint(constraint))
+
+
+def _rebuild_sqlite(engine: sa.Engine, spec: TableSpec) -> None:
+    """Rebuild a SQLite table to the spec (SQLite's documented way to change a column's type or constraints).
+
+    One ``BEGIN IMMEDIATE`` transaction, which takes the write lock first, so a concurrent
+    rebuild waits and then finds nothing left to do. Columns the spec does not know are kept.
+    """
+    table = qualified(engine, spec.name)
+    staging = validate_identifier(f"{spec.name}__rebuild")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # pysqlite would only begin at the first INSERT
+        migration = _pending(conn, spec, None)
+        if not migration:
+            return
+        _refuse_misfits(conn, spec, None, migration)
+        _drop_views(conn, None)
+        known = {c.name for c in spec.columns}
+        extra = [c for c in sa.inspect(conn).get_columns(spec.name) if c["name"] not in known]
+        target = _sa_table(conn, spec, None, name=staging)
+        for column in extra:
+            target.append_column(sa.Column(sql_name(column["name"]), column["type"], nullable=True))
+        for index in list(target.indexes):  # the indexes are created under the final name afterwards
+            target.indexes.discard(index)
+        conn.execute(CreateTable(target))
+        source = table_clause(conn, spec.name, tuple(c.name for c in target.columns))
+        converted = {c.name for c in migration.to_int}
+        selected = [sa.cast(source.c[c.name], sa.INTEGER) if c.name in converted else source.c[c.name]
+                    for c in target.columns]
+        conn.execute(sa.insert(target).from_select([c.name for c in target.columns], sa.select(*selected)))
+        conn.execute(sa.schema.DropTable(sa.Table(sql_name(spec.name), sa.MetaData())))
+        try:
+            # nosec B608 - DDL: SQLAlchemy has no RENAME construct; names are validated and preparer-quoted
+            conn.execute(sa.text(f"ALTER TABLE {quote(conn, staging)} RENAME TO {quote(conn, spec.name)}"))
+        except sa.exc.DBAPIError as exc:
+            raise ValueError(
+                f"cannot rebuild table {table}: {exc.orig}. A view of your own that reads it blocks the "
+                "rebuild: drop that view, run again, then re-create it"
+            ) from exc

@@ -39,7 +39,7 @@ def _anomaly_frame(n: int, day: dt.date) -> pd.DataFrame:
         "is_anomaly": [False] * n,
         "severity": ["none"] * n,
         "model_name": "IForest",
-        "model_version": "1",
+        "model_version": 1,  # an integer column of the warehouse
         "run_id": "run",
         "top_features": [None] * n,
         "scored_at": [scored_at] * n,

@@ -24,7 +24,7 @@ def scores(n: int = 6, *, run_id: str = "run-1", seed: int = 0) -> pd.DataFrame:
             "is_anomaly": is_anomaly,
             "severity": np.where(is_anomaly, "high", "none"),
             "model_name": "IForest",
-            "model_version": "v1",
+            "model_version": 1,
             "run_id": run_id,
             "top_features": [{"amount": 0.7} if a else None for a in is_anomaly],
             "scored_at": pd.Timestamp("2024-05-02 03:00", tz="UTC"),

@@ -48,7 +48,7 @@ def test_round_trip_keeps_types(engine: sa.Engine) -> None:
             "is_anomaly": [True, False, True, False],
             "severity": ["critical", None, "low", "none"],
             "model_name": "IForest",
-            "model_version": "v1",
+            "model_version": 1,
             "run_id": "run-1",
             "top_features": [
                 {"amount": np.float32(0.5), "country": "NL", "ratio": float("nan")},

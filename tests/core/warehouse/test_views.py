@@ -23,7 +23,7 @@ def test_views_count_severities_join_feedback_and_list_model_versions(engine: sa
     frame = scores(50, seed=5)
     frame["severity"] = np.where(frame["is_anomaly"], np.resize(["low", "medium", "high", "critical"], 50), "none")
     replace_partition(engine, ANOMALY_TABLE, frame, feed="payments", partition_date=DAY)
-    replace_partition(engine, ANOMALY_TABLE, scores(10, seed=6).assign(model_version="v2"),
+    replace_partition(engine, ANOMALY_TABLE, scores(10, seed=6).assign(model_version=2),
                       feed="payments", partition_date="2024-05-02")
     flagged = frame.loc[frame["is_anomaly"], "record_key"].tolist()
     day = dt.date(2024, 5, 1) if engine.dialect.name == "postgresql" else DAY
@@ -49,7 +49,7 @@ def test_views_count_severities_join_feedback_and_list_model_versions(engine: sa
     assert verdicts[flagged[0]] == "confirmed" and verdicts[flagged[1]] == "rejected"
     assert sum(v is None for v in verdicts.values()) == len(flagged) - 3
     assert {(r.feature_1, r.contribution_1, r.p_value) for r in top} == {("amount", 0.7, 0.001)}
-    assert [tuple(v) for v in versions] == [("v1", 1, 50), ("v2", 1, 10)]
+    assert [tuple(v) for v in versions] == [(1, 1, 50), (2, 1, 10)]
     got = read_feedback(engine, feed="payments", start=DAY, end=DAY)
     assert dict(zip(got["record_key"], got["label"])) == {flagged[0]: 1, flagged[1]: 0, flagged[2]: 1}
 
@@ -59,7 +59,7 @@ def test_views_aggregate_per_feed_and_day(engine: sa.Engine) -> None:
     create_views(engine)  # idempotent
     frames = {
         ("payments", DAY): scores(40, seed=1),
-        ("payments", "2024-05-02"): scores(30, seed=2).assign(model_version="v2"),
+        ("payments", "2024-05-02"): scores(30, seed=2).assign(model_version=2),
         ("logins", DAY): scores(20, seed=3),
     }
     # 150 anomalies in one partition, plus a higher-scoring row that is not one
