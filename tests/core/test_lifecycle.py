@@ -150,13 +150,30 @@ def test_a_forced_worse_challenger_is_blocked_by_the_gate():
     assert "blocked by the promotion gate" in d.reason and "max_regression" in d.gate_reason
 
 
-def test_first_champion_must_reach_min_auc():
+def test_first_champion_is_promoted_on_weak_evidence_with_a_warning_naming_the_numbers():
+    """With no incumbent the best candidate scores the feed, whatever its ROC-AUC: a feed with a weak
+    model says so, a feed without one never scores."""
+    from pynomaly_core.evaluation.compare import metrics
+
     evalset, _, weak = _evalset()
     noise = np.random.default_rng(3).normal(size=len(evalset.y))
     d = decide(feed(lifecycle={"min_auc": 0.7}), evalset, "HBOS", noise, None)
-    assert not d.promote and not d.gate_passed and "lifecycle.min_auc" in d.gate_reason
+    auc = metrics(evalset.y, noise)["roc_auc"]
+    assert auc < 0.7
+    assert d.promote and not d.gate_passed and d.gate_severity == "warn" and d.weak_first
+    assert d.gate_reason.startswith(f"first champion promoted on weak evidence: ROC-AUC {auc:.3f} < lifecycle.min_auc 0.7")
+    assert "on the labels evaluation set (2000 rows, 60 anomalies) of feed 'telemetry'" in d.gate_reason
+    assert d.reason == "no current champion: HBOS is the first, on weak evidence"
     ok = decide(feed(lifecycle={"min_auc": 0.55}), evalset, "HBOS", weak, None)
-    assert ok.promote and ok.reason.startswith("no current champion")
+    assert ok.promote and ok.gate_passed and not ok.weak_first and ok.reason == "no current champion: HBOS is the first"
+
+
+def test_the_gate_still_blocks_a_weak_challenger_against_an_existing_champion():
+    evalset, good, _ = _evalset()
+    noise = np.random.default_rng(3).normal(size=len(evalset.y))
+    d = decide(feed(lifecycle={"min_auc": 0.7}), evalset, "HBOS", noise, good, forced=True)
+    assert not d.promote and not d.gate_passed and d.gate_severity == "error" and not d.weak_first
+    assert "below lifecycle.min_auc = 0.7" in d.gate_reason
 
 
 # ------------------------------------------------------------------ the champion record
@@ -167,15 +184,20 @@ def test_champion_record_round_trips_through_its_stored_value():
         feed="telemetry", version="3", path="/models/telemetry/b-KNN", reason="KNN beats the champion",
         detector="KNN", manifest_sha256="ab" * 32, threshold=1.5, mlflow_run_id="r1",
         registered_model="pynomaly-telemetry", run_url=None, promoted=True, evaluation="labels",
-        metrics={"roc_auc": 0.9, "average_precision": 0.5},
+        metrics={"roc_auc": 0.9, "average_precision": 0.5}, training_days=("2026-11-01", "2026-11-02"),
     )
     value = record.to_value()
     assert list(value) == ["feed", "detector", "version", "path", "manifest_sha256", "threshold", "mlflow_run_id",
-                           "registered_model", "run_url", "promoted", "reason", "evaluation", "metrics"]
+                           "registered_model", "run_url", "promoted", "reason", "evaluation", "metrics",
+                           "training_days", "window_first", "window_last"]
+    assert (value["window_first"], value["window_last"]) == ("2026-11-01", "2026-11-02")
     assert ChampionRecord.from_value(value) == record
     # a value from JSON with a numeric version and extra keys reads back as the same record
     assert ChampionRecord.from_value({**value, "version": 3, "extra": 1}) == record
     assert record.require() is record
+    # a value stored before the training window was recorded reads back without one
+    legacy = {k: v for k, v in value.items() if k not in ("training_days", "window_first", "window_last")}
+    assert ChampionRecord.from_value(legacy).training_days == () and ChampionRecord.from_value(legacy).window_last is None
 
 
 def test_a_feed_without_champion_stores_only_why_and_cannot_load():
@@ -271,7 +293,8 @@ def test_a_batch_is_trained_saved_logged_and_its_evaluation_stored(story):
     batch, value = story["batch"], story["value"]
     assert story["asked"] == [("2026-11-03", "2026-11-03")]  # feedback of the holdout day
     assert list(value) == ["feed", "batch", "dagster_run_id", "evaluation", "training_rows", "holdout_rows",
-                           "candidates"]
+                           "candidates", "training_days"]
+    assert value["training_days"] == ["2026-11-01", "2026-11-02", "2026-11-03"]
     assert value["batch"].endswith("-run-trai") and value["dagster_run_id"] == "run-train-0001"
     assert value["evaluation"]["kind"] == "labels" and value["evaluation"]["path"] == str(batch.evaluation_path)
     assert [c["detector"] for c in value["candidates"]] == ["KNN", "HBOS"] and batch.failed == 0
@@ -279,6 +302,7 @@ def test_a_batch_is_trained_saved_logged_and_its_evaluation_stored(story):
         assert entry["model_dir"].endswith(f"{value['batch']}-{entry['detector']}")
         run = story["tracker"].client.get_run(entry["mlflow_run_id"])
         assert run.data.tags["reason"] == "test" and run.data.tags["dagster_asset"] == "promo/detector_candidates"
+        assert run.data.tags["pynomaly.training_days"] == "2026-11-01..2026-11-03"
         assert run.data.params["evaluation"] == "labels"
     stored = read_evaluation_frame(story["frames"], "promo", value["batch"])
     assert len(stored.y) == value["evaluation"]["rows"] and sorted(stored.scores) == ["HBOS", "KNN"]
@@ -297,6 +321,8 @@ def test_the_first_champion_is_promoted_without_comparison(story):
         "manifest_sha256": hbos["manifest_sha256"], "threshold": hbos["threshold"],
         "mlflow_run_id": hbos["mlflow_run_id"], "registered_model": "pynomaly-promo", "run_url": None,
         "promoted": True, "reason": p.decision.reason, "evaluation": "labels", "metrics": hbos["metrics"],
+        "training_days": ["2026-11-01", "2026-11-02", "2026-11-03"], "window_first": "2026-11-01",
+        "window_last": "2026-11-03",
     }
 
 
@@ -323,6 +349,8 @@ def test_a_forced_worse_candidate_is_blocked_and_the_champion_kept(story):
     # the kept champion's figures are re-measured on this batch's rows
     assert kept.metrics["roc_auc"] == pytest.approx(better["promotion"].record.metrics["roc_auc"])
     assert kept.threshold == pytest.approx(better["promotion"].record.threshold)
+    # the kept champion's training days come back from its registered version's tags
+    assert kept.training_days == ("2026-11-01", "2026-11-02", "2026-11-03")
     assert worse["run_tags"]["pynomaly.promotion"] == "rejected" and worse["run_tags"]["pynomaly.gate"] == "failed"
 
 

@@ -22,7 +22,7 @@ from pynomaly_core.detectors.adapters import PyODDetector, _WrappedDetector
 from pynomaly_core.detectors.targets import import_target
 
 SPECS = available()
-FAMILIES = {"probabilistic", "linear", "proximity", "ensemble", "neural", "graph"}
+FAMILIES = {"probabilistic", "linear", "proximity", "ensemble", "neural", "graph", "sequence"}
 SUPERVISION = {"unsupervised", "semi-supervised"}
 
 

@@ -14,6 +14,7 @@ from pynomaly_core.retrain import (
     format_partitions,
     parse_partitions,
     plan,
+    rescore_after,
     watched,
 )
 
@@ -31,25 +32,24 @@ def failure(evaluation_id: int, *, check: MonitoredCheck = PERF, severity: str =
 
 
 def run(run_id: str, state: RunState, *, hours_ago: float = 24.0, days: tuple[str, ...] = (),
-        promoted: str | None = None) -> RetrainRun:
+        promoted: str | None = None, window_last: str | None = None) -> RetrainRun:
     return RetrainRun(run_id=run_id, state=state, created=NOW - hours_ago * HOUR, affected_partitions=days,
-                      promoted_version=promoted)
+                      promoted_version=promoted, window_last=window_last)
 
 
-def decide(failures=(), runs=(), *, cursor: RetrainCursor | None = None, champion: str | None = "2", **settings):
+def decide(failures=(), runs=(), *, cursor: RetrainCursor | None = None, champion: str | None = "2",
+           scored: dict | None = None, **settings):
     return plan(failures, list(runs), NOW, MonitoringSettings(**settings), feed="drifty",
                 sensor="drifty__retrain_sensor", checks=CHECKS, champion_version=champion,
-                cursor=cursor or RetrainCursor())
+                cursor=cursor or RetrainCursor(), scored=scored)
 
 
-def test_failures_ask_for_one_retrain_with_reason_days_and_window():
-    decided = decide([failure(5), failure(7, day="2026-11-07", description="canary recall fell")],
-                     retrain_window_days=3)
+def test_failures_ask_for_one_retrain_with_reason_and_days():
+    decided = decide([failure(5), failure(7, day="2026-11-07", description="canary recall fell")])
     retrain = decided.retrain
     assert retrain is not None and decided.skip_reason is None and decided.rescores == ()
     assert retrain.run_key == "drifty-retrain-7"
     assert retrain.partitions == ("2026-11-06", "2026-11-07")
-    assert retrain.window_days == 3
     assert retrain.reason == (
         "sensor drifty__retrain_sensor: 2 failed check(s) of champion 2 on 2026-11-06, 2026-11-07 -- "
         "performance_not_degraded error: average precision fell | "
@@ -118,7 +118,9 @@ def test_cooldown_keeps_failures_pending_until_it_ends():
     assert fired.retrain.run_key == "drifty-retrain-5" and fired.cursor.seen == {PERF.key: 5}
 
 
-def test_rescoring_once_per_promoted_retrain():
+def test_rescoring_once_per_promoted_retrain_without_a_recorded_window():
+    """A champion that records no training window (stored before windows were recorded): the
+    affected days are rescored, as before."""
     days = ("2026-11-06", "2026-11-07")
     runs = [
         run("running", RunState.RUNNING, hours_ago=1, days=("2026-11-08",)),
@@ -138,6 +140,58 @@ def test_rescoring_once_per_promoted_retrain():
     assert second.skip_reason.startswith("no new failed")
     kept = decide([], runs[2:])
     assert kept.rescores == () and kept.skip_reason == "retrain run keptkept kept the champion; nothing to rescore"
+
+
+def test_days_inside_the_new_window_keep_their_first_scores():
+    """The retrain window ends at the latest validated day: its affected days lie inside it and are
+    not rescored (no hindsight); the skip says so."""
+    runs = [run("promoted", RunState.SUCCEEDED, days=("2026-11-06", "2026-11-07"), promoted="3",
+                window_last="2026-11-07")]
+    decided = decide([], runs, champion="3", scored={"2026-11-07": "2"})
+    assert decided.rescores == () and decided.retrain is None
+    assert decided.skip_reason == (
+        "retrain run promoted promoted version 3 trained up to 2026-11-07: the affected days "
+        "2026-11-06..2026-11-07 lie in or before its window and keep their first scores (no hindsight); "
+        "no day after its window was scored by another version")
+    assert decided.cursor.handled == ("promoted",)
+
+
+def test_days_after_the_new_window_scored_by_another_version_are_rescored():
+    """A day the former champion scored after the window (while the retrain ran) is rescored once; a
+    day the new champion scored already is not, nor is an affected day inside the window."""
+    runs = [run("promoted", RunState.SUCCEEDED, days=("2026-11-07", "2026-11-08"), promoted="3",
+                window_last="2026-11-07")]
+    scored = {"2026-11-08": "2", "2026-11-09": "2", "2026-11-10": "3"}
+    decided = decide([], runs, champion="3", scored=scored)
+    assert [(r.partition, r.run_key) for r in decided.rescores] == [
+        ("2026-11-08", "rescore-promoted-2026-11-08"), ("2026-11-09", "rescore-promoted-2026-11-09")]
+    assert decided.rescores[0].reason == ("rescore with champion version 3 after retrain run promoted "
+                                          "(days after its training window, which ends 2026-11-07)")
+    again = decide([], runs, champion="3", scored=scored, cursor=decided.cursor)
+    assert again.rescores == ()
+
+
+def test_only_the_newest_promotion_of_the_current_champion_rescores():
+    older = run("older-run", RunState.SUCCEEDED, hours_ago=30, promoted="3", window_last="2026-11-05")
+    newer = run("newer-run", RunState.SUCCEEDED, hours_ago=5, promoted="4", window_last="2026-11-07")
+    scored = {"2026-11-06": "2", "2026-11-08": "3"}
+    decided = decide([], [newer, older], champion="4", scored=scored)
+    assert [r.partition for r in decided.rescores] == ["2026-11-08"]  # 11-06 is inside version 4's window
+    assert {r.retrain_run_id for r in decided.rescores} == {"newer-run"}
+    assert decided.cursor.handled == ("older-run", "newer-run")
+    # a champion promoted by hand since: the retrain's version no longer scores, nothing to rescore
+    replaced = decide([], [newer], champion="5", scored=scored)
+    assert replaced.rescores == ()
+    assert "promoted version 4, since replaced by version 5" in replaced.skip_reason
+
+
+def test_rescore_after_is_the_earliest_window_end_of_unhandled_promotions():
+    runs = [run("a", RunState.SUCCEEDED, promoted="4", window_last="2026-11-09"),
+            run("b", RunState.SUCCEEDED, promoted="3", window_last="2026-11-07"),
+            run("c", RunState.SUCCEEDED), run("d", RunState.RUNNING)]
+    assert rescore_after(runs, RetrainCursor()) == "2026-11-07"
+    assert rescore_after(runs, RetrainCursor(handled=("b",))) == "2026-11-09"
+    assert rescore_after(runs, RetrainCursor(handled=("a", "b"))) is None
 
 
 def test_the_cursor_remembers_the_last_handled_runs_only():

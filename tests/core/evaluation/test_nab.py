@@ -12,7 +12,7 @@ import pytest
 
 from pynomaly_core.evaluation import nab
 
-NAB = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "timeseries" / "nab"
+NAB = Path(__file__).resolve().parents[4] / "shared" / "datasets" / "timeseries" / "nab"
 
 
 def detect(n: int, rows: list[int]) -> np.ndarray:

@@ -84,7 +84,7 @@ def test_missing_feeds_directory_names_the_env_var(tmp_path):
 
 
 def test_shipped_demo_feed_is_valid():
-    feeds = load_feeds(Path(__file__).resolve().parents[2] / "pynomaly_assets" / "feeds")
+    feeds = load_feeds(Path(__file__).resolve().parents[3] / "pynomaly_assets" / "feeds")
     assert [f.name for f in feeds] == ["demo_telemetry"]
     assert feeds[0].source.kind == "demo"
 
