@@ -304,6 +304,19 @@ _sklearn("EllipticEnvelope", "sklearn.covariance:EllipticEnvelope", "linear",
 # ---------------------------------------------------------------------- pynomaly
 register(
     DetectorSpec(
+        name="PCA_TQ",
+        family="linear",
+        framework="pynomaly",
+        target="pynomaly_core.detectors.pca_tq:PCATQDetector",
+        cost_class="fit O(n·d² + d³), score O(m·d·c) (c = components)",
+        description="Statistical process control for multivariate sensors: Hotelling's T² (an "
+        "unusual state the principal components explain) and Q, the squared prediction error "
+        "(a reading that breaks the sensors' normal correlations), each over its training "
+        "control limit; score = the larger ratio. Row-wise; the SKAB T²+Q baseline.",
+    )
+)
+register(
+    DetectorSpec(
         name="Ensemble",
         family="ensemble",
         framework="pynomaly",

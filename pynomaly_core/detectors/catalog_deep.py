@@ -1,4 +1,4 @@
-"""Registry entries of our own torch and Keras detectors (deep models, torch k-NN and LOF).
+"""Registry entries of our own torch and Keras detectors (deep, window, torch k-NN and LOF).
 
 Imported at the end of :mod:`pynomaly_core.detectors.catalog`; the targets are
 resolved only when a detector is created, so neither torch nor TensorFlow is
@@ -11,6 +11,8 @@ from pynomaly_core.detectors.registry import DetectorSpec, register
 
 _TORCH = "pynomaly_core.detectors.deep.torch_models"
 _KERAS = "pynomaly_core.detectors.deep.keras_models"
+_WINDOW = "pynomaly_core.detectors.deep.window_models"
+_WINDOW_COST = "fit O(e·n·w·d·h), score O(m·w·d·h) (w = window_size)"
 _PROXIMITY = "pynomaly_core.detectors.proximity"
 _DEEP_COST = "fit O(e·n·d·h), score O(m·d·h)"
 _NEIGHBOUR_COST = (
@@ -39,6 +41,13 @@ _torch("DeepSVDD", f"{_TORCH}:DeepSVDD", "neural", _DEEP_COST,
        "Deep SVDD: distance to a hypersphere centre in a learned embedding.")
 _torch("DAGMM", f"{_TORCH}:DAGMM", "neural", _DEEP_COST,
        "Deep autoencoding Gaussian mixture: energy of code + reconstruction features.")
+_torch("ConvAE", f"{_WINDOW}:ConvAE", "sequence", _WINDOW_COST,
+       "Sequence-aware: 1-D convolutional autoencoder over the window of window_size rows "
+       "ending at each row (rows are time steps of one series, in order); score = the window's "
+       "reconstruction error. For sensors whose anomalies are in the shape of the sequence.")
+_torch("LSTMAE", f"{_WINDOW}:LSTMAE", "sequence", _WINDOW_COST,
+       "Sequence-aware: LSTM sequence-to-sequence autoencoder over the window of window_size "
+       "rows ending at each row; score = the window's reconstruction error. Slower than ConvAE.")
 _torch("TorchKNN", f"{_PROXIMITY}:TorchKNN", "proximity", _NEIGHBOUR_COST,
        "Exact k-NN distance (PyOD KNN scores) by tiled GPU/CPU matrix products or a KD-tree.")
 _torch("TorchLOF", f"{_PROXIMITY}:TorchLOF", "proximity", _NEIGHBOUR_COST,

@@ -33,16 +33,19 @@ class PCATQDetector(BaseDetector):
         The control limits are the ``1 - alpha`` quantiles of the training T² and Q.
     contamination : float
         As for every detector: sets ``threshold_`` from the training scores.
+    random_state : int or None
+        Accepted like every registry detector's; unused, the fit is deterministic (an SVD).
     """
 
     detector_name = "PCA_TQ"
 
     def __init__(self, variance: float = 0.9, n_components: int | None = None, alpha: float = 0.01,
-                 contamination: float = 0.1) -> None:
+                 contamination: float = 0.1, random_state: int | None = None) -> None:
         super().__init__(contamination=contamination)
         self.variance = variance
         self.n_components = n_components
         self.alpha = alpha
+        self.random_state = random_state
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
         if not 0.0 < float(self.variance) <= 1.0:

@@ -8,11 +8,14 @@ install when the framework is missing.
 
 from pynomaly_core.detectors.deep.keras_models import KerasAutoEncoder, KerasDeepSVDD, KerasVAE
 from pynomaly_core.detectors.deep.torch_models import DAGMM, VAE, AutoEncoder, DeepSVDD
+from pynomaly_core.detectors.deep.window_models import LSTMAE, ConvAE
 
 __all__ = [
     "DAGMM",
+    "LSTMAE",
     "VAE",
     "AutoEncoder",
+    "ConvAE",
     "DeepSVDD",
     "KerasAutoEncoder",
     "KerasDeepSVDD",
