@@ -32,6 +32,11 @@ RETRAIN_RUN_TAG = "pynomaly/retrain_run"
 DECISION_KEY = "decision"
 #: on ``champion`` materializations: the MLflow version now champion, or ``none``
 CHAMPION_VERSION_KEY = "champion_version"
+#: on ``champion`` materializations: the UTC days the champion was trained on (``2026-11-01..2026-11-07``);
+#: a retrain keeps the last of them, the sensor rescores only the days after them
+CHAMPION_TRAINING_DAYS_KEY = "champion_training_days"
+#: on ``anomaly_scores`` materializations: the version whose scores the partition held before (``none``)
+PREVIOUS_MODEL_VERSION_KEY = "previous_model_version"
 #: on monitoring check evaluations: the model version that scored the partition
 MODEL_VERSION_KEY = "model_version"
 #: on monitoring check evaluations: the partition the evaluation judged

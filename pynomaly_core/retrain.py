@@ -6,15 +6,22 @@ them to :func:`plan`, which decides on plain data; the sensor turns the decision
 requests. The policy lives here, once, so that it can be tested without a Dagster instance
 (``tests/core/test_retrain.py``); ``docs/monitoring.md`` tells it to operators:
 
-1. **Rescore.** Every successful retrain run not handled yet that promoted a champion asks for
-   its affected partitions to be scored again, with run key ``rescore-<run id>-<day>`` (once
-   each); a run that kept the old champion is noted and handled too. The cursor remembers the
-   last :data:`HANDLED_KEEP` handled runs.
+1. **Rescore, without hindsight.** The newest successful retrain run not handled yet that
+   promoted the current champion asks for the days *after* that champion's training window
+   that another version scored (its affected days there, and days scored meanwhile by the
+   former champion) to be scored again, with run key ``rescore-<run id>-<day>`` (once each).
+   Days inside or before the window keep their first scores: the new model has seen them, or
+   later days, and rescoring them would judge the past with hindsight (``anomaly_scores``
+   refuses it unless its run config sets ``allow_hindsight``). A retrain window ends at the
+   latest validated day, so usually nothing is rescored and the days after it are scored by
+   the new champion as they arrive. Older unhandled runs, runs that kept the old champion,
+   and runs whose champion was since replaced are noted and handled too. The cursor
+   remembers the last :data:`HANDLED_KEEP` handled runs.
 2. **Retrain.** Failed evaluations recorded after the cursor count when their severity is at
    least ``monitoring.retrain_on``, when they judge drift only with
    ``monitoring.retrain_on_drift``, and only when the partition was scored by the *current*
-   champion: a former champion's failures are answered by rescoring, whose new evaluations
-   speak for themselves. The counted failures ask for one retrain whose run key is
+   champion: a former champion's failures were answered by the retrain that replaced it, and
+   the new champion is judged on the days it scores. The counted failures ask for one retrain whose run key is
    ``<feed>-retrain-<newest counted evaluation id>``, so one failure triggers exactly one
    retrain. While a retrain is queued or running, or within ``monitoring.cooldown_hours`` of
    the last one, they stay pending: the cursor does not move past them.
@@ -29,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pynomaly_core.data.config import MonitoringSettings
+from pynomaly_core.lifecycle.window import day_of, format_days
 
 #: how many handled retrain runs the cursor remembers; the sensor reads fewer successful runs
 #: a tick, so a run once handled is never rescored again
@@ -97,6 +105,9 @@ class RetrainRun:
     affected_partitions: tuple[str, ...] = ()
     #: the champion version it promoted; None while running, or when it kept the old champion
     promoted_version: str | None = None
+    #: the last day of that champion's training window; None when it records none (then the
+    #: affected partitions are rescored, as before the window was recorded)
+    window_last: str | None = None
 
 
 @dataclass(frozen=True)
@@ -131,13 +142,12 @@ class Rescore:
 
 @dataclass(frozen=True)
 class Retrain:
-    """Retrain the feed for ``partitions``' failures."""
+    """Retrain the feed for ``partitions``' failures (its window is ``training.retrain_window``,
+    resolved by the ``training_window`` asset of the retrain run)."""
 
     run_key: str
     reason: str
     partitions: tuple[str, ...]
-    #: training window of the retrain (``monitoring.retrain_window_days``); None: the feed's default
-    window_days: int | None
 
 
 @dataclass(frozen=True)
@@ -177,15 +187,18 @@ def plan(
     checks: Sequence[MonitoredCheck],
     champion_version: str | None,
     cursor: RetrainCursor,
+    scored: Mapping[str, str | None] | None = None,
 ) -> RetrainPlan:
     """Decide one tick of the retraining sensor of ``feed``.
 
     ``failures`` are the failed evaluations of ``checks`` (any order; those the cursor has seen
     are ignored), ``runs`` the feed's recent retrain runs, newest first, ``now`` the time in
     seconds since the epoch and ``sensor`` the name the retrain reason gives as its source.
+    ``scored`` maps the scored partitions after the training window of the champions that
+    unhandled runs promoted (:func:`rescore_after`) to the model version whose scores they hold.
     """
     handled = list(cursor.handled)
-    rescores, notes = _rescores(runs, handled)
+    rescores, notes = _rescores(runs, handled, champion_version, scored or {})
     active = watched(checks, settings)
     counted, newest = _new_failures(failures, active, settings, champion_version, cursor.seen)
     seen: Mapping[str, int] = newest
@@ -196,7 +209,7 @@ def plan(
             notes.append(f"{len(counted)} failed check(s) pending: {waiting}")
             seen = cursor.seen
         else:
-            retrain = _retrain(counted, feed, sensor, champion_version, settings)
+            retrain = _retrain(counted, feed, sensor, champion_version)
     new_cursor = RetrainCursor(seen=seen, handled=tuple(handled[-HANDLED_KEEP:]))
     if rescores or retrain:
         skip = None
@@ -207,24 +220,59 @@ def plan(
     return RetrainPlan(rescores=tuple(rescores), retrain=retrain, cursor=new_cursor, skip_reason=skip)
 
 
-def _rescores(runs: Sequence[RetrainRun], handled: list[str]) -> tuple[list[Rescore], list[str]]:
-    """Rescoring after each successful retrain run not in ``handled`` (oldest first); marks them handled."""
-    rescores: list[Rescore] = []
+def rescore_after(runs: Sequence[RetrainRun], cursor: RetrainCursor) -> str | None:
+    """The earliest last training day among the champions that successful, unhandled runs promoted:
+    the sensor reads which model version scored each partition after it (``plan``'s ``scored``).
+    None when no such run records its window."""
+    days = [r.window_last for r in runs if r.state is RunState.SUCCEEDED and r.run_id not in cursor.handled
+            and r.promoted_version is not None and r.window_last is not None]
+    return min(days) if days else None
+
+
+def _rescores(
+    runs: Sequence[RetrainRun], handled: list[str], champion_version: str | None, scored: Mapping[str, str | None],
+) -> tuple[list[Rescore], list[str]]:
+    """Rescoring after the newest successful retrain run not in ``handled`` that promoted the current
+    champion; every unhandled successful run is marked handled (oldest first)."""
     notes: list[str] = []
-    for run in reversed([r for r in runs if r.state is RunState.SUCCEEDED]):
-        if run.run_id in handled:
-            continue
-        handled.append(run.run_id)
-        version = run.promoted_version
-        if version is None:
-            notes.append(f"retrain run {run.run_id[:8]} kept the champion; nothing to rescore")
-            continue
-        reason = f"rescore with champion version {version} after retrain run {run.run_id[:8]}"
-        rescores.extend(
-            Rescore(partition=day, run_key=f"rescore-{run.run_id}-{day}", retrain_run_id=run.run_id, reason=reason)
-            for day in run.affected_partitions
-        )
-    return rescores, notes
+    pending = [r for r in reversed(runs) if r.state is RunState.SUCCEEDED and r.run_id not in handled]
+    handled.extend(r.run_id for r in pending)
+    promoted = [r for r in pending if r.promoted_version is not None]
+    notes += [f"retrain run {r.run_id[:8]} kept the champion; nothing to rescore"
+              for r in pending if r.promoted_version is None]
+    if not promoted:
+        return [], notes
+    run = promoted[-1]
+    notes += [f"retrain run {r.run_id[:8]}'s champion was replaced by a later one; nothing to rescore for it"
+              for r in promoted[:-1]]
+    version = run.promoted_version
+    if champion_version is not None and version != champion_version:
+        notes.append(f"retrain run {run.run_id[:8]} promoted version {version}, since replaced by version "
+                     f"{champion_version}; nothing to rescore")
+        return [], notes
+    days, kept = _days_to_rescore(run, scored)
+    if not days:
+        notes.append(f"retrain run {run.run_id[:8]} promoted version {version} trained up to {run.window_last}: "
+                     + (f"the affected days {format_days(kept)} lie in or before its window and keep their first "
+                        "scores (no hindsight); " if kept else "")
+                     + "no day after its window was scored by another version")
+        return [], notes
+    reason = (f"rescore with champion version {version} after retrain run {run.run_id[:8]}"
+              + (f" (days after its training window, which ends {run.window_last})" if run.window_last else ""))
+    return [Rescore(partition=day, run_key=f"rescore-{run.run_id}-{day}", retrain_run_id=run.run_id, reason=reason)
+            for day in days], notes
+
+
+def _days_to_rescore(run: RetrainRun, scored: Mapping[str, str | None]) -> tuple[list[str], list[str]]:
+    """(partitions to rescore, affected partitions kept as first scored) for a promoting run."""
+    last = run.window_last
+    if last is None:  # the champion records no window: rescore what the run was started for
+        return list(run.affected_partitions), []
+    after = {p for p in run.affected_partitions if day_of(p) > last}
+    after |= {p for p, v in scored.items() if day_of(p) > last and v is not None and v != run.promoted_version}
+    after -= {p for p, v in scored.items() if v == run.promoted_version}
+    kept = sorted(p for p in run.affected_partitions if day_of(p) <= last)
+    return sorted(after), kept
 
 
 def _new_failures(
@@ -250,7 +298,7 @@ def _new_failures(
         if failure.severity not in severities:
             continue
         if champion_version is not None and failure.model_version not in (None, champion_version):
-            continue  # scored by a former champion: rescoring speaks for it
+            continue  # scored by a former champion: the retrain that replaced it answered it
         counted.append(failure)
     return counted, newest
 
@@ -267,15 +315,11 @@ def _waiting(runs: Sequence[RetrainRun], now: float, settings: MonitoringSetting
     return None
 
 
-def _retrain(
-    counted: Sequence[CheckFailure], feed: str, sensor: str, champion_version: str | None,
-    settings: MonitoringSettings,
-) -> Retrain:
+def _retrain(counted: Sequence[CheckFailure], feed: str, sensor: str, champion_version: str | None) -> Retrain:
     """One retrain for all counted failures, keyed by the newest of them."""
     days = sorted({f.partition for f in counted if f.partition})
     newest = max(f.evaluation_id for f in counted)
     details = sorted({f"{f.check.name} {f.severity}: {f.description or ''}" for f in counted})
     reason = (f"sensor {sensor}: {len(counted)} failed check(s) of champion {champion_version} on "
               f"{', '.join(days)} -- " + " | ".join(details))
-    return Retrain(run_key=f"{feed}-retrain-{newest}", reason=reason[:REASON_MAX_CHARS], partitions=tuple(days),
-                   window_days=settings.retrain_window_days)
+    return Retrain(run_key=f"{feed}-retrain-{newest}", reason=reason[:REASON_MAX_CHARS], partitions=tuple(days))

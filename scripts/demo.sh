@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One command: install, then materialize the demo feed's whole asset graph (14 days) on the
+# One command: install, then materialize the demo feed's whole asset graph (18 days) on the
 # embedded defaults (SQLite Dagster instance and warehouse under ./.pynomaly). No server, no network.
 # Afterwards: `bash scripts/dev.sh` opens the Dagster UI on the same instance.
 set -euo pipefail

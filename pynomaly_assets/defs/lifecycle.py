@@ -7,7 +7,10 @@ holdout), saves each as a signed model directory and logs it as an MLflow run an
 registered model version. ``champion`` compares the best candidate with the current
 champion (MLflow alias ``champion``) on the same rows with a paired bootstrap and moves
 the alias only on evidence; its blocking ``promotion_gate`` check stops a worse model
-(a forced promotion included) from reaching scoring. The rules and both stages live in
+(a forced promotion included) from reaching scoring. The feed's first champion is promoted
+whatever its evidence: a weak one fails the check with severity WARN, which Dagster does not
+block on (only failed ERROR checks of a blocking spec raise after the step), so the feed
+scores. The rules and both stages live in
 :mod:`pynomaly_core.lifecycle` (:func:`~pynomaly_core.lifecycle.train_candidate_batch`,
 :func:`~pynomaly_core.lifecycle.promote`); these assets only translate them to Dagster.
 ``docs/model_lifecycle.md`` explains the rules.
@@ -19,7 +22,13 @@ import dagster as dg
 import pandas as pd
 
 from pynomaly_assets.feed_context import FeedContext
-from pynomaly_assets.names import CHAMPION_VERSION_KEY, DECISION_KEY, PROMOTION_GATE, REASON_TAG
+from pynomaly_assets.names import (
+    CHAMPION_TRAINING_DAYS_KEY,
+    CHAMPION_VERSION_KEY,
+    DECISION_KEY,
+    PROMOTION_GATE,
+    REASON_TAG,
+)
 from pynomaly_assets.resources import (
     FrameStoreResource,
     MlflowResource,
@@ -60,8 +69,11 @@ def candidates_metadata(batch: "CandidateBatch", tracker: "Tracker") -> dict[str
 def champion_metadata(promotion: "Promotion", tracker: "Tracker") -> dict[str, Any]:
     """What a ``champion`` materialization shows: the decision, the champion now, the evidence.
 
-    The retraining sensor reads ``decision`` and ``champion_version`` (:mod:`pynomaly_assets.names`).
+    The retraining sensor reads ``decision``, ``champion_version`` and ``champion_training_days``
+    (:mod:`pynomaly_assets.names`); a retrain's ``training_window`` reads the training days too.
     """
+    from pynomaly_core.lifecycle import format_days
+
     record, decision, chal, cmp = promotion.record, promotion.decision, promotion.challenger, promotion.comparison
     registered = promotion.registered_model
     metadata: dict[str, Any] = {
@@ -69,6 +81,8 @@ def champion_metadata(promotion: "Promotion", tracker: "Tracker") -> dict[str, A
         "reason": decision.reason,
         "champion_detector": record.detector or "none",
         CHAMPION_VERSION_KEY: record.version or "none",
+        CHAMPION_TRAINING_DAYS_KEY: format_days(record.training_days) or "none",
+        "gate": "passed" if decision.gate_passed else "weak first champion" if decision.weak_first else "failed",
         "challenger": decision.challenger,
         "evaluation": promotion.evaluation,
         "registered_model": registered,
@@ -121,6 +135,7 @@ def build_candidates_asset(fc: FeedContext) -> dg.AssetsDefinition:
                                                           schema=warehouse.schema_name),
                 reason=context.run.tags.get(REASON_TAG, "manual"),
                 tags={"dagster_asset": candidates_key.to_user_string()}, logger=context.log,
+                signing_key=model_store.signing_key(),
             )
         except LifecycleError as exc:
             raise dg.Failure(f"asset {candidates_key.to_user_string()}: {exc}") from exc
@@ -143,7 +158,9 @@ def build_champion_asset(fc: FeedContext) -> dg.AssetsDefinition:
             dg.AssetCheckSpec(
                 PROMOTION_GATE, asset=champion_key, blocking=True,
                 description="A new champion must reach lifecycle.min_auc and must not be worse than the "
-                "current one; a failed gate keeps the current champion and stops scoring in this run.",
+                "current one; a failed gate keeps the current champion and stops scoring in this run (ERROR). "
+                "The feed's first champion is promoted whatever its evidence: below lifecycle.min_auc the "
+                "check fails as a WARN naming the numbers, and scoring goes on.",
             )
         ],
         description=f"The model that scores `{feed.name}`: the current champion, replaced by the best "
@@ -155,22 +172,27 @@ def build_champion_asset(fc: FeedContext) -> dg.AssetsDefinition:
         detector_candidates: dict,
         frame_store: FrameStoreResource,
         mlflow: MlflowResource,
+        model_store: ModelStoreResource,
     ):
         from pynomaly_core.lifecycle import LifecycleError, promote
 
         tracker = mlflow.tracker()
         try:
             promotion = promote(feed, detector_candidates, frame_store.store(), tracker, run_id=context.run.run_id,
-                                candidate=config.candidate, logger=context.log)
+                                candidate=config.candidate, logger=context.log,
+                                signing_key=model_store.signing_key())
         except LifecycleError as exc:
             raise dg.Failure(f"asset {champion_key.to_user_string()}: {exc}") from exc
         decision, record = promotion.decision, promotion.record
         gate = dg.AssetCheckResult(
             check_name=PROMOTION_GATE,
             passed=promotion.gate_passed,
-            severity=dg.AssetCheckSeverity.ERROR,
+            # WARN: a weak first champion scores (Dagster blocks only on failed ERROR results)
+            severity=dg.AssetCheckSeverity.WARN if promotion.gate_severity == "warn" else dg.AssetCheckSeverity.ERROR,
             description=promotion.gate_description,
-            metadata={"challenger": decision.challenger, "forced": decision.forced, "reason": decision.reason},
+            metadata={"challenger": decision.challenger, "forced": decision.forced, "reason": decision.reason,
+                      "challenger_roc_auc": float(promotion.challenger["metrics"]["roc_auc"]),
+                      "min_auc": float(feed.lifecycle.min_auc)},
         )
         return dg.MaterializeResult(
             value=record.to_value(), metadata=champion_metadata(promotion, tracker), check_results=[gate],

@@ -3,19 +3,27 @@
 A partition of more than ``scoring.chunk_rows`` rows is never loaded whole: it is streamed from
 its Parquet file in chunks (:func:`pynomaly_core.streaming.score_parquet`) straight into the
 file the frame IO manager would have written, so downstream assets read the same format.
+
+No hindsight (:func:`pynomaly_core.lifecycle.rescoring_verdict`): a partition already scored by
+another model version is not rescored by a champion whose training window contains the day or
+lies after it — the run fails naming the day, both versions and the window — unless the run
+config sets ``allow_hindsight: true``. Every materialization records the version that scored
+it (``model_version``) and the one whose scores it replaced (``previous_model_version``).
 """
 
 
 import base64
 import io
 import time
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import numpy as np
 import pandas as pd
 
 from pynomaly_assets.feed_context import FeedContext
-from pynomaly_assets.resources import FrameStoreResource
+from pynomaly_assets.names import MODEL_VERSION_KEY, PREVIOUS_MODEL_VERSION_KEY
+from pynomaly_assets.resources import FrameStoreResource, ModelStoreResource
 from pynomaly_core.streaming import (
     NO_LABEL,
     SEVERITY_LEVELS,
@@ -24,6 +32,9 @@ from pynomaly_core.streaming import (
     score_frame,
     score_parquet,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pynomaly_core.lifecycle import ChampionRecord
 
 
 def histogram_markdown(scores: np.ndarray, threshold: float, title: str) -> str:
@@ -85,6 +96,85 @@ def label_codes(labels: pd.Series) -> np.ndarray:
     return labels.astype("float64").fillna(NO_LABEL).to_numpy().astype("int8")
 
 
+class ScoringConfig(dg.Config):
+    """Run config of ``anomaly_scores``."""
+
+    allow_hindsight: bool = False
+    """Rescore a partition that another model version scored even though the champion's training
+    window contains the day or lies after it (the model has seen this day or later ones). Off: such
+    a day keeps its first scores and the run fails saying so."""
+
+
+def previous_model_version(context: dg.AssetExecutionContext) -> str | None:
+    """The model version whose scores the partition holds now (None when it was never scored)."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[context.partition_key]), limit=1
+    ).records
+    meta = records[0].asset_materialization.metadata if records and records[0].asset_materialization else {}
+    value = meta.get(MODEL_VERSION_KEY)
+    return None if value is None or value.value in (None, "none") else str(value.value)
+
+
+def hindsight_guard(context: dg.AssetExecutionContext, record: "ChampionRecord", allow_hindsight: bool) -> dict:
+    """Refuse (``dg.Failure``) to rescore with hindsight; else the metadata naming both versions."""
+    from pynomaly_core.lifecycle import rescoring_verdict
+
+    op = context.op_def.name
+    verdict = rescoring_verdict(
+        record, context.partition_key, previous_model_version(context), allow_hindsight=allow_hindsight,
+        config_hint=f"run config allow_hindsight: true on {context.asset_key.to_user_string()} "
+        f"(ops: {{{op}: {{config: {{allow_hindsight: true}}}}}})",
+    )
+    if not verdict.allowed:
+        raise dg.Failure(verdict.reason, allow_retries=False)
+    if verdict.previous_version not in (None, str(record.version)):
+        context.log.info(verdict.reason)
+    return {PREVIOUS_MODEL_VERSION_KEY: verdict.previous_version or "none", "hindsight": verdict.hindsight}
+
+
+#: at most this many earlier partitions are read for one partition's warm-up (a sparse feed's
+#: previous day may hold fewer rows than the longest look-back)
+MAX_WARMUP_PARTITIONS = 31
+
+
+def warmup_history(context: dg.AssetExecutionContext, fc: FeedContext, store, model) -> pd.DataFrame | None:
+    """The earlier rows that the champion's derived features need (None: no derivation).
+
+    Read explicitly from the previous validated partitions (only the columns the derivation uses),
+    going back until the warm-up is covered for every entity of this partition
+    (:func:`~pynomaly_core.features.derived.warmup_covered`), at most
+    :data:`MAX_WARMUP_PARTITIONS`, so a day scored alone equals the same day scored inside a long
+    run. A missing earlier partition stops the walk with a warning: the rows it would have
+    warmed up get imputed derived values.
+    """
+    from pynomaly_core.features.derived import history_tail, warmup, warmup_covered
+
+    derivation = model.derivation
+    if derivation is None or not warmup(derivation).needed:
+        return None
+    keys = fc.partitions_def.get_partition_keys()
+    position = keys.index(context.partition_key)
+    columns = list(dict.fromkeys(c for c in (derivation.event_time, derivation.entity,
+                                             *(f.source for f in derivation.derived.features)) if c))
+    start = pd.Timestamp(context.partition_time_window.start).tz_convert("UTC")
+    validated = list(fc.key("validated").path)
+    entities = None
+    if derivation.entity is not None and derivation.derived.per_entity:
+        entities = pd.read_parquet(store.path(validated, context.partition_key), columns=[derivation.entity])
+        entities = entities[derivation.entity].to_numpy()
+    parts: list[pd.DataFrame] = []
+    for key in reversed(keys[max(0, position - MAX_WARMUP_PARTITIONS):position]):
+        path = store.path(validated, key)
+        if not path.exists():
+            context.log.warning(f"{path}: partition {key} of {fc.key('validated').to_user_string()} is not "
+                                f"materialized; {context.partition_key} is scored with the warm-up read before it")
+            break
+        parts.insert(0, pd.read_parquet(path, columns=columns))
+        if warmup_covered(pd.concat(parts, ignore_index=True), derivation, start, entities):
+            break
+    return history_tail(pd.concat(parts, ignore_index=True), derivation, start) if parts else None
+
+
 def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
     feed = fc.feed
 
@@ -101,17 +191,19 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
         description=f"Per-row anomaly score, normalized score, flag, p-value, severity and top features for "
         f"one day of `{feed.name}`, scored by the current champion, with the model version that scored it.",
     )
-    def anomaly_scores(context: dg.AssetExecutionContext, champion: dict, frame_store: FrameStoreResource):
+    def anomaly_scores(context: dg.AssetExecutionContext, config: ScoringConfig, champion: dict,
+                       frame_store: FrameStoreResource, model_store: ModelStoreResource):
         from pynomaly_core.lifecycle import ChampionRecord, NoChampionError
 
         record = ChampionRecord.from_value(champion)
         try:
-            model = record.load()
+            model = record.load(model_store.signing_key())
         except NoChampionError as exc:
             raise dg.Failure(
                 f"feed {feed.name!r} has no champion to score with ({exc.reason}); "
                 f"materialize {fc.key('champion').to_user_string()} (job {feed.name}__train) first"
             ) from exc
+        versions = hindsight_guard(context, record, config.allow_hindsight)
         layout = ScoringLayout(
             record_key=feed.record_key, event_time=feed.event_time, passthrough=tuple(feed.passthrough),
             label=feed.label, model_name=str(record.detector), model_version=str(record.version),
@@ -124,12 +216,14 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
                              f"{fc.key('validated').to_user_string()}; materialize it first (job {feed.name}__ingest)")
         title = f"{feed.name} {partition}"
         chunk_rows = feed.scoring.chunk_rows
+        history = warmup_history(context, fc, store, model)
         if parquet_rows(source) > chunk_rows:
             destination = store.path(list(context.asset_key.path), partition)
-            result = score_parquet(model, source, destination, layout, chunk_rows=chunk_rows)
+            result = score_parquet(model, source, destination, layout, chunk_rows=chunk_rows, history=history)
             metadata = score_metadata(result.scores, result.flags, result.severity_counts, result.labels,
                                       result.scoring_seconds, champion, title)
             metadata.update({
+                **versions,
                 "path": dg.MetadataValue.path(str(destination)),
                 "scoring_chunks": result.chunks,
                 "chunk_rows": chunk_rows,
@@ -139,13 +233,13 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
 
         validated = store.read(list(fc.key("validated").path), partition)
         start = time.perf_counter()
-        out = score_frame(model, validated, layout)
+        out = score_frame(model, validated, layout, history=history)
         seconds = time.perf_counter() - start
         metadata = score_metadata(
             out["score"].to_numpy(dtype="float64"), out["is_anomaly"].to_numpy(dtype=bool),
             out["severity"].value_counts().to_dict(),
             label_codes(out["label"]) if feed.label is not None else None, seconds, champion, title,
         )
-        return dg.MaterializeResult(value=out, metadata=metadata)
+        return dg.MaterializeResult(value=out, metadata={**metadata, **versions})
 
     return anomaly_scores

@@ -2,9 +2,13 @@
 
 Each tick of ``<feed>__retrain_sensor``:
 
-1. **Rescore.** For every successful ``<feed>__retrain`` run it has not handled yet whose
-   ``champion`` was promoted, it requests ``<feed>__score`` for each partition named in the run's
-   ``pynomaly/affected_partitions`` tag (run key ``rescore-<run id>-<day>``: once each).
+1. **Rescore, without hindsight.** For the newest successful ``<feed>__retrain`` run it has not
+   handled yet whose ``champion`` was promoted (and is still champion), it requests
+   ``<feed>__score`` for each partition *after* that champion's training window
+   (``champion_training_days``) scored by another version — the run's
+   ``pynomaly/affected_partitions`` there and days the former champion scored meanwhile — with
+   run key ``rescore-<run id>-<day>`` (once each). Days inside or before the window keep their
+   first scores (see :mod:`pynomaly_core.retrain`).
 2. **Retrain.** It reads the evaluations of ``performance_not_degraded`` (and, with
    ``monitoring.retrain_on_drift``, ``drift_within_bounds``) recorded after its cursor. Failures of
    at least the configured severity (``monitoring.retrain_on``) of partitions scored by the
@@ -15,8 +19,8 @@ Each tick of ``<feed>__retrain_sensor``:
    of the last one, the failures stay pending (the cursor does not move) and the tick is skipped
    with the reason.
 
-Failures of model versions that are no longer champion are ignored: rescoring with the new
-champion produces new evaluations that speak for themselves.
+Failures of model versions that are no longer champion are ignored: the retrain that replaced
+them answered them, and the new champion is judged on the days it scores.
 
 The decision is ``pynomaly_core.retrain.plan``, tested on plain data; this module only reads
 the instance into its inputs and turns its plan into run requests.
@@ -32,6 +36,7 @@ from pynomaly_assets.defs.jobs import job_names
 from pynomaly_assets.feed_context import FeedContext
 from pynomaly_assets.names import (
     AFFECTED_TAG,
+    CHAMPION_TRAINING_DAYS_KEY,
     CHAMPION_VERSION_KEY,
     DECISION_KEY,
     DRIFT_WITHIN_BOUNDS,
@@ -43,6 +48,7 @@ from pynomaly_assets.names import (
     RETRAIN_TAG,
     TRIGGER_TAG,
 )
+from pynomaly_core.lifecycle import day_of, parse_days
 from pynomaly_core.retrain import (
     CheckFailure,
     MonitoredCheck,
@@ -53,6 +59,7 @@ from pynomaly_core.retrain import (
     format_partitions,
     parse_partitions,
     plan,
+    rescore_after,
     watched,
 )
 
@@ -71,6 +78,8 @@ RECENT_SUCCESSES = 20
 MAX_FAILURES = 500
 #: ``AssetCheckExecutionRecordStatus.FAILED.value``: the enum lives in a private Dagster module
 FAILED = "FAILED"
+#: scored partitions after a new champion's training window read per tick (the newest)
+MAX_SCORED_AFTER = 100
 
 
 def champion_version(instance: dg.DagsterInstance, fc: FeedContext) -> str | None:
@@ -82,8 +91,11 @@ def champion_version(instance: dg.DagsterInstance, fc: FeedContext) -> str | Non
     return None if value is None or value.value == "none" else str(value.value)
 
 
-def _promotions(instance: dg.DagsterInstance, fc: FeedContext, runs: list[dg.RunRecord]) -> dict[str, str]:
-    """The champion version each of ``runs`` promoted; runs that kept the old champion are absent.
+def _promotions(
+    instance: dg.DagsterInstance, fc: FeedContext, runs: list[dg.RunRecord]
+) -> dict[str, tuple[str, str | None]]:
+    """(champion version, last training day) each of ``runs`` promoted; runs that kept the old
+    champion are absent.
 
     Each training run materializes ``champion`` once, after it started, so the materializations
     since the oldest of them started hold every answer.
@@ -93,7 +105,7 @@ def _promotions(instance: dg.DagsterInstance, fc: FeedContext, runs: list[dg.Run
     wanted = {r.dagster_run.run_id for r in runs}
     since = min(r.start_time or 0.0 for r in runs)
     records_filter = dg.AssetRecordsFilter(asset_key=fc.key("champion"), after_timestamp=since)
-    promoted: dict[str, str] = {}
+    promoted: dict[str, tuple[str, str | None]] = {}
     page: str | None = None
     while True:
         result = instance.fetch_materializations(records_filter, limit=100, cursor=page)
@@ -101,7 +113,9 @@ def _promotions(instance: dg.DagsterInstance, fc: FeedContext, runs: list[dg.Run
             meta = record.asset_materialization.metadata if record.asset_materialization else {}
             decision = meta.get(DECISION_KEY)
             if record.run_id in wanted and decision is not None and decision.value == "promoted":
-                promoted[record.run_id] = str(meta[CHAMPION_VERSION_KEY].value)
+                days = meta.get(CHAMPION_TRAINING_DAYS_KEY)
+                trained = parse_days(str(days.value)) if days is not None and days.value != "none" else ()
+                promoted[record.run_id] = (str(meta[CHAMPION_VERSION_KEY].value), trained[-1] if trained else None)
         if not result.has_more:
             return promoted
         page = result.cursor
@@ -122,10 +136,27 @@ def _retrain_runs(instance: dg.DagsterInstance, fc: FeedContext, job: str) -> li
             run_id=r.dagster_run.run_id, state=RUN_STATES.get(r.dagster_run.status, RunState.STOPPED),
             created=r.create_timestamp.timestamp(),
             affected_partitions=parse_partitions(r.dagster_run.tags.get(AFFECTED_TAG)),
-            promoted_version=promoted.get(r.dagster_run.run_id),
+            promoted_version=version, window_last=window_last,
         )
         for r in newest_first
+        for version, window_last in [promoted.get(r.dagster_run.run_id, (None, None))]
     ]
+
+
+def _scored_after(instance: dg.DagsterInstance, fc: FeedContext, day: str | None) -> dict[str, str | None]:
+    """{partition: model version that scored it} of the newest scored partitions after ``day``."""
+    if day is None:
+        return {}
+    key = fc.key("anomaly_scores")
+    partitions = sorted(p for p in instance.get_materialized_partitions(key) if day_of(p) > day)
+    scored: dict[str, str | None] = {}
+    for partition in partitions[-MAX_SCORED_AFTER:]:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1).records
+        meta = records[0].asset_materialization.metadata if records and records[0].asset_materialization else {}
+        version = meta.get(MODEL_VERSION_KEY)
+        scored[partition] = None if version is None else str(version.value)
+    return scored
 
 
 def _failures(
@@ -186,11 +217,9 @@ def _run_requests(decided: RetrainPlan, fc: FeedContext, names: dict[str, str]) 
     ]
     retrain = decided.retrain
     if retrain is not None:
-        config: dict = {}
-        if retrain.window_days is not None:
-            config = {"ops": {f"{fc.name}__training_window": {"config": {"window_days": retrain.window_days}}}}
+        # the window (training.retrain_window) is resolved by the retrain run's training_window
         requests.append(dg.RunRequest(
-            job_name=names["retrain"], run_key=retrain.run_key, run_config=config,
+            job_name=names["retrain"], run_key=retrain.run_key,
             tags={RETRAIN_TAG: fc.name, REASON_TAG: retrain.reason,
                   AFFECTED_TAG: format_partitions(retrain.partitions), TRIGGER_TAG: "retrain_sensor"},
         ))
@@ -213,7 +242,7 @@ def build_retrain_sensor(fc: FeedContext, jobs: list) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING if settings.sensor_running else dg.DefaultSensorStatus.STOPPED,
         description=f"Retrains `{fc.name}` when performance_not_degraded (or drift_within_bounds) fails with "
         f"severity {settings.retrain_on} or worse, at most once per {settings.cooldown_hours} h, then rescores "
-        "the affected days with the new champion.",
+        "the days after the new champion's training window that another version scored (no hindsight).",
     )
     def retrain_sensor(context: dg.SensorEvaluationContext):
         instance = context.instance
@@ -222,10 +251,11 @@ def build_retrain_sensor(fc: FeedContext, jobs: list) -> dg.SensorDefinition:
             failure for check in watched(checks, settings)
             for failure in _failures(instance, check, checks[check], cursor.seen.get(check.key, 0))
         ]
+        runs = _retrain_runs(instance, fc, names["retrain"])
         decided = plan(
-            failures, _retrain_runs(instance, fc, names["retrain"]), time.time(), settings,
-            feed=fc.name, sensor=name, checks=list(checks), champion_version=champion_version(instance, fc),
-            cursor=cursor,
+            failures, runs, time.time(), settings, feed=fc.name, sensor=name, checks=list(checks),
+            champion_version=champion_version(instance, fc), cursor=cursor,
+            scored=_scored_after(instance, fc, rescore_after(runs, cursor)),
         )
         context.update_cursor(decided.cursor.to_json())
         if decided.skip_reason is not None:

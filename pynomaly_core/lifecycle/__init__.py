@@ -19,7 +19,12 @@
    :func:`promotion_gate` then blocks any promotion whose ROC-AUC is below
    ``lifecycle.min_auc``, or whose average precision trails the champion's by more than
    ``lifecycle.max_regression`` or with statistical confidence (a forced promotion
-   included).
+   included). With no champion to defend, the best candidate is promoted whatever its
+   evidence; a weak one fails the gate as a warning (it scores, and says why it is weak).
+6. The champion records the days it was trained on; :mod:`~pynomaly_core.lifecycle.window`
+   holds the window of a retrain (the champion's reference days plus the recent ones) and
+   the no-hindsight rule (:func:`rescoring_verdict`): a day already scored is not rescored by
+   a model whose training window contains it or lies after it, unless asked for.
 
 Two functions run the stages whole: :func:`train_candidate_batch` (steps 1-4, saving and
 logging every candidate to MLflow) and :func:`promote` (step 5, moving the MLflow aliases);
@@ -27,13 +32,15 @@ the champion they leave is a :class:`ChampionRecord`, which every consumer loads
 
 Modules: :mod:`~pynomaly_core.lifecycle.candidates`, :mod:`~pynomaly_core.lifecycle.evaluation`
 (with the stored evaluation frame), :mod:`~pynomaly_core.lifecycle.decision`,
-:mod:`~pynomaly_core.lifecycle.promotion`, :mod:`~pynomaly_core.lifecycle.record`.
+:mod:`~pynomaly_core.lifecycle.promotion`, :mod:`~pynomaly_core.lifecycle.record`,
+:mod:`~pynomaly_core.lifecycle.window`.
 """
 
 from __future__ import annotations
 
 from pynomaly_core.lifecycle.candidates import (
     ONE_DAY_HOLDOUT_FRACTION,
+    TAG_TRAINING_DAYS,
     Candidate,
     CandidateBatch,
     FeedbackReader,
@@ -62,6 +69,18 @@ from pynomaly_core.lifecycle.evaluation import (
 )
 from pynomaly_core.lifecycle.promotion import CHALLENGER_ALIAS, CHAMPION_ALIAS, Promotion, promote
 from pynomaly_core.lifecycle.record import ChampionRecord, LifecycleError, NoChampionError
+from pynomaly_core.lifecycle.window import (
+    RescoringVerdict,
+    WindowPlan,
+    day_of,
+    format_days,
+    frame_days,
+    parse_days,
+    rescoring_verdict,
+    retrain_days,
+    retrain_window,
+    training_window,
+)
 
 __all__ = [
     "CHALLENGER_ALIAS",
@@ -70,6 +89,7 @@ __all__ = [
     "LABEL_COLUMN",
     "ONE_DAY_HOLDOUT_FRACTION",
     "SCORE_PREFIX",
+    "TAG_TRAINING_DAYS",
     "Candidate",
     "CandidateBatch",
     "ChampionRecord",
@@ -80,21 +100,31 @@ __all__ = [
     "LifecycleError",
     "NoChampionError",
     "Promotion",
+    "RescoringVerdict",
     "StoredEvaluation",
+    "WindowPlan",
     "candidate_names",
     "choose_challenger",
+    "day_of",
     "decide",
     "evaluate",
     "evaluation_set",
     "float_metrics",
+    "format_days",
+    "frame_days",
     "labels_with_feedback",
+    "parse_days",
     "promote",
     "promotion_gate",
     "read_evaluation_frame",
+    "rescoring_verdict",
+    "retrain_days",
+    "retrain_window",
     "score_models",
     "severity_cutoffs",
     "split_holdout",
     "train_candidate_batch",
     "train_candidates",
+    "training_window",
     "write_evaluation_frame",
 ]

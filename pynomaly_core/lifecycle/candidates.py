@@ -21,6 +21,7 @@ import pandas as pd
 
 from pynomaly_core.data.config import FeedConfig
 from pynomaly_core.data.preprocess import FeaturePreprocessor
+from pynomaly_core.features.derived import Derivation, derive
 from pynomaly_core.lifecycle.evaluation import (
     EvaluationSet,
     evaluate,
@@ -29,6 +30,7 @@ from pynomaly_core.lifecycle.evaluation import (
     write_evaluation_frame,
 )
 from pynomaly_core.lifecycle.record import LifecycleError
+from pynomaly_core.lifecycle.window import format_days, frame_days
 from pynomaly_core.model import AnomalyModel
 from pynomaly_core.severity import SeverityCutoffs
 from pynomaly_core.storage import FrameStore
@@ -37,6 +39,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from pynomaly_core.tracking import Tracker
 
 ONE_DAY_HOLDOUT_FRACTION = 0.2
+#: MLflow run and version tag: the UTC days of the training window (:func:`format_days`), so a kept
+#: champion, read back from the registry, still knows what it has seen
+TAG_TRAINING_DAYS = "pynomaly.training_days"
 _LOG = logging.getLogger(__name__)
 
 #: ``feedback(first_day, last_day)``: reviewer verdicts (columns record_key, label) of those holdout days
@@ -104,11 +109,28 @@ def _labels(frame: pd.DataFrame, feed: FeedConfig) -> np.ndarray | None:
     return pd.to_numeric(frame[feed.label], errors="coerce").fillna(0).astype(int).to_numpy()
 
 
+def _input_example(feed: FeedConfig, train: pd.DataFrame) -> pd.DataFrame:
+    """MLflow's input example: the features, plus event time (ISO text: MLflow's schema has no
+    time-zone-aware type) and entity when the model derives features."""
+    if Derivation.of(feed) is None:
+        return train[[f.name for f in feed.features]].head(5)
+    columns = [c for c in (feed.event_time, feed.entity, *(f.name for f in feed.features)) if c]
+    example = train[list(dict.fromkeys(columns))].head(5).copy()
+    example[feed.event_time] = pd.to_datetime(example[feed.event_time], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return example
+
+
 def train_candidates(feed: FeedConfig, train: pd.DataFrame, holdout: pd.DataFrame, names: list[str]) -> list[Candidate]:
     """Fit each candidate on ``train`` (shared preprocessing); a failing candidate is kept
-    with its error so the evaluation shows why it is missing."""
-    preprocessor = FeaturePreprocessor([f.model_dump() for f in feed.features], scaling=feed.detector.scaling).fit(train)
-    X = preprocessor.transform(train)
+    with its error so the evaluation shows why it is missing.
+
+    A feed with derived features: every model derives them itself (one shared derived frame and
+    preprocessor here), and the holdout's first rows get their warm-up from the training rows."""
+    derivation = Derivation.of(feed)
+    inputs = AnomalyModel(feed.features, derivation=derivation).input_features
+    derived_train = derive(train, derivation) if derivation is not None else train
+    preprocessor = FeaturePreprocessor([f.model_dump() for f in inputs], scaling=feed.detector.scaling).fit(derived_train)
+    X = preprocessor.transform(derived_train)
     labels = _labels(train, feed)
     out = []
     for name in names:
@@ -116,7 +138,7 @@ def train_candidates(feed: FeedConfig, train: pd.DataFrame, holdout: pd.DataFram
         model = AnomalyModel(
             feed.features, detector=name, contamination=feed.detector.contamination, params=params,
             random_state=feed.detector.random_state, scaling=feed.detector.scaling,
-            severity_cutoffs=severity_cutoffs(feed),
+            severity_cutoffs=severity_cutoffs(feed), derivation=derivation,
         )
         start = time.perf_counter()
         try:
@@ -125,7 +147,7 @@ def train_candidates(feed: FeedConfig, train: pd.DataFrame, holdout: pd.DataFram
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 model.fit(train, labels, preprocessor=preprocessor, X=X)
-                holdout_scores = model.decision_function(holdout)
+                holdout_scores = model.decision_function(holdout, history=train if derivation is not None else None)
             model.calibrate(np.concatenate([model.detector_.decision_scores_, holdout_scores]))
         except Exception as exc:  # noqa: BLE001 - one broken candidate must not sink the others
             out.append(Candidate(name, None, time.perf_counter() - start, f"{type(exc).__name__}: {exc}"))
@@ -159,6 +181,8 @@ class CandidateBatch:
     holdout_rows: int
     records: list[dict[str, Any]]
     """Per candidate: detector, error, fit_seconds and, when usable, where its model and MLflow run are."""
+    training_days: tuple[str, ...] = ()
+    """UTC days of the training window (training and holdout rows): what every candidate has seen."""
 
     @property
     def failed(self) -> int:
@@ -174,6 +198,7 @@ class CandidateBatch:
             "feed": self.feed, "batch": self.batch, "dagster_run_id": self.run_id,
             "evaluation": {**self.evalset.describe(), "path": str(self.evaluation_path)},
             "training_rows": self.training_rows, "holdout_rows": self.holdout_rows, "candidates": self.records,
+            "training_days": list(self.training_days),
         }
 
 
@@ -189,14 +214,16 @@ def train_candidate_batch(
     reason: str = "manual",
     tags: Mapping[str, str] | None = None,
     logger: logging.Logger | None = None,
+    signing_key: bytes | None = None,
 ) -> CandidateBatch:
     """Train, evaluate, save and log every candidate of ``feed`` on the training ``window``.
 
     ``model_dir(version)`` is the directory a candidate's model is saved to; the evaluation
     frame goes to ``frames`` (:func:`~pynomaly_core.lifecycle.write_evaluation_frame`);
     ``run_id`` (the orchestrator's run) names the batch and is recorded on every MLflow run with
-    ``reason`` and the extra ``tags``. Raises :class:`LifecycleError` when the window cannot be
-    split, a candidate is unknown, no evaluation set can be built or every candidate fails.
+    ``reason`` and the extra ``tags``; ``signing_key`` signs the saved models (None: the default
+    key). Raises :class:`LifecycleError` when the window cannot be split, a candidate is unknown,
+    no evaluation set can be built or every candidate fails.
     """
     log = logger or _LOG
     try:
@@ -224,7 +251,9 @@ def train_candidate_batch(
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
     batch = f"{stamp}-{run_id[:8]}"
     evaluation_path = write_evaluation_frame(frames, feed.name, batch, evalset, scores)
-    run_tags = {"dagster_run_id": run_id, "feed": feed.name, "reason": reason, **(tags or {})}
+    days = frame_days(window, feed.event_time)
+    run_tags = {"dagster_run_id": run_id, "feed": feed.name, "reason": reason, **(tags or {}),
+                TAG_TRAINING_DAYS: format_days(days)}
     params = {"contamination": feed.detector.contamination, "scaling": feed.detector.scaling,
               "training_rows": len(train), "holdout_rows": len(holdout), "evaluation": evalset.kind}
     records = []
@@ -237,10 +266,12 @@ def train_candidate_batch(
                 feed, c.name, c.model, model_dir(version), version=version, tracker=tracker, run_id=run_id,
                 params={"detector": c.name, **params, **(c.model.params or {})},
                 metrics=float_metrics(table.loc[c.name]), tags=run_tags,
-                input_example=train[[f.name for f in feed.features]].head(5), evaluation=table.reset_index(),
+                input_example=_input_example(feed, train), evaluation=table.reset_index(),
+                signing_key=signing_key,
             ))
         records.append(entry)
-    return CandidateBatch(feed.name, batch, run_id, evalset, evaluation_path, table, len(train), len(holdout), records)
+    return CandidateBatch(feed.name, batch, run_id, evalset, evaluation_path, table, len(train), len(holdout), records,
+                          days)
 
 
 def _save_and_log(
@@ -257,16 +288,17 @@ def _save_and_log(
     tags: dict[str, str],
     input_example: pd.DataFrame,
     evaluation: pd.DataFrame,
+    signing_key: bytes | None,
 ) -> dict[str, Any]:
     """Save one usable candidate as a signed model directory and log it as an MLflow run and
     registered version; the entry fields that say where both are."""
     from pynomaly_core.detectors.persistence import sha256_file
 
-    model.save(path, info={"feed": feed.name, "version": version, "run_id": run_id})
+    model.save(path, info={"feed": feed.name, "version": version, "run_id": run_id}, key=signing_key)
     sha = sha256_file(path / "manifest.json")
     record = tracker.log_candidate(
         feed.name, detector=detector, model_dir=path, manifest_sha256=sha, params=params, metrics=metrics,
-        tags=tags, input_example=input_example, evaluation=evaluation,
+        tags=tags, input_example=input_example, evaluation=evaluation, signing_key=signing_key,
     )
     return {
         "model_dir": str(path), "manifest_sha256": sha, "threshold": float(model.threshold_),

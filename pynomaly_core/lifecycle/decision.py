@@ -3,6 +3,12 @@
 :func:`decide` compares the challenger with the current champion on the *same* rows with a
 stratified paired bootstrap of average precision; :func:`promotion_gate` then blocks any
 promotion that is too weak or worse than the champion (see :mod:`pynomaly_core.lifecycle`).
+
+With no champion to defend (the feed's first training, or a champion that cannot be loaded)
+the best candidate is promoted whatever its evidence: a feed with a weak model scores and says
+so, a feed without one never scores. A first champion below ``lifecycle.min_auc`` is then a
+gate failure of severity ``warn`` (:attr:`Decision.gate_severity`) with the numbers, which
+does not stop scoring; against an existing champion the gate blocks as an ``error``.
 """
 
 from __future__ import annotations
@@ -27,6 +33,14 @@ class Decision:
     gate_passed: bool
     gate_reason: str
     forced: bool = False
+    gate_severity: Literal["error", "warn"] = "error"
+    """How a failed gate counts: ``error`` blocks the promotion (and scoring in the run);
+    ``warn`` is a first champion promoted on weak evidence."""
+
+    @property
+    def weak_first(self) -> bool:
+        """A first champion promoted although it failed the gate."""
+        return self.promote and not self.gate_passed and self.gate_severity == "warn"
 
     @property
     def promote(self) -> bool:
@@ -62,6 +76,13 @@ def promotion_gate(
     )
 
 
+def _described(evalset: EvaluationSet) -> str:
+    """``288 holdout rows + 500 synthetic anomalies`` or ``1440 rows, 17 anomalies``."""
+    if evalset.kind == "synthetic":
+        return f"{evalset.n_holdout} holdout rows + {evalset.n_synthetic} synthetic anomalies"
+    return f"{len(evalset.y)} rows, {evalset.n_positive} anomalies"
+
+
 def decide(
     feed: FeedConfig,
     evalset: EvaluationSet,
@@ -80,7 +101,16 @@ def decide(
     if incumbent_scores is None:
         gate_ok, gate_reason = promotion_gate(feed, new, None, None)
         reason = f"no current champion{f' ({incumbent_note})' if incumbent_note else ''}: {challenger} is the first"
-        return Decision("challenger" if gate_ok else "incumbent", challenger, reason, None, gate_ok, gate_reason, forced)
+        if gate_ok:
+            return Decision("challenger", challenger, reason, None, True, gate_reason, forced)
+        weak = (
+            f"first champion promoted on weak evidence: ROC-AUC {new['roc_auc']:.3f} < lifecycle.min_auc "
+            f"{feed.lifecycle.min_auc} (average precision {new['average_precision']:.3f}) on the {evalset.kind} "
+            f"evaluation set ({_described(evalset)}) of feed {feed.name!r}; with no champion to keep, the best "
+            "candidate scores the feed rather than none, and every later promotion must pass the gate"
+        )
+        return Decision("challenger", challenger, f"{reason}, on weak evidence", None, False, weak, forced,
+                        gate_severity="warn")
     old = metrics(evalset.y, incumbent_scores)
     cmp = paired_bootstrap(
         evalset.y, incumbent_scores, challenger_scores, metric="average_precision",

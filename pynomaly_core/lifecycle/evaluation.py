@@ -107,12 +107,43 @@ def evaluation_set(
             f"feed {feed.name!r}: no labels in the holdout and no numeric feature to inject synthetic "
             "anomalies into; set the feed's 'label' column or record feedback"
         )
+    if feed.derived is not None or feed.entity is not None:
+        return _series_evaluation_set(feed, holdout, numeric, random_state)
     synthetic = inject_frame(train, numeric, settings.synthetic_anomalies, random_state=random_state)
     kinds = synthetic["synthetic_kind"].value_counts().to_dict()
     synthetic = synthetic.drop(columns="synthetic_kind")
     frame = pd.concat([holdout, synthetic[holdout.columns]], ignore_index=True)
     y_all = np.r_[np.zeros(len(holdout), dtype=int), np.ones(len(synthetic), dtype=int)]
     return EvaluationSet(frame, y_all, "synthetic", len(holdout), len(synthetic), {k: int(v) for k, v in kinds.items()})
+
+
+def _series_evaluation_set(feed: FeedConfig, holdout: pd.DataFrame, numeric: list[str], random_state: int) -> EvaluationSet:
+    """A time-aware feed's label-free evaluation: series anomalies (spikes, shifts, variance, stuck,
+    contextual) injected *into* the holdout before the models derive their features, so lags and
+    windows see them as they would see a real fault; untouched holdout rows are the normal class
+    (``n_holdout``: those rows, first in the frame; ``n_synthetic``: the injected rows after them).
+
+    About ``lifecycle.synthetic_anomalies`` rows (12 per event), at most a fifth of the holdout."""
+    from pynomaly_core.evaluation.series_synthetic import KINDS, RUN_ROWS, inject_series
+
+    per_event = (1 + sum(RUN_ROWS) / 2 * (len(KINDS) - 1)) / len(KINDS)
+    n_events = max(len(KINDS), min(int(np.ceil(feed.lifecycle.synthetic_anomalies / per_event)),
+                                   int(0.2 * len(holdout) / per_event)))
+    injected = inject_series(holdout.reset_index(drop=True), event_time=feed.event_time, columns=numeric,
+                             entity=feed.entity, n_events=n_events, random_state=random_state)
+    y = injected.y.astype(int)
+    if y.sum() == 0 or (y == 0).sum() == 0:
+        raise ValueError(
+            f"feed {feed.name!r}: could not inject series anomalies into the {len(holdout)}-row holdout "
+            "(too few rows per series); set the feed's 'label' column or raise lifecycle.holdout_days"
+        )
+    kinds = injected.events.groupby("kind")["rows"].sum().to_dict()
+    # untouched rows first, then the injected ones (the positional contract of label_free_evidence);
+    # row order does not change derived features, which follow event time
+    order = np.r_[np.flatnonzero(y == 0), np.flatnonzero(y == 1)]
+    frame = injected.frame[holdout.columns].iloc[order].reset_index(drop=True)
+    return EvaluationSet(frame, y[order], "synthetic", int((y == 0).sum()), int(y.sum()),
+                         {str(k): int(v) for k, v in kinds.items()})
 
 
 def score_models(models: dict[str, AnomalyModel], evalset: EvaluationSet) -> dict[str, np.ndarray]:

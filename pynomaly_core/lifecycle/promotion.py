@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pynomaly_core.data.config import FeedConfig
+from pynomaly_core.lifecycle.candidates import TAG_TRAINING_DAYS
 from pynomaly_core.lifecycle.decision import Decision, decide
 from pynomaly_core.lifecycle.evaluation import (
     EvaluationSet,
@@ -26,6 +28,7 @@ from pynomaly_core.lifecycle.evaluation import (
     read_evaluation_frame,
 )
 from pynomaly_core.lifecycle.record import ChampionRecord, LifecycleError
+from pynomaly_core.lifecycle.window import parse_days
 from pynomaly_core.storage import FrameStore
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -60,6 +63,11 @@ class Promotion:
     def gate_passed(self) -> bool:
         """The promotion gate passed and the feed has a champion to score with."""
         return bool(self.decision.gate_passed and self.record.exists)
+
+    @property
+    def gate_severity(self) -> str:
+        """``warn`` for a first champion promoted on weak evidence (it scores), else ``error`` (it blocks)."""
+        return "warn" if self.decision.weak_first and self.record.exists else "error"
 
     @property
     def gate_description(self) -> str:
@@ -115,10 +123,11 @@ def promote(
         feed.name, chal["mlflow_run_id"],
         decision="champion" if decision.promote else "rejected", reason=decision.reason,
         metrics={k: cmp.get(k) for k in ("delta", "ci_low", "ci_high", "p_value", "score_a")},
-        tags={"pynomaly.gate": "passed" if decision.gate_passed else "failed",
+        tags={"pynomaly.gate": "passed" if decision.gate_passed else "weak" if decision.weak_first else "failed",
               "pynomaly.decided_by_dagster_run": run_id},
     )
-    record = _champion_now(feed, tracker, decision, chal, evalset, incumbent_model, incumbent_scores, signing_key)
+    record = _champion_now(feed, tracker, decision, chal, evalset, incumbent_model, incumbent_scores, signing_key,
+                           candidates.get("training_days") or ())
     return Promotion(record, decision, chal, evalset.kind, tracker.registered_model_name(feed.name))
 
 
@@ -149,6 +158,7 @@ def _version_record(feed: FeedConfig, info: ModelVersionInfo) -> ChampionRecord:
         feed=feed.name, version=info.version, path=info.model_dir, detector=info.detector,
         manifest_sha256=info.manifest_sha256, mlflow_run_id=info.run_id,
         reason=f"registered version {info.version} has no tag pynomaly.model_dir",
+        training_days=parse_days(info.tags.get(TAG_TRAINING_DAYS)),
     )
 
 
@@ -176,6 +186,7 @@ def _champion_now(
     incumbent_model: AnomalyModel | None,
     incumbent_scores: np.ndarray | None,
     signing_key: bytes | None,
+    training_days: Sequence[str],
 ) -> ChampionRecord:
     """The champion the alias points at after the decision, with the figures it won or kept its title on."""
     current = tracker.get_alias(feed.name, CHAMPION_ALIAS)
@@ -187,7 +198,7 @@ def _champion_now(
         return ChampionRecord(
             feed=feed.name, detector=decision.challenger, version=current.version, path=chal["model_dir"],
             manifest_sha256=chal["manifest_sha256"], threshold=chal["threshold"], run_url=chal["run_url"],
-            metrics=chal["metrics"], **common,
+            metrics=chal["metrics"], training_days=tuple(training_days), **common,
         )
     from pynomaly_core.evaluation.compare import metrics
 

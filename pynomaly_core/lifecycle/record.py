@@ -49,11 +49,25 @@ class ChampionRecord:
     promoted: bool = False
     evaluation: str | None = None
     metrics: dict[str, float] = field(default_factory=dict)
+    training_days: tuple[str, ...] = ()
+    """The UTC days (``YYYY-MM-DD``, ascending) of the window the model was trained on; empty when
+    unknown (a value stored before the window was recorded). Rescoring reads it: see
+    :func:`pynomaly_core.lifecycle.rescoring_verdict`."""
 
     @property
     def exists(self) -> bool:
         """The feed has a champion: a registered version with a model directory to load."""
         return self.path is not None and self.version is not None
+
+    @property
+    def window_first(self) -> str | None:
+        """First day of the training window (None when unknown)."""
+        return self.training_days[0] if self.training_days else None
+
+    @property
+    def window_last(self) -> str | None:
+        """Last day of the training window: the model has seen this day (None when unknown)."""
+        return self.training_days[-1] if self.training_days else None
 
     @classmethod
     def none(cls, feed: str, reason: str) -> ChampionRecord:
@@ -70,6 +84,7 @@ class ChampionRecord:
         if kwargs.get("version") is not None:
             kwargs["version"] = str(kwargs["version"])
         kwargs["metrics"] = dict(kwargs.get("metrics") or {})
+        kwargs["training_days"] = tuple(sorted(str(d) for d in kwargs.get("training_days") or ()))
         return cls(**kwargs)
 
     def to_value(self) -> dict[str, Any]:
@@ -82,6 +97,8 @@ class ChampionRecord:
             "mlflow_run_id": self.mlflow_run_id, "registered_model": self.registered_model,
             "run_url": self.run_url, "promoted": self.promoted, "reason": self.reason,
             "evaluation": self.evaluation, "metrics": dict(self.metrics),
+            "training_days": list(self.training_days), "window_first": self.window_first,
+            "window_last": self.window_last,
         }
 
     def require(self) -> ChampionRecord:
@@ -91,8 +108,11 @@ class ChampionRecord:
         return self
 
     def load(self, signing_key: bytes | None = None) -> AnomalyModel:
-        """The champion model, verified against its signature and the recorded manifest digest."""
+        """The champion model, verified against its signature (``signing_key``; None: the default
+        key) and the recorded manifest digest."""
         from pynomaly_core.detectors import load_object
 
         record = self.require()
-        return load_object(record.path, expected_sha256=record.manifest_sha256)  # type: ignore[arg-type]
+        return load_object(  # type: ignore[arg-type]
+            record.path, expected_sha256=record.manifest_sha256, key=signing_key
+        )

@@ -3,9 +3,12 @@
 In order: a champion is trained on calm days; scoring the calm days passes the drift and
 performance checks; the feed drifts and scoring the drifted days fails
 ``performance_not_degraded``; the retraining sensor fires once (and skips on its next tick);
-the retrain run promotes a new champion with the sensor's reason in its tags and in the new
-model's MLflow run; the sensor then rescores the affected days, whose metrics recover. Then
-the cooldown and the schedules.
+while the retrain runs, the next day arrives and the old champion scores it; the retrain
+(its window: the champion's calm days plus the recent days up to the last drifted one)
+promotes a new champion with the sensor's reason in its tags and in the new model's MLflow
+run; the sensor then rescores only the day after the new champion's training window, which
+recovers, while the drifted days inside the window keep their first scores (no hindsight:
+rescoring them is refused unless asked for). Then the cooldown and the schedules.
 """
 
 import copy
@@ -29,7 +32,8 @@ from tests.assets.helpers import (
 FEED = "drifty"
 CALM = ["2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"]
 DRIFTED = ["2026-11-06", "2026-11-07"]
-DAYS = [*CALM, "2026-11-05", *DRIFTED, "2026-11-08"]
+AFTER = "2026-11-08"
+DAYS = [*CALM, "2026-11-05", *DRIFTED, AFTER]
 
 
 def feed_dict(**monitoring) -> dict:
@@ -38,10 +42,10 @@ def feed_dict(**monitoring) -> dict:
     data["source"].update({"machines": 3, "interval_minutes": 10, "anomaly_rate": 0.05,
                            "drift_date": "2026-11-06", "drift_strength": 2.0})
     data["detector"] = {"name": "KNN", "contamination": 0.05}
-    data["training"] = {"window_days": 4, "min_rows": 200}
+    data["training"] = {"window_days": 4, "min_rows": 200, "retrain_window": {"recent_days": 3}}
     data["lifecycle"] = {"candidates": ["KNN"], "min_labelled_anomalies": 5, "n_boot": 300}
     data["explanations"] = {"top_k": 3, "max_background": 10}
-    data["monitoring"] = {"retrain_window_days": 3, "cooldown_hours": 0, "drift_sample_rows": 1000,
+    data["monitoring"] = {"cooldown_hours": 0, "drift_sample_rows": 1000,
                           "reference_sample_rows": 1000, "canary_rows": 100, **monitoring}
     return data
 
@@ -53,10 +57,11 @@ def evaluate(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | N
     return data
 
 
-def execute(defs, instance, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+def execute(defs, instance, request: dg.RunRequest, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
     job = defs.resolve_job_def(request.job_name)
     return job.execute_in_process(
-        instance=instance, partition_key=request.partition_key, run_config=request.run_config or {},
+        instance=instance, partition_key=request.partition_key, run_config={**(request.run_config or {}),
+                                                                            **(run_config or {})},
         tags=request.tags, raise_on_error=False,
     )
 
@@ -86,7 +91,7 @@ def story(tmp_path_factory):
     (root / "dagster").mkdir()
     with dg.instance_for_test(temp_dir=str(root / "dagster")) as instance:
         out["instance"] = instance
-        for day in DAYS:
+        for day in DAYS[:-1]:
             result = run_job(defs, instance, f"{FEED}__ingest", day)
             assert result.success, failure_message(result)
         window = {"ops": {f"{FEED}__training_window": {"config": {"end_date": CALM[-1]}}}}
@@ -105,10 +110,22 @@ def story(tmp_path_factory):
         first = evaluate(defs, instance, None)
         out["first_tick"] = first
         out["second_tick"] = evaluate(defs, instance, first.cursor)
+        # the next day arrives while the retrain runs: the old champion scores it
+        for job in ("ingest", "score"):
+            result = run_job(defs, instance, f"{FEED}__{job}", AFTER)
+            assert result.success, failure_message(result)
+        out["meanwhile"] = {
+            "run_id": result.run_id,
+            "performance": latest_metadata(instance, [FEED, "detector_performance"], AFTER),
+            "drift": latest_metadata(instance, [FEED, "drift_report"], AFTER),
+        }
         retrain_request = first.run_requests[0]
-        retrain = execute(defs, instance, retrain_request)
+        # the window the retrain read when it started, before AFTER was ingested
+        started = {"ops": {f"{FEED}__training_window": {"config": {"end_date": DRIFTED[-1]}}}}
+        retrain = execute(defs, instance, retrain_request, started)
         assert retrain.success, failure_message(retrain)
         out["retrain"] = retrain
+        out["retrain_window"] = latest_metadata(instance, [FEED, "training_window"])
         out["champion_after"] = latest_metadata(instance, [FEED, "champion"])
         third = evaluate(defs, instance, out["second_tick"].cursor)
         out["third_tick"] = third
@@ -120,8 +137,12 @@ def story(tmp_path_factory):
                 "run_id": result.run_id,
                 "performance": latest_metadata(instance, [FEED, "detector_performance"], request.partition_key),
                 "drift": latest_metadata(instance, [FEED, "drift_report"], request.partition_key),
+                "scores": latest_metadata(instance, [FEED, "anomaly_scores"], request.partition_key),
             }
         out["fourth_tick"] = evaluate(defs, instance, third.cursor)
+        # a plain rescore of a drifted day by the new champion, which has seen it, is refused
+        out["hindsight"] = run_job(defs, instance, f"{FEED}__score", DRIFTED[-1])
+        out["drifted_scores"] = {day: latest_metadata(instance, [FEED, "anomaly_scores"], day) for day in DRIFTED}
         yield out
     mp.undo()
 
@@ -174,23 +195,43 @@ def test_retrain_promotes_a_new_champion_and_records_the_reason(story):
     after = story["champion_after"]
     assert after["decision"] == "promoted", after["reason"]
     assert after["champion_version"] != story["first_champion"]
+    # the retrain window: the first champion's calm days (its reference) plus the 3 recent days
+    window = story["retrain_window"]
+    assert window["retrain_window"] is True
+    assert window["window"] == "reference 2026-11-01..2026-11-04 + recent 2026-11-05..2026-11-07"
+    assert window["partitions_used"] == DAYS[:-1]
+    assert after["champion_training_days"] == "2026-11-01..2026-11-07"
     run = story["instance"].get_run_by_id(story["retrain"].run_id)
     reason = run.tags["pynomaly/reason"]
     mlflow_run = story["tracker"].client.get_run(after["mlflow_run_id"])
     assert mlflow_run.data.tags["reason"] == reason
 
 
-def test_sensor_rescores_the_affected_days_and_they_recover(story):
+def test_sensor_rescores_only_the_day_after_the_new_window_and_it_recovers(story):
     third = story["third_tick"]
-    assert sorted(r.partition_key for r in third.run_requests) == sorted(DRIFTED)
+    # the affected drifted days lie inside the new champion's window; the day after it, which the
+    # former champion scored meanwhile, is rescored
+    assert [r.partition_key for r in third.run_requests] == [AFTER]
     assert all(r.job_name == f"{FEED}__score" for r in third.run_requests)
-    for day in DRIFTED:
-        before, after = story["before"][day], story["after"][day]
-        assert after["performance"]["model_version"] == story["champion_after"]["champion_version"]
-        assert check_results(story["instance"], after["run_id"])["performance_not_degraded"] is True, after
-        assert after["performance"]["average_precision"] > before["performance"]["average_precision"] + 0.25
-        assert after["drift"]["alert_rate_ratio"] < before["drift"]["alert_rate_ratio"]
+    before, after = story["meanwhile"], story["after"][AFTER]
+    new = story["champion_after"]["champion_version"]
+    assert check_results(story["instance"], before["run_id"])["performance_not_degraded"] is False
+    assert after["performance"]["model_version"] == new
+    assert (after["scores"]["model_version"], after["scores"]["previous_model_version"]) == (
+        new, story["first_champion"])
+    assert check_results(story["instance"], after["run_id"])["performance_not_degraded"] is True, after
+    assert after["performance"]["average_precision"] > before["performance"]["average_precision"] + 0.25
+    assert after["drift"]["alert_rate_ratio"] < before["drift"]["alert_rate_ratio"]
     assert not story["fourth_tick"].run_requests
+
+
+def test_drifted_days_keep_their_first_scores_without_hindsight(story):
+    for day in DRIFTED:
+        assert story["drifted_scores"][day]["model_version"] == story["first_champion"]
+    refused = story["hindsight"]
+    assert not refused.success
+    message = failure_message(refused)
+    assert f"partition {DRIFTED[-1]} lies inside that window" in message and "allow_hindsight: true" in message
 
 
 def test_cooldown_keeps_failures_pending(story, tmp_path, monkeypatch):
@@ -316,8 +357,10 @@ def test_weekly_maintenance_reports_cleans_and_notifies(story, tmp_path, monkeyp
 
     quality = latest_metadata(instance, [FEED, "data_quality_report"], week)
     assert quality["evaluated"] > 20 and Path(quality["data_docs"]).exists()
-    # the drifted days break the distribution learned from the calm reference, not the schema
-    assert quality["failed"] > 0
+    # the current champion's reference spans the calm and the drifted days (a retrain keeps the first
+    # champion's days), so the week's rows fit the distributions it learned, and the schema holds
+    assert quality["reference_version"] == story["champion_after"]["champion_version"]
+    assert quality["failed"] == 0
     health = latest_metadata(instance, [FEED, "model_health"], week)
     assert health["versions_checked"] == 2 and health["reproducible"] == 2, health
     cleanup = latest_metadata(instance, [FEED, "retention_cleanup"], week)

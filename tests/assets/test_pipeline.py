@@ -96,6 +96,10 @@ def test_champion_is_registered_in_mlflow_and_passes_the_gate(pipeline):
     champion = Tracker(f"sqlite:///{pipeline['home'] / 'mlflow' / 'mlflow.db'}").get_alias(FEED, "champion")
     assert champion is not None and champion.version == meta["champion_version"]
     assert champion.detector == meta["champion_detector"]
+    # the champion records the days it was trained on: the days it may not rescore with hindsight
+    assert meta["champion_training_days"] == "2026-11-01..2026-11-03"
+    value = pipeline["values"]("champion")
+    assert value["training_days"] == DAYS[:3] and (value["window_first"], value["window_last"]) == (DAYS[0], DAYS[2])
 
 
 def test_scores_metadata_has_rates_histogram_and_label_metrics(pipeline):
@@ -105,6 +109,8 @@ def test_scores_metadata_has_rates_histogram_and_label_metrics(pipeline):
     assert meta["score_histogram"].startswith("![score histogram](data:image/png;base64,")
     assert isinstance(meta["roc_auc"], float) and meta["roc_auc"] > 0.8
     assert isinstance(meta["average_precision"], float)
+    champion = latest_metadata(pipeline["instance"], [FEED, "champion"])
+    assert meta["model_version"] == champion["champion_version"] and meta["previous_model_version"] == "none"
 
 
 def test_anomaly_table_has_one_row_per_scored_record_for_every_day(pipeline):
@@ -122,7 +128,7 @@ def test_anomaly_table_rows_carry_model_identity_and_run(pipeline):
     frame = pd.read_sql("SELECT * FROM anomaly_scores", warehouse(pipeline["home"]))
     meta = latest_metadata(pipeline["instance"], [FEED, "champion"])
     assert set(frame["model_name"]) == {meta["champion_detector"]}
-    assert set(frame["model_version"]) == {meta["champion_version"]}
+    assert set(frame["model_version"]) == {int(meta["champion_version"])}  # an integer column
     assert frame["run_id"].nunique() == len(DAYS)
 
 
@@ -136,6 +142,9 @@ def test_rerunning_a_partition_leaves_exactly_one_copy(pipeline, monkeypatch):
             "WHERE feed = :f AND partition_date = :d"), {"f": FEED, "d": DAYS[1]}).one()
     assert rows[0] == rows[1] == 2 * 96
     assert rows[2] == rerun.run_id
+    # the same champion scoring a day again is no hindsight; the metadata names the version it replaced
+    meta = latest_metadata(pipeline["instance"], [FEED, "anomaly_scores"], DAYS[1])
+    assert meta["previous_model_version"] == meta["model_version"] and meta["hindsight"] is False
 
 
 def test_views_summarize_the_exported_days(pipeline):
