@@ -7,6 +7,12 @@ contamination threshold), a conformal p-value against the calibration scores, a
 severity from that p-value (:mod:`pynomaly_core.severity`) and the top contributing
 features.
 
+A model built with a :class:`~pynomaly_core.features.derived.Derivation` (the feed's ``derived``
+section, event time and entity) derives its time-aware features itself, in ``fit``, ``score`` and
+``decision_function``, so training, scoring, explanations and drift see one transformation. Rows
+before the scored ones are passed as ``history`` (the warm-up); the derivation is saved with the
+model, so a loaded model derives the same way whatever the feed file says later.
+
 Saved with :func:`pynomaly_core.detectors.save_object` as a signed directory: the
 preprocessor (joblib), the detector (its own signed directory; deep detectors in their
 framework's weight format), a JSON calibration file and the calibration scores
@@ -27,6 +33,7 @@ import pandas as pd
 from pynomaly_core.data.config import FeatureSpec
 from pynomaly_core.data.preprocess import FeaturePreprocessor
 from pynomaly_core.detectors import create, load_object, save_object
+from pynomaly_core.features.derived import Derivation, derive
 from pynomaly_core.severity import (
     ScoreLookup,
     SeverityCutoffs,
@@ -56,6 +63,9 @@ class AnomalyModel:
         See :class:`FeaturePreprocessor`.
     severity_cutoffs : SeverityCutoffs or None
         p-value cut-offs of the severity levels (default: :class:`SeverityCutoffs`).
+    derivation : Derivation or None
+        Time-aware features derived before preprocessing (float, nullable, imputed like the
+        other numeric features); None: the model sees ``features`` only.
     """
 
     def __init__(
@@ -67,6 +77,7 @@ class AnomalyModel:
         random_state: int | None = 42,
         scaling: str = "robust",
         severity_cutoffs: SeverityCutoffs | None = None,
+        derivation: Derivation | None = None,
     ) -> None:
         self.features = features
         self.detector = detector
@@ -75,6 +86,24 @@ class AnomalyModel:
         self.random_state = random_state
         self.scaling = scaling
         self.severity_cutoffs = severity_cutoffs or SeverityCutoffs()
+        self.derivation = derivation
+
+    @property
+    def input_features(self) -> list[FeatureSpec]:
+        """What the preprocessing encodes: ``features``, then the derived columns (float, nullable)."""
+        if self.derivation is None:
+            return list(self.features)
+        return [*self.features, *(FeatureSpec(name=n, type="float", nullable=True) for n in self.derivation.derived_names)]
+
+    def derive(self, frame: pd.DataFrame, history: pd.DataFrame | None = None) -> pd.DataFrame:
+        """``frame`` with the model's derived columns appended (``history``: the rows before it).
+
+        Without a derivation, ``frame`` itself. Rows without enough history get missing derived
+        values, imputed by the preprocessing.
+        """
+        if self.derivation is None:
+            return frame
+        return derive(frame, self.derivation, history=history)
 
     def fit(
         self,
@@ -83,18 +112,29 @@ class AnomalyModel:
         *,
         preprocessor: FeaturePreprocessor | None = None,
         X: np.ndarray | None = None,
+        history: pd.DataFrame | None = None,
     ) -> AnomalyModel:
         """Fit preprocessing and detector on the validated training ``frame``.
 
         ``labels`` (1 = anomaly) are passed to semi-supervised detectors (XGBOD, DevNet),
         which need them; missing labels count as normal (0). Unsupervised detectors
         ignore them. Candidates trained on the same frame may share one fitted
-        ``preprocessor`` (and its output ``X``) instead of refitting it each.
+        ``preprocessor`` (and its output ``X``) instead of refitting it each; a model with a
+        derivation derives ``frame`` first (``history``: rows before it) and checks that a shared
+        preprocessor encodes its derived columns.
         """
         start = time.perf_counter()
+        frame = self.derive(frame, history)
+        if preprocessor is not None and self.derivation is not None:
+            shared = [f["name"] if isinstance(f, dict) else f.name for f in preprocessor.features]
+            if shared != [f.name for f in self.input_features]:
+                raise ValueError(
+                    f"detector {self.detector!r}: the shared preprocessor encodes {shared}, but this model's "
+                    f"inputs are {[f.name for f in self.input_features]} (build it from model.input_features)"
+                )
         if preprocessor is None:
             preprocessor = FeaturePreprocessor(
-                [f.model_dump() for f in self.features], scaling=self.scaling
+                [f.model_dump() for f in self.input_features], scaling=self.scaling
             ).fit(frame)
             X = None
         self.preprocessor_ = preprocessor
@@ -156,18 +196,22 @@ class AnomalyModel:
         """Conformal p-value of raw ``scores`` against the calibration scores."""
         return p_values(scores, self.calibration_, self.n_calibration_)
 
-    def decision_function(self, frame: pd.DataFrame) -> np.ndarray:
-        """Raw detector scores, higher = more anomalous."""
-        return self.detector_.decision_function(self.preprocessor_.transform(frame))
+    def decision_function(self, frame: pd.DataFrame, history: pd.DataFrame | None = None) -> np.ndarray:
+        """Raw detector scores, higher = more anomalous (``history``: rows before ``frame``)."""
+        return self.detector_.decision_function(self.transform(frame, history))
 
-    def score(self, frame: pd.DataFrame, *, top_features: int = 3) -> pd.DataFrame:
+    def transform(self, frame: pd.DataFrame, history: pd.DataFrame | None = None) -> np.ndarray:
+        """The detector's input matrix for ``frame``: derived (with ``history``), then preprocessed."""
+        return self.preprocessor_.transform(self.derive(frame, history))
+
+    def score(self, frame: pd.DataFrame, *, top_features: int = 3, history: pd.DataFrame | None = None) -> pd.DataFrame:
         """Score ``frame``: columns score, normalized_score, is_anomaly, p_value, severity, top_features.
 
         ``top_features`` lists, for anomalies only, the numeric features furthest from
         the training centre in scaled units (a cheap attribution; SHAP explanations are a
-        separate asset).
+        separate asset). ``history``: rows before ``frame`` for the derived features' warm-up.
         """
-        X = self.preprocessor_.transform(frame)
+        X = self.transform(frame, history)
         # a copy the scored frame owns (the detector may hand out a view of its own buffer)
         scores = np.array(self.detector_.decision_function(X), dtype=np.float64)
         if not np.isfinite(scores).all():
@@ -234,6 +278,7 @@ class AnomalyModel:
         }
         calibration["severity_cutoffs"] = dataclasses.asdict(self.severity_cutoffs)
         calibration["n_calibration"] = self.n_calibration_
+        calibration["derivation"] = self.derivation.to_dict() if self.derivation is not None else None
         (directory / "calibration.json").write_text(json.dumps(calibration))
         np.save(directory / "calibration.npy", self.calibration_, allow_pickle=False)
 
@@ -250,6 +295,7 @@ class AnomalyModel:
             random_state=cal["random_state"],
             scaling=cal["scaling"],
             severity_cutoffs=SeverityCutoffs(**cal["severity_cutoffs"]),
+            derivation=Derivation.from_dict(cal["derivation"]) if cal.get("derivation") else None,
         )
         model.preprocessor_ = joblib.load(directory / "preprocessor.joblib")
         model.detector_ = load_object(directory / "detector", key=key)

@@ -87,9 +87,14 @@ def assemble_scored_frame(validated: pd.DataFrame, scored: pd.DataFrame, layout:
     return out
 
 
-def score_frame(model, validated: pd.DataFrame, layout: ScoringLayout) -> pd.DataFrame:
-    """Score an in-memory partition (``model``: a fitted :class:`AnomalyModel`)."""
-    scored = model.score(validated) if len(validated) else empty_scores()
+def score_frame(model, validated: pd.DataFrame, layout: ScoringLayout,
+                history: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Score an in-memory partition (``model``: a fitted :class:`AnomalyModel`).
+
+    ``history``: rows before the partition (the previous partition's tail) that a model with
+    derived features uses as their warm-up.
+    """
+    scored = _score(model, validated, history) if len(validated) else empty_scores()
     return assemble_scored_frame(validated, scored, layout)
 
 
@@ -112,6 +117,9 @@ class ChunkedScoringResult:
 
 def _needed_columns(model, layout: ScoringLayout, available: Sequence[str]) -> list[str]:
     wanted = [*layout.kept, *(f.name for f in model.features)]
+    derivation = getattr(model, "derivation", None)
+    if derivation is not None:
+        wanted += [c for c in (derivation.event_time, derivation.entity) if c]
     if layout.label is not None:
         wanted.append(layout.label)
     missing = [c for c in dict.fromkeys(wanted) if c not in available]
@@ -141,6 +149,26 @@ def _output_schema(first: pd.DataFrame, source_schema, layout: ScoringLayout):
     return pa.schema(fields, metadata=table.schema.metadata)
 
 
+def _score(model, frame: pd.DataFrame, history: pd.DataFrame | None) -> pd.DataFrame:
+    """``model.score(frame)``, with ``history`` for a model that derives features (others take none)."""
+    if getattr(model, "derivation", None) is None:
+        return model.score(frame)
+    return model.score(frame, history=history)
+
+
+def _next_history(model, history: pd.DataFrame | None, chunk: pd.DataFrame) -> pd.DataFrame | None:
+    """The warm-up of the chunk after ``chunk``: the tail of ``history`` + ``chunk`` it needs."""
+    derivation = getattr(model, "derivation", None)
+    if derivation is None or not len(chunk):
+        return None
+    from pynomaly_core.features.derived import history_tail
+
+    rows = chunk if history is None or not len(history) else pd.concat([history, chunk], ignore_index=True)
+    # every row so far counts: the next chunk starts after them in a time-ordered file
+    after = pd.to_datetime(rows[derivation.event_time], utc=True).max() + pd.Timedelta(1, "ns")
+    return history_tail(rows, derivation, after)
+
+
 def score_parquet(
     model,
     source: str | Path,
@@ -149,6 +177,7 @@ def score_parquet(
     *,
     chunk_rows: int,
     compression: str = "snappy",
+    history: pd.DataFrame | None = None,
 ) -> ChunkedScoringResult:
     """Score the validated Parquet file ``source`` in chunks of ``chunk_rows`` rows into ``destination``.
 
@@ -163,6 +192,10 @@ def score_parquet(
         Rows per chunk (the feed's ``scoring.chunk_rows``).
     compression : str
         Parquet codec of the output (pandas' ``to_parquet`` default is snappy too).
+    history : DataFrame or None
+        Rows before the partition (a model with derived features: their warm-up). Each later
+        chunk gets the tail of the rows before it, so a time-ordered file scores exactly as in
+        memory.
 
     Returns
     -------
@@ -195,8 +228,9 @@ def score_parquet(
         for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
             chunk = pa.Table.from_batches([batch]).to_pandas()
             t0 = time.perf_counter()
-            scored = model.score(chunk) if len(chunk) else empty_scores()
+            scored = _score(model, chunk, history) if len(chunk) else empty_scores()
             scoring_seconds += time.perf_counter() - t0
+            history = _next_history(model, history, chunk)
             out = assemble_scored_frame(chunk, scored, layout)
             del chunk, scored
             if writer is None:

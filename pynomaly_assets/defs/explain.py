@@ -11,7 +11,9 @@ go into the exported anomaly table; a summary plot goes into the metadata.
 import dagster as dg
 import pandas as pd
 
+from pynomaly_assets.defs.scoring import warmup_history
 from pynomaly_assets.feed_context import FeedContext
+from pynomaly_assets.resources import FrameStoreResource, ModelStoreResource
 
 TOP = 3
 EXPLANATION_COLUMNS = ["record_key", "explanation_method"] + [
@@ -48,7 +50,8 @@ def build_explanations_asset(fc: FeedContext) -> dg.AssetsDefinition:
         "the three features that pushed each row's score up the most.",
     )
     def explanations(
-        context: dg.AssetExecutionContext, anomaly_scores: pd.DataFrame, validated: pd.DataFrame, champion: dict
+        context: dg.AssetExecutionContext, anomaly_scores: pd.DataFrame, validated: pd.DataFrame, champion: dict,
+        model_store: ModelStoreResource, frame_store: FrameStoreResource,
     ):
         from pynomaly_core.explain import explain, summary_plot_markdown
         from pynomaly_core.lifecycle import ChampionRecord
@@ -65,7 +68,9 @@ def build_explanations_asset(fc: FeedContext) -> dg.AssetsDefinition:
                 f"model version(s) {sorted(versions)} but the champion is now version {record.version}; "
                 f"rescore the partition ({feed.name}__score) before explaining it"
             )
-        model = record.load()
+        model = record.load(model_store.signing_key())
+        # derived features over the whole day with its warm-up, as scoring computed them
+        validated = model.derive(validated, warmup_history(context, fc, frame_store.store(), model))
         # anomaly_scores rows are the validated rows in order
         rows = validated.reset_index(drop=True).loc[top.index]
         normal = validated.reset_index(drop=True).loc[~anomaly_scores["is_anomaly"].astype(bool).to_numpy()]

@@ -86,7 +86,7 @@ def inject_series(
         placed = None
         for _ in range(10):  # a contextual event needs half a day of the same series before it
             placed = _place(rows, length, taken, rng)
-            if placed is None or kind != "contextual" or _contextual(out, 0, placed, rows, times) is not None:
+            if placed is None or kind != "contextual" or _contextual(out, out.columns.get_loc(columns[0]), placed, rows, times) is not None:
                 break
             placed = None
         if placed is None:

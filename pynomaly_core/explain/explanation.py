@@ -112,7 +112,9 @@ def explain(
     model : AnomalyModel
         A fitted model (``preprocessor_``, ``detector_``, ``features``).
     frame : DataFrame
-        The rows to explain, with the model's feature columns.
+        The rows to explain, with the model's feature columns. A model with derived features:
+        pass rows already derived within their partition (``model.derive(partition, history)``
+        then the rows to explain); rows without the derived columns are derived on their own.
     method : {"auto", "tree", "kernel", "permutation"}
         See the module docstring for what ``"auto"`` picks.
     background : DataFrame, optional
@@ -133,7 +135,7 @@ def explain(
     start = time.perf_counter()
     _check_arguments(model, method, max_background)
     detector_name = str(getattr(model, "detector", type(model.detector_).__name__))
-    X = model.preprocessor_.transform(frame)
+    X = _matrix(model, frame)
     features, groups = _input_features(model, list(model.preprocessor_.feature_names_out_))
     forest = isolation_forest_of(model.detector_)
     chosen = _choose_method(method, forest, X.shape[1], max_evals, detector_name)
@@ -218,16 +220,31 @@ def _background_matrix(model: Any, background: pd.DataFrame | None, chosen: str,
         )
     if len(background) == 0:
         raise ValueError("background= is empty: pass at least one representative row")
-    B = model.preprocessor_.transform(background)
+    B = _matrix(model, background)
     if len(B) > max_background:
         pick = np.random.default_rng(random_state).choice(len(B), size=max_background, replace=False)
         B = B[np.sort(pick)]
     return B
 
 
+def _matrix(model: Any, frame: pd.DataFrame) -> np.ndarray:
+    """The preprocessed rows of ``frame``; a model with derived features derives them first unless
+    ``frame`` already holds them (rows derived inside their whole partition, with its warm-up: a
+    subset of rows cannot be derived alone, its lags would skip the rows left out)."""
+    derivation = getattr(model, "derivation", None)
+    if derivation is not None and not set(derivation.derived_names) <= set(frame.columns):
+        frame = model.derive(frame)
+    return model.preprocessor_.transform(frame)
+
+
 def _input_features(model: Any, columns: list[str]) -> tuple[list[str], np.ndarray]:
-    """Input feature names and the (columns x features) 0/1 matrix that sums columns into them."""
-    features = [f.name if hasattr(f, "name") else f["name"] for f in model.features]
+    """Input feature names and the (columns x features) 0/1 matrix that sums columns into them.
+
+    A derived column (``temp__rolling_zscore_12``, ``hour_sin``) is a feature in its own right:
+    its attribution is not folded into its source column, whose name the model's derivation
+    keeps (:meth:`~pynomaly_core.features.derived.Derivation.sources`)."""
+    specs = getattr(model, "input_features", None) or model.features
+    features = [f.name if hasattr(f, "name") else f["name"] for f in specs]
     position = {name: j for j, name in enumerate(features)}
     groups = np.zeros((len(columns), len(features)))
     for i, column in enumerate(columns):

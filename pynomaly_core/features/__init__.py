@@ -1,5 +1,12 @@
 """Features derived from a feed's own history (lags, differences, rolling statistics, calendar)."""
 
-from pynomaly_core.features.derived import Warmup, derive, history_tail, warmup
+from pynomaly_core.features.derived import (
+    Derivation,
+    Warmup,
+    derive,
+    history_tail,
+    warmup,
+    warmup_covered,
+)
 
-__all__ = ["Warmup", "derive", "history_tail", "warmup"]
+__all__ = ["Derivation", "Warmup", "derive", "history_tail", "warmup", "warmup_covered"]

@@ -13,12 +13,13 @@ current row: a spike is compared with what came before it instead of diluting it
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from pynomaly_core.data.config import DerivedFeature, FeedConfig
+from pynomaly_core.data.config import DerivedFeature, DerivedSettings, FeedConfig
 
 #: |z| is capped here: a change after a flat stretch (std 0) is very anomalous, not infinite
 Z_CAP = 1_000.0
@@ -46,7 +47,7 @@ def span_of(window: int | str | None) -> pd.Timedelta | None:
     return pd.Timedelta(window.replace(" ", "").replace("sec", "s"))
 
 
-def warmup(feed: FeedConfig) -> Warmup:
+def warmup(feed: FeedConfig | Derivation) -> Warmup:
     """The longest look-back of ``feed``'s derived features, in rows and in time."""
     rows, span = 0, pd.Timedelta(0)
     for spec in feed.derived.features if feed.derived is not None else []:
@@ -59,7 +60,7 @@ def warmup(feed: FeedConfig) -> Warmup:
     return Warmup(rows, span)
 
 
-def history_tail(previous: pd.DataFrame, feed: FeedConfig, start: pd.Timestamp) -> pd.DataFrame:
+def history_tail(previous: pd.DataFrame, feed: FeedConfig | Derivation, start: pd.Timestamp) -> pd.DataFrame:
     """The rows of ``previous`` (earlier data) that the derived features of rows from ``start`` need.
 
     Per entity: the last :attr:`Warmup.rows` rows before ``start`` and every row within
@@ -85,7 +86,35 @@ def history_tail(previous: pd.DataFrame, feed: FeedConfig, start: pd.Timestamp) 
     return before[keep]
 
 
-def derive(frame: pd.DataFrame, feed: FeedConfig, *, history: pd.DataFrame | None = None) -> pd.DataFrame:
+def warmup_covered(history: pd.DataFrame, feed: FeedConfig | Derivation, start: pd.Timestamp,
+                   entities: Sequence[object] | None = None) -> bool:
+    """Whether ``history`` (the earlier rows read so far, before :func:`history_tail` cuts them)
+    holds the whole warm-up of the rows from ``start``.
+
+    Rows: at least :attr:`Warmup.rows` rows before ``start`` per entity of ``entities`` (default:
+    those in ``history``; all rows together without per-entity derivation). Span: ``history``
+    reaches back to ``start - span``. A sparse feed may need several earlier partitions.
+    """
+    need = warmup(feed)
+    if not need.needed:
+        return True
+    if history.empty:
+        return False
+    times = pd.to_datetime(history[feed.event_time], utc=True)
+    if need.span > pd.Timedelta(0) and times.min() > start - need.span:
+        return False
+    history = history[(times < start).to_numpy()]
+    if need.rows > 0:
+        groups = _group_keys(history, feed)
+        if groups is None:
+            return len(history) >= need.rows
+        counts = pd.Series(groups).value_counts()
+        keys = counts.index if entities is None else pd.unique(np.asarray(entities, dtype=object))
+        return all(counts.get(k, 0) >= need.rows for k in keys)
+    return True
+
+
+def derive(frame: pd.DataFrame, feed: FeedConfig | Derivation, *, history: pd.DataFrame | None = None) -> pd.DataFrame:
     """``frame`` with the derived columns of ``feed`` appended (same rows, same order, same index).
 
     ``history``: rows before ``frame`` (e.g. :func:`history_tail` of the previous partition);
@@ -126,6 +155,8 @@ def _one(work: pd.DataFrame, spec: DerivedFeature, positions: list[np.ndarray]) 
             result = series.shift(spec.periods)
         elif spec.kind == "diff":
             result = series - series.shift(spec.periods)
+        elif span is None and stat in ("mean", "std", "zscore"):
+            result = _exact_statistic(series, int(spec.window), stat)  # type: ignore[arg-type]
         else:
             if span is not None:
                 rolling = series.rolling(span, closed="left", min_periods=_min_periods(stat))
@@ -134,6 +165,42 @@ def _one(work: pd.DataFrame, spec: DerivedFeature, positions: list[np.ndarray]) 
             result = _statistic(series, rolling, stat)
         out[rows] = result.to_numpy(dtype="float64")
     return out
+
+
+#: elements per block of sliding windows in :func:`_exact_statistic` (bounds its memory: 32 MB)
+_BLOCK_ELEMENTS = 1 << 22
+
+
+def _exact_statistic(series: pd.Series, window: int, stat: str) -> pd.Series:
+    """Mean, std or z-score over the ``window`` previous rows, computed per window in two passes.
+
+    pandas' rolling mean and variance are online sums carried from the first row, so their last
+    bits depend on where the series starts: a day scored after its warm-up tail and the same day
+    inside a long history differ by the accumulated rounding, which a near-flat window (std
+    1e-5 of a level of 80) amplifies into a different z-score. Each window here is computed
+    from its own rows only, so the result does not depend on what came before the window.
+    """
+    values = series.to_numpy(dtype="float64")
+    n = len(values)
+    padded = np.r_[np.full(window, np.nan), values[:-1] if n else values]  # row i sees rows i-window..i-1
+    mean = np.full(n, np.nan)
+    std = np.full(n, np.nan)
+    block = max(1, _BLOCK_ELEMENTS // window)
+    views = np.lib.stride_tricks.sliding_window_view(padded, window)  # views[i] = the window of row i
+    with np.errstate(all="ignore"):
+        for start in range(0, n, block):
+            w = views[start:start + block]
+            count = np.sum(~np.isnan(w), axis=1)
+            m = np.nansum(w, axis=1) / np.where(count > 0, count, 1)
+            var = np.nansum((w - m[:, None]) ** 2, axis=1) / np.where(count > 1, count - 1, 1)
+            mean[start:start + block] = np.where(count >= 1, m, np.nan)
+            std[start:start + block] = np.where(count >= 2, np.sqrt(var), np.nan)
+    if stat == "mean":
+        return pd.Series(mean, index=series.index)
+    if stat == "std":
+        return pd.Series(std, index=series.index)
+    scale = np.maximum(std, 1e-9 * (np.abs(mean) + 1.0))
+    return pd.Series(np.clip((values - mean) / scale, -Z_CAP, Z_CAP), index=series.index)
 
 
 def _statistic(series: pd.Series, rolling, stat: str) -> pd.Series:
@@ -154,7 +221,7 @@ def _min_periods(stat: str) -> int:
     return 2 if stat in ("std", "zscore") else 1
 
 
-def _calendar(times: pd.Series, feed: FeedConfig) -> pd.DataFrame:
+def _calendar(times: pd.Series, feed: FeedConfig | Derivation) -> pd.DataFrame:
     calendar = feed.derived.calendar  # type: ignore[union-attr]
     local = times.dt.tz_convert(calendar.zone)
     out = {}
@@ -173,7 +240,51 @@ def _calendar(times: pd.Series, feed: FeedConfig) -> pd.DataFrame:
     return pd.DataFrame(out, index=times.index)
 
 
-def _group_keys(frame: pd.DataFrame, feed: FeedConfig):
+def _group_keys(frame: pd.DataFrame, feed: FeedConfig | Derivation):
     if feed.entity is not None and feed.derived is not None and feed.derived.per_entity:
         return frame[feed.entity].to_numpy()
     return None
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """What a fitted model needs to derive its features the way it was trained, without the feed.
+
+    It has the attributes :func:`derive`, :func:`warmup` and :func:`history_tail` read from a feed
+    (``event_time``, ``entity``, ``derived``, ``derived_names``), so a model saved with it derives
+    the same columns after loading, even if the feed file changes later.
+    """
+
+    event_time: str
+    entity: str | None
+    derived: DerivedSettings
+
+    @classmethod
+    def of(cls, feed: FeedConfig) -> Derivation | None:
+        """The derivation of ``feed``, or None when it declares no derived features."""
+        if feed.derived is None or not feed.derived_names:
+            return None
+        return cls(feed.event_time, feed.entity, feed.derived)
+
+    @property
+    def derived_names(self) -> list[str]:
+        """The derived column names, in the order :func:`derive` appends them."""
+        names = [spec.column for spec in self.derived.features]
+        calendar = self.derived.calendar
+        for field in calendar.fields if calendar is not None else []:
+            names += [f"{field}_sin", f"{field}_cos"] if calendar.cyclical else [field]
+        return names
+
+    def sources(self) -> dict[str, str]:
+        """Derived column -> the feed column it is computed from (``"<event_time>"`` for calendar ones)."""
+        out = {spec.column: spec.source for spec in self.derived.features}
+        for name in self.derived_names:
+            out.setdefault(name, self.event_time)
+        return out
+
+    def to_dict(self) -> dict:
+        return {"event_time": self.event_time, "entity": self.entity, "derived": self.derived.model_dump(mode="json")}
+
+    @classmethod
+    def from_dict(cls, value: dict) -> Derivation:
+        return cls(value["event_time"], value["entity"], DerivedSettings.model_validate(value["derived"]))
