@@ -12,7 +12,7 @@ from pynomaly_core.detectors import load_object
 from pynomaly_core.features import Derivation, derive, history_tail, warmup_covered
 from pynomaly_core.model import AnomalyModel
 from pynomaly_core.streaming import ScoringLayout, score_frame, score_parquet
-from tests.core.test_features import BASE, DERIVED, FEED, day, telemetry
+from tests.core.features.test_features import BASE, DERIVED, FEED, day, telemetry
 
 LAYOUT = ScoringLayout(record_key="id", event_time="ts", passthrough=("machine",), label=None,
                        model_name="IForest", model_version="1")

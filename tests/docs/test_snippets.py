@@ -29,7 +29,7 @@ MINIMAL_FEED = {
 def yaml_snippets() -> list[tuple[str, str]]:
     out = []
     for doc in DOCS:
-        for i, match in enumerate(re.finditer(r"```ya?ml\n(.*?)```", doc.read_text(), re.S)):
+        for i, match in enumerate(re.finditer(r"```ya?ml\n(.*?)```", doc.read_text(), re.DOTALL)):
             out.append((f"{doc.relative_to(ROOT)}#{i}", match.group(1)))
     return out
 

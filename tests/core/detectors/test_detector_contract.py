@@ -56,7 +56,7 @@ CANNOT_RANK: dict[str, str] = {
     "ranks magnitude outliers as normal (it targets points off a union of subspaces)",
     "DAGMM": "its features are a saturating tanh code plus scale-invariant reconstruction "
     "features (relative distance, cosine), so rows far out along a direction look like "
-    "inliers; it targets rows off the data manifold (tests/core/test_deep_detectors.py "
+    "inliers; it targets rows off the data manifold (tests/core/detectors/test_deep_detectors.py "
     "checks it on curve-shaped data)",
 }
 #: detectors whose ranking depends on the seed (adversarial training on 200 rows);
