@@ -64,7 +64,7 @@ def feed_dict(**monitoring) -> dict:
         "partitioning": {"start_date": FIRST_DAY},
         "training": {"window_days": 14},
         "detector": {"name": "IForest", "contamination": 0.01},
-        # a first champion whatever its synthetic evidence (lifecycle work makes this the default)
+        # one candidate and min_auc 0: this test is about the monitoring checks, not the promotion gate
         "lifecycle": {"candidates": ["IForest"], "min_auc": 0.0, "n_boot": 100},
         "explanations": {"top_k": 0},
         "monitoring": {"cooldown_hours": 0, **monitoring},
