@@ -164,9 +164,7 @@ class TorchDetector(BaseDetector):
         self.scaler_mean_, self.scaler_scale_ = standardizer(X, self.standardize)
         threads = cpu_threads(self.n_jobs, self.batch_size * self._max_layer_work(n_features))
         with torch_threads(torch, threads), seeded(torch, self.random_state, device):
-            data = self._standardized(torch, X, self._affine(torch), device)
-            order = torch.randperm(n_samples, device=device)
-            train, validation = data[order[n_validation:]], data[order[:n_validation]]
+            data, train, validation = self._training_data(torch, X, device, n_validation)
             network = self._build_network(n_features).to(device)
             chunk = self._score_chunk_rows(device, n_features)
             if hasattr(network, "initialize"):
@@ -179,6 +177,13 @@ class TorchDetector(BaseDetector):
         network.eval()
         self.network_ = network
         self.device_ = str(device)
+
+    def _training_data(self, torch: Any, X: np.ndarray, device: Any, n_validation: int) -> tuple[Any, Any, Any]:
+        """(all samples, training samples, validation samples) on ``device``: the standardized rows,
+        ``n_validation`` of them drawn at random to validate (window detectors override this)."""
+        data = self._standardized(torch, X, self._affine(torch), device)
+        order = torch.randperm(X.shape[0], device=device)
+        return data, data[order[n_validation:]], data[order[:n_validation]]
 
     def _train(self, torch: Any, network: Any, train: Any, validation: Any, device: Any,
                chunk: int) -> None:

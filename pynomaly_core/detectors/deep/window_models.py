@@ -56,8 +56,6 @@ from pynomaly_core.detectors.deep.device import (
     import_torch,
     map_on_cpu_threads,
     resolve_device,
-    seeded,
-    torch_threads,
 )
 from pynomaly_core.detectors.deep.torch_base import COMMON_PARAMS_DOC, TorchDetector
 from pynomaly_core.detectors.deep.training import (
@@ -66,8 +64,6 @@ from pynomaly_core.detectors.deep.training import (
     check_real,
     check_training_params,
     document_params,
-    standardizer,
-    validation_size,
 )
 from pynomaly_core.detectors.sequence import check_window_size
 
@@ -145,27 +141,12 @@ class WindowDetector(TorchDetector):
         return series.unfold(0, width, 1)
 
     # --------------------------------------------------------------------- training
-    def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
-        torch = import_torch()
-        self._check_params()
-        owner = type(self).__name__
-        device = resolve_device(torch, self.device, owner)
-        n_samples, n_features = X.shape
-        n_validation = validation_size(n_samples, self.validation_fraction)
-        if n_samples - n_validation < 2:
-            raise DetectorError(f"{owner}: fit needs at least 2 rows, got {n_samples}.")
-        self.scaler_mean_, self.scaler_scale_ = standardizer(X, self.standardize)
-        threads = cpu_threads(self.n_jobs, self.batch_size * self._max_layer_work(n_features))
-        with torch_threads(torch, threads), seeded(torch, self.random_state, device):
-            windows = self._windows(torch, X, device)
-            split = n_samples - n_validation  # the last windows validate: later in time
-            train, validation = windows[:split], windows[split:]
-            network = self._build_network(n_features).to(device)
-            self._train(torch, network, train, validation, device,
-                        self._score_chunk_rows(device, n_features))
-        network.eval()
-        self.network_ = network
-        self.device_ = str(device)
+    def _training_data(self, torch: Any, X: np.ndarray, device: Any, n_validation: int) -> tuple[Any, Any, Any]:
+        """The windows ending at each row; the last ``n_validation`` validate, later in time than the
+        rest (neighbouring windows share almost all their rows: a random split would leak)."""
+        windows = self._windows(torch, X, device)
+        split = X.shape[0] - n_validation
+        return windows, windows[:split], windows[split:]
 
     # ---------------------------------------------------------------------- scoring
     def _score(self, X: np.ndarray) -> np.ndarray:
