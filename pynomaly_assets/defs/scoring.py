@@ -74,7 +74,7 @@ def score_metadata(scores: np.ndarray, flags: np.ndarray, severity_counts: dict[
         "scoring_seconds": float(seconds),
         "rows_per_second": float(rows / seconds) if seconds > 0 and rows else 0.0,
         "model_name": champion["detector"],
-        "model_version": str(champion["version"]),
+        MODEL_VERSION_KEY: str(champion["version"]),
         **{f"severity_{level}": int(severity_counts.get(level, 0)) for level in SEVERITY_LEVELS},
         "score_histogram": dg.MetadataValue.md(histogram_markdown(scores, float(champion["threshold"]), title)),
     }
@@ -154,8 +154,7 @@ def warmup_history(context: dg.AssetExecutionContext, fc: FeedContext, store, mo
         return None
     keys = fc.partitions_def.get_partition_keys()
     position = keys.index(context.partition_key)
-    columns = list(dict.fromkeys(c for c in (derivation.event_time, derivation.entity,
-                                             *(f.source for f in derivation.derived.features)) if c))
+    columns = derivation.columns
     start = pd.Timestamp(context.partition_time_window.start).tz_convert("UTC")
     validated = list(fc.key("validated").path)
     entities = None

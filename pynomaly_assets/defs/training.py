@@ -88,8 +88,9 @@ def build_training_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
                                   recent_override=config.window_days)
         else:
             plan = training_window(end, config.window_days or feed.training.window_days)
-        present = [d for d in plan.days if d in set(materialized)]
-        missing = [d for d in plan.days if d not in set(materialized)]
+        have = set(materialized)
+        present = [d for d in plan.days if d in have]
+        missing = [d for d in plan.days if d not in have]
         store = frame_store.store()
         frames = [store.read(list(validated_key.path), d) for d in present]
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

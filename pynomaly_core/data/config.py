@@ -267,13 +267,7 @@ class FeedConfig(_Strict):
     @property
     def derived_names(self) -> list[str]:
         """Names of the derived columns, in order: the declared features, then calendar columns."""
-        if self.derived is None:
-            return []
-        names = [spec.column for spec in self.derived.features]
-        calendar = self.derived.calendar
-        for field in calendar.fields if calendar is not None else []:
-            names += [f"{field}_sin", f"{field}_cos"] if calendar.cyclical else [field]
-        return names
+        return [] if self.derived is None else self.derived.names()
 
     @property
     def model_feature_names(self) -> list[str]:

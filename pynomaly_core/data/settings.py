@@ -110,6 +110,17 @@ class DerivedSettings(Strict):
     #: compute lags and windows within each entity (the feed's ``entity`` column); false: across all rows
     per_entity: bool = True
 
+    def names(self) -> list[str]:
+        """Names of the derived columns, in order: the declared features, then calendar columns."""
+        names = [spec.column for spec in self.features]
+        for field in self.calendar.fields if self.calendar is not None else []:
+            names += [f"{field}_sin", f"{field}_cos"] if self.calendar.cyclical else [field]
+        return names
+
+    def inputs(self, event_time: str, entity: str | None) -> list[str]:
+        """The columns deriving reads: the event time, the entity and every source column."""
+        return list(dict.fromkeys(c for c in (event_time, entity, *(s.source for s in self.features)) if c))
+
 
 class ValidationSettings(Strict):
     min_pass_rate: float = Field(0.95, ge=0.0, le=1.0)

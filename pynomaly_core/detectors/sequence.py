@@ -17,7 +17,10 @@ time steps of ONE series, and a row's score depends on the rows before it:
   interleaved are read as one series jumping between them.
 
 Everything here is plain Python: it tells the model pipeline what to do without importing
-torch (reading a class attribute, never fitting anything).
+torch (reading a class attribute, never fitting anything). Not yet done: ``AnomalyModel`` and
+chunked scoring pass the warm-up only to the derived features, not to a sequence-aware detector,
+and do not split rows by entity; until they do, a partition's first ``window_size - 1`` rows are
+scored on edge-padded windows, and these detectors are not in any default portfolio.
 """
 
 from __future__ import annotations

@@ -122,7 +122,7 @@ def derive(frame: pd.DataFrame, feed: FeedConfig | Derivation, *, history: pd.Da
     """
     if feed.derived is None or not feed.derived_names:
         return frame
-    needed = list(dict.fromkeys(c for c in (feed.event_time, feed.entity, *(s.source for s in feed.derived.features)) if c))
+    needed = feed.derived.inputs(feed.event_time, feed.entity)
     parts = [frame[needed].assign(**{_FROM_HISTORY: False})]
     if history is not None and len(history):
         parts.insert(0, history[needed].assign(**{_FROM_HISTORY: True}))
@@ -269,11 +269,12 @@ class Derivation:
     @property
     def derived_names(self) -> list[str]:
         """The derived column names, in the order :func:`derive` appends them."""
-        names = [spec.column for spec in self.derived.features]
-        calendar = self.derived.calendar
-        for field in calendar.fields if calendar is not None else []:
-            names += [f"{field}_sin", f"{field}_cos"] if calendar.cyclical else [field]
-        return names
+        return self.derived.names()
+
+    @property
+    def columns(self) -> list[str]:
+        """The columns deriving reads (event time, entity, sources)."""
+        return self.derived.inputs(self.event_time, self.entity)
 
     def sources(self) -> dict[str, str]:
         """Derived column -> the feed column it is computed from (``"<event_time>"`` for calendar ones)."""

@@ -256,6 +256,7 @@ def train_candidate_batch(
                 TAG_TRAINING_DAYS: format_days(days)}
     params = {"contamination": feed.detector.contamination, "scaling": feed.detector.scaling,
               "training_rows": len(train), "holdout_rows": len(holdout), "evaluation": evalset.kind}
+    example = _input_example(feed, train)
     records = []
     for c in candidates:
         entry: dict[str, Any] = {"detector": c.name, "error": table.loc[c.name, "error"],
@@ -266,7 +267,7 @@ def train_candidate_batch(
                 feed, c.name, c.model, model_dir(version), version=version, tracker=tracker, run_id=run_id,
                 params={"detector": c.name, **params, **(c.model.params or {})},
                 metrics=float_metrics(table.loc[c.name]), tags=run_tags,
-                input_example=_input_example(feed, train), evaluation=table.reset_index(),
+                input_example=example, evaluation=table.reset_index(),
                 signing_key=signing_key,
             ))
         records.append(entry)

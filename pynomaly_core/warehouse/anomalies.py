@@ -37,7 +37,6 @@ def anomaly_rows(
         )
     frame["run_id"] = run_id
     frame["scored_at"] = scored_at
-    frame["record_key"] = frame["record_key"].astype(str)
     frame["model_version"] = _integer_versions(frame["model_version"])
     return frame[columns]
 

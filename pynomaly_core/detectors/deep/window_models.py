@@ -86,8 +86,9 @@ class WindowDetector(TorchDetector):
     ``dropout_rate`` among their parameters.
     """
 
-    #: rows are time steps of one series: the model pipeline feeds them in time order per
-    #: entity, with ``window_size - 1`` warm-up rows (see pynomaly_core.detectors.sequence)
+    #: rows are time steps of one series, to be fed in time order per entity with
+    #: ``window_size - 1`` warm-up rows (pynomaly_core.detectors.sequence). The model pipeline
+    #: does not do that yet: it passes a partition's rows as they are, edge-padded
     sequence_aware: ClassVar[bool] = True
 
     # ---------------------------------------------------------------- subclass hooks
