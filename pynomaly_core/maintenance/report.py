@@ -226,11 +226,11 @@ def weekly_sections(
         "quality": {k: quality.get(k) for k in QUALITY_KEYS},
         "drift": {
             "days": len(drift_days),
-            "drift_share": _finite([d.get("drift_share") for d in drift_days]),
+            "drift_share": _finite([_judged_share(d) for d in drift_days]),
             "score_psi": _finite([d.get("score_psi") for d in drift_days]),
-            "per_day": [{"day": d.get("partition"), "drift_share": d.get("drift_share"),
+            "per_day": [{"day": d.get("partition"), "drift_share": _judged_share(d),
                          "score_psi": d.get("score_psi"), "alert_rate": d.get("alert_rate"),
-                         "drifted": ", ".join(d.get("drifted_columns") or [])} for d in drift_days],
+                         "drifted": ", ".join(_judged_features(d))} for d in drift_days],
         },
         "performance": {
             "days": len(performance_days),
@@ -246,3 +246,18 @@ def weekly_sections(
         "model_health": {k: v for k, v in model_health.items() if k != "champion_week"},
         "champion_week": model_health.get("champion_week", {}),
     }
+
+
+def _judged_share(day: dict) -> Any:
+    """The drift share the day's check judged: features past the feed's normal range when the day
+    was judged against its normal days, Evidently's share under the fixed cut-offs. Evidently's
+    share alone flags nearly every normal day of a moving real series (docs/monitoring.md)."""
+    share = day.get("abnormal_feature_share")
+    return day.get("drift_share") if share is None else share
+
+
+def _judged_features(day: dict) -> list[str]:
+    if day.get("abnormal_feature_share") is not None:
+        return list(day.get("abnormal_features") or [])
+    return list(day.get("drifted_columns") or [])
+

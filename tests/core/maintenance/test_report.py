@@ -77,3 +77,17 @@ def test_weekly_sections_collect_the_week_for_the_thresholds():
     assert sections["champion_week"] == {"rows": 10}
     thresholds = {"min_average_precision": 0.3, "max_retrains": 0}
     assert len(crossed_thresholds(sections, thresholds)) == 3  # and one unreproducible version
+
+
+def test_the_weekly_drift_share_is_the_one_the_daily_check_judged():
+    # a day judged against the feed's normal days: Evidently flags 80 % of features on a moving
+    # series, but only one feature left its normal range; a fixed-rule day keeps Evidently's share
+    drift = [{"partition": "2026-01-05", "drift_share": 0.8, "drifted_columns": ["a", "b", "c", "d"],
+              "abnormal_feature_share": 0.2, "abnormal_features": ["b"], "rule": "normal_days"},
+             {"partition": "2026-01-06", "drift_share": 0.4, "drifted_columns": ["a", "c"],
+              "abnormal_feature_share": None, "abnormal_features": [], "rule": "fixed"}]
+    sections = weekly_sections(quality={}, model_health={}, cleanup={}, drift_days=drift, performance_days=[],
+                               retrains=[])
+    assert sections["drift"]["drift_share"] == [0.2, 0.4]
+    assert [d["drifted"] for d in sections["drift"]["per_day"]] == ["b", "a, c"]
+    assert crossed_thresholds(sections, {"max_drift_share": 0.5}) == []
