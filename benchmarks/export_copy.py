@@ -124,14 +124,18 @@ def synthetic_scores(
     for column in spec.frame_columns:
         kind, values = scoring.get(column.name, (None, None))
         if kind != column.kind:
-            values = column_values(column, rows, is_anomaly, rng, unique=column.name in spec.primary_key)
+            values = column_values(
+                column, rows, is_anomaly, rng, unique=column.name in spec.primary_key
+            )
         columns[column.name] = values
     return pd.DataFrame(columns)
 
 
 def _moments(rng: np.random.Generator, rows: int) -> pd.Series:
     """Random UTC moments within :data:`DAY`, microsecond precision."""
-    return pd.Timestamp(DAY, tz="UTC") + pd.to_timedelta(rng.integers(0, 86_400_000_000, rows), unit="us")
+    return pd.Timestamp(DAY, tz="UTC") + pd.to_timedelta(
+        rng.integers(0, 86_400_000_000, rows), unit="us"
+    )
 
 
 def column_values(
@@ -147,7 +151,9 @@ def column_values(
         if column.allowed is not None:
             values = rng.choice(sorted(column.allowed), rows).astype(object)
         else:
-            values = np.array([f"{column.name}-{i if unique else i % 7}" for i in range(rows)], dtype=object)
+            values = np.array(
+                [f"{column.name}-{i if unique else i % 7}" for i in range(rows)], dtype=object
+            )
     elif column.kind == "float":
         low, high = column.bounds or (-1.0, 1.0)
         values = rng.uniform(low, high, rows)
@@ -163,7 +169,9 @@ def column_values(
         values = np.full(rows, '{"source": "benchmark"}', dtype=object)
     if not column.nullable:
         return values
-    return pd.Series(values).where(pd.Series(filled), None if column.kind in ("text", "json") else pd.NA)
+    return pd.Series(values).where(
+        pd.Series(filled), None if column.kind in ("text", "json") else pd.NA
+    )
 
 
 @contextmanager
@@ -196,7 +204,9 @@ def reference_copy(conn: psycopg.Connection, table: str, frame: pd.DataFrame) ->
     day = pd.Timestamp(DAY).date()
     gaps = [c for c in frame.columns if frame[c].hasnans]
     if gaps:
-        frame = frame.assign(**{c: frame[c].astype(object).where(frame[c].notna(), None) for c in gaps})
+        frame = frame.assign(
+            **{c: frame[c].astype(object).where(frame[c].notna(), None) for c in gaps}
+        )
     with conn.cursor() as cursor, cursor.copy(f"COPY {table} FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types([PG_TYPES[c.kind] for c in ANOMALY_TABLE.columns])
         for row in frame.itertuples(index=False, name=None):

@@ -34,8 +34,9 @@ sys.path.insert(0, str(REPO_ROOT))
 from benchmarks.machine import cpu_description, load_average, utc_stamp
 
 
-def timed_fit_score(make: Any, X: np.ndarray, X_test: np.ndarray, repeats: int
-                    ) -> tuple[float, float, np.ndarray, np.ndarray, Any]:
+def timed_fit_score(
+    make: Any, X: np.ndarray, X_test: np.ndarray, repeats: int
+) -> tuple[float, float, np.ndarray, np.ndarray, Any]:
     """Best fit and scoring seconds over ``repeats``, with the scores of the last run."""
     best_fit = best_score = float("inf")
     for _ in range(repeats):
@@ -64,8 +65,9 @@ def crossover(args: argparse.Namespace) -> list[str]:
             model.decision_function(X_test)
             seconds[algorithm] = time.perf_counter() - start
         faster = min(seconds, key=seconds.get)
-        lines.append(f"| {n_features} | {seconds['kd_tree']:.2f} | {seconds['brute']:.2f} | "
-                     f"{faster} |")
+        lines.append(
+            f"| {n_features} | {seconds['kd_tree']:.2f} | {seconds['brute']:.2f} | {faster} |"
+        )
         print(lines[-1], file=sys.stderr, flush=True)
     return lines
 
@@ -74,8 +76,10 @@ def environment() -> str:
     import sklearn
     import torch
 
-    return (f"{cpu_description()}; torch {torch.__version__}, scikit-learn "
-            f"{sklearn.__version__}, pyod {__import__('pyod').__version__}; {utc_stamp()}")
+    return (
+        f"{cpu_description()}; torch {torch.__version__}, scikit-learn "
+        f"{sklearn.__version__}, pyod {__import__('pyod').__version__}; {utc_stamp()}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,12 +101,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.crossover:
         load_start = load_average()
         rows = crossover(args)
-        report = "\n".join([
-            "### TorchKNN: KD-tree vs brute force on CPU", "", f"Command: `{command.strip()}`", "",
-            (f"Environment: {environment()}. Load average at start {load_start}, at end "
-             f"{load_average()}."), "",
-            (f"Scoring {args.n_test} new standard-normal rows against {args.n_train} reference "
-             f"rows, k = {args.neighbors}."), "", *rows]) + "\n"
+        report = (
+            "\n".join(
+                [
+                    "### TorchKNN: KD-tree vs brute force on CPU",
+                    "",
+                    f"Command: `{command.strip()}`",
+                    "",
+                    (
+                        f"Environment: {environment()}. Load average at start {load_start}, at end "
+                        f"{load_average()}."
+                    ),
+                    "",
+                    (
+                        f"Scoring {args.n_test} new standard-normal rows against {args.n_train} reference "
+                        f"rows, k = {args.neighbors}."
+                    ),
+                    "",
+                    *rows,
+                ]
+            )
+            + "\n"
+        )
         if args.out:
             args.out.write_text(report)
         print(report)
@@ -116,13 +136,28 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(args.seed)
     X = rng.normal(size=(args.n_train, args.features))
     X_test = rng.normal(size=(args.n_test, args.features))
-    pairs = [("KNN", lambda: KNN(n_neighbors=args.neighbors, method=args.method),
-              lambda: TorchKNN(n_neighbors=args.neighbors, method=args.method,
-                               algorithm=args.algorithm, device=args.device))]
+    pairs = [
+        (
+            "KNN",
+            lambda: KNN(n_neighbors=args.neighbors, method=args.method),
+            lambda: TorchKNN(
+                n_neighbors=args.neighbors,
+                method=args.method,
+                algorithm=args.algorithm,
+                device=args.device,
+            ),
+        )
+    ]
     if args.lof:
-        pairs.append(("LOF", lambda: LOF(n_neighbors=args.neighbors),
-                      lambda: TorchLOF(n_neighbors=args.neighbors, algorithm=args.algorithm,
-                                       device=args.device)))
+        pairs.append(
+            (
+                "LOF",
+                lambda: LOF(n_neighbors=args.neighbors),
+                lambda: TorchLOF(
+                    n_neighbors=args.neighbors, algorithm=args.algorithm, device=args.device
+                ),
+            )
+        )
     warm = rng.normal(size=(300, args.features))  # imports and first calls stay out of timings
     for make_pyod, make_ours in ((p, o) for _, p, o in pairs):
         make_pyod().fit(warm).decision_function(warm)
@@ -135,30 +170,44 @@ def main(argv: list[str] | None = None) -> int:
         print(f"PyOD {name}: fit {p_fit:.2f}s, score {p_score:.2f}s", file=sys.stderr, flush=True)
         o_fit, o_score, o_train, o_test, ours = timed_fit_score(make_ours, X, X_test, args.repeats)
         print(f"Torch{name}: fit {o_fit:.2f}s, score {o_score:.2f}s", file=sys.stderr, flush=True)
-        rows.append((name, ours, (p_fit, p_score), (o_fit, o_score),
-                     float(np.max(np.abs(o_train - p_train))),
-                     float(np.max(np.abs(o_test - p_test)))))
+        rows.append(
+            (
+                name,
+                ours,
+                (p_fit, p_score),
+                (o_fit, o_score),
+                float(np.max(np.abs(o_train - p_train))),
+                float(np.max(np.abs(o_test - p_test))),
+            )
+        )
     lines = [
         f"### Torch{' / '.join(r[0] for r in rows)} vs PyOD on random data",
         "",
         f"Command: `{command.strip()}`",
         "",
-        (f"Environment: {environment()}. Load average (1/5/15 min) at start {load_start}, "
-         f"at end {load_average()}."),
+        (
+            f"Environment: {environment()}. Load average (1/5/15 min) at start {load_start}, "
+            f"at end {load_average()}."
+        ),
         "",
-        (f"Data: {args.n_train} training rows and {args.n_test} new rows, {args.features} "
-         f"standard-normal features; k = {args.neighbors}, KNN method = {args.method}; best of "
-         f"{args.repeats} run(s)."),
+        (
+            f"Data: {args.n_train} training rows and {args.n_test} new rows, {args.features} "
+            f"standard-normal features; k = {args.neighbors}, KNN method = {args.method}; best of "
+            f"{args.repeats} run(s)."
+        ),
         "",
-        ("| detector | search | PyOD fit + score (s) | ours fit + score (s) | speed-up | "
-         "max abs diff, training scores | max abs diff, new-row scores |"),
+        (
+            "| detector | search | PyOD fit + score (s) | ours fit + score (s) | speed-up | "
+            "max abs diff, training scores | max abs diff, new-row scores |"
+        ),
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     for name, ours, p, o, d_train, d_test in rows:
         lines.append(
             f"| {name} | {ours.algorithm_} on {ours.device_} | {p[0]:.2f} + {p[1]:.2f} = "
             f"{sum(p):.2f} | {o[0]:.2f} + {o[1]:.2f} = {sum(o):.2f} | **{sum(p) / sum(o):.1f}x** "
-            f"| {d_train:.2e} | {d_test:.2e} |")
+            f"| {d_train:.2e} | {d_test:.2e} |"
+        )
     report = "\n".join(lines) + "\n"
     if args.out:
         args.out.write_text(report)

@@ -32,11 +32,15 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for module in ("dagster", "pynomaly_assets.definitions"):
         runs = [timed_import(module) for _ in range(args.repeats)]
-        rows.append((module, statistics.median(t for t, _ in runs), min(t for t, _ in runs), runs[0][1]))
+        rows.append(
+            (module, statistics.median(t for t, _ in runs), min(t for t, _ in runs), runs[0][1])
+        )
     print(f"{'module':30s} {'median s':>9s} {'best s':>7s}  heavy frameworks imported")
     for module, median, best, heavy in rows:
         print(f"{module:30s} {median:9.2f} {best:7.2f}  {heavy or 'none'}")
-    print(f"ratio code location / dagster alone: {rows[1][1] / rows[0][1]:.2f} (target: location under 3 s)")
+    print(
+        f"ratio code location / dagster alone: {rows[1][1] / rows[0][1]:.2f} (target: location under 3 s)"
+    )
 
 
 if __name__ == "__main__":

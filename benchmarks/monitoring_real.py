@@ -42,17 +42,28 @@ NAB = ROOT.parent / "shared" / "datasets" / "timeseries" / "nab"
 def feed_for(name: str):
     from pynomaly_core.data.config import parse_feed
 
-    return parse_feed({
-        "name": name, "source": {"kind": "csv", "path": "data/{date}.csv"}, "event_time": "timestamp",
-        "record_key": "reading_id", "features": [{"name": "value", "type": "float"}],
-        "partitioning": {"start_date": "2000-01-01"}, "detector": {"name": "IForest", "contamination": 0.01},
-    })
+    return parse_feed(
+        {
+            "name": name,
+            "source": {"kind": "csv", "path": "data/{date}.csv"},
+            "event_time": "timestamp",
+            "record_key": "reading_id",
+            "features": [{"name": "value", "type": "float"}],
+            "partitioning": {"start_date": "2000-01-01"},
+            "detector": {"name": "IForest", "contamination": 0.01},
+        }
+    )
 
 
 def labelled_days(series: str) -> set[str]:
     windows = json.loads((NAB / "combined_windows.json").read_text())[series]
-    return {str(d.date()) for start, end in windows
-            for d in pd.date_range(pd.Timestamp(start).floor("D"), pd.Timestamp(end).floor("D"), freq="D")}
+    return {
+        str(d.date())
+        for start, end in windows
+        for d in pd.date_range(
+            pd.Timestamp(start).floor("D"), pd.Timestamp(end).floor("D"), freq="D"
+        )
+    }
 
 
 def run_series(series: str, n_days: int, train_days: int) -> dict | None:
@@ -75,47 +86,92 @@ def run_series(series: str, n_days: int, train_days: int) -> dict | None:
     frame["reading_id"] = np.arange(len(frame))
     frame["day"] = frame["timestamp"].dt.strftime("%Y-%m-%d")
     days = sorted(frame["day"].unique())[1:]  # the first day is partial
-    days = [d for d in days if (frame["day"] == d).sum() >= 0.9 * frame.groupby("day").size().median()][:n_days]
+    days = [
+        d for d in days if (frame["day"] == d).sum() >= 0.9 * frame.groupby("day").size().median()
+    ][:n_days]
     if len(days) < n_days:
         return None
     feed = feed_for("nab")
     settings = feed.monitoring
     window = frame[frame["day"].isin(days[:train_days])].reset_index(drop=True)
-    train, holdout = window[window["day"] != days[train_days - 1]], window[window["day"] == days[train_days - 1]]
-    model = AnomalyModel(feed.features, detector="IForest", contamination=0.01, random_state=42).fit(train)
+    train, holdout = (
+        window[window["day"] != days[train_days - 1]],
+        window[window["day"] == days[train_days - 1]],
+    )
+    model = AnomalyModel(
+        feed.features, detector="IForest", contamination=0.01, random_state=42
+    ).fit(train)
     canaries = canaries_for(feed, ["value"])
     tabular = Canaries("tabular", ("value",), settings.canary_rows)
     held = model.decision_function(holdout)
     reference = build_reference(window, ["value"], [], held, 0.01)
-    normal = build_normal_days(window, feed, model, numeric=["value"], categorical=[], canaries=canaries,
-                               random_state=42)
+    normal = build_normal_days(
+        window, feed, model, numeric=["value"], categorical=[], canaries=canaries, random_state=42
+    )
     ranges = normal.ranges(settings)
-    baseline = {"canary_recall": tabular.recall(model, holdout, random_state=42), "average_precision": None}
+    baseline = {
+        "canary_recall": tabular.recall(model, holdout, random_state=42),
+        "average_precision": None,
+    }
     windows = labelled_days(series)
     rows = []
     for day in days:
         current = frame[frame["day"] == day].reset_index(drop=True)
         raw = model.decision_function(current)
         flags = raw > model.threshold_
-        result = drift_report(reference, current, raw, flags, normal=normal,
-                              current_normalized=normalized_scores(model, raw))
-        in_window = day in days[:train_days - 1]
+        result = drift_report(
+            reference,
+            current,
+            raw,
+            flags,
+            normal=normal,
+            current_normalized=normalized_scores(model, raw),
+        )
+        in_window = day in days[: train_days - 1]
         seed = 42 + int(day.replace("-", "")) % 10_000
         health = health_measurements(result.summary())
         labels = pd.Series(np.nan, index=current.index)
-        new = measure_partition(model, current, raw, labels, ["value"], settings, score_health=health,
-                                random_state=seed, canaries=canaries)
-        old = measure_partition(model, current, raw, labels, ["value"], settings, score_health=health,
-                                random_state=seed, canaries=tabular)
+        new = measure_partition(
+            model,
+            current,
+            raw,
+            labels,
+            ["value"],
+            settings,
+            score_health=health,
+            random_state=seed,
+            canaries=canaries,
+        )
+        old = measure_partition(
+            model,
+            current,
+            raw,
+            labels,
+            ["value"],
+            settings,
+            score_health=health,
+            random_state=seed,
+            canaries=tabular,
+        )
         old_result = dataclasses.replace(
-            result, score_psi=psi(reference.score_proportions, bucket_counts(raw, reference.score_edges) / len(raw)))
-        rows.append({
-            "day": day, "labelled": day in windows, "training": day in days[:train_days],
-            "drift_new": judge(result, settings, in_training_window=in_window, normal=ranges).passed,
-            "perf_new": judge_performance(new.values, baseline, settings, normal=ranges).passed,
-            "drift_old": judge(old_result, settings, in_training_window=in_window).passed,
-            "perf_old": judge_performance(old.values, baseline, settings).passed,
-        })
+            result,
+            score_psi=psi(
+                reference.score_proportions, bucket_counts(raw, reference.score_edges) / len(raw)
+            ),
+        )
+        rows.append(
+            {
+                "day": day,
+                "labelled": day in windows,
+                "training": day in days[:train_days],
+                "drift_new": judge(
+                    result, settings, in_training_window=in_window, normal=ranges
+                ).passed,
+                "perf_new": judge_performance(new.values, baseline, settings, normal=ranges).passed,
+                "drift_old": judge(old_result, settings, in_training_window=in_window).passed,
+                "perf_old": judge_performance(old.values, baseline, settings).passed,
+            }
+        )
     table = pd.DataFrame(rows)
     normal_days, labelled = table[~table["labelled"]], table[table["labelled"]]
 
@@ -123,25 +179,36 @@ def run_series(series: str, n_days: int, train_days: int) -> dict | None:
         return int((~(t[f"drift_{rule}"] & t[f"perf_{rule}"])).sum())
 
     return {
-        "series": series, "days": len(table), "normal_days": len(normal_days), "labelled_days": len(labelled),
-        "profile_days": len(normal.table), "normal_failed_new": failed(normal_days, "new"),
+        "series": series,
+        "days": len(table),
+        "normal_days": len(normal_days),
+        "labelled_days": len(labelled),
+        "profile_days": len(normal.table),
+        "normal_failed_new": failed(normal_days, "new"),
         "normal_failed_old": failed(normal_days, "old"),
         "normal_drift_failed_old": int((~normal_days["drift_old"]).sum()),
         "normal_perf_failed_old": int((~normal_days["perf_old"]).sum()),
-        "labelled_failed_new": failed(labelled, "new"), "labelled_failed_old": failed(labelled, "old"),
+        "labelled_failed_new": failed(labelled, "new"),
+        "labelled_failed_old": failed(labelled, "old"),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--series", nargs="*", help="NAB files (default: every realTweets series)")
     parser.add_argument("--days", type=int, default=30, help="whole days per series (default 30)")
-    parser.add_argument("--train-days", type=int, default=14, help="training window (default 14, last one held out)")
+    parser.add_argument(
+        "--train-days", type=int, default=14, help="training window (default 14, last one held out)"
+    )
     args = parser.parse_args(argv)
     if not NAB.is_dir():
         print(f"{NAB}: shared NAB data absent; see ../shared/datasets/timeseries/README.md")
         return 1
-    series = args.series or sorted(f"realTweets/{p.name}" for p in (NAB / "realTweets").glob("*.csv"))
+    series = args.series or sorted(
+        f"realTweets/{p.name}" for p in (NAB / "realTweets").glob("*.csv")
+    )
     out = []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -154,13 +221,23 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(result), flush=True)
     table = pd.DataFrame(out)
     if len(table):
-        total = table[["normal_days", "normal_failed_new", "normal_failed_old", "labelled_days",
-                       "labelled_failed_new", "labelled_failed_old"]].sum()
+        total = table[
+            [
+                "normal_days",
+                "normal_failed_new",
+                "normal_failed_old",
+                "labelled_days",
+                "labelled_failed_new",
+                "labelled_failed_old",
+            ]
+        ].sum()
         print(table.to_markdown(index=False))
-        print(f"all series: normal days failing a check {total['normal_failed_new']}/{total['normal_days']} "
-              f"(normal-day profile) vs {total['normal_failed_old']}/{total['normal_days']} (fixed cut-offs); "
-              f"labelled-window days failing {total['labelled_failed_new']}/{total['labelled_days']} vs "
-              f"{total['labelled_failed_old']}/{total['labelled_days']}")
+        print(
+            f"all series: normal days failing a check {total['normal_failed_new']}/{total['normal_days']} "
+            f"(normal-day profile) vs {total['normal_failed_old']}/{total['normal_days']} (fixed cut-offs); "
+            f"labelled-window days failing {total['labelled_failed_new']}/{total['labelled_days']} vs "
+            f"{total['labelled_failed_old']}/{total['labelled_days']}"
+        )
     return 0
 
 

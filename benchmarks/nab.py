@@ -52,17 +52,31 @@ DERIVED = {
         {"source": "value", "kind": "rolling_std", "window": 12},
     ],
 }
-FEED = parse_feed({
-    "name": "nab", "source": {"kind": "csv", "path": "nab/{date}.csv"}, "event_time": "timestamp",
-    "record_key": "row", "features": [{"name": "value", "type": "float"}],
-    "partitioning": {"start_date": "2000-01-01"}, "derived": DERIVED,
-})
+FEED = parse_feed(
+    {
+        "name": "nab",
+        "source": {"kind": "csv", "path": "nab/{date}.csv"},
+        "event_time": "timestamp",
+        "record_key": "row",
+        "features": [{"name": "value", "type": "float"}],
+        "partitioning": {"start_date": "2000-01-01"},
+        "derived": DERIVED,
+    }
+)
 #: what the published table calls each detector whose scores ship with the data
 PUBLISHED = {
-    "ARTime": "ARTime", "numenta": "Numenta HTM", "randomCutForest": "Random Cut Forest",
-    "windowedGaussian": "Windowed Gaussian", "knncad": "KNN CAD", "contextOSE": "CAD OSE",
-    "relativeEntropy": "Relative Entropy", "twitterADVec": "Twitter ADVec", "skyline": "Skyline",
-    "bayesChangePt": "Bayes changepoint", "expose": "EXPoSE", "random": "Random",
+    "ARTime": "ARTime",
+    "numenta": "Numenta HTM",
+    "randomCutForest": "Random Cut Forest",
+    "windowedGaussian": "Windowed Gaussian",
+    "knncad": "KNN CAD",
+    "contextOSE": "CAD OSE",
+    "relativeEntropy": "Relative Entropy",
+    "twitterADVec": "Twitter ADVec",
+    "skyline": "Skyline",
+    "bayesChangePt": "Bayes changepoint",
+    "expose": "EXPoSE",
+    "random": "Random",
 }
 
 
@@ -73,7 +87,9 @@ def series_files(limit: int | None = None) -> list[str]:
     return [n for n in names if windows[n]][:limit] if limit else names
 
 
-def detections(frame: pd.DataFrame, detector: str, contamination: float, derived: bool, seed: int) -> np.ndarray:
+def detections(
+    frame: pd.DataFrame, detector: str, contamination: float, derived: bool, seed: int
+) -> np.ndarray:
     """Boolean detections for every row of one series (probationary rows never detect)."""
     frame = frame.assign(row=np.arange(len(frame)).astype(str))
     columns = ["value"]
@@ -84,7 +100,9 @@ def detections(frame: pd.DataFrame, detector: str, contamination: float, derived
     specs = [{"name": c, "type": "float", "nullable": True, "missing": "median"} for c in columns]
     try:
         pre = FeaturePreprocessor(specs, scaling="robust").fit(frame.iloc[:probation])
-    except ValueError:  # a flat probationary period (art_flatline): nothing to learn, nothing detected
+    except (
+        ValueError
+    ):  # a flat probationary period (art_flatline): nothing to learn, nothing detected
         return np.zeros(len(frame), dtype=bool)
     X = pre.transform(frame)
     model = create(detector, contamination=contamination, random_state=seed).fit(X[:probation])
@@ -103,11 +121,22 @@ def run(files: list[str], detectors: list[str], contamination: float, seed: int)
         for det in detectors:
             for derived in (True, False):
                 start = time.perf_counter()
-                result = nab.score_file(detections(frame, det, contamination, derived, seed), rows_of)
-                rows.append({"file": name, "detector": f"{det} ({'derived' if derived else 'raw value'})",
-                             "score": result.score, "null": result.null, "perfect": result.perfect,
-                             "detected": result.detected_windows, "windows": result.windows,
-                             "false_positives": result.false_positives, "seconds": time.perf_counter() - start})
+                result = nab.score_file(
+                    detections(frame, det, contamination, derived, seed), rows_of
+                )
+                rows.append(
+                    {
+                        "file": name,
+                        "detector": f"{det} ({'derived' if derived else 'raw value'})",
+                        "score": result.score,
+                        "null": result.null,
+                        "perfect": result.perfect,
+                        "detected": result.detected_windows,
+                        "windows": result.windows,
+                        "false_positives": result.false_positives,
+                        "seconds": time.perf_counter() - start,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -123,20 +152,34 @@ def published(files: list[str], ours: pd.DataFrame) -> pd.DataFrame:
         if not set(files) <= set(table.index):
             continue
         raw = table.loc[files, "Score"].astype(float)
-        out.append({"detector": f"{label} (published)", "nab_standard": nab.normalized_raw(
-            raw.to_numpy(), per_file.loc[files, "null"].to_numpy(), per_file.loc[files, "perfect"].to_numpy())})
+        out.append(
+            {
+                "detector": f"{label} (published)",
+                "nab_standard": nab.normalized_raw(
+                    raw.to_numpy(),
+                    per_file.loc[files, "null"].to_numpy(),
+                    per_file.loc[files, "perfect"].to_numpy(),
+                ),
+            }
+        )
     return pd.DataFrame(out)
 
 
 def summarize(ours: pd.DataFrame) -> pd.DataFrame:
     groups = ours.groupby("detector", sort=False)
-    return pd.DataFrame({
-        "nab_standard": groups.apply(lambda g: nab.normalized_raw(g["score"], g["null"], g["perfect"]),
-                                     include_groups=False),
-        "windows_detected": groups["detected"].sum().astype(str) + "/" + groups["windows"].sum().astype(str),
-        "false_positives": groups["false_positives"].sum(),
-        "seconds": groups["seconds"].sum().round(1),
-    }).reset_index()
+    return pd.DataFrame(
+        {
+            "nab_standard": groups.apply(
+                lambda g: nab.normalized_raw(g["score"], g["null"], g["perfect"]),
+                include_groups=False,
+            ),
+            "windows_detected": groups["detected"].sum().astype(str)
+            + "/"
+            + groups["windows"].sum().astype(str),
+            "false_positives": groups["false_positives"].sum(),
+            "seconds": groups["seconds"].sum().round(1),
+        }
+    ).reset_index()
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -144,13 +187,17 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--detectors", default="IForest,PCA_TQ")
     parser.add_argument("--contamination", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--smoke", action="store_true", help="3 files: a quick check that the script runs")
+    parser.add_argument(
+        "--smoke", action="store_true", help="3 files: a quick check that the script runs"
+    )
     args = parser.parse_args(argv)
     if not DATA.is_dir():
         raise SystemExit(f"NAB data not found at {DATA}")
     files = series_files(3 if args.smoke else None)
-    print(f"# NAB standard profile on {len(files)} shared files - {utc_stamp()} - {cpu_description()} "
-          f"(load {load_average()})")
+    print(
+        f"# NAB standard profile on {len(files)} shared files - {utc_stamp()} - {cpu_description()} "
+        f"(load {load_average()})"
+    )
     ours = run(files, args.detectors.split(","), args.contamination, args.seed)
     table = pd.concat([summarize(ours), published(files, ours)], ignore_index=True)
     table = table.sort_values("nab_standard", ascending=False)

@@ -30,7 +30,8 @@ from pynomaly_core.data.demo import DemoSettings, generate_day
 from pynomaly_core.model import AnomalyModel
 
 FEATURES = [FeatureSpec(name="machine_type", type="category")] + [
-    FeatureSpec(name=n) for n in ("rpm", "power_kw", "temperature_c", "vibration_mm_s", "pressure_bar")
+    FeatureSpec(name=n)
+    for n in ("rpm", "power_kw", "temperature_c", "vibration_mm_s", "pressure_bar")
 ]
 TARGET = 0.9
 
@@ -75,29 +76,45 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--rows", type=int, default=100_000, help="rows in the scored partition")
     parser.add_argument("--train-rows", type=int, default=50_000)
     parser.add_argument("--detectors", default="IForest,ECOD,HBOS,KNN")
-    parser.add_argument("--repeats", type=int, default=5, help="rounds at least (best of them is kept)")
-    parser.add_argument("--min-seconds", type=float, default=0.0,
-                        help="and more rounds until they took this long (per detector)")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="rounds at least (best of them is kept)"
+    )
+    parser.add_argument(
+        "--min-seconds",
+        type=float,
+        default=0.0,
+        help="and more rounds until they took this long (per detector)",
+    )
     args = parser.parse_args(argv)
 
     train = demo_rows(args.train_rows, dt.date(2026, 11, 1), seed=1)
     partition = demo_rows(args.rows, dt.date(2026, 12, 1), seed=2)
     print(f"{utc_stamp()}; {cpu_description()}; load average {load_average()}")
-    print(f"scoring {len(partition):,} rows x {len(FEATURES)} features (trained on {len(train):,}), "
-          f"best of {args.repeats}+ rounds and {args.min_seconds:g} s a detector")
+    print(
+        f"scoring {len(partition):,} rows x {len(FEATURES)} features (trained on {len(train):,}), "
+        f"best of {args.repeats}+ rounds and {args.min_seconds:g} s a detector"
+    )
     print(f"{'detector':10s} {'pipeline rows/s':>16s} {'direct rows/s':>14s} {'ratio':>7s}")
     ratios = {}
     for name in args.detectors.split(","):
         model = AnomalyModel(FEATURES, name, contamination=0.01).fit(train)
         estimator = model.detector_.estimator_  # the wrapped PyOD object
         X = model.preprocessor_.transform(partition)
-        ours, direct = side_by_side(args.repeats, lambda m=model: m.score(partition),
-                                    lambda e=estimator, x=X: e.decision_function(x), min_seconds=args.min_seconds)
+        ours, direct = side_by_side(
+            args.repeats,
+            lambda m=model: m.score(partition),
+            lambda e=estimator, x=X: e.decision_function(x),
+            min_seconds=args.min_seconds,
+        )
         ratios[name] = direct / ours
-        print(f"{name:10s} {len(partition) / ours:16,.0f} {len(partition) / direct:14,.0f} "
-              f"{ratios[name]:7.2f}")
-    print(f"ratio = pipeline throughput / direct detector throughput (target >= {TARGET:.2f}); "
-          f"load average at the end {load_average()}")
+        print(
+            f"{name:10s} {len(partition) / ours:16,.0f} {len(partition) / direct:14,.0f} "
+            f"{ratios[name]:7.2f}"
+        )
+    print(
+        f"ratio = pipeline throughput / direct detector throughput (target >= {TARGET:.2f}); "
+        f"load average at the end {load_average()}"
+    )
     return ratios
 
 

@@ -91,7 +91,9 @@ def _metrics(y: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
     }
 
 
-def run_auto(split: adbench.Split, seed: int, candidates: list[str] | None = None) -> dict[str, Any]:
+def run_auto(
+    split: adbench.Split, seed: int, candidates: list[str] | None = None
+) -> dict[str, Any]:
     """Fit ``auto`` on the training split; metrics on the test split plus its evidence.
 
     ``candidates`` (registry names) replaces auto's default portfolio when given.
@@ -283,7 +285,9 @@ def _tables(rows: Sequence[dict[str, Any]]):
     methods: dict[str, dict[str, tuple[float, float]]] = {}
 
     def method_table(name: str, sub) -> None:
-        if sub.empty:  # not run (--no-pyod) or failed everywhere: no column, and no mean over 0 datasets
+        if (
+            sub.empty
+        ):  # not run (--no-pyod) or failed everywhere: no column, and no mean over 0 datasets
             return
         g = sub.groupby("dataset")
         full = g["seed"].nunique() == n_seeds.reindex(g["seed"].nunique().index)
@@ -496,8 +500,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-seconds-per-fit", type=float, default=300.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-pyod", action="store_true", help="skip PyOD's ADEngine")
-    ap.add_argument("--candidates", default=None,
-                    help="comma-separated registry names: auto's portfolio (default: its own for the data's size)")
+    ap.add_argument(
+        "--candidates",
+        default=None,
+        help="comma-separated registry names: auto's portfolio (default: its own for the data's size)",
+    )
     ap.add_argument("--from-csv", type=Path, default=None, help="only re-print a run's summary")
     args = ap.parse_args(argv)
 
@@ -509,7 +516,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     data_dir = args.data_dir or adbench.default_data_dir()
     paths = adbench.select_datasets(args.datasets, data_dir)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    portfolio = [c.strip() for c in args.candidates.split(",") if c.strip()] if args.candidates else None
+    portfolio = (
+        [c.strip() for c in args.candidates.split(",") if c.strip()] if args.candidates else None
+    )
     worker = Worker(args.max_seconds_per_fit, args.threads)
     rows: list[dict[str, Any]] = []
     t_start = time.time()

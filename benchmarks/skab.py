@@ -70,8 +70,16 @@ FEED_CONTAMINATION = 0.01
 #: rows per pseudo-run cut from anomaly-free.csv (the experiment files hold ~750-1150 rows)
 RUN_ROWS = 1150
 EXPERIMENT_FOLDERS = ("valve1", "other")
-SENSORS = ("Accelerometer1RMS", "Accelerometer2RMS", "Current", "Pressure", "Temperature",
-           "Thermocouple", "Voltage", "Volume Flow RateRMS")
+SENSORS = (
+    "Accelerometer1RMS",
+    "Accelerometer2RMS",
+    "Current",
+    "Pressure",
+    "Temperature",
+    "Thermocouple",
+    "Voltage",
+    "Volume Flow RateRMS",
+)
 
 #: the published outlier-detection leaderboard (F1, FAR %, MAR %), all SKAB experiment folders
 PUBLISHED: tuple[tuple[str, float, float | None, float | None], ...] = (
@@ -166,7 +174,8 @@ def experiment_files(data_dir: Path) -> list[Path]:
     if not files:
         raise FileNotFoundError(
             f"no SKAB experiment files under {data_dir}/{{{','.join(EXPERIMENT_FOLDERS)}}}; set "
-            f"{DATA_DIR_ENV} or pass --data-dir (see ../shared/datasets/timeseries/README.md)")
+            f"{DATA_DIR_ENV} or pass --data-dir (see ../shared/datasets/timeseries/README.md)"
+        )
     return sorted(files, key=_natural_key)
 
 
@@ -187,10 +196,17 @@ def normal_runs(data_dir: Path, run_rows: int, limit: int | None = None) -> list
     whole = read_run(data_dir / "anomaly-free" / "anomaly-free.csv", labelled=False)
     count = len(whole.X) // run_rows
     if count == 0:
-        raise ValueError(f"{data_dir}/anomaly-free/anomaly-free.csv has {len(whole.X)} rows, fewer "
-                         f"than one run of --run-rows {run_rows}")
-    runs = [Run(f"anomaly-free[{i * run_rows}:{(i + 1) * run_rows}]",
-                whole.X[i * run_rows:(i + 1) * run_rows]) for i in range(count)]
+        raise ValueError(
+            f"{data_dir}/anomaly-free/anomaly-free.csv has {len(whole.X)} rows, fewer "
+            f"than one run of --run-rows {run_rows}"
+        )
+    runs = [
+        Run(
+            f"anomaly-free[{i * run_rows}:{(i + 1) * run_rows}]",
+            whole.X[i * run_rows : (i + 1) * run_rows],
+        )
+        for i in range(count)
+    ]
     return runs[:limit] if limit else runs
 
 
@@ -205,7 +221,9 @@ def scaled(X: np.ndarray, n_train: int = N_TRAIN) -> np.ndarray:
 _FITS: dict[tuple[str, str, int, str], tuple[np.ndarray, float, float]] = {}
 
 
-def fit_and_score(config: Config, run: Run, seed: int, extra: dict[str, Any]) -> tuple[np.ndarray, float, float]:
+def fit_and_score(
+    config: Config, run: Run, seed: int, extra: dict[str, Any]
+) -> tuple[np.ndarray, float, float]:
     """Fit ``config``'s detector on the run's first rows; scores of all rows, ``threshold_``, seconds.
 
     The rules differ only in the threshold, so a fit is made once and shared (``_FITS``).
@@ -224,16 +242,19 @@ def fit_and_score(config: Config, run: Run, seed: int, extra: dict[str, Any]) ->
     return _FITS[key]
 
 
-def calibration_factor(config: Config, runs: Sequence[Run], seed: int,
-                       extra: dict[str, Any]) -> tuple[float, list[float], float]:
+def calibration_factor(
+    config: Config, runs: Sequence[Run], seed: int, extra: dict[str, Any]
+) -> tuple[float, list[float], float]:
     """The ``normal-run`` rule's factor: median over normal runs of q(1-c)(later scores) / threshold_."""
     factors, seconds = [], 0.0
     for run in runs:
         scores, threshold, took = fit_and_score(config, run, seed, extra)
         seconds += took
         if threshold <= 0 or np.any(scores < 0):
-            raise ValueError(f"{config.label}: the normal-run rule needs non-negative scores and a "
-                             f"positive threshold_ (got threshold_ {threshold:.4g} on {run.name})")
+            raise ValueError(
+                f"{config.label}: the normal-run rule needs non-negative scores and a "
+                f"positive threshold_ (got threshold_ {threshold:.4g} on {run.name})"
+            )
         later = scores[N_TRAIN:]
         factors.append(float(np.quantile(later, 1.0 - config.contamination)) / threshold)
     return float(np.median(factors)), factors, seconds
@@ -275,12 +296,19 @@ def false_alarm_causes(y: np.ndarray, detected: np.ndarray, window: int) -> dict
     rows = np.arange(len(y))
     false_alarm = np.asarray(detected, bool) & (np.asarray(y) == 0)
     head = rows < window - 1
-    recent = np.convolve(np.asarray(y, int), np.ones(window, int))[:len(y)] > 0
+    recent = np.convolve(np.asarray(y, int), np.ones(window, int))[: len(y)] > 0
     after = recent & ~head
     training = (rows < N_TRAIN) & ~head & ~after
     later = ~(head | after | training)
-    return {name: int(np.sum(false_alarm & mask)) for name, mask in
-            (("head", head), ("after anomaly", after), ("training", training), ("later", later))}
+    return {
+        name: int(np.sum(false_alarm & mask))
+        for name, mask in (
+            ("head", head),
+            ("after anomaly", after),
+            ("training", training),
+            ("later", later),
+        )
+    }
 
 
 def oracle(result: Result, grid: np.ndarray | None = None) -> tuple[float, Counts] | None:
@@ -303,16 +331,24 @@ def oracle(result: Result, grid: np.ndarray | None = None) -> tuple[float, Count
     return best
 
 
-def evaluate(config: Config, runs: Sequence[Run], calibration: Sequence[Run], seed: int,
-             extra: dict[str, Any]) -> Result:
+def evaluate(
+    config: Config,
+    runs: Sequence[Run],
+    calibration: Sequence[Run],
+    seed: int,
+    extra: dict[str, Any],
+) -> Result:
     """Run the protocol for one configuration: fit per file, threshold by the rule, pool counts."""
     result = Result(config, seed, Counts(), 0.0)
     if config.rule == "normal-run":
-        result.factor, _, result.calibration_seconds = calibration_factor(config, calibration,
-                                                                          seed, extra)
+        result.factor, _, result.calibration_seconds = calibration_factor(
+            config, calibration, seed, extra
+        )
     elif config.rule != "training":
-        raise ValueError(f"{config.label}: unknown threshold rule {config.rule!r} "
-                         "(expected 'training' or 'normal-run')")
+        raise ValueError(
+            f"{config.label}: unknown threshold rule {config.rule!r} "
+            "(expected 'training' or 'normal-run')"
+        )
     window = window_rows(config)
     for run in runs:
         scores, threshold, took = fit_and_score(config, run, seed, extra)
@@ -347,20 +383,25 @@ def _fmt(values: Sequence[float], digits: int) -> str:
     return f"{mean:.{digits}f}"
 
 
-def report(results: Sequence[Result], runs: Sequence[Run], n_calibration: int,
-           argv: Sequence[str]) -> str:
+def report(
+    results: Sequence[Result], runs: Sequence[Run], n_calibration: int, argv: Sequence[str]
+) -> str:
     """The Markdown report: ours (mean ± sd over seeds) and the published leaderboard, one table."""
     n_rows = sum(len(r.X) for r in runs)
     n_anomalous = sum(int(r.y.sum()) for r in runs)
     lines = [
-        (f"SKAB outlier protocol, {len(runs)} experiment files ({', '.join(EXPERIMENT_FOLDERS)}), "
-         f"{n_rows:,} rows, {n_anomalous:,} anomalous ({100.0 * n_anomalous / n_rows:.1f} %); "
-         f"normal-run factors from {n_calibration} runs of anomaly-free.csv."),
+        (
+            f"SKAB outlier protocol, {len(runs)} experiment files ({', '.join(EXPERIMENT_FOLDERS)}), "
+            f"{n_rows:,} rows, {n_anomalous:,} anomalous ({100.0 * n_anomalous / n_rows:.1f} %); "
+            f"normal-run factors from {n_calibration} runs of anomaly-free.csv."
+        ),
         f"Command: `python benchmarks/skab.py {' '.join(argv)}`".rstrip() + f"; {utc_stamp()}; "
         f"{cpu_description()}; load {load_average()}.",
         "",
-        ("| detector | contamination | threshold rule | F1 | FAR % | MAR % | factor | fit+score s "
-         "| calibration s |"),
+        (
+            "| detector | contamination | threshold rule | F1 | FAR % | MAR % | factor | fit+score s "
+            "| calibration s |"
+        ),
         "|---|---|---|---|---|---|---|---|---|",
     ]
     grouped: dict[tuple[str, float, str], list[Result]] = {}
@@ -372,55 +413,95 @@ def report(results: Sequence[Result], runs: Sequence[Run], n_calibration: int,
             f"| {label} (ours) | {contamination:g} | {rule} | "
             f"{_fmt([g.counts.f1 for g in group], 3)} | {_fmt([g.counts.far for g in group], 2)} | "
             f"{_fmt([g.counts.mar for g in group], 2)} | {_fmt([g.factor for g in group], 2)} | "
-            f"{_fmt([g.seconds for g in group], 1)} | {_fmt([g.calibration_seconds for g in group], 1)} |")
+            f"{_fmt([g.seconds for g in group], 1)} | {_fmt([g.calibration_seconds for g in group], 1)} |"
+        )
     for name, f1, far, mar in PUBLISHED:
         cells = [f"{far:.2f}" if far is not None else "—", f"{mar:.2f}" if mar is not None else "—"]
-        lines.append(f"| {name} (published, all SKAB folders) | — | — | {f1:.2f} | {cells[0]} | "
-                     f"{cells[1]} | — | — | — |")
+        lines.append(
+            f"| {name} (published, all SKAB folders) | — | — | {f1:.2f} | {cells[0]} | "
+            f"{cells[1]} | — | — | — |"
+        )
     normal_rows = n_rows - n_anomalous
     lines += [
         "",
-        ("Why: false alarms by cause, % of all normal rows (head: the first window - 1 rows of a "
-        "file, edge-padded; after anomaly: the window still holds a labelled anomalous row; "
-        "training: the rest of the first 400 rows; later: every other normal row), and the "
-        "ORACLE factor on threshold_, chosen with the labels (best F1 at FAR <= "
-        f"{TARGET_FAR} %): not a result, the best any training-only factor could do with these "
-        "scores."),
+        (
+            "Why: false alarms by cause, % of all normal rows (head: the first window - 1 rows of a "
+            "file, edge-padded; after anomaly: the window still holds a labelled anomalous row; "
+            "training: the rest of the first 400 rows; later: every other normal row), and the "
+            "ORACLE factor on threshold_, chosen with the labels (best F1 at FAR <= "
+            f"{TARGET_FAR} %): not a result, the best any training-only factor could do with these "
+            "scores."
+        ),
         "",
-        ("| detector | contamination | threshold rule | FAR head | FAR after anomaly | FAR training "
-        "| FAR later | oracle factor | oracle F1 | oracle FAR % | oracle MAR % |"),
+        (
+            "| detector | contamination | threshold rule | FAR head | FAR after anomaly | FAR training "
+            "| FAR later | oracle factor | oracle F1 | oracle FAR % | oracle MAR % |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (label, contamination, rule), group in grouped.items():
-        causes = [[100.0 * g.causes.get(c, 0) / normal_rows for g in group]
-                  for c in ("head", "after anomaly", "training", "later")]
+        causes = [
+            [100.0 * g.causes.get(c, 0) / normal_rows for g in group]
+            for c in ("head", "after anomaly", "training", "later")
+        ]
         best = [oracle(g) for g in group] if rule == "training" else [None]
         if all(b is not None for b in best):
-            cells = [_fmt([b[0] for b in best], 2), _fmt([b[1].f1 for b in best], 3),
-                     _fmt([b[1].far for b in best], 2), _fmt([b[1].mar for b in best], 2)]
+            cells = [
+                _fmt([b[0] for b in best], 2),
+                _fmt([b[1].f1 for b in best], 3),
+                _fmt([b[1].far for b in best], 2),
+                _fmt([b[1].mar for b in best], 2),
+            ]
         else:
             cells = ["—"] * 4
-        lines.append(f"| {label} | {contamination:g} | {rule} | "
-                     + " | ".join(_fmt(c, 2) for c in causes) + " | " + " | ".join(cells) + " |")
-    met = [key for key, group in grouped.items()
-           if np.mean([g.counts.f1 for g in group]) >= TARGET_F1
-           and np.mean([g.counts.far for g in group]) <= TARGET_FAR]
-    lines += ["", f"Target F1 >= {TARGET_F1} at FAR <= {TARGET_FAR} %: "
-              + (", ".join(f"{k[0]} ({k[2]})" for k in met) + " meet it" if met else "not met")]
+        lines.append(
+            f"| {label} | {contamination:g} | {rule} | "
+            + " | ".join(_fmt(c, 2) for c in causes)
+            + " | "
+            + " | ".join(cells)
+            + " |"
+        )
+    met = [
+        key
+        for key, group in grouped.items()
+        if np.mean([g.counts.f1 for g in group]) >= TARGET_F1
+        and np.mean([g.counts.far for g in group]) <= TARGET_FAR
+    ]
+    lines += [
+        "",
+        f"Target F1 >= {TARGET_F1} at FAR <= {TARGET_FAR} %: "
+        + (", ".join(f"{k[0]} ({k[2]})" for k in met) + " meet it" if met else "not met"),
+    ]
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[tuple[str, float, str], list[Result]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help=f"SKAB folder (default ${DATA_DIR_ENV} or ../shared/datasets/timeseries/skab)")
-    parser.add_argument("--seeds", default="0", help="comma-separated random_state values (default 0)")
-    parser.add_argument("--run-rows", type=int, default=RUN_ROWS,
-                        help=f"rows per normal run cut from anomaly-free.csv (default {RUN_ROWS})")
-    parser.add_argument("--detectors", default=None,
-                        help="comma-separated subset of ConvAE,LSTMAE,PCA_TQ,IForest (default all)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="2 files, 1 normal run, 2 epochs: seconds, for tests/benchmarks/test_skab_smoke.py")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help=f"SKAB folder (default ${DATA_DIR_ENV} or ../shared/datasets/timeseries/skab)",
+    )
+    parser.add_argument(
+        "--seeds", default="0", help="comma-separated random_state values (default 0)"
+    )
+    parser.add_argument(
+        "--run-rows",
+        type=int,
+        default=RUN_ROWS,
+        help=f"rows per normal run cut from anomaly-free.csv (default {RUN_ROWS})",
+    )
+    parser.add_argument(
+        "--detectors",
+        default=None,
+        help="comma-separated subset of ConvAE,LSTMAE,PCA_TQ,IForest (default all)",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="2 files, 1 normal run, 2 epochs: seconds, for tests/benchmarks/test_skab_smoke.py",
+    )
     args = parser.parse_args(list(argv) if argv is not None else None)
     argv_used = list(argv) if argv is not None else sys.argv[1:]
     data_dir = args.data_dir or default_data_dir()
@@ -438,7 +519,9 @@ def main(argv: Sequence[str] | None = None) -> dict[tuple[str, float, str], list
         wanted = {d.strip() for d in args.detectors.split(",")}
         unknown = wanted - {c.detector for c in configs}
         if unknown:
-            parser.error(f"--detectors: unknown {sorted(unknown)}; choose from ConvAE,LSTMAE,PCA_TQ,IForest")
+            parser.error(
+                f"--detectors: unknown {sorted(unknown)}; choose from ConvAE,LSTMAE,PCA_TQ,IForest"
+            )
         configs = [c for c in configs if c.detector in wanted]
     deep = {"ConvAE", "LSTMAE"}
     results: list[Result] = []
@@ -447,16 +530,19 @@ def main(argv: Sequence[str] | None = None) -> dict[tuple[str, float, str], list
         for seed in seeds if config.detector in deep | {"IForest"} else seeds[:1]:
             results.append(evaluate(config, runs, calibration, seed, extra))
             r = results[-1]
-            print(f"  {config.label:8s} {config.rule:10s} c={config.contamination:g} seed {seed}: "
-                  f"F1 {r.counts.f1:.3f} FAR {r.counts.far:.2f} % MAR {r.counts.mar:.2f} % "
-                  f"factor {r.factor:.2f} ({r.seconds:.1f} s + {r.calibration_seconds:.1f} s)",
-                  flush=True)
+            print(
+                f"  {config.label:8s} {config.rule:10s} c={config.contamination:g} seed {seed}: "
+                f"F1 {r.counts.f1:.3f} FAR {r.counts.far:.2f} % MAR {r.counts.mar:.2f} % "
+                f"factor {r.factor:.2f} ({r.seconds:.1f} s + {r.calibration_seconds:.1f} s)",
+                flush=True,
+            )
     print()
     print(report(results, runs, len(calibration), argv_used))
     grouped: dict[tuple[str, float, str], list[Result]] = {}
     for result in results:
-        grouped.setdefault((result.config.label, result.config.contamination, result.config.rule),
-                           []).append(result)
+        grouped.setdefault(
+            (result.config.label, result.config.contamination, result.config.rule), []
+        ).append(result)
     return grouped
 
 

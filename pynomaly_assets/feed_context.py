@@ -47,7 +47,9 @@ class FeedContext:
     def weekly_partitions_def(self) -> dg.WeeklyPartitionsDefinition:
         """Monday-to-Sunday weeks (UTC) of the weekly maintenance assets, keyed by their Monday."""
         return dg.WeeklyPartitionsDefinition(
-            start_date=self.feed.partitioning.start_date.isoformat(), day_offset=1, timezone="UTC",
+            start_date=self.feed.partitioning.start_date.isoformat(),
+            day_offset=1,
+            timezone="UTC",
         )
 
     def partition_day(self, context: dg.AssetExecutionContext) -> dt.date:

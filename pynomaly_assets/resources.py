@@ -174,7 +174,11 @@ class JsonIOManager(dg.ConfigurableIOManager):
         store, key = JsonStore(self.base_dir), list(context.asset_key.path)
         if context.has_asset_partitions and len(context.asset_partition_keys) != 1:
             # a window of partitions (e.g. a week of daily reports): {partition: value} of those stored
-            return {p: store.read(key, p) for p in context.asset_partition_keys if store.path(key, p).exists()}
+            return {
+                p: store.read(key, p)
+                for p in context.asset_partition_keys
+                if store.path(key, p).exists()
+            }
         partition = context.asset_partition_key if context.has_asset_partitions else None
         return store.read(key, partition)
 
@@ -182,10 +186,16 @@ class JsonIOManager(dg.ConfigurableIOManager):
 def default_resources() -> dict[str, Any]:
     """Resources wired from the environment (see the module docstring)."""
     url = dg.EnvVar("PYNOMALY_WAREHOUSE_URL") if os.environ.get("PYNOMALY_WAREHOUSE_URL") else None
-    schema = dg.EnvVar("PYNOMALY_WAREHOUSE_SCHEMA") if os.environ.get("PYNOMALY_WAREHOUSE_SCHEMA") else None
+    schema = (
+        dg.EnvVar("PYNOMALY_WAREHOUSE_SCHEMA")
+        if os.environ.get("PYNOMALY_WAREHOUSE_SCHEMA")
+        else None
+    )
     frames = FrameStoreResource(base_dir=home_subdir("frames"))
     tracking = (
-        dg.EnvVar("PYNOMALY_MLFLOW_TRACKING_URI") if os.environ.get("PYNOMALY_MLFLOW_TRACKING_URI") else None
+        dg.EnvVar("PYNOMALY_MLFLOW_TRACKING_URI")
+        if os.environ.get("PYNOMALY_MLFLOW_TRACKING_URI")
+        else None
     )
     reports = os.environ.get("PYNOMALY_REPORTS_DIR")
     signing = dg.EnvVar(KEY_ENV) if os.environ.get(KEY_ENV) else None

@@ -35,10 +35,14 @@ class PynomalyPyfunc(mlflow.pyfunc.PythonModel):
 
         config = context.model_config or {}
         self._model = load_object(
-            context.artifacts[ARTIFACT_KEY], expected_sha256=config.get(SHA_KEY), key=default_signing_key()
+            context.artifacts[ARTIFACT_KEY],
+            expected_sha256=config.get(SHA_KEY),
+            key=default_signing_key(),
         )
 
-    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    def predict(
+        self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         return self._model.score(frame)
 

@@ -93,7 +93,13 @@ class AnomalyModel:
         """What the preprocessing encodes: ``features``, then the derived columns (float, nullable)."""
         if self.derivation is None:
             return list(self.features)
-        return [*self.features, *(FeatureSpec(name=n, type="float", nullable=True) for n in self.derivation.derived_names)]
+        return [
+            *self.features,
+            *(
+                FeatureSpec(name=n, type="float", nullable=True)
+                for n in self.derivation.derived_names
+            ),
+        ]
 
     def derive(self, frame: pd.DataFrame, history: pd.DataFrame | None = None) -> pd.DataFrame:
         """``frame`` with the model's derived columns appended (``history``: the rows before it).
@@ -187,7 +193,9 @@ class AnomalyModel:
         Once per calibration (and per load), not per :meth:`score` call: the merged
         knots of :class:`ScoreLookup` and the numeric-feature mask of ``top_features``.
         """
-        self.lookup_ = ScoreLookup(self.quantiles_, QUANTILE_LEVELS, self.calibration_, self.n_calibration_)
+        self.lookup_ = ScoreLookup(
+            self.quantiles_, QUANTILE_LEVELS, self.calibration_, self.n_calibration_
+        )
         names = self.preprocessor_.feature_names_out_
         # one-hot columns are 0/1 indicators, not deviations: rank numeric features only
         self._numeric_features = np.array(["=" not in n for n in names])
@@ -196,7 +204,9 @@ class AnomalyModel:
         """Conformal p-value of raw ``scores`` against the calibration scores."""
         return p_values(scores, self.calibration_, self.n_calibration_)
 
-    def decision_function(self, frame: pd.DataFrame, history: pd.DataFrame | None = None) -> np.ndarray:
+    def decision_function(
+        self, frame: pd.DataFrame, history: pd.DataFrame | None = None
+    ) -> np.ndarray:
         """Raw detector scores, higher = more anomalous (``history``: rows before ``frame``)."""
         return self.detector_.decision_function(self.transform(frame, history))
 
@@ -204,7 +214,9 @@ class AnomalyModel:
         """The detector's input matrix for ``frame``: derived (with ``history``), then preprocessed."""
         return self.preprocessor_.transform(self.derive(frame, history))
 
-    def score(self, frame: pd.DataFrame, *, top_features: int = 3, history: pd.DataFrame | None = None) -> pd.DataFrame:
+    def score(
+        self, frame: pd.DataFrame, *, top_features: int = 3, history: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
         """Score ``frame``: columns score, normalized_score, is_anomaly, p_value, severity, top_features.
 
         ``top_features`` lists, for anomalies only, the numeric features furthest from
@@ -254,7 +266,9 @@ class AnomalyModel:
         return texts[row_ranking.reshape(-1)]
 
     # ---------------------------------------------------------- persistence
-    def save(self, path: str | Path, info: dict[str, Any] | None = None, *, key: bytes | None = None) -> Path:
+    def save(
+        self, path: str | Path, info: dict[str, Any] | None = None, *, key: bytes | None = None
+    ) -> Path:
         """Save as a signed directory; ``key`` signs it (None: the default signing key)."""
         return save_object(self, path, kind="anomaly_model", info=info, key=key)
 
@@ -278,7 +292,9 @@ class AnomalyModel:
         }
         calibration["severity_cutoffs"] = dataclasses.asdict(self.severity_cutoffs)
         calibration["n_calibration"] = self.n_calibration_
-        calibration["derivation"] = self.derivation.to_dict() if self.derivation is not None else None
+        calibration["derivation"] = (
+            self.derivation.to_dict() if self.derivation is not None else None
+        )
         (directory / "calibration.json").write_text(json.dumps(calibration))
         np.save(directory / "calibration.npy", self.calibration_, allow_pickle=False)
 

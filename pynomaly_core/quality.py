@@ -76,28 +76,51 @@ def _expectation(rule: str, type_: str, description: str, **kwargs: Any) -> dict
 def _schema_expectations(feed: FeedConfig) -> list[dict]:
     out: list[dict] = []
     for col in feed.expected_columns:
-        out.append(_expectation(RULE_SCHEMA, "expect_column_to_exist", f"column {col} exists", column=col))
+        out.append(
+            _expectation(RULE_SCHEMA, "expect_column_to_exist", f"column {col} exists", column=col)
+        )
     if not feed.validation.allow_extra_columns:
         out.append(
             _expectation(
-                RULE_SCHEMA, "expect_table_columns_to_match_set",
+                RULE_SCHEMA,
+                "expect_table_columns_to_match_set",
                 "no columns beyond those the feed declares",
-                column_set=list(feed.expected_columns), exact_match=True,
+                column_set=list(feed.expected_columns),
+                exact_match=True,
             )
         )
     key, time = feed.record_key, feed.event_time
     out += [
-        _expectation(RULE_SCHEMA, "expect_column_values_to_not_be_null", f"record key {key} is never null", column=key),
-        _expectation(RULE_SCHEMA, "expect_column_values_to_be_unique", f"record key {key} is unique", column=key),
-        _expectation(RULE_SCHEMA, "expect_column_values_to_not_be_null", f"event time {time} is never null",
-                     column=time),
+        _expectation(
+            RULE_SCHEMA,
+            "expect_column_values_to_not_be_null",
+            f"record key {key} is never null",
+            column=key,
+        ),
+        _expectation(
+            RULE_SCHEMA,
+            "expect_column_values_to_be_unique",
+            f"record key {key} is unique",
+            column=key,
+        ),
+        _expectation(
+            RULE_SCHEMA,
+            "expect_column_values_to_not_be_null",
+            f"event time {time} is never null",
+            column=time,
+        ),
     ]
     for spec in feed.features:
         out += _feature_schema(spec)
     if feed.label is not None:
         out.append(
-            _expectation(RULE_SCHEMA, "expect_column_values_to_be_in_set", f"label {feed.label} is 0 or 1",
-                         column=feed.label, value_set=[0, 1])
+            _expectation(
+                RULE_SCHEMA,
+                "expect_column_values_to_be_in_set",
+                f"label {feed.label} is 0 or 1",
+                column=feed.label,
+                value_set=[0, 1],
+            )
         )
     return out
 
@@ -105,29 +128,63 @@ def _schema_expectations(feed: FeedConfig) -> list[dict]:
 def _feature_schema(spec: FeatureSpec) -> list[dict]:
     col = spec.name
     out = [
-        _expectation(RULE_SCHEMA, "expect_column_values_to_be_in_type_list", f"{col} has type {spec.type}",
-                     column=col, type_list=list(_TYPE_LISTS[spec.type]))
+        _expectation(
+            RULE_SCHEMA,
+            "expect_column_values_to_be_in_type_list",
+            f"{col} has type {spec.type}",
+            column=col,
+            type_list=list(_TYPE_LISTS[spec.type]),
+        )
     ]
     if not spec.nullable:
-        out.append(_expectation(RULE_SCHEMA, "expect_column_values_to_not_be_null", f"{col} is not nullable",
-                                column=col))
+        out.append(
+            _expectation(
+                RULE_SCHEMA,
+                "expect_column_values_to_not_be_null",
+                f"{col} is not nullable",
+                column=col,
+            )
+        )
     if spec.min is not None or spec.max is not None:
         out.append(
-            _expectation(RULE_SCHEMA, "expect_column_values_to_be_between",
-                         f"{col} within the feed's min/max [{spec.min}, {spec.max}]",
-                         column=col, min_value=spec.min, max_value=spec.max)
+            _expectation(
+                RULE_SCHEMA,
+                "expect_column_values_to_be_between",
+                f"{col} within the feed's min/max [{spec.min}, {spec.max}]",
+                column=col,
+                min_value=spec.min,
+                max_value=spec.max,
+            )
         )
     if spec.allowed is not None:
-        out.append(_expectation(RULE_SCHEMA, "expect_column_values_to_be_in_set", f"{col} in the feed's allowed set",
-                                column=col, value_set=list(spec.allowed)))
+        out.append(
+            _expectation(
+                RULE_SCHEMA,
+                "expect_column_values_to_be_in_set",
+                f"{col} in the feed's allowed set",
+                column=col,
+                value_set=list(spec.allowed),
+            )
+        )
     if spec.type == "bool":
-        out.append(_expectation(RULE_SCHEMA, "expect_column_values_to_be_in_set", f"{col} is true or false",
-                                column=col, value_set=[False, True]))
+        out.append(
+            _expectation(
+                RULE_SCHEMA,
+                "expect_column_values_to_be_in_set",
+                f"{col} is true or false",
+                column=col,
+                value_set=[False, True],
+            )
+        )
     return out
 
 
 def _reference_numeric(
-    feed: FeedConfig, spec: FeatureSpec, values: pd.Series, quantiles: tuple[float, float], mostly: float,
+    feed: FeedConfig,
+    spec: FeatureSpec,
+    values: pd.Series,
+    quantiles: tuple[float, float],
+    mostly: float,
     tolerance: float,
 ) -> list[dict]:
     col = spec.name
@@ -146,26 +203,51 @@ def _reference_numeric(
     inside = float(((values >= lower) & (values <= upper)).mean())
     required = float(np.floor(max(inside - (1.0 - mostly), 0.0) * 1e4) / 1e4)
     return [
-        _expectation(RULE_REFERENCE, "expect_column_mean_to_be_between",
-                     f"{col} mean within {tolerance} reference stdev of the reference mean {mean:.6g}",
-                     column=col, min_value=mean - margin, max_value=mean + margin),
-        _expectation(RULE_REFERENCE, "expect_column_median_to_be_between",
-                     f"{col} median within {tolerance} reference stdev of the reference median {median:.6g}",
-                     column=col, min_value=median - margin, max_value=median + margin),
-        _expectation(RULE_REFERENCE, "expect_column_stdev_to_be_between",
-                     f"{col} stdev within a factor {1 + tolerance} of the reference stdev {std:.6g}",
-                     column=col, min_value=std / (1 + tolerance), max_value=std * (1 + tolerance)),
+        _expectation(
+            RULE_REFERENCE,
+            "expect_column_mean_to_be_between",
+            f"{col} mean within {tolerance} reference stdev of the reference mean {mean:.6g}",
+            column=col,
+            min_value=mean - margin,
+            max_value=mean + margin,
+        ),
+        _expectation(
+            RULE_REFERENCE,
+            "expect_column_median_to_be_between",
+            f"{col} median within {tolerance} reference stdev of the reference median {median:.6g}",
+            column=col,
+            min_value=median - margin,
+            max_value=median + margin,
+        ),
+        _expectation(
+            RULE_REFERENCE,
+            "expect_column_stdev_to_be_between",
+            f"{col} stdev within a factor {1 + tolerance} of the reference stdev {std:.6g}",
+            column=col,
+            min_value=std / (1 + tolerance),
+            max_value=std * (1 + tolerance),
+        ),
         # A tail quantile of a few thousand rows is a noisy estimate, so the bounds are widened by
         # the tolerance and compared with the share of the reference itself inside them.
-        _expectation(RULE_REFERENCE, "expect_column_values_to_be_between",
-                     f"at least {required:g} of {col} (the reference's {inside:.4g} less {1 - mostly:.4g}) within "
-                     f"its {quantiles[0]:g}..{quantiles[1]:g} quantiles widened by {tolerance} reference stdev",
-                     column=col, min_value=lower, max_value=upper, mostly=required),
+        _expectation(
+            RULE_REFERENCE,
+            "expect_column_values_to_be_between",
+            f"at least {required:g} of {col} (the reference's {inside:.4g} less {1 - mostly:.4g}) within "
+            f"its {quantiles[0]:g}..{quantiles[1]:g} quantiles widened by {tolerance} reference stdev",
+            column=col,
+            min_value=lower,
+            max_value=upper,
+            mostly=required,
+        ),
     ]
 
 
 def _reference_categorical(
-    feed: FeedConfig, spec: FeatureSpec, values: pd.Series, mostly: float, max_kl_divergence: float,
+    feed: FeedConfig,
+    spec: FeatureSpec,
+    values: pd.Series,
+    mostly: float,
+    max_kl_divergence: float,
 ) -> list[dict]:
     col = spec.name
     counts = values.dropna().value_counts(normalize=True).sort_index()
@@ -177,13 +259,22 @@ def _reference_categorical(
     categories = [bool(v) if spec.type == "bool" else str(v) for v in counts.index]
     weights = [float(w) for w in counts.to_numpy()]
     return [
-        _expectation(RULE_REFERENCE, "expect_column_values_to_be_in_set",
-                     f"at least {mostly:g} of {col} in the reference's categories",
-                     column=col, value_set=categories, mostly=mostly),
-        _expectation(RULE_REFERENCE, "expect_column_kl_divergence_to_be_less_than",
-                     f"{col} category proportions within KL divergence {max_kl_divergence:g} of the reference's",
-                     column=col, partition_object={"values": categories, "weights": weights},
-                     threshold=max_kl_divergence),
+        _expectation(
+            RULE_REFERENCE,
+            "expect_column_values_to_be_in_set",
+            f"at least {mostly:g} of {col} in the reference's categories",
+            column=col,
+            value_set=categories,
+            mostly=mostly,
+        ),
+        _expectation(
+            RULE_REFERENCE,
+            "expect_column_kl_divergence_to_be_less_than",
+            f"{col} category proportions within KL divergence {max_kl_divergence:g} of the reference's",
+            column=col,
+            partition_object={"values": categories, "weights": weights},
+            threshold=max_kl_divergence,
+        ),
     ]
 
 
@@ -237,7 +328,9 @@ def build_suite_spec(
     """
     low_q, high_q = quantiles
     if not 0.0 <= low_q < high_q <= 1.0:
-        raise QualitySpecError(f"feed {feed.name!r}: quantiles must satisfy 0 <= low < high <= 1, got {quantiles}")
+        raise QualitySpecError(
+            f"feed {feed.name!r}: quantiles must satisfy 0 <= low < high <= 1, got {quantiles}"
+        )
     if not 0.0 < mostly <= 1.0:
         raise QualitySpecError(f"feed {feed.name!r}: mostly must be in (0, 1], got {mostly}")
     if tolerance <= 0.0 or max_kl_divergence <= 0.0:
@@ -333,11 +426,15 @@ def _build_suite(gx: Any, feed: FeedConfig, suite_name: str, suite_spec: list[di
         type_ = item.get("type")
         kwargs = dict(item.get("kwargs") or {})
         column = kwargs.get("column")
-        where = f"feed {feed.name!r}, suite_spec[{i}] ({type_}" + (f" on column {column!r})" if column else ")")
+        where = f"feed {feed.name!r}, suite_spec[{i}] ({type_}" + (
+            f" on column {column!r})" if column else ")"
+        )
         try:
             cls = get_expectation_impl(str(type_))
         except ExpectationNotFoundError:
-            raise QualitySpecError(f"{where}: Great Expectations {gx.__version__} has no expectation {type_!r}") from None
+            raise QualitySpecError(
+                f"{where}: Great Expectations {gx.__version__} has no expectation {type_!r}"
+            ) from None
         try:
             expectation = cls(
                 **kwargs,
@@ -419,24 +516,28 @@ def _failure(feed: FeedConfig, result: Any) -> dict:
     if observed is None and partition:
         # KL divergence: GE reports an infinite divergence (a category the reference never had) as None
         observed = {"proportions": dict(zip(partition["values"], partition["weights"]))}
-    return _jsonable({
-        "feed": feed.name,
-        "type": config.type,
-        "rule": (config.meta or {}).get("rule"),
-        "column": kwargs.get("column"),
-        "description": getattr(config, "description", None),
-        "kwargs": kwargs,
-        "observed_value": observed,
-        "element_count": details.get("element_count"),
-        "unexpected_count": details.get("unexpected_count"),
-        "unexpected_percent": details.get("unexpected_percent"),
-        "partial_unexpected_list": details.get("partial_unexpected_list"),
-        "unexpected_record_keys": [
-            row.get(feed.record_key) for row in details.get("partial_unexpected_index_list") or []
-            if isinstance(row, dict)
-        ] or None,
-        "exception": "; ".join(messages) if messages else None,
-    })
+    return _jsonable(
+        {
+            "feed": feed.name,
+            "type": config.type,
+            "rule": (config.meta or {}).get("rule"),
+            "column": kwargs.get("column"),
+            "description": getattr(config, "description", None),
+            "kwargs": kwargs,
+            "observed_value": observed,
+            "element_count": details.get("element_count"),
+            "unexpected_count": details.get("unexpected_count"),
+            "unexpected_percent": details.get("unexpected_percent"),
+            "partial_unexpected_list": details.get("partial_unexpected_list"),
+            "unexpected_record_keys": [
+                row.get(feed.record_key)
+                for row in details.get("partial_unexpected_index_list") or []
+                if isinstance(row, dict)
+            ]
+            or None,
+            "exception": "; ".join(messages) if messages else None,
+        }
+    )
 
 
 def _file_path(url: str | None) -> Path | None:
@@ -487,9 +588,13 @@ def run_quality(
     """
     gx = _import_gx()
     if not isinstance(frame, pd.DataFrame):
-        raise TypeError(f"feed {feed.name!r}: run_quality needs a pandas DataFrame, got {type(frame).__name__}")
+        raise TypeError(
+            f"feed {feed.name!r}: run_quality needs a pandas DataFrame, got {type(frame).__name__}"
+        )
     if not suite_spec:
-        raise QualitySpecError(f"feed {feed.name!r}: the suite spec is empty; build it with build_suite_spec")
+        raise QualitySpecError(
+            f"feed {feed.name!r}: the suite spec is empty; build it with build_suite_spec"
+        )
     safe_run = "".join(c if c.isalnum() or c in "-_." else "_" for c in run_name)
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -497,7 +602,9 @@ def run_quality(
     logging.getLogger("great_expectations").setLevel(logging.ERROR)
 
     suite_name = f"{feed.name}_data_quality"
-    suite = _build_suite(gx, feed, suite_name, suite_spec)  # a bad spec fails before anything is written
+    suite = _build_suite(
+        gx, feed, suite_name, suite_spec
+    )  # a bad spec fails before anything is written
     context = _context(gx, output_dir)
     checkpoint = _checkpoint(gx, context, feed, context.suites.add_or_update(suite))
     run_id = gx.RunIdentifier(run_name=safe_run)
@@ -513,7 +620,9 @@ def run_quality(
     stats = validation_result.statistics
     failures = [_failure(feed, r) for r in validation_result.results if not r.success]
     json_path = output_dir / "results" / f"{safe_run}.json"
-    atomic_write_text(json_path, json.dumps(validation_result.to_json_dict(), indent=2, default=str))
+    atomic_write_text(
+        json_path, json.dumps(validation_result.to_json_dict(), indent=2, default=str)
+    )
     docs_path, page_path = _docs_pages(context, identifier)
     return QualityResult(
         feed=feed.name,

@@ -47,7 +47,10 @@ REASON_MAX_CHARS = 4000
 
 Severity = Literal["warn", "error"]
 #: the failure severities that retrain, by ``monitoring.retrain_on``
-_RETRAINING: dict[str, frozenset[str]] = {"error": frozenset({"error"}), "warn": frozenset({"warn", "error"})}
+_RETRAINING: dict[str, frozenset[str]] = {
+    "error": frozenset({"error"}),
+    "warn": frozenset({"warn", "error"}),
+}
 
 
 class RunState(enum.Enum):
@@ -127,7 +130,9 @@ class RetrainCursor:
         )
 
     def to_json(self) -> str:
-        return json.dumps({"seen": dict(self.seen), "handled_retrains": list(self.handled)}, sort_keys=True)
+        return json.dumps(
+            {"seen": dict(self.seen), "handled_retrains": list(self.handled)}, sort_keys=True
+        )
 
 
 @dataclass(frozen=True)
@@ -217,59 +222,101 @@ def plan(
         skip = "; ".join(notes)
     else:
         skip = f"no new failed {', '.join(c.name for c in active)} evaluation for champion {champion_version}"
-    return RetrainPlan(rescores=tuple(rescores), retrain=retrain, cursor=new_cursor, skip_reason=skip)
+    return RetrainPlan(
+        rescores=tuple(rescores), retrain=retrain, cursor=new_cursor, skip_reason=skip
+    )
 
 
 def rescore_after(runs: Sequence[RetrainRun], cursor: RetrainCursor) -> str | None:
     """The earliest last training day among the champions that successful, unhandled runs promoted:
     the sensor reads which model version scored each partition after it (``plan``'s ``scored``).
     None when no such run records its window."""
-    days = [r.window_last for r in runs if r.state is RunState.SUCCEEDED and r.run_id not in cursor.handled
-            and r.promoted_version is not None and r.window_last is not None]
+    days = [
+        r.window_last
+        for r in runs
+        if r.state is RunState.SUCCEEDED
+        and r.run_id not in cursor.handled
+        and r.promoted_version is not None
+        and r.window_last is not None
+    ]
     return min(days) if days else None
 
 
 def _rescores(
-    runs: Sequence[RetrainRun], handled: list[str], champion_version: str | None, scored: Mapping[str, str | None],
+    runs: Sequence[RetrainRun],
+    handled: list[str],
+    champion_version: str | None,
+    scored: Mapping[str, str | None],
 ) -> tuple[list[Rescore], list[str]]:
     """Rescoring after the newest successful retrain run not in ``handled`` that promoted the current
     champion; every unhandled successful run is marked handled (oldest first)."""
     notes: list[str] = []
-    pending = [r for r in reversed(runs) if r.state is RunState.SUCCEEDED and r.run_id not in handled]
+    pending = [
+        r for r in reversed(runs) if r.state is RunState.SUCCEEDED and r.run_id not in handled
+    ]
     handled.extend(r.run_id for r in pending)
     promoted = [r for r in pending if r.promoted_version is not None]
-    notes += [f"retrain run {r.run_id[:8]} kept the champion; nothing to rescore"
-              for r in pending if r.promoted_version is None]
+    notes += [
+        f"retrain run {r.run_id[:8]} kept the champion; nothing to rescore"
+        for r in pending
+        if r.promoted_version is None
+    ]
     if not promoted:
         return [], notes
     run = promoted[-1]
-    notes += [f"retrain run {r.run_id[:8]}'s champion was replaced by a later one; nothing to rescore for it"
-              for r in promoted[:-1]]
+    notes += [
+        f"retrain run {r.run_id[:8]}'s champion was replaced by a later one; nothing to rescore for it"
+        for r in promoted[:-1]
+    ]
     version = run.promoted_version
     if champion_version is not None and version != champion_version:
-        notes.append(f"retrain run {run.run_id[:8]} promoted version {version}, since replaced by version "
-                     f"{champion_version}; nothing to rescore")
+        notes.append(
+            f"retrain run {run.run_id[:8]} promoted version {version}, since replaced by version "
+            f"{champion_version}; nothing to rescore"
+        )
         return [], notes
     days, kept = _days_to_rescore(run, scored)
     if not days:
-        notes.append(f"retrain run {run.run_id[:8]} promoted version {version} trained up to {run.window_last}: "
-                     + (f"the affected days {format_days(kept)} lie in or before its window and keep their first "
-                        "scores (no hindsight); " if kept else "")
-                     + "no day after its window was scored by another version")
+        notes.append(
+            f"retrain run {run.run_id[:8]} promoted version {version} trained up to {run.window_last}: "
+            + (
+                f"the affected days {format_days(kept)} lie in or before its window and keep their first "
+                "scores (no hindsight); "
+                if kept
+                else ""
+            )
+            + "no day after its window was scored by another version"
+        )
         return [], notes
-    reason = (f"rescore with champion version {version} after retrain run {run.run_id[:8]}"
-              + (f" (days after its training window, which ends {run.window_last})" if run.window_last else ""))
-    return [Rescore(partition=day, run_key=f"rescore-{run.run_id}-{day}", retrain_run_id=run.run_id, reason=reason)
-            for day in days], notes
+    reason = f"rescore with champion version {version} after retrain run {run.run_id[:8]}" + (
+        f" (days after its training window, which ends {run.window_last})"
+        if run.window_last
+        else ""
+    )
+    return [
+        Rescore(
+            partition=day,
+            run_key=f"rescore-{run.run_id}-{day}",
+            retrain_run_id=run.run_id,
+            reason=reason,
+        )
+        for day in days
+    ], notes
 
 
-def _days_to_rescore(run: RetrainRun, scored: Mapping[str, str | None]) -> tuple[list[str], list[str]]:
+def _days_to_rescore(
+    run: RetrainRun, scored: Mapping[str, str | None]
+) -> tuple[list[str], list[str]]:
     """(partitions to rescore, affected partitions kept as first scored) for a promoting run."""
     last = run.window_last
     if last is None:  # the champion records no window: rescore what the run was started for
         return list(run.affected_partitions), []
     after = {p for p in run.affected_partitions if day_of(p) > last}
-    after |= {p for p, v in scored.items() if day_of(p) > last and v is not None and v != run.promoted_version}
+    after |= {
+        p
+        for p, v in scored.items()
+        if day_of(p) > last and v is not None and v != run.promoted_version
+    }
     after -= {p for p, v in scored.items() if v == run.promoted_version}
     kept = sorted(p for p in run.affected_partitions if day_of(p) <= last)
     return sorted(after), kept
@@ -315,11 +362,17 @@ def _waiting(runs: Sequence[RetrainRun], now: float, settings: MonitoringSetting
     return None
 
 
-def _retrain(counted: Sequence[CheckFailure], feed: str, sensor: str, champion_version: str | None) -> Retrain:
+def _retrain(
+    counted: Sequence[CheckFailure], feed: str, sensor: str, champion_version: str | None
+) -> Retrain:
     """One retrain for all counted failures, keyed by the newest of them."""
     days = sorted({f.partition for f in counted if f.partition})
     newest = max(f.evaluation_id for f in counted)
     details = sorted({f"{f.check.name} {f.severity}: {f.description or ''}" for f in counted})
-    reason = (f"sensor {sensor}: {len(counted)} failed check(s) of champion {champion_version} on "
-              f"{', '.join(days)} -- " + " | ".join(details))
-    return Retrain(run_key=f"{feed}-retrain-{newest}", reason=reason[:REASON_MAX_CHARS], partitions=tuple(days))
+    reason = (
+        f"sensor {sensor}: {len(counted)} failed check(s) of champion {champion_version} on "
+        f"{', '.join(days)} -- " + " | ".join(details)
+    )
+    return Retrain(
+        run_key=f"{feed}-retrain-{newest}", reason=reason[:REASON_MAX_CHARS], partitions=tuple(days)
+    )

@@ -60,7 +60,9 @@ def calibration_set(scores: np.ndarray) -> np.ndarray:
     return finite
 
 
-def p_values(scores: np.ndarray, calibration: np.ndarray, n_calibration: int | None = None) -> np.ndarray:
+def p_values(
+    scores: np.ndarray, calibration: np.ndarray, n_calibration: int | None = None
+) -> np.ndarray:
     """Conformal p-value of each score against the sorted ``calibration`` scores.
 
     ``n_calibration`` is the size of the original calibration set when ``calibration`` is a
@@ -122,8 +124,14 @@ class ScoreLookup:
                 "normalization needs at least two quantiles and a level for each, got "
                 f"{quantiles.size} quantile(s) and {levels.size} level(s)"
             )
-        if not (np.isfinite(quantiles).all() and np.isfinite(levels).all() and np.isfinite(calibration).all()):
-            raise ValueError("normalization quantiles, levels and calibration scores must be finite")
+        if not (
+            np.isfinite(quantiles).all()
+            and np.isfinite(levels).all()
+            and np.isfinite(calibration).all()
+        ):
+            raise ValueError(
+                "normalization quantiles, levels and calibration scores must be finite"
+            )
         if calibration.size == 0:
             raise ValueError("calibration needs at least one finite score")
         knots = np.unique(np.concatenate([calibration, quantiles]))
@@ -141,7 +149,9 @@ class ScoreLookup:
         segment = np.append(segment, quantiles.size - 1)
         inner = (segment >= 0) & (segment < quantiles.size - 1)
         j = np.where(inner, segment, 0)
-        with np.errstate(divide="ignore", invalid="ignore"):  # tied quantiles: never an inner segment
+        with np.errstate(
+            divide="ignore", invalid="ignore"
+        ):  # tied quantiles: never an inner segment
             slopes = (levels[1:] - levels[:-1]) / (quantiles[1:] - quantiles[:-1])
         self._slope = np.where(inner, slopes[np.minimum(j, quantiles.size - 2)], 0.0)
         self._anchor = np.where(inner, quantiles[j], 0.0)

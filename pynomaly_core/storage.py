@@ -43,7 +43,9 @@ class FrameStore:
 
     def path(self, key: list[str], partition: str | None = None) -> Path:
         base = self.root.joinpath(*key)
-        return base / f"{partition}.parquet" if partition is not None else base.with_suffix(".parquet")
+        return (
+            base / f"{partition}.parquet" if partition is not None else base.with_suffix(".parquet")
+        )
 
     def write(self, frame: pd.DataFrame, key: list[str], partition: str | None = None) -> Path:
         path = self.path(key, partition)
@@ -54,7 +56,9 @@ class FrameStore:
         path = self.path(key, partition)
         if not path.exists():
             where = f"partition {partition} of " if partition else ""
-            raise FileNotFoundError(f"{path}: no stored data for {where}asset {'/'.join(key)}; materialize it first")
+            raise FileNotFoundError(
+                f"{path}: no stored data for {where}asset {'/'.join(key)}; materialize it first"
+            )
         return pd.read_parquet(path)
 
     def exists(self, key: list[str], partition: str | None = None) -> bool:
@@ -79,5 +83,7 @@ class JsonStore:
     def read(self, key: list[str], partition: str | None = None) -> Any:
         path = self.path(key, partition)
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no stored value for asset {'/'.join(key)}; materialize it first")
+            raise FileNotFoundError(
+                f"{path}: no stored value for asset {'/'.join(key)}; materialize it first"
+            )
         return json.loads(path.read_text())

@@ -65,7 +65,9 @@ def empty_scores() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(SCORE_COLUMNS, SCORE_DTYPES)})
 
 
-def assemble_scored_frame(validated: pd.DataFrame, scored: pd.DataFrame, layout: ScoringLayout) -> pd.DataFrame:
+def assemble_scored_frame(
+    validated: pd.DataFrame, scored: pd.DataFrame, layout: ScoringLayout
+) -> pd.DataFrame:
     """The stored ``anomaly_scores`` frame: kept input columns, score columns, model, label.
 
     The columns are the input's and the scores' own arrays, put side by side under a new
@@ -78,7 +80,9 @@ def assemble_scored_frame(validated: pd.DataFrame, scored: pd.DataFrame, layout:
     index = pd.RangeIndex(len(validated))
     columns = [validated[c] for c in layout.kept] + [scored[c] for c in scored.columns]
     # Series keep their arrays as they are; bare arrays would be re-inferred (object columns scanned)
-    out = pd.DataFrame({i: c.set_axis(index, copy=False) for i, c in enumerate(columns)}, copy=False)
+    out = pd.DataFrame(
+        {i: c.set_axis(index, copy=False) for i, c in enumerate(columns)}, copy=False
+    )
     out.columns = [renamed.get(c, c) for c in [*layout.kept, *scored.columns]]
     out["model_name"] = layout.model_name
     out["model_version"] = layout.model_version
@@ -87,8 +91,9 @@ def assemble_scored_frame(validated: pd.DataFrame, scored: pd.DataFrame, layout:
     return out
 
 
-def score_frame(model, validated: pd.DataFrame, layout: ScoringLayout,
-                history: pd.DataFrame | None = None) -> pd.DataFrame:
+def score_frame(
+    model, validated: pd.DataFrame, layout: ScoringLayout, history: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Score an in-memory partition (``model``: a fitted :class:`AnomalyModel`).
 
     ``history``: rows before the partition (the previous partition's tail) that a model with
@@ -124,7 +129,9 @@ def _needed_columns(model, layout: ScoringLayout, available: Sequence[str]) -> l
         wanted.append(layout.label)
     missing = [c for c in dict.fromkeys(wanted) if c not in available]
     if missing:
-        raise KeyError(f"columns {missing} are missing from the validated partition (has {list(available)})")
+        raise KeyError(
+            f"columns {missing} are missing from the validated partition (has {list(available)})"
+        )
     return list(dict.fromkeys(wanted))
 
 
@@ -136,16 +143,25 @@ def _output_schema(first: pd.DataFrame, source_schema, layout: ScoringLayout):
     """
     import pyarrow as pa
 
-    fixed = {"score": pa.float64(), "normalized_score": pa.float64(), "is_anomaly": pa.bool_(),
-             "p_value": pa.float64(), "severity": pa.string(), "top_features": pa.string(),
-             "model_name": pa.string(), "model_version": pa.string()}
+    fixed = {
+        "score": pa.float64(),
+        "normalized_score": pa.float64(),
+        "is_anomaly": pa.bool_(),
+        "p_value": pa.float64(),
+        "severity": pa.string(),
+        "top_features": pa.string(),
+        "model_name": pa.string(),
+        "model_version": pa.string(),
+    }
     renamed = {layout.record_key: "record_key", layout.event_time: "event_time"}
     if layout.label is not None:
         renamed[layout.label] = "label"
     stored = {renamed.get(f.name, f.name): f.type for f in source_schema}
     table = pa.Table.from_pandas(first, preserve_index=False)
-    fields = [pa.field(name, fixed.get(name, stored.get(name, table.schema.field(name).type)))
-              for name in first.columns]
+    fields = [
+        pa.field(name, fixed.get(name, stored.get(name, table.schema.field(name).type)))
+        for name in first.columns
+    ]
     return pa.schema(fields, metadata=table.schema.metadata)
 
 
@@ -163,7 +179,11 @@ def _next_history(model, history: pd.DataFrame | None, chunk: pd.DataFrame) -> p
         return None
     from pynomaly_core.features.derived import history_tail
 
-    rows = chunk if history is None or not len(history) else pd.concat([history, chunk], ignore_index=True)
+    rows = (
+        chunk
+        if history is None or not len(history)
+        else pd.concat([history, chunk], ignore_index=True)
+    )
     # every row so far counts: the next chunk starts after them in a time-ordered file
     after = pd.to_datetime(rows[derivation.event_time], utc=True).max() + pd.Timedelta(1, "ns")
     return history_tail(rows, derivation, after)
@@ -205,7 +225,9 @@ def score_parquet(
     import pyarrow.parquet as pq
 
     if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows} (setting scoring.chunk_rows)")
+        raise ValueError(
+            f"chunk_rows must be at least 1, got {chunk_rows} (setting scoring.chunk_rows)"
+        )
     source, destination = Path(source), Path(destination)
     start = time.perf_counter()
     # pre_buffer off: with it, iter_batches keeps every row group it has read until the end
@@ -241,7 +263,9 @@ def score_parquet(
             scores[rows:end] = out["score"].to_numpy(dtype="float64")
             flags[rows:end] = out["is_anomaly"].to_numpy(dtype=bool)
             if layout.label is not None:
-                labels[rows:end] = out["label"].astype("float64").fillna(NO_LABEL).to_numpy().astype("int8")
+                labels[rows:end] = (
+                    out["label"].astype("float64").fillna(NO_LABEL).to_numpy().astype("int8")
+                )
             counts = out["severity"].value_counts()
             for level in SEVERITY_LEVELS:
                 severity_counts[level] += int(counts.get(level, 0))

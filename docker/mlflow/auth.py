@@ -71,16 +71,20 @@ def render_config(env: Mapping[str, str]) -> str:
     database_uri = require(env, DATABASE_URI_ENV)
     permission = env.get(DEFAULT_PERMISSION_ENV) or DEFAULT_PERMISSION
     if permission not in PERMISSIONS:
-        raise AuthSetupError(f"{DEFAULT_PERMISSION_ENV}={permission!r} is not one of {', '.join(PERMISSIONS)}")
-    return "\n".join([
-        "# written by docker/mlflow/auth.py from the environment at start; not to be edited",
-        "[mlflow]",
-        f"default_permission = {permission}",
-        f"database_uri = {database_uri.replace('%', '%%')}",
-        "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
-        "grant_default_workspace_access = false",
-        "",
-    ])
+        raise AuthSetupError(
+            f"{DEFAULT_PERMISSION_ENV}={permission!r} is not one of {', '.join(PERMISSIONS)}"
+        )
+    return "\n".join(
+        [
+            "# written by docker/mlflow/auth.py from the environment at start; not to be edited",
+            "[mlflow]",
+            f"default_permission = {permission}",
+            f"database_uri = {database_uri.replace('%', '%%')}",
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth",
+            "grant_default_workspace_access = false",
+            "",
+        ]
+    )
 
 
 def write_private(path: Path, text: str) -> None:
@@ -99,13 +103,17 @@ def write_private(path: Path, text: str) -> None:
 def serve(command: Sequence[str], env: Mapping[str, str] = os.environ) -> None:
     """Write the auth config to ``$MLFLOW_AUTH_CONFIG_PATH``, then exec ``command``."""
     if not command:
-        raise AuthSetupError("serve needs the command to run, e.g. `mlflow server --app-name basic-auth ...`")
+        raise AuthSetupError(
+            "serve needs the command to run, e.g. `mlflow server --app-name basic-auth ...`"
+        )
     path = Path(require(env, CONFIG_PATH_ENV))
     write_private(path, render_config(env))
     os.execvp(command[0], list(command))
 
 
-def ensure_service_user(env: Mapping[str, str] = os.environ, prefix: str = DEFAULT_PREFIX) -> list[str]:
+def ensure_service_user(
+    env: Mapping[str, str] = os.environ, prefix: str = DEFAULT_PREFIX
+) -> list[str]:
     """As MLflow's admin: create or update the pynomaly user and grant it its resources.
 
     Returns what it did, one line per change, for the service's log.
@@ -115,8 +123,10 @@ def ensure_service_user(env: Mapping[str, str] = os.environ, prefix: str = DEFAU
     admin_password = require(env, ADMIN_PASSWORD_ENV)
     username, password = require(env, USERNAME_ENV), require(env, PASSWORD_ENV)
     if username == admin:
-        raise AuthSetupError(f"{USERNAME_ENV}={username!r} is MLflow's admin ({ADMIN_USERNAME_ENV}): "
-                             "give the code server a user of its own")
+        raise AuthSetupError(
+            f"{USERNAME_ENV}={username!r} is MLflow's admin ({ADMIN_USERNAME_ENV}): "
+            "give the code server a user of its own"
+        )
     # MLflow's clients take their credentials from these variables; from here on this process is the admin
     os.environ[USERNAME_ENV], os.environ[PASSWORD_ENV] = admin, admin_password
 
@@ -143,16 +153,22 @@ def ensure_service_user(env: Mapping[str, str] = os.environ, prefix: str = DEFAU
         done.append(f"created MLflow user {username!r}")
     else:
         if user.is_admin:
-            raise AuthSetupError(f"MLflow user {username!r} ({USERNAME_ENV}) is an admin: "
-                                 "the code server's user must not be one")
+            raise AuthSetupError(
+                f"MLflow user {username!r} ({USERNAME_ENV}) is an admin: "
+                "the code server's user must not be one"
+            )
         auth.update_user_password(username, password)
         done.append(f"set the password of MLflow user {username!r} from {PASSWORD_ENV}")
 
     client = MlflowClient(tracking_uri=uri)
-    resources = [("experiment", e.experiment_id, e.name)
-                 for e in all_pages(client.search_experiments, f"name LIKE '{prefix}/%'")]
-    resources += [("registered_model", m.name, m.name)
-                  for m in all_pages(client.search_registered_models, f"name LIKE '{prefix}-%'")]
+    resources = [
+        ("experiment", e.experiment_id, e.name)
+        for e in all_pages(client.search_experiments, f"name LIKE '{prefix}/%'")
+    ]
+    resources += [
+        ("registered_model", m.name, m.name)
+        for m in all_pages(client.search_registered_models, f"name LIKE '{prefix}-%'")
+    ]
     for resource_type, resource_id, name in resources:
         try:
             auth.grant_user_permission(username, resource_type, resource_id, "MANAGE")
@@ -176,13 +192,22 @@ def all_pages(search: Callable[..., Any], filter_string: str) -> Iterator[Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="docker/mlflow/auth.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="docker/mlflow/auth.py", description=__doc__.split("\n\n")[0]
+    )
     commands = parser.add_subparsers(dest="action", required=True)
-    serve_parser = commands.add_parser("serve", help="write the auth config from the environment, then exec COMMAND")
+    serve_parser = commands.add_parser(
+        "serve", help="write the auth config from the environment, then exec COMMAND"
+    )
     serve_parser.add_argument("command", nargs=argparse.REMAINDER)
-    users_parser = commands.add_parser("users", help="create/update the pynomaly user and grant it its resources")
-    users_parser.add_argument("--prefix", default=DEFAULT_PREFIX,
-                              help="experiments '<prefix>/*' and registered models '<prefix>-*' (default: %(default)s)")
+    users_parser = commands.add_parser(
+        "users", help="create/update the pynomaly user and grant it its resources"
+    )
+    users_parser.add_argument(
+        "--prefix",
+        default=DEFAULT_PREFIX,
+        help="experiments '<prefix>/*' and registered models '<prefix>-*' (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.action == "serve":

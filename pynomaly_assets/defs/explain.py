@@ -7,7 +7,6 @@ the day's unflagged rows otherwise). The top three features and their contributi
 go into the exported anomaly table; a summary plot goes into the metadata.
 """
 
-
 import dagster as dg
 import pandas as pd
 
@@ -22,8 +21,12 @@ EXPLANATION_COLUMNS = ["record_key", "explanation_method"] + [
 
 
 def empty_explanations() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="float64" if c.startswith("contribution") else "object")
-                         for c in EXPLANATION_COLUMNS})
+    return pd.DataFrame(
+        {
+            c: pd.Series(dtype="float64" if c.startswith("contribution") else "object")
+            for c in EXPLANATION_COLUMNS
+        }
+    )
 
 
 #: fewer unflagged rows than this and the background is the day's lowest-scoring rows instead
@@ -50,8 +53,12 @@ def build_explanations_asset(fc: FeedContext) -> dg.AssetsDefinition:
         "the three features that pushed each row's score up the most.",
     )
     def explanations(
-        context: dg.AssetExecutionContext, anomaly_scores: pd.DataFrame, validated: pd.DataFrame, champion: dict,
-        model_store: ModelStoreResource, frame_store: FrameStoreResource,
+        context: dg.AssetExecutionContext,
+        anomaly_scores: pd.DataFrame,
+        validated: pd.DataFrame,
+        champion: dict,
+        model_store: ModelStoreResource,
+        frame_store: FrameStoreResource,
     ):
         from pynomaly_core.explain import explain, summary_plot_markdown
         from pynomaly_core.lifecycle import ChampionRecord
@@ -73,18 +80,33 @@ def build_explanations_asset(fc: FeedContext) -> dg.AssetsDefinition:
         validated = model.derive(validated, warmup_history(context, fc, frame_store.store(), model))
         # anomaly_scores rows are the validated rows in order
         rows = validated.reset_index(drop=True).loc[top.index]
-        normal = validated.reset_index(drop=True).loc[~anomaly_scores["is_anomaly"].astype(bool).to_numpy()]
+        normal = validated.reset_index(drop=True).loc[
+            ~anomaly_scores["is_anomaly"].astype(bool).to_numpy()
+        ]
         background_note = ""
         if len(normal) < MIN_BACKGROUND:
             # a drifted day can flag (nearly) every row: its least anomalous rows stand in for "normal"
-            calm = anomaly_scores["score"].reset_index(drop=True).nsmallest(settings.max_background).index
+            calm = (
+                anomaly_scores["score"]
+                .reset_index(drop=True)
+                .nsmallest(settings.max_background)
+                .index
+            )
             normal = validated.reset_index(drop=True).loc[calm]
-            background_note = (f"only {int((~anomaly_scores['is_anomaly'].astype(bool)).sum())} unflagged rows: "
-                               f"background = the day's {len(normal)} lowest-scoring rows")
+            background_note = (
+                f"only {int((~anomaly_scores['is_anomaly'].astype(bool)).sum())} unflagged rows: "
+                f"background = the day's {len(normal)} lowest-scoring rows"
+            )
             context.log.warning(f"{feed.name}/{context.partition_key}: {background_note}")
         try:
-            result = explain(model, rows, method=settings.method, background=normal,
-                             max_background=settings.max_background, random_state=feed.detector.random_state or 0)
+            result = explain(
+                model,
+                rows,
+                method=settings.method,
+                background=normal,
+                max_background=settings.max_background,
+                random_state=feed.detector.random_state or 0,
+            )
         except (ValueError, ImportError) as exc:
             raise dg.Failure(
                 f"feed {feed.name!r}: explaining {len(rows)} anomalies of {context.partition_key} with "
@@ -103,9 +125,13 @@ def build_explanations_asset(fc: FeedContext) -> dg.AssetsDefinition:
                 "rows_per_second": float(len(out) / result.seconds) if result.seconds > 0 else 0.0,
                 "background_rows": int(result.background_rows),
                 "note": "; ".join(n for n in (result.note, background_note) if n),
-                "mean_abs_contribution": dg.MetadataValue.json({k: float(v) for k, v in mean_abs.items()}),
+                "mean_abs_contribution": dg.MetadataValue.json(
+                    {k: float(v) for k, v in mean_abs.items()}
+                ),
                 "summary_plot": dg.MetadataValue.md(
-                    summary_plot_markdown(result, f"{feed.name} {context.partition_key}: top {len(out)} anomalies")
+                    summary_plot_markdown(
+                        result, f"{feed.name} {context.partition_key}: top {len(out)} anomalies"
+                    )
                 ),
             },
         )

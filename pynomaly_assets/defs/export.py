@@ -7,7 +7,6 @@ first, and the views ``anomaly_daily_summary``, ``anomaly_top`` and ``model_vers
 are (re)created on top.
 """
 
-
 import dagster as dg
 import pandas as pd
 
@@ -22,7 +21,9 @@ def anomaly_table_schema() -> dg.TableSchema:
 
     return dg.TableSchema(
         columns=[
-            dg.TableColumn(c.name, c.kind, constraints=dg.TableColumnConstraints(nullable=c.nullable))
+            dg.TableColumn(
+                c.name, c.kind, constraints=dg.TableColumnConstraints(nullable=c.nullable)
+            )
             for c in ANOMALY_TABLE.columns
         ]
     )
@@ -43,8 +44,11 @@ def build_export_asset(fc: FeedContext) -> dg.AssetsDefinition:
         kinds={"sql"},
         tags=fc.tags,
         check_specs=[
-            dg.AssetCheckSpec(ROWS_MATCH_SCORES, asset=key,
-                              description="rows in the warehouse for this partition = rows scored")
+            dg.AssetCheckSpec(
+                ROWS_MATCH_SCORES,
+                asset=key,
+                description="rows in the warehouse for this partition = rows scored",
+            )
         ],
         description=f"One row per scored `{feed.name}` record in the warehouse table `anomaly_scores`, with "
         "severity, p-value and SHAP explanation (replaced per partition in one transaction).",
@@ -64,21 +68,36 @@ def build_export_asset(fc: FeedContext) -> dg.AssetsDefinition:
         )
 
         try:
-            frame = anomaly_rows(anomaly_scores, explanations, run_id=context.run.run_id,
-                                 scored_at=pd.Timestamp.now(tz="UTC"))
+            frame = anomaly_rows(
+                anomaly_scores,
+                explanations,
+                run_id=context.run.run_id,
+                scored_at=pd.Timestamp.now(tz="UTC"),
+            )
         except ValueError as exc:
             raise dg.Failure(f"asset {key.to_user_string()}: {exc}") from exc
         engine, schema, day = warehouse.engine(), warehouse.schema_name, context.partition_key
         ensure_warehouse(engine, schema=schema)
-        written = replace_partition(engine, ANOMALY_TABLE, frame, feed=feed.name, partition_date=day, schema=schema)
-        stored = count_partition(engine, ANOMALY_TABLE, feed=feed.name, partition_date=day, schema=schema)
+        written = replace_partition(
+            engine, ANOMALY_TABLE, frame, feed=feed.name, partition_date=day, schema=schema
+        )
+        stored = count_partition(
+            engine, ANOMALY_TABLE, feed=feed.name, partition_date=day, schema=schema
+        )
         return _materialization(fc, day, frame, written=written, stored=stored, warehouse=warehouse)
 
     return anomaly_table
 
 
-def _materialization(fc: FeedContext, day: str, frame: pd.DataFrame, *, written: int, stored: int,
-                     warehouse: WarehouseResource) -> dg.MaterializeResult:
+def _materialization(
+    fc: FeedContext,
+    day: str,
+    frame: pd.DataFrame,
+    *,
+    written: int,
+    stored: int,
+    warehouse: WarehouseResource,
+) -> dg.MaterializeResult:
     """The table's metadata and the check that the warehouse holds every scored row of the partition."""
     from pynomaly_core.warehouse import ANOMALY_TABLE, qualified
 

@@ -1,6 +1,5 @@
 """Ingest: ``raw`` reads one daily partition from the feed's source, exactly as it is."""
 
-
 import dagster as dg
 
 from pynomaly_assets.feed_context import FeedContext
@@ -27,7 +26,11 @@ def build_raw_asset(fc: FeedContext) -> dg.AssetsDefinition:
         except SourceReadError as exc:
             raise dg.Failure(
                 description=str(exc),
-                metadata={"feed": feed.name, "partition": str(day), "asset": fc.key("raw").to_user_string()},
+                metadata={
+                    "feed": feed.name,
+                    "partition": str(day),
+                    "asset": fc.key("raw").to_user_string(),
+                },
             ) from exc
         return dg.MaterializeResult(
             value=part.frame,

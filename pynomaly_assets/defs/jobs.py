@@ -26,17 +26,30 @@ from pynomaly_assets.feed_context import FeedContext
 from pynomaly_assets.names import RETRAIN_TAG, TRIGGER_TAG
 
 TRAIN_STAGES = ("training_window", "detector_candidates", "champion", "monitoring_reference")
-SCORE_STAGES = ("anomaly_scores", "explanations", "drift_report", "detector_performance", "anomaly_table")
-MAINTENANCE_STAGES = ("data_quality_report", "model_health", "retention_cleanup", "maintenance_report")
+SCORE_STAGES = (
+    "anomaly_scores",
+    "explanations",
+    "drift_report",
+    "detector_performance",
+    "anomaly_table",
+)
+MAINTENANCE_STAGES = (
+    "data_quality_report",
+    "model_health",
+    "retention_cleanup",
+    "maintenance_report",
+)
 
 
 def job_names(feed: str) -> dict[str, str]:
-    return {s: f"{feed}__{s}" for s in ("ingest", "train", "retrain", "score", "daily", "maintenance")}
+    return {
+        s: f"{feed}__{s}" for s in ("ingest", "train", "retrain", "score", "daily", "maintenance")
+    }
 
 
 def last_complete_day(fc: FeedContext, when: dt.datetime) -> str | None:
     """The daily partition that ended before ``when`` (UTC), if the feed has it."""
-    day = (when.astimezone(dt.UTC).date() - dt.timedelta(days=1))
+    day = when.astimezone(dt.UTC).date() - dt.timedelta(days=1)
     return day.isoformat() if day >= fc.feed.partitioning.start_date else None
 
 
@@ -50,8 +63,14 @@ def last_complete_week(fc: FeedContext, when: dt.datetime) -> str | None:
 
 
 def _period_schedule(
-    fc: FeedContext, kind: str, job, cron: str, running: bool,
-    period: Callable[[FeedContext, dt.datetime], str | None], none_yet: str, description: str,
+    fc: FeedContext,
+    kind: str,
+    job,
+    cron: str,
+    running: bool,
+    period: Callable[[FeedContext, dt.datetime], str | None],
+    none_yet: str,
+    description: str,
 ) -> dg.ScheduleDefinition:
     """Schedule ``<feed>__<kind>_schedule``: runs ``job`` (an asset job; Dagster does not export its
     class) for the partition that ``period`` says ended before the tick, or skips with ``none_yet``
@@ -59,16 +78,24 @@ def _period_schedule(
     its tick is evaluated."""
 
     @dg.schedule(
-        name=f"{fc.name}__{kind}_schedule", cron_schedule=cron, job=job, execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
+        name=f"{fc.name}__{kind}_schedule",
+        cron_schedule=cron,
+        job=job,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING
+        if running
+        else dg.DefaultScheduleStatus.STOPPED,
         description=description,
     )
     def _schedule(context: dg.ScheduleEvaluationContext):
         partition = period(fc, context.scheduled_execution_time)
         if partition is None:
             return dg.SkipReason(none_yet)
-        return dg.RunRequest(run_key=f"{fc.name}-{kind}-{partition}", partition_key=partition,
-                             tags={TRIGGER_TAG: f"{kind}_schedule"})
+        return dg.RunRequest(
+            run_key=f"{fc.name}-{kind}-{partition}",
+            partition_key=partition,
+            tags={TRIGGER_TAG: f"{kind}_schedule"},
+        )
 
     return _schedule
 
@@ -77,49 +104,72 @@ def build_jobs(fc: FeedContext) -> tuple[list, list]:
     k = fc.key
     names = job_names(fc.name)
     ingest = dg.define_asset_job(
-        names["ingest"], selection=dg.AssetSelection.assets(k("raw"), k("validated")),
-        partitions_def=fc.partitions_def, tags=fc.tags,
+        names["ingest"],
+        selection=dg.AssetSelection.assets(k("raw"), k("validated")),
+        partitions_def=fc.partitions_def,
+        tags=fc.tags,
         description=f"Read and validate one day of `{fc.name}`.",
     )
     train = dg.define_asset_job(
-        names["train"], selection=dg.AssetSelection.assets(*(k(s) for s in TRAIN_STAGES)),
-        tags={**fc.tags, RETRAIN_TAG: fc.name}, description=f"Train `{fc.name}` candidates on the training window, choose the champion "
+        names["train"],
+        selection=dg.AssetSelection.assets(*(k(s) for s in TRAIN_STAGES)),
+        tags={**fc.tags, RETRAIN_TAG: fc.name},
+        description=f"Train `{fc.name}` candidates on the training window, choose the champion "
         "and store its monitoring reference.",
     )
     retrain = dg.define_asset_job(
-        names["retrain"], selection=dg.AssetSelection.assets(*(k(s) for s in TRAIN_STAGES)),
+        names["retrain"],
+        selection=dg.AssetSelection.assets(*(k(s) for s in TRAIN_STAGES)),
         tags={**fc.tags, RETRAIN_TAG: fc.name},
         description=f"Retrain `{fc.name}` (launched by `{fc.name}__retrain_sensor` when drift or performance "
         "checks fail): candidates, champion with its promotion gate, reference. The sensor then rescores "
         "the affected days.",
     )
     score = dg.define_asset_job(
-        names["score"], selection=dg.AssetSelection.assets(*(k(s) for s in SCORE_STAGES)),
-        partitions_def=fc.partitions_def, tags=fc.tags,
+        names["score"],
+        selection=dg.AssetSelection.assets(*(k(s) for s in SCORE_STAGES)),
+        partitions_def=fc.partitions_def,
+        tags=fc.tags,
         description=f"Score, explain, check drift and performance, and export one validated day of `{fc.name}`.",
     )
     daily = dg.define_asset_job(
         names["daily"],
         selection=dg.AssetSelection.assets(k("raw"), k("validated"), *(k(s) for s in SCORE_STAGES)),
-        partitions_def=fc.partitions_def, tags=fc.tags,
+        partitions_def=fc.partitions_def,
+        tags=fc.tags,
         description=f"Ingest, validate, score, explain, check drift and performance, and export one day of "
         f"`{fc.name}`.",
     )
     maintenance = dg.define_asset_job(
-        names["maintenance"], selection=dg.AssetSelection.assets(*(k(s) for s in MAINTENANCE_STAGES)),
-        partitions_def=fc.weekly_partitions_def, tags=fc.tags,
+        names["maintenance"],
+        selection=dg.AssetSelection.assets(*(k(s) for s in MAINTENANCE_STAGES)),
+        partitions_def=fc.weekly_partitions_def,
+        tags=fc.tags,
         description=f"Weekly maintenance of `{fc.name}`: data quality, model health, retention, report.",
     )
     settings = fc.feed.schedules
     daily_schedule = _period_schedule(
-        fc, "daily", daily, settings.daily_cron, settings.daily_running, last_complete_day,
+        fc,
+        "daily",
+        daily,
+        settings.daily_cron,
+        settings.daily_running,
+        last_complete_day,
         f"feed {fc.name!r} starts {fc.feed.partitioning.start_date}; no day has ended yet",
         f"Runs {names['daily']} for the UTC day that ended ({settings.daily_cron}, UTC).",
     )
     maintenance_schedule = _period_schedule(
-        fc, "maintenance", maintenance, settings.maintenance_cron, settings.maintenance_running,
-        last_complete_week, f"feed {fc.name!r}: no complete week since {fc.feed.partitioning.start_date}",
+        fc,
+        "maintenance",
+        maintenance,
+        settings.maintenance_cron,
+        settings.maintenance_running,
+        last_complete_week,
+        f"feed {fc.name!r}: no complete week since {fc.feed.partitioning.start_date}",
         f"Runs {names['maintenance']} for the week (Monday-Sunday, UTC) that ended "
         f"({settings.maintenance_cron}, UTC).",
     )
-    return [ingest, train, retrain, score, daily, maintenance], [daily_schedule, maintenance_schedule]
+    return [ingest, train, retrain, score, daily, maintenance], [
+        daily_schedule,
+        maintenance_schedule,
+    ]

@@ -74,7 +74,12 @@ def champion_metadata(promotion: "Promotion", tracker: "Tracker") -> dict[str, A
     """
     from pynomaly_core.lifecycle import format_days
 
-    record, decision, chal, cmp = promotion.record, promotion.decision, promotion.challenger, promotion.comparison
+    record, decision, chal, cmp = (
+        promotion.record,
+        promotion.decision,
+        promotion.challenger,
+        promotion.comparison,
+    )
     registered = promotion.registered_model
     metadata: dict[str, Any] = {
         DECISION_KEY: "promoted" if decision.promote else "kept",
@@ -82,14 +87,22 @@ def champion_metadata(promotion: "Promotion", tracker: "Tracker") -> dict[str, A
         "champion_detector": record.detector or "none",
         CHAMPION_VERSION_KEY: record.version or "none",
         CHAMPION_TRAINING_DAYS_KEY: format_days(record.training_days) or "none",
-        "gate": "passed" if decision.gate_passed else "weak first champion" if decision.weak_first else "failed",
+        "gate": "passed"
+        if decision.gate_passed
+        else "weak first champion"
+        if decision.weak_first
+        else "failed",
         "challenger": decision.challenger,
         "evaluation": promotion.evaluation,
         "registered_model": registered,
         "mlflow_model_uri": f"models:/{registered}/{record.version}" if record.version else "none",
         "mlflow_run_id": record.mlflow_run_id or "none",
         "mlflow": tracker.ui_hint(),
-        **{f"champion_{k}": float(v) for k, v in record.metrics.items() if k in ("roc_auc", "average_precision")},
+        **{
+            f"champion_{k}": float(v)
+            for k, v in record.metrics.items()
+            if k in ("roc_auc", "average_precision")
+        },
         **{f"challenger_{k}": float(chal["metrics"][k]) for k in ("roc_auc", "average_precision")},
         **{f"delta_ap_{k}": float(cmp[k]) for k in ("delta", "ci_low", "ci_high") if k in cmp},
     }
@@ -128,18 +141,29 @@ def build_candidates_asset(fc: FeedContext) -> dg.AssetsDefinition:
         tracker = mlflow.tracker()
         try:
             batch = train_candidate_batch(
-                feed, training_window, frames=frame_store.store(),
+                feed,
+                training_window,
+                frames=frame_store.store(),
                 model_dir=lambda version: model_store.model_dir(feed.name, version),
-                tracker=tracker, run_id=context.run.run_id,
-                feedback=lambda start, end: read_feedback(warehouse.engine(), feed=feed.name, start=start, end=end,
-                                                          schema=warehouse.schema_name),
+                tracker=tracker,
+                run_id=context.run.run_id,
+                feedback=lambda start, end: read_feedback(
+                    warehouse.engine(),
+                    feed=feed.name,
+                    start=start,
+                    end=end,
+                    schema=warehouse.schema_name,
+                ),
                 reason=context.run.tags.get(REASON_TAG, "manual"),
-                tags={"dagster_asset": candidates_key.to_user_string()}, logger=context.log,
+                tags={"dagster_asset": candidates_key.to_user_string()},
+                logger=context.log,
                 signing_key=model_store.signing_key(),
             )
         except LifecycleError as exc:
             raise dg.Failure(f"asset {candidates_key.to_user_string()}: {exc}") from exc
-        return dg.MaterializeResult(value=batch.to_value(), metadata=candidates_metadata(batch, tracker))
+        return dg.MaterializeResult(
+            value=batch.to_value(), metadata=candidates_metadata(batch, tracker)
+        )
 
     return detector_candidates
 
@@ -156,7 +180,9 @@ def build_champion_asset(fc: FeedContext) -> dg.AssetsDefinition:
         tags=fc.tags,
         check_specs=[
             dg.AssetCheckSpec(
-                PROMOTION_GATE, asset=champion_key, blocking=True,
+                PROMOTION_GATE,
+                asset=champion_key,
+                blocking=True,
                 description="A new champion must reach lifecycle.min_auc and must not be worse than the "
                 "current one; a failed gate keeps the current champion and stops scoring in this run (ERROR). "
                 "The feed's first champion is promoted whatever its evidence: below lifecycle.min_auc the "
@@ -178,9 +204,16 @@ def build_champion_asset(fc: FeedContext) -> dg.AssetsDefinition:
 
         tracker = mlflow.tracker()
         try:
-            promotion = promote(feed, detector_candidates, frame_store.store(), tracker, run_id=context.run.run_id,
-                                candidate=config.candidate, logger=context.log,
-                                signing_key=model_store.signing_key())
+            promotion = promote(
+                feed,
+                detector_candidates,
+                frame_store.store(),
+                tracker,
+                run_id=context.run.run_id,
+                candidate=config.candidate,
+                logger=context.log,
+                signing_key=model_store.signing_key(),
+            )
         except LifecycleError as exc:
             raise dg.Failure(f"asset {champion_key.to_user_string()}: {exc}") from exc
         decision, record = promotion.decision, promotion.record
@@ -188,14 +221,22 @@ def build_champion_asset(fc: FeedContext) -> dg.AssetsDefinition:
             check_name=PROMOTION_GATE,
             passed=promotion.gate_passed,
             # WARN: a weak first champion scores (Dagster blocks only on failed ERROR results)
-            severity=dg.AssetCheckSeverity.WARN if promotion.gate_severity == "warn" else dg.AssetCheckSeverity.ERROR,
+            severity=dg.AssetCheckSeverity.WARN
+            if promotion.gate_severity == "warn"
+            else dg.AssetCheckSeverity.ERROR,
             description=promotion.gate_description,
-            metadata={"challenger": decision.challenger, "forced": decision.forced, "reason": decision.reason,
-                      "challenger_roc_auc": float(promotion.challenger["metrics"]["roc_auc"]),
-                      "min_auc": float(feed.lifecycle.min_auc)},
+            metadata={
+                "challenger": decision.challenger,
+                "forced": decision.forced,
+                "reason": decision.reason,
+                "challenger_roc_auc": float(promotion.challenger["metrics"]["roc_auc"]),
+                "min_auc": float(feed.lifecycle.min_auc),
+            },
         )
         return dg.MaterializeResult(
-            value=record.to_value(), metadata=champion_metadata(promotion, tracker), check_results=[gate],
+            value=record.to_value(),
+            metadata=champion_metadata(promotion, tracker),
+            check_results=[gate],
             data_version=dg.DataVersion(str(record.manifest_sha256 or "none")[:16]),
         )
 

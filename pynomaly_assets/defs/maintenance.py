@@ -44,7 +44,9 @@ VERSIONS_REPRODUCIBLE = "versions_reproducible"
 def week_days(fc: FeedContext, week: str) -> list[str]:
     window = fc.weekly_partitions_def.time_window_for_partition_key(week)
     first = window.start.date()
-    return [(first + dt.timedelta(days=i)).isoformat() for i in range((window.end.date() - first).days)]
+    return [
+        (first + dt.timedelta(days=i)).isoformat() for i in range((window.end.date() - first).days)
+    ]
 
 
 def _by_day(loaded: dict) -> dict[str, dict]:
@@ -56,8 +58,12 @@ def _by_day(loaded: dict) -> dict[str, dict]:
 
 def build_maintenance_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
     """The feed's four weekly maintenance assets, one builder each."""
-    return [build_quality_asset(fc), build_model_health_asset(fc), build_retention_asset(fc),
-            build_report_asset(fc)]
+    return [
+        build_quality_asset(fc),
+        build_model_health_asset(fc),
+        build_retention_asset(fc),
+        build_report_asset(fc),
+    ]
 
 
 def _weekly(fc: FeedContext) -> dict[str, Any]:
@@ -71,15 +77,26 @@ def build_quality_asset(fc: FeedContext) -> dg.AssetsDefinition:
     key = fc.key("data_quality_report")
 
     @dg.asset(
-        key=key, deps=[fc.key("validated"), fc.key("monitoring_reference")], kinds={"greatexpectations"},
-        check_specs=[dg.AssetCheckSpec(EXPECTATIONS_MET, asset=key, blocking=False,
-                                       description="every expectation of the week's suite met (a warning)")],
+        key=key,
+        deps=[fc.key("validated"), fc.key("monitoring_reference")],
+        kinds={"greatexpectations"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                EXPECTATIONS_MET,
+                asset=key,
+                blocking=False,
+                description="every expectation of the week's suite met (a warning)",
+            )
+        ],
         description=f"Great Expectations suite (feed schema + distributions learned from the champion's reference) "
         f"over the week's validated `{feed.name}` rows, with data docs.",
         **_weekly(fc),
     )
-    def data_quality_report(context: dg.AssetExecutionContext, frame_store: FrameStoreResource,
-                            reports: ReportStoreResource):
+    def data_quality_report(
+        context: dg.AssetExecutionContext,
+        frame_store: FrameStoreResource,
+        reports: ReportStoreResource,
+    ):
         from pynomaly_core.drift import DriftReference
         from pynomaly_core.quality import build_suite_spec, run_quality
 
@@ -88,21 +105,35 @@ def build_quality_asset(fc: FeedContext) -> dg.AssetsDefinition:
         done = set(context.instance.get_materialized_partitions(fc.key("validated")))
         present = [d for d in days if d in done]
         if not present:
-            raise dg.Failure(f"asset {key.to_user_string()} week {week}: no materialized "
-                             f"{fc.key('validated').to_user_string()} partition in {days[0]}..{days[-1]}")
+            raise dg.Failure(
+                f"asset {key.to_user_string()} week {week}: no materialized "
+                f"{fc.key('validated').to_user_string()} partition in {days[0]}..{days[-1]}"
+            )
         store = frame_store.store()
-        frame = pd.concat([store.read(list(fc.key("validated").path), d) for d in present], ignore_index=True)
+        frame = pd.concat(
+            [store.read(list(fc.key("validated").path), d) for d in present], ignore_index=True
+        )
         version = champion_version(context.instance, fc)
         if version is None:
-            raise dg.Failure(f"feed {feed.name!r} has no champion; its reference is what the distribution "
-                             f"expectations are learned from (run {feed.name}__train)")
+            raise dg.Failure(
+                f"feed {feed.name!r} has no champion; its reference is what the distribution "
+                f"expectations are learned from (run {feed.name}__train)"
+            )
         read_baseline(reports, fc, version)
         reference = DriftReference.load(reports.reference_dir(feed.name, version)).sample
-        result = run_quality(feed, frame, build_suite_spec(feed, reference), run_name=f"{feed.name}-{week}",
-                             output_dir=reports.feed_dir(feed.name, "quality"))
+        result = run_quality(
+            feed,
+            frame,
+            build_suite_spec(feed, reference),
+            run_name=f"{feed.name}-{week}",
+            output_dir=reports.feed_dir(feed.name, "quality"),
+        )
         summary = {**result.summary(), "week": week, "days": present, "reference_version": version}
-        return dg.MaterializeResult(value=summary, metadata=_quality_metadata(result, summary),
-                                    check_results=[_quality_check(fc, week, result, summary)])
+        return dg.MaterializeResult(
+            value=summary,
+            metadata=_quality_metadata(result, summary),
+            check_results=[_quality_check(fc, week, result, summary)],
+        )
 
     return data_quality_report
 
@@ -110,13 +141,22 @@ def build_quality_asset(fc: FeedContext) -> dg.AssetsDefinition:
 def _quality_metadata(result: Any, summary: dict) -> dict[str, Any]:
     """``data_quality_report``'s metadata of a :class:`pynomaly_core.quality.QualityResult`."""
     metadata = {
-        "success": bool(result.success), "success_percent": float(result.success_percent),
-        "evaluated": int(result.evaluated), "failed": int(result.failed), "rows": int(result.rows),
-        "days": dg.MetadataValue.json(summary["days"]), "reference_version": summary["reference_version"],
-        "failures": dg.MetadataValue.md("\n".join(f"- {line}" for line in summary["failures"]) or "none"),
+        "success": bool(result.success),
+        "success_percent": float(result.success_percent),
+        "evaluated": int(result.evaluated),
+        "failed": int(result.failed),
+        "rows": int(result.rows),
+        "days": dg.MetadataValue.json(summary["days"]),
+        "reference_version": summary["reference_version"],
+        "failures": dg.MetadataValue.md(
+            "\n".join(f"- {line}" for line in summary["failures"]) or "none"
+        ),
     }
-    for name, path in (("data_docs", result.docs_path), ("validation_page", result.page_path),
-                       ("result_json", result.json_path)):
+    for name, path in (
+        ("data_docs", result.docs_path),
+        ("validation_page", result.page_path),
+        ("result_json", result.json_path),
+    ):
         if path is not None:
             metadata[name] = dg.MetadataValue.path(str(path))
     return metadata
@@ -124,7 +164,9 @@ def _quality_metadata(result: Any, summary: dict) -> dict[str, Any]:
 
 def _quality_check(fc: FeedContext, week: str, result: Any, summary: dict) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
-        check_name=EXPECTATIONS_MET, passed=bool(result.success), severity=dg.AssetCheckSeverity.WARN,
+        check_name=EXPECTATIONS_MET,
+        passed=bool(result.success),
+        severity=dg.AssetCheckSeverity.WARN,
         metadata={"failed": int(result.failed), "success_percent": float(result.success_percent)},
         description=f"{fc.name} week {week}: {result.failed} of {result.evaluated} expectations failed"
         + (": " + "; ".join(summary["failures"][:3]) if result.failed else ""),
@@ -137,16 +179,29 @@ def build_model_health_asset(fc: FeedContext) -> dg.AssetsDefinition:
     key = fc.key("model_health")
 
     @dg.asset(
-        key=key, deps=[fc.key("champion"), fc.key("anomaly_scores")], kinds={"mlflow"},
-        check_specs=[dg.AssetCheckSpec(VERSIONS_REPRODUCIBLE, asset=key, blocking=False,
-                                       description="every active registered version loads and reproduces its "
-                                       "recorded scores under the current dependencies")],
+        key=key,
+        deps=[fc.key("champion"), fc.key("anomaly_scores")],
+        kinds={"mlflow"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                VERSIONS_REPRODUCIBLE,
+                asset=key,
+                blocking=False,
+                description="every active registered version loads and reproduces its "
+                "recorded scores under the current dependencies",
+            )
+        ],
         description=f"Every registered `{feed.name}` model version reloaded and re-scored on the sample it recorded; "
         "the champion re-evaluated on the week's labels; versions with no alias archived.",
         **_weekly(fc),
     )
-    def model_health(context: dg.AssetExecutionContext, mlflow: MlflowResource, frame_store: FrameStoreResource,
-                     warehouse: WarehouseResource, model_store: ModelStoreResource):
+    def model_health(
+        context: dg.AssetExecutionContext,
+        mlflow: MlflowResource,
+        frame_store: FrameStoreResource,
+        warehouse: WarehouseResource,
+        model_store: ModelStoreResource,
+    ):
         from pynomaly_core.maintenance import (
             check_model_versions,
             health_section,
@@ -156,19 +211,28 @@ def build_model_health_asset(fc: FeedContext) -> dg.AssetsDefinition:
         week = context.partition_key
         tracker = mlflow.tracker()
         store = frame_store.store()
-        results = check_model_versions(tracker, feed.name, recorded_scores_from_frame_store(store, feed.name),
-                                       reason=f"weekly maintenance {week}: neither champion nor challenger",
-                                       signing_key=model_store.signing_key())
+        results = check_model_versions(
+            tracker,
+            feed.name,
+            recorded_scores_from_frame_store(store, feed.name),
+            reason=f"weekly maintenance {week}: neither champion nor challenger",
+            signing_key=model_store.signing_key(),
+        )
         section = health_section(results)
         champion = tracker.get_alias(feed.name, "champion")
         section["champion_week"] = _champion_week(fc, week, store, champion, warehouse)
-        return dg.MaterializeResult(value=section, metadata=_health_metadata(section, champion),
-                                    check_results=[_health_check(fc, section)])
+        return dg.MaterializeResult(
+            value=section,
+            metadata=_health_metadata(section, champion),
+            check_results=[_health_check(fc, section)],
+        )
 
     return model_health
 
 
-def _champion_week(fc: FeedContext, week: str, store: Any, champion: Any, warehouse: WarehouseResource) -> dict:
+def _champion_week(
+    fc: FeedContext, week: str, store: Any, champion: Any, warehouse: WarehouseResource
+) -> dict:
     """The champion on the week's scored days, with labels from the feed and reviewer feedback."""
     from pynomaly_core.maintenance import champion_rows, champion_week
     from pynomaly_core.warehouse import read_feedback
@@ -179,8 +243,13 @@ def _champion_week(fc: FeedContext, week: str, store: Any, champion: Any, wareho
     week_eval: dict = {"days_scored": len(frames)}
     if champion is not None and frames:
         scored = champion_rows(frames, champion.version)
-        feedback = read_feedback(warehouse.engine(), feed=fc.name, start=days[0], end=days[-1],
-                                 schema=warehouse.schema_name)
+        feedback = read_feedback(
+            warehouse.engine(),
+            feed=fc.name,
+            start=days[0],
+            end=days[-1],
+            schema=warehouse.schema_name,
+        )
         labels = labels_for_partition(fc, scored, feedback)
         week_eval.update(champion_week(scored, labels, champion.version, fc.feed.monitoring.top_k))
     return week_eval
@@ -189,25 +258,40 @@ def _champion_week(fc: FeedContext, week: str, store: Any, champion: Any, wareho
 def _health_metadata(section: dict, champion: Any) -> dict[str, Any]:
     week_eval = section["champion_week"]
     return {
-        "versions_checked": section["versions_checked"], "reproducible": section["reproducible"],
-        "unreproducible": section["unreproducible"], "failed_to_load": section["failed_to_load"],
+        "versions_checked": section["versions_checked"],
+        "reproducible": section["reproducible"],
+        "unreproducible": section["unreproducible"],
+        "failed_to_load": section["failed_to_load"],
         "archived_now": section["archived_now"],
         "champion_version": str(champion.version) if champion else "none",
-        "versions": dg.MetadataValue.md(pd.DataFrame(section["versions"]).to_markdown(index=False)
-                                        if section["versions"] else "none"),
-        **{f"champion_week_{k}": float(v) for k, v in week_eval.items()
-           if k in ("average_precision", "roc_auc", "precision_at_k")},
+        "versions": dg.MetadataValue.md(
+            pd.DataFrame(section["versions"]).to_markdown(index=False)
+            if section["versions"]
+            else "none"
+        ),
+        **{
+            f"champion_week_{k}": float(v)
+            for k, v in week_eval.items()
+            if k in ("average_precision", "roc_auc", "precision_at_k")
+        },
     }
 
 
 def _health_check(fc: FeedContext, section: dict) -> dg.AssetCheckResult:
     bad = [v for v in section["versions"] if not v["reproducible"]]
     return dg.AssetCheckResult(
-        check_name=VERSIONS_REPRODUCIBLE, passed=not bad, severity=dg.AssetCheckSeverity.WARN,
+        check_name=VERSIONS_REPRODUCIBLE,
+        passed=not bad,
+        severity=dg.AssetCheckSeverity.WARN,
         metadata={"unreproducible": len(bad)},
         description=f"{fc.name}: {section['reproducible']} of {section['versions_checked']} versions reproduce "
-        "their recorded scores" + ("; " + "; ".join(f"version {v['version']}: {v['error'] or 'scores differ'}"
-                                                   for v in bad[:3]) if bad else ""),
+        "their recorded scores"
+        + (
+            "; "
+            + "; ".join(f"version {v['version']}: {v['error'] or 'scores differ'}" for v in bad[:3])
+            if bad
+            else ""
+        ),
     )
 
 
@@ -216,14 +300,21 @@ def build_retention_asset(fc: FeedContext) -> dg.AssetsDefinition:
     feed = fc.feed
 
     @dg.asset(
-        key=fc.key("retention_cleanup"), deps=[fc.key("anomaly_table")], kinds={"sql"},
+        key=fc.key("retention_cleanup"),
+        deps=[fc.key("anomaly_table")],
+        kinds={"sql"},
         description=f"Removes `{feed.name}` warehouse rows, reports, frames and archived models older than the "
         "feed's `retention` settings, and counts what it removed.",
         **_weekly(fc),
     )
-    def retention_cleanup(context: dg.AssetExecutionContext, warehouse: WarehouseResource,
-                          reports: ReportStoreResource, frame_store: FrameStoreResource,
-                          model_store: ModelStoreResource, mlflow: MlflowResource):
+    def retention_cleanup(
+        context: dg.AssetExecutionContext,
+        warehouse: WarehouseResource,
+        reports: ReportStoreResource,
+        frame_store: FrameStoreResource,
+        model_store: ModelStoreResource,
+        mlflow: MlflowResource,
+    ):
         from pynomaly_core.maintenance import cleanup_section
         from pynomaly_core.maintenance import retention_cleanup as cleanup
 
@@ -231,11 +322,18 @@ def build_retention_asset(fc: FeedContext) -> dg.AssetsDefinition:
         window = fc.weekly_partitions_def.time_window_for_partition_key(context.partition_key)
         today = window.end.date()  # the week's end: a rerun of the same week removes the same rows
         result = cleanup(
-            warehouse.engine(), feed.name, today=today,
-            table_days={"anomaly_scores": r.anomaly_days, "quarantine": r.quarantine_days,
-                        "notifications": r.notifications_days},
-            file_dirs=_retention_dirs(fc, reports, frame_store, model_store), schema=warehouse.schema_name,
-            tracker=mlflow.tracker(), frame_store=frame_store.store(),
+            warehouse.engine(),
+            feed.name,
+            today=today,
+            table_days={
+                "anomaly_scores": r.anomaly_days,
+                "quarantine": r.quarantine_days,
+                "notifications": r.notifications_days,
+            },
+            file_dirs=_retention_dirs(fc, reports, frame_store, model_store),
+            schema=warehouse.schema_name,
+            tracker=mlflow.tracker(),
+            frame_store=frame_store.store(),
         )
         section = {**cleanup_section(result), "as_of": today.isoformat()}
         return dg.MaterializeResult(
@@ -252,16 +350,22 @@ def build_retention_asset(fc: FeedContext) -> dg.AssetsDefinition:
     return retention_cleanup
 
 
-def _retention_dirs(fc: FeedContext, reports: ReportStoreResource, frame_store: FrameStoreResource,
-                    model_store: ModelStoreResource) -> dict[str, tuple]:
+def _retention_dirs(
+    fc: FeedContext,
+    reports: ReportStoreResource,
+    frame_store: FrameStoreResource,
+    model_store: ModelStoreResource,
+) -> dict[str, tuple]:
     """The feed's own report, frame and model directories that exist, with their retention in days."""
     r = fc.feed.retention
     frames_root = frame_store.store().root / fc.name
     file_dirs = {
         "drift_reports": (reports.feed_dir(fc.name, "drift"), r.reports_days),
         "maintenance_reports": (reports.feed_dir(fc.name, "maintenance"), r.reports_days),
-        **{f"{stage}_frames": (frames_root / stage, r.frames_days)
-           for stage in ("raw", "validated", "anomaly_scores", "explanations")},
+        **{
+            f"{stage}_frames": (frames_root / stage, r.frames_days)
+            for stage in ("raw", "validated", "anomaly_scores", "explanations")
+        },
         "models": (model_store.model_dir(fc.name, "x").parent, r.models_days),
     }
     return {k: v for k, v in file_dirs.items() if v[0].exists()}
@@ -279,16 +383,26 @@ def build_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
             "model_health": dg.AssetIn(key=fc.key("model_health")),
             "retention_cleanup": dg.AssetIn(key=fc.key("retention_cleanup")),
             "drift_report": dg.AssetIn(key=fc.key("drift_report"), partition_mapping=daily_window),
-            "detector_performance": dg.AssetIn(key=fc.key("detector_performance"), partition_mapping=daily_window),
+            "detector_performance": dg.AssetIn(
+                key=fc.key("detector_performance"), partition_mapping=daily_window
+            ),
         },
         kinds={"html"},
         description=f"The week of `{feed.name}` in one HTML and one JSON report; notifies (warehouse table "
         "`notifications`, webhook) only when a `notifications` threshold is crossed.",
         **_weekly(fc),
     )
-    def maintenance_report(context: dg.AssetExecutionContext, data_quality_report: dict, model_health: dict,
-                           retention_cleanup: dict, drift_report: dict, detector_performance: dict,
-                           reports: ReportStoreResource, warehouse: WarehouseResource, notifier: NotifierResource):
+    def maintenance_report(
+        context: dg.AssetExecutionContext,
+        data_quality_report: dict,
+        model_health: dict,
+        retention_cleanup: dict,
+        drift_report: dict,
+        detector_performance: dict,
+        reports: ReportStoreResource,
+        warehouse: WarehouseResource,
+        notifier: NotifierResource,
+    ):
         from pynomaly_core.maintenance import (
             crossed_thresholds,
             notify,
@@ -299,25 +413,43 @@ def build_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
         week = context.partition_key
         drift_report, detector_performance = _by_day(drift_report), _by_day(detector_performance)
         sections = weekly_sections(
-            quality=data_quality_report, model_health=model_health, cleanup=retention_cleanup,
+            quality=data_quality_report,
+            model_health=model_health,
+            cleanup=retention_cleanup,
             drift_days=[drift_report[d] for d in sorted(drift_report)],
             performance_days=[detector_performance[d] for d in sorted(detector_performance)],
             retrains=_week_retrains(context.instance, fc, week_days(fc, week)),
         )
-        html, json_path = render_report(feed.name, week, sections, reports.feed_dir(feed.name, "maintenance"))
+        html, json_path = render_report(
+            feed.name, week, sections, reports.feed_dir(feed.name, "maintenance")
+        )
         reasons = crossed_thresholds(sections, feed.notifications.model_dump())
         notified = "no threshold crossed"
         if reasons:
             notified = notify(
-                warehouse.engine(), feed.name, "maintenance_report",
+                warehouse.engine(),
+                feed.name,
+                "maintenance_report",
                 f"Pynomaly {feed.name}, week {week}: " + "; ".join(reasons),
-                {"feed": feed.name, "week": week, "reasons": reasons, "report_json": str(json_path),
-                 "dagster_run_id": context.run.run_id},
-                webhook_url=notifier.url(), cooldown=dt.timedelta(hours=feed.notifications.cooldown_hours),
+                {
+                    "feed": feed.name,
+                    "week": week,
+                    "reasons": reasons,
+                    "report_json": str(json_path),
+                    "dagster_run_id": context.run.run_id,
+                },
+                webhook_url=notifier.url(),
+                cooldown=dt.timedelta(hours=feed.notifications.cooldown_hours),
                 schema=warehouse.schema_name,
             ).outcome()
         return dg.MaterializeResult(
-            value={"week": week, "html": str(html), "json": str(json_path), "reasons": reasons, "notified": notified},
+            value={
+                "week": week,
+                "html": str(html),
+                "json": str(json_path),
+                "reasons": reasons,
+                "notified": notified,
+            },
             metadata=_report_metadata(sections, html, json_path, reasons, notified),
         )
 
@@ -327,15 +459,25 @@ def build_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
 def _week_retrains(instance: dg.DagsterInstance, fc: FeedContext, days: list[str]) -> list[dict]:
     """The feed's retraining runs asked for any of ``days`` (by their affected-partitions tag)."""
     retrains = []
-    for run in instance.get_runs(filters=dg.RunsFilter(job_name=job_names(fc.name)["retrain"]), limit=200):
+    for run in instance.get_runs(
+        filters=dg.RunsFilter(job_name=job_names(fc.name)["retrain"]), limit=200
+    ):
         affected = [d for d in run.tags.get(AFFECTED_TAG, "").split(",") if d]
         if set(affected) & set(days):
-            retrains.append({"run_id": run.run_id, "status": run.status.value, "days": ", ".join(affected),
-                             "reason": run.tags.get(REASON_TAG, "")[:300]})
+            retrains.append(
+                {
+                    "run_id": run.run_id,
+                    "status": run.status.value,
+                    "days": ", ".join(affected),
+                    "reason": run.tags.get(REASON_TAG, "")[:300],
+                }
+            )
     return retrains
 
 
-def _report_metadata(sections: dict, html: Any, json_path: Any, reasons: list[str], notified: str) -> dict:
+def _report_metadata(
+    sections: dict, html: Any, json_path: Any, reasons: list[str], notified: str
+) -> dict:
     ap = sections["performance"]["average_precision"]
     shares = sections["drift"]["drift_share"]
     return {

@@ -20,7 +20,6 @@ live in core (:func:`pynomaly_core.drift.judge`, :func:`pynomaly_core.evaluation
 this module only wires them to Dagster.
 """
 
-
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,7 +64,9 @@ def read_baseline(reports: ReportStoreResource, fc: FeedContext, version: str) -
     return json.loads(path.read_text())
 
 
-def read_normal(reports: ReportStoreResource, fc: FeedContext, version: str) -> tuple["NormalDays | None", "NormalRanges"]:
+def read_normal(
+    reports: ReportStoreResource, fc: FeedContext, version: str
+) -> tuple["NormalDays | None", "NormalRanges"]:
     """The normal-day profile of champion ``version`` and its limits under the feed's current settings."""
     from pynomaly_core.drift import NormalDays, NormalRanges
 
@@ -73,7 +74,8 @@ def read_normal(reports: ReportStoreResource, fc: FeedContext, version: str) -> 
     if normal is None:
         return None, NormalRanges.fixed(
             f"the reference of model version {version} has no normal-day profile (built before profiles "
-            f"existed); materialize {fc.key('monitoring_reference').to_user_string()} with a retrain to build one")
+            f"existed); materialize {fc.key('monitoring_reference').to_user_string()} with a retrain to build one"
+        )
     return normal, normal.ranges(fc.feed.monitoring)
 
 
@@ -92,7 +94,9 @@ def scored_version(anomaly_scores: pd.DataFrame, fc: FeedContext) -> str:
     return str(versions[0])
 
 
-def labels_for_partition(fc: FeedContext, scored: pd.DataFrame, feedback: pd.DataFrame | None) -> pd.Series:
+def labels_for_partition(
+    fc: FeedContext, scored: pd.DataFrame, feedback: pd.DataFrame | None
+) -> pd.Series:
     """Known labels of a scored partition: the feed's label column, overridden by reviewer feedback."""
     from pynomaly_core.lifecycle import labels_with_feedback
 
@@ -106,36 +110,58 @@ def _numeric_and_categorical(fc: FeedContext) -> tuple[list[str], list[str]]:
     return numeric, categorical
 
 
-def _baseline_metadata(baseline: dict, keys: tuple[str, ...] = REFERENCE_BASELINE_KEYS) -> dict[str, float]:
+def _baseline_metadata(
+    baseline: dict, keys: tuple[str, ...] = REFERENCE_BASELINE_KEYS
+) -> dict[str, float]:
     return {f"baseline_{k}": float(baseline[k]) for k in keys if baseline.get(k) is not None}
 
 
-def _check_result(name: str, verdict: "Verdict", metadata: dict[str, Any], description: str) -> dg.AssetCheckResult:
+def _check_result(
+    name: str, verdict: "Verdict", metadata: dict[str, Any], description: str
+) -> dg.AssetCheckResult:
     """A core verdict as a non-blocking check: "error" is what the retraining sensor acts on, anything else warns."""
-    severity = dg.AssetCheckSeverity.ERROR if verdict.severity == "error" else dg.AssetCheckSeverity.WARN
-    return dg.AssetCheckResult(check_name=name, passed=verdict.passed, severity=severity, metadata=metadata,
-                               description=description)
+    severity = (
+        dg.AssetCheckSeverity.ERROR if verdict.severity == "error" else dg.AssetCheckSeverity.WARN
+    )
+    return dg.AssetCheckResult(
+        check_name=name,
+        passed=verdict.passed,
+        severity=severity,
+        metadata=metadata,
+        description=description,
+    )
 
 
 # ------------------------------------------------------------------ monitoring_reference
-def _reference_result(version: str, directory: Path, baseline: dict, **built: Any) -> dg.MaterializeResult:
+def _reference_result(
+    version: str, directory: Path, baseline: dict, **built: Any
+) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         value={"version": version, "path": str(directory)},
-        metadata={"reference_version": version, **built, "path": dg.MetadataValue.path(str(directory)),
-                  **_baseline_metadata(baseline)},
+        metadata={
+            "reference_version": version,
+            **built,
+            "path": dg.MetadataValue.path(str(directory)),
+            **_baseline_metadata(baseline),
+        },
     )
 
 
 def _normal_metadata(normal: "NormalDays", settings: Any) -> dict[str, Any]:
     """The normal-day profile on ``monitoring_reference``: days measured, or why none, and today's limits."""
     ranges = normal.ranges(settings)
-    out: dict[str, Any] = {"normal_days": len(normal.table), "normal_folds": normal.folds,
-                           "normal_seconds": float(normal.seconds),
-                           "normal_profile": "built" if ranges.calibrated else f"fixed cut-offs: {ranges.reason}"}
+    out: dict[str, Any] = {
+        "normal_days": len(normal.table),
+        "normal_folds": normal.folds,
+        "normal_seconds": float(normal.seconds),
+        "normal_profile": "built" if ranges.calibrated else f"fixed cut-offs: {ranges.reason}",
+    }
     if normal.canaries is not None:
         out["canaries"] = normal.canaries
     if normal.built:
-        out["normal_table"] = dg.MetadataValue.md(normal.table.to_markdown(index=False, floatfmt=".4g"))
+        out["normal_table"] = dg.MetadataValue.md(
+            normal.table.to_markdown(index=False, floatfmt=".4g")
+        )
     return {**out, **{k: float(v) for k, v in ranges.limits().items()}}
 
 
@@ -158,8 +184,11 @@ def build_monitoring_reference_asset(fc: FeedContext) -> dg.AssetsDefinition:
         "the scores of its held-out rows and the performance baseline, stored once per champion version.",
     )
     def monitoring_reference(
-        context: dg.AssetExecutionContext, training_window: pd.DataFrame, champion: dict,
-        reports: ReportStoreResource, model_store: ModelStoreResource,
+        context: dg.AssetExecutionContext,
+        training_window: pd.DataFrame,
+        champion: dict,
+        reports: ReportStoreResource,
+        model_store: ModelStoreResource,
     ):
         from pynomaly_core.drift import build_normal_days, build_reference
         from pynomaly_core.evaluation.health import canaries_for, performance_baseline
@@ -168,7 +197,9 @@ def build_monitoring_reference_asset(fc: FeedContext) -> dg.AssetsDefinition:
         try:
             record = ChampionRecord.from_value(champion).require()
         except NoChampionError as exc:
-            raise dg.Failure(f"{exc}; materialize {fc.key('champion').to_user_string()} first") from exc
+            raise dg.Failure(
+                f"{exc}; materialize {fc.key('champion').to_user_string()} first"
+            ) from exc
         version = str(record.version)
         directory = reports.reference_dir(feed.name, version)
         if not record.promoted and (directory / BASELINE_FILE).exists():
@@ -183,18 +214,43 @@ def build_monitoring_reference_asset(fc: FeedContext) -> dg.AssetsDefinition:
         seed = feed.detector.random_state or 0
         holdout_scores = np.asarray(model.decision_function(holdout), dtype=float)
         build_reference(
-            training_window[feed.feature_names], numeric, categorical, holdout_scores,
-            expected_alert_rate=feed.detector.contamination, sample_rows=settings.reference_sample_rows,
+            training_window[feed.feature_names],
+            numeric,
+            categorical,
+            holdout_scores,
+            expected_alert_rate=feed.detector.contamination,
+            sample_rows=settings.reference_sample_rows,
             random_state=seed,
         ).save(directory)
-        baseline = performance_baseline(record, model, training_window, holdout, holdout_scores, feed,
-                                        numeric=numeric, random_state=seed)
-        normal = build_normal_days(training_window, feed, model, numeric=numeric, categorical=categorical,
-                                   canaries=canaries_for(feed, numeric), random_state=seed)
+        baseline = performance_baseline(
+            record,
+            model,
+            training_window,
+            holdout,
+            holdout_scores,
+            feed,
+            numeric=numeric,
+            random_state=seed,
+        )
+        normal = build_normal_days(
+            training_window,
+            feed,
+            model,
+            numeric=numeric,
+            categorical=categorical,
+            canaries=canaries_for(feed, numeric),
+            random_state=seed,
+        )
         normal.save(directory)
         _write_json(directory / BASELINE_FILE, {**baseline, "dagster_run_id": context.run.run_id})
-        return _reference_result(version, directory, baseline, built=True, reference_rows=len(training_window),
-                                 **_normal_metadata(normal, settings))
+        return _reference_result(
+            version,
+            directory,
+            baseline,
+            built=True,
+            reference_rows=len(training_window),
+            **_normal_metadata(normal, settings),
+        )
 
     return monitoring_reference
 
@@ -202,10 +258,16 @@ def build_monitoring_reference_asset(fc: FeedContext) -> dg.AssetsDefinition:
 # ------------------------------------------------------------------ drift_report
 def _json_safe(values: dict[str, Any]) -> dict[str, Any]:
     """Metadata of a verdict: lists as JSON, None left out (Dagster metadata has no null float)."""
-    return {k: dg.MetadataValue.json(v) if isinstance(v, list) else v for k, v in values.items() if v is not None}
+    return {
+        k: dg.MetadataValue.json(v) if isinstance(v, list) else v
+        for k, v in values.items()
+        if v is not None
+    }
 
 
-def _drift_metadata(result: "DriftResult", version: str, in_window: bool, html: Path, json_path: Path) -> dict:
+def _drift_metadata(
+    result: "DriftResult", version: str, in_window: bool, html: Path, json_path: Path
+) -> dict:
     drifted = result.drifted_columns
     return {
         "drift_share": float(result.drift_share),
@@ -249,7 +311,9 @@ def build_drift_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
         tags=fc.tags,
         check_specs=[
             dg.AssetCheckSpec(
-                DRIFT_WITHIN_BOUNDS, asset=drift_key, blocking=False,
+                DRIFT_WITHIN_BOUNDS,
+                asset=drift_key,
+                blocking=False,
                 description="Held to the feed's normal day-to-day range (measured on the champion's reference days): "
                 f"a share of features whose PSI is past its normal limit (monitoring.normal_quantile "
                 f"{settings.normal_quantile} x normal_margin {settings.normal_margin}) >= drift_share_warn "
@@ -263,7 +327,9 @@ def build_drift_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
         "reference (HTML linked), PSI per feature, and drift of the anomaly-score distribution and alert rate.",
     )
     def drift_report(
-        context: dg.AssetExecutionContext, anomaly_scores: pd.DataFrame, validated: pd.DataFrame,
+        context: dg.AssetExecutionContext,
+        anomaly_scores: pd.DataFrame,
+        validated: pd.DataFrame,
         reports: ReportStoreResource,
     ):
         from pynomaly_core.drift import DriftReference, judge
@@ -271,48 +337,90 @@ def build_drift_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
 
         day = context.partition_key
         version = scored_version(anomaly_scores, fc)
-        baseline = read_baseline(reports, fc, version)  # fails clearly when the reference was never built
+        baseline = read_baseline(
+            reports, fc, version
+        )  # fails clearly when the reference was never built
         in_window = day in set(baseline.get("training_days") or [])
         reference = DriftReference.load(reports.reference_dir(feed.name, version))
         normal, ranges = read_normal(reports, fc, version)
         out_dir = reports.feed_dir(feed.name, "drift")
         html = out_dir / f"{day}.html"
         result = run_drift(
-            reference, validated[feed.feature_names].reset_index(drop=True),
-            anomaly_scores["score"].to_numpy(dtype=float), anomaly_scores["is_anomaly"].to_numpy(dtype=bool),
-            html_path=html, sample_rows=settings.drift_sample_rows,
-            drift_share_threshold=settings.drift_share_error, random_state=feed.detector.random_state or 0,
-            normal=normal, current_normalized=anomaly_scores["normalized_score"].to_numpy(dtype=float),
+            reference,
+            validated[feed.feature_names].reset_index(drop=True),
+            anomaly_scores["score"].to_numpy(dtype=float),
+            anomaly_scores["is_anomaly"].to_numpy(dtype=bool),
+            html_path=html,
+            sample_rows=settings.drift_sample_rows,
+            drift_share_threshold=settings.drift_share_error,
+            random_state=feed.detector.random_state or 0,
+            normal=normal,
+            current_normalized=anomaly_scores["normalized_score"].to_numpy(dtype=float),
         )
         verdict = judge(result, settings, in_training_window=in_window, normal=ranges)
-        judged = {**_verdict_metadata(verdict), "abnormal_feature_share": verdict.abnormal_share,
-                  "abnormal_features": verdict.abnormal_features}
-        summary = {"feed": feed.name, "partition": day, "reference_version": version, **result.summary(), **judged}
+        judged = {
+            **_verdict_metadata(verdict),
+            "abnormal_feature_share": verdict.abnormal_share,
+            "abnormal_features": verdict.abnormal_features,
+        }
+        summary = {
+            "feed": feed.name,
+            "partition": day,
+            "reference_version": version,
+            **result.summary(),
+            **judged,
+        }
         json_path = _write_json(out_dir / f"{day}.json", summary)
         check = _check_result(
-            DRIFT_WITHIN_BOUNDS, verdict,
-            {"drift_share": verdict.drift_share, "score_psi": verdict.score_psi, MODEL_VERSION_KEY: version,
-             PARTITION_KEY: day, "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
-             **_json_safe(judged)},
+            DRIFT_WITHIN_BOUNDS,
+            verdict,
+            {
+                "drift_share": verdict.drift_share,
+                "score_psi": verdict.score_psi,
+                MODEL_VERSION_KEY: version,
+                PARTITION_KEY: day,
+                "drifted_columns": dg.MetadataValue.json(result.drifted_columns),
+                **_json_safe(judged),
+            },
             f"{feed.name}/{day}: {verdict.describe()}",
         )
-        metadata = {**_drift_metadata(result, version, in_window, html, json_path), **_json_safe(judged)}
+        metadata = {
+            **_drift_metadata(result, version, in_window, html, json_path),
+            **_json_safe(judged),
+        }
         return dg.MaterializeResult(value=summary, metadata=metadata, check_results=[check])
 
     return drift_report
 
 
 # ------------------------------------------------------------------ detector_performance
-def _performance_value(fc: FeedContext, day: str, version: str, measured: "Measurements", verdict: "Verdict",
-                       baseline: dict) -> dict:
-    return {"feed": fc.name, "partition": day, "model_version": version, "mode": measured.mode,
-            "labelled_rows": measured.labelled_rows, "labelled_anomalies": measured.labelled_anomalies,
-            "severity": verdict.severity, "reasons": verdict.reasons, "rule": verdict.rule,
-            **{k: float(v) for k, v in measured.values.items()}, **verdict.limits,
-            "baseline": {k: baseline.get(k) for k in REFERENCE_BASELINE_KEYS}}
+def _performance_value(
+    fc: FeedContext,
+    day: str,
+    version: str,
+    measured: "Measurements",
+    verdict: "Verdict",
+    baseline: dict,
+) -> dict:
+    return {
+        "feed": fc.name,
+        "partition": day,
+        "model_version": version,
+        "mode": measured.mode,
+        "labelled_rows": measured.labelled_rows,
+        "labelled_anomalies": measured.labelled_anomalies,
+        "severity": verdict.severity,
+        "reasons": verdict.reasons,
+        "rule": verdict.rule,
+        **{k: float(v) for k, v in measured.values.items()},
+        **verdict.limits,
+        "baseline": {k: baseline.get(k) for k in REFERENCE_BASELINE_KEYS},
+    }
 
 
-def _performance_metadata(version: str, measured: "Measurements", verdict: "Verdict", baseline: dict) -> dict:
+def _performance_metadata(
+    version: str, measured: "Measurements", verdict: "Verdict", baseline: dict
+) -> dict:
     return {
         **{k: dg.MetadataValue.float(float(v)) for k, v in measured.values.items() if k != "k"},
         "mode": measured.mode,
@@ -355,7 +463,9 @@ def build_detector_performance_asset(fc: FeedContext) -> dg.AssetsDefinition:
         tags=fc.tags,
         check_specs=[
             dg.AssetCheckSpec(
-                PERFORMANCE_NOT_DEGRADED, asset=performance_key, blocking=False,
+                PERFORMANCE_NOT_DEGRADED,
+                asset=performance_key,
+                blocking=False,
                 description="With labels: average precision within monitoring.ap_tolerance_warn / _error of the "
                 "champion's baseline. Without: canary recall and alert rate within the feed's normal day-to-day "
                 f"range (reference days' p{settings.normal_quantile * 100:.0f} x normal_margin "
@@ -368,8 +478,12 @@ def build_detector_performance_asset(fc: FeedContext) -> dg.AssetsDefinition:
         "ROC-AUC from labels and feedback; label-free health (canary recall, alert rate, score drift) always.",
     )
     def detector_performance(
-        context: dg.AssetExecutionContext, anomaly_scores: pd.DataFrame, validated: pd.DataFrame,
-        drift_report: dict, reports: ReportStoreResource, warehouse: WarehouseResource,
+        context: dg.AssetExecutionContext,
+        anomaly_scores: pd.DataFrame,
+        validated: pd.DataFrame,
+        drift_report: dict,
+        reports: ReportStoreResource,
+        warehouse: WarehouseResource,
         model_store: ModelStoreResource,
     ):
         from pynomaly_core.drift import health_measurements
@@ -385,29 +499,53 @@ def build_detector_performance_asset(fc: FeedContext) -> dg.AssetsDefinition:
         version = scored_version(anomaly_scores, fc)
         _require_drift_of_version(fc, drift_report, day, version)
         baseline = read_baseline(reports, fc, version)
-        feedback = read_feedback(warehouse.engine(), feed=feed.name, start=day, end=day, schema=warehouse.schema_name)
+        feedback = read_feedback(
+            warehouse.engine(), feed=feed.name, start=day, end=day, schema=warehouse.schema_name
+        )
         measured = measure_partition(
-            baseline_champion(baseline).load(model_store.signing_key()), validated, anomaly_scores["score"].to_numpy(dtype=float),
-            labels_for_partition(fc, anomaly_scores, feedback), numeric, settings,
-            score_health=health_measurements(drift_report), canaries=canaries_for(feed, numeric),
+            baseline_champion(baseline).load(model_store.signing_key()),
+            validated,
+            anomaly_scores["score"].to_numpy(dtype=float),
+            labels_for_partition(fc, anomaly_scores, feedback),
+            numeric,
+            settings,
+            score_health=health_measurements(drift_report),
+            canaries=canaries_for(feed, numeric),
             random_state=(feed.detector.random_state or 0) + int(day.replace("-", "")) % 10_000,
         )
-        verdict = judge(measured.values, baseline, settings, normal=read_normal(reports, fc, version)[1])
+        verdict = judge(
+            measured.values, baseline, settings, normal=read_normal(reports, fc, version)[1]
+        )
         check = _check_result(
-            PERFORMANCE_NOT_DEGRADED, verdict,
-            {"mode": measured.mode, "verdict": verdict.severity, MODEL_VERSION_KEY: version, PARTITION_KEY: day,
-             **{k: float(v) for k, v in measured.values.items()
-                if k in ("average_precision", "canary_recall", "alert_rate_ratio", "alert_rate")},
-             **_verdict_metadata(verdict)},
+            PERFORMANCE_NOT_DEGRADED,
+            verdict,
+            {
+                "mode": measured.mode,
+                "verdict": verdict.severity,
+                MODEL_VERSION_KEY: version,
+                PARTITION_KEY: day,
+                **{
+                    k: float(v)
+                    for k, v in measured.values.items()
+                    if k in ("average_precision", "canary_recall", "alert_rate_ratio", "alert_rate")
+                },
+                **_verdict_metadata(verdict),
+            },
             f"{feed.name}/{day} (model version {version}, {measured.mode}): {verdict.describe()}",
         )
-        return dg.MaterializeResult(value=_performance_value(fc, day, version, measured, verdict, baseline),
-                                    metadata=_performance_metadata(version, measured, verdict, baseline),
-                                    check_results=[check])
+        return dg.MaterializeResult(
+            value=_performance_value(fc, day, version, measured, verdict, baseline),
+            metadata=_performance_metadata(version, measured, verdict, baseline),
+            check_results=[check],
+        )
 
     return detector_performance
 
 
 def build_monitoring_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
     """The feed's three monitoring assets, as ``definitions.py`` wires them."""
-    return [build_monitoring_reference_asset(fc), build_drift_report_asset(fc), build_detector_performance_asset(fc)]
+    return [
+        build_monitoring_reference_asset(fc),
+        build_drift_report_asset(fc),
+        build_detector_performance_asset(fc),
+    ]

@@ -11,7 +11,6 @@ config sets ``allow_hindsight: true``. Every materialization records the version
 it (``model_version``) and the one whose scores it replaced (``previous_model_version``).
 """
 
-
 import base64
 import io
 import time
@@ -60,8 +59,15 @@ def histogram_markdown(scores: np.ndarray, threshold: float, title: str) -> str:
     return f"![score histogram](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
 
 
-def score_metadata(scores: np.ndarray, flags: np.ndarray, severity_counts: dict[str, int],
-                   labels: np.ndarray | None, seconds: float, champion: dict, title: str) -> dict:
+def score_metadata(
+    scores: np.ndarray,
+    flags: np.ndarray,
+    severity_counts: dict[str, int],
+    labels: np.ndarray | None,
+    seconds: float,
+    champion: dict,
+    title: str,
+) -> dict:
     """Metadata of one scored partition; ``labels`` as int8 codes, :data:`NO_LABEL` where missing."""
     rows = len(scores)
     anomalies = int(flags.sum())
@@ -76,18 +82,24 @@ def score_metadata(scores: np.ndarray, flags: np.ndarray, severity_counts: dict[
         "model_name": champion["detector"],
         MODEL_VERSION_KEY: str(champion["version"]),
         **{f"severity_{level}": int(severity_counts.get(level, 0)) for level in SEVERITY_LEVELS},
-        "score_histogram": dg.MetadataValue.md(histogram_markdown(scores, float(champion["threshold"]), title)),
+        "score_histogram": dg.MetadataValue.md(
+            histogram_markdown(scores, float(champion["threshold"]), title)
+        ),
     }
     if labels is not None:
         known = labels != NO_LABEL
         # a streamed partition can have 1e7 rows: no copies when every row is labelled
-        y, s, flagged = (labels, scores, flags) if known.all() else (labels[known], scores[known], flags[known])
+        y, s, flagged = (
+            (labels, scores, flags) if known.all() else (labels[known], scores[known], flags[known])
+        )
         if len(np.unique(y)) == 2:
             from sklearn.metrics import average_precision_score, roc_auc_score
 
             metadata["roc_auc"] = float(roc_auc_score(y, s))
             metadata["average_precision"] = float(average_precision_score(y, s))
-            metadata["precision_at_threshold"] = float((y[flagged] == 1).mean()) if flagged.any() else 0.0
+            metadata["precision_at_threshold"] = (
+                float((y[flagged] == 1).mean()) if flagged.any() else 0.0
+            )
             metadata["recall_at_threshold"] = float(flagged[y == 1].mean())
     return metadata
 
@@ -108,20 +120,32 @@ class ScoringConfig(dg.Config):
 def previous_model_version(context: dg.AssetExecutionContext) -> str | None:
     """The model version whose scores the partition holds now (None when it was never scored)."""
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[context.partition_key]), limit=1
+        dg.AssetRecordsFilter(
+            asset_key=context.asset_key, asset_partitions=[context.partition_key]
+        ),
+        limit=1,
     ).records
-    meta = records[0].asset_materialization.metadata if records and records[0].asset_materialization else {}
+    meta = (
+        records[0].asset_materialization.metadata
+        if records and records[0].asset_materialization
+        else {}
+    )
     value = meta.get(MODEL_VERSION_KEY)
     return None if value is None or value.value in (None, "none") else str(value.value)
 
 
-def hindsight_guard(context: dg.AssetExecutionContext, record: "ChampionRecord", allow_hindsight: bool) -> dict:
+def hindsight_guard(
+    context: dg.AssetExecutionContext, record: "ChampionRecord", allow_hindsight: bool
+) -> dict:
     """Refuse (``dg.Failure``) to rescore with hindsight; else the metadata naming both versions."""
     from pynomaly_core.lifecycle import rescoring_verdict
 
     op = context.op_def.name
     verdict = rescoring_verdict(
-        record, context.partition_key, previous_model_version(context), allow_hindsight=allow_hindsight,
+        record,
+        context.partition_key,
+        previous_model_version(context),
+        allow_hindsight=allow_hindsight,
         config_hint=f"run config allow_hindsight: true on {context.asset_key.to_user_string()} "
         f"(ops: {{{op}: {{config: {{allow_hindsight: true}}}}}})",
     )
@@ -129,7 +153,10 @@ def hindsight_guard(context: dg.AssetExecutionContext, record: "ChampionRecord",
         raise dg.Failure(verdict.reason, allow_retries=False)
     if verdict.previous_version not in (None, str(record.version)):
         context.log.info(verdict.reason)
-    return {PREVIOUS_MODEL_VERSION_KEY: verdict.previous_version or "none", "hindsight": verdict.hindsight}
+    return {
+        PREVIOUS_MODEL_VERSION_KEY: verdict.previous_version or "none",
+        "hindsight": verdict.hindsight,
+    }
 
 
 #: at most this many earlier partitions are read for one partition's warm-up (a sparse feed's
@@ -137,7 +164,9 @@ def hindsight_guard(context: dg.AssetExecutionContext, record: "ChampionRecord",
 MAX_WARMUP_PARTITIONS = 31
 
 
-def warmup_history(context: dg.AssetExecutionContext, fc: FeedContext, store, model) -> pd.DataFrame | None:
+def warmup_history(
+    context: dg.AssetExecutionContext, fc: FeedContext, store, model
+) -> pd.DataFrame | None:
     """The earlier rows that the champion's derived features need (None: no derivation).
 
     Read explicitly from the previous validated partitions (only the columns the derivation uses),
@@ -159,14 +188,18 @@ def warmup_history(context: dg.AssetExecutionContext, fc: FeedContext, store, mo
     validated = list(fc.key("validated").path)
     entities = None
     if derivation.entity is not None and derivation.derived.per_entity:
-        entities = pd.read_parquet(store.path(validated, context.partition_key), columns=[derivation.entity])
+        entities = pd.read_parquet(
+            store.path(validated, context.partition_key), columns=[derivation.entity]
+        )
         entities = entities[derivation.entity].to_numpy()
     parts: list[pd.DataFrame] = []
-    for key in reversed(keys[max(0, position - MAX_WARMUP_PARTITIONS):position]):
+    for key in reversed(keys[max(0, position - MAX_WARMUP_PARTITIONS) : position]):
         path = store.path(validated, key)
         if not path.exists():
-            context.log.warning(f"{path}: partition {key} of {fc.key('validated').to_user_string()} is not "
-                                f"materialized; {context.partition_key} is scored with the warm-up read before it")
+            context.log.warning(
+                f"{path}: partition {key} of {fc.key('validated').to_user_string()} is not "
+                f"materialized; {context.partition_key} is scored with the warm-up read before it"
+            )
             break
         parts.insert(0, pd.read_parquet(path, columns=columns))
         if warmup_covered(pd.concat(parts, ignore_index=True), derivation, start, entities):
@@ -190,8 +223,13 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
         description=f"Per-row anomaly score, normalized score, flag, p-value, severity and top features for "
         f"one day of `{feed.name}`, scored by the current champion, with the model version that scored it.",
     )
-    def anomaly_scores(context: dg.AssetExecutionContext, config: ScoringConfig, champion: dict,
-                       frame_store: FrameStoreResource, model_store: ModelStoreResource):
+    def anomaly_scores(
+        context: dg.AssetExecutionContext,
+        config: ScoringConfig,
+        champion: dict,
+        frame_store: FrameStoreResource,
+        model_store: ModelStoreResource,
+    ):
         from pynomaly_core.lifecycle import ChampionRecord, NoChampionError
 
         record = ChampionRecord.from_value(champion)
@@ -204,29 +242,46 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
             ) from exc
         versions = hindsight_guard(context, record, config.allow_hindsight)
         layout = ScoringLayout(
-            record_key=feed.record_key, event_time=feed.event_time, passthrough=tuple(feed.passthrough),
-            label=feed.label, model_name=str(record.detector), model_version=str(record.version),
+            record_key=feed.record_key,
+            event_time=feed.event_time,
+            passthrough=tuple(feed.passthrough),
+            label=feed.label,
+            model_name=str(record.detector),
+            model_version=str(record.version),
         )
         store = frame_store.store()
         partition = context.partition_key
         source = store.path(list(fc.key("validated").path), partition)
         if not source.exists():
-            raise dg.Failure(f"{source}: no stored data for partition {partition} of asset "
-                             f"{fc.key('validated').to_user_string()}; materialize it first (job {feed.name}__ingest)")
+            raise dg.Failure(
+                f"{source}: no stored data for partition {partition} of asset "
+                f"{fc.key('validated').to_user_string()}; materialize it first (job {feed.name}__ingest)"
+            )
         title = f"{feed.name} {partition}"
         chunk_rows = feed.scoring.chunk_rows
         history = warmup_history(context, fc, store, model)
         if parquet_rows(source) > chunk_rows:
             destination = store.path(list(context.asset_key.path), partition)
-            result = score_parquet(model, source, destination, layout, chunk_rows=chunk_rows, history=history)
-            metadata = score_metadata(result.scores, result.flags, result.severity_counts, result.labels,
-                                      result.scoring_seconds, champion, title)
-            metadata.update({
-                **versions,
-                "path": dg.MetadataValue.path(str(destination)),
-                "scoring_chunks": result.chunks,
-                "chunk_rows": chunk_rows,
-            })
+            result = score_parquet(
+                model, source, destination, layout, chunk_rows=chunk_rows, history=history
+            )
+            metadata = score_metadata(
+                result.scores,
+                result.flags,
+                result.severity_counts,
+                result.labels,
+                result.scoring_seconds,
+                champion,
+                title,
+            )
+            metadata.update(
+                {
+                    **versions,
+                    "path": dg.MetadataValue.path(str(destination)),
+                    "scoring_chunks": result.chunks,
+                    "chunk_rows": chunk_rows,
+                }
+            )
             # the file is written; the frame IO manager stores nothing for a None value
             return dg.MaterializeResult(value=None, metadata=metadata)
 
@@ -235,9 +290,13 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
         out = score_frame(model, validated, layout, history=history)
         seconds = time.perf_counter() - start
         metadata = score_metadata(
-            out["score"].to_numpy(dtype="float64"), out["is_anomaly"].to_numpy(dtype=bool),
+            out["score"].to_numpy(dtype="float64"),
+            out["is_anomaly"].to_numpy(dtype=bool),
             out["severity"].value_counts().to_dict(),
-            label_codes(out["label"]) if feed.label is not None else None, seconds, champion, title,
+            label_codes(out["label"]) if feed.label is not None else None,
+            seconds,
+            champion,
+            title,
         )
         return dg.MaterializeResult(value=out, metadata={**metadata, **versions})
 

@@ -114,8 +114,13 @@ def _promotions(
             decision = meta.get(DECISION_KEY)
             if record.run_id in wanted and decision is not None and decision.value == "promoted":
                 days = meta.get(CHAMPION_TRAINING_DAYS_KEY)
-                trained = parse_days(str(days.value)) if days is not None and days.value != "none" else ()
-                promoted[record.run_id] = (str(meta[CHAMPION_VERSION_KEY].value), trained[-1] if trained else None)
+                trained = (
+                    parse_days(str(days.value)) if days is not None and days.value != "none" else ()
+                )
+                promoted[record.run_id] = (
+                    str(meta[CHAMPION_VERSION_KEY].value),
+                    trained[-1] if trained else None,
+                )
         if not result.has_more:
             return promoted
         page = result.cursor
@@ -125,25 +130,35 @@ def _retrain_runs(instance: dg.DagsterInstance, fc: FeedContext, job: str) -> li
     """The feed's retrain runs the policy needs, newest first: the recent successful ones (to
     rescore after), the newest in flight and the newest of all (for the cooldown)."""
     records: dict[int, dg.RunRecord] = {}
-    for statuses, limit in (([dg.DagsterRunStatus.SUCCESS], RECENT_SUCCESSES), (IN_FLIGHT, 1), (None, 1)):
-        for record in instance.get_run_records(filters=dg.RunsFilter(job_name=job, statuses=statuses), limit=limit):
+    for statuses, limit in (
+        ([dg.DagsterRunStatus.SUCCESS], RECENT_SUCCESSES),
+        (IN_FLIGHT, 1),
+        (None, 1),
+    ):
+        for record in instance.get_run_records(
+            filters=dg.RunsFilter(job_name=job, statuses=statuses), limit=limit
+        ):
             records[record.storage_id] = record
     newest_first = [records[k] for k in sorted(records, reverse=True)]
     succeeded = [r for r in newest_first if r.dagster_run.status == dg.DagsterRunStatus.SUCCESS]
     promoted = _promotions(instance, fc, succeeded)
     return [
         RetrainRun(
-            run_id=r.dagster_run.run_id, state=RUN_STATES.get(r.dagster_run.status, RunState.STOPPED),
+            run_id=r.dagster_run.run_id,
+            state=RUN_STATES.get(r.dagster_run.status, RunState.STOPPED),
             created=r.create_timestamp.timestamp(),
             affected_partitions=parse_partitions(r.dagster_run.tags.get(AFFECTED_TAG)),
-            promoted_version=version, window_last=window_last,
+            promoted_version=version,
+            window_last=window_last,
         )
         for r in newest_first
         for version, window_last in [promoted.get(r.dagster_run.run_id, (None, None))]
     ]
 
 
-def _scored_after(instance: dg.DagsterInstance, fc: FeedContext, day: str | None) -> dict[str, str | None]:
+def _scored_after(
+    instance: dg.DagsterInstance, fc: FeedContext, day: str | None
+) -> dict[str, str | None]:
     """{partition: model version that scored it} of the newest scored partitions after ``day``."""
     if day is None:
         return {}
@@ -152,15 +167,23 @@ def _scored_after(instance: dg.DagsterInstance, fc: FeedContext, day: str | None
     scored: dict[str, str | None] = {}
     for partition in partitions[-MAX_SCORED_AFTER:]:
         records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1).records
-        meta = records[0].asset_materialization.metadata if records and records[0].asset_materialization else {}
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+        ).records
+        meta = (
+            records[0].asset_materialization.metadata
+            if records and records[0].asset_materialization
+            else {}
+        )
         version = meta.get(MODEL_VERSION_KEY)
         scored[partition] = None if version is None else str(version.value)
     return scored
 
 
 def _failures(
-    instance: dg.DagsterInstance, check: MonitoredCheck, key: dg.AssetCheckKey, after: int,
+    instance: dg.DagsterInstance,
+    check: MonitoredCheck,
+    key: dg.AssetCheckKey,
+    after: int,
 ) -> list[CheckFailure]:
     """The failed evaluations of one check recorded after evaluation id ``after`` (among the newest
     ``MAX_FAILURES`` failures).
@@ -196,33 +219,53 @@ def _failures(
 
 
 def _failure(
-    check: MonitoredCheck, evaluation_id: int, when: float, evaluation: dg.AssetCheckEvaluation,
+    check: MonitoredCheck,
+    evaluation_id: int,
+    when: float,
+    evaluation: dg.AssetCheckEvaluation,
 ) -> CheckFailure:
     """A failed evaluation as the policy reads it (the monitoring checks record its partition and model version)."""
     meta = evaluation.metadata
     partition, version = meta.get(PARTITION_KEY), meta.get(MODEL_VERSION_KEY)
     return CheckFailure(
-        check=check, evaluation_id=evaluation_id, evaluated_at=when, severity=evaluation.severity.value.lower(),
+        check=check,
+        evaluation_id=evaluation_id,
+        evaluated_at=when,
+        severity=evaluation.severity.value.lower(),
         partition=None if partition is None else str(partition.value),
-        model_version=None if version is None else str(version.value), description=evaluation.description,
+        model_version=None if version is None else str(version.value),
+        description=evaluation.description,
     )
 
 
-def _run_requests(decided: RetrainPlan, fc: FeedContext, names: dict[str, str]) -> list[dg.RunRequest]:
+def _run_requests(
+    decided: RetrainPlan, fc: FeedContext, names: dict[str, str]
+) -> list[dg.RunRequest]:
     """The plan's rescoring runs, then its retrain run."""
     requests = [
-        dg.RunRequest(job_name=names["score"], partition_key=r.partition, run_key=r.run_key,
-                      tags={TRIGGER_TAG: "rescore", RETRAIN_RUN_TAG: r.retrain_run_id, REASON_TAG: r.reason})
+        dg.RunRequest(
+            job_name=names["score"],
+            partition_key=r.partition,
+            run_key=r.run_key,
+            tags={TRIGGER_TAG: "rescore", RETRAIN_RUN_TAG: r.retrain_run_id, REASON_TAG: r.reason},
+        )
         for r in decided.rescores
     ]
     retrain = decided.retrain
     if retrain is not None:
         # the window (training.retrain_window) is resolved by the retrain run's training_window
-        requests.append(dg.RunRequest(
-            job_name=names["retrain"], run_key=retrain.run_key,
-            tags={RETRAIN_TAG: fc.name, REASON_TAG: retrain.reason,
-                  AFFECTED_TAG: format_partitions(retrain.partitions), TRIGGER_TAG: "retrain_sensor"},
-        ))
+        requests.append(
+            dg.RunRequest(
+                job_name=names["retrain"],
+                run_key=retrain.run_key,
+                tags={
+                    RETRAIN_TAG: fc.name,
+                    REASON_TAG: retrain.reason,
+                    AFFECTED_TAG: format_partitions(retrain.partitions),
+                    TRIGGER_TAG: "retrain_sensor",
+                },
+            )
+        )
     return requests
 
 
@@ -231,15 +274,22 @@ def build_retrain_sensor(fc: FeedContext, jobs: list) -> dg.SensorDefinition:
     names = job_names(fc.name)
     by_name = {j.name: j for j in jobs}
     name = f"{fc.name}__retrain_sensor"
-    keys = [dg.AssetCheckKey(fc.key("detector_performance"), PERFORMANCE_NOT_DEGRADED),
-            dg.AssetCheckKey(fc.key("drift_report"), DRIFT_WITHIN_BOUNDS)]
-    checks = {MonitoredCheck(k.to_user_string(), k.name, drift=k.name == DRIFT_WITHIN_BOUNDS): k for k in keys}
+    keys = [
+        dg.AssetCheckKey(fc.key("detector_performance"), PERFORMANCE_NOT_DEGRADED),
+        dg.AssetCheckKey(fc.key("drift_report"), DRIFT_WITHIN_BOUNDS),
+    ]
+    checks = {
+        MonitoredCheck(k.to_user_string(), k.name, drift=k.name == DRIFT_WITHIN_BOUNDS): k
+        for k in keys
+    }
 
     @dg.sensor(
         name=name,
         jobs=[by_name[names["retrain"]], by_name[names["score"]]],
         minimum_interval_seconds=settings.sensor_interval_seconds,
-        default_status=dg.DefaultSensorStatus.RUNNING if settings.sensor_running else dg.DefaultSensorStatus.STOPPED,
+        default_status=dg.DefaultSensorStatus.RUNNING
+        if settings.sensor_running
+        else dg.DefaultSensorStatus.STOPPED,
         description=f"Retrains `{fc.name}` when performance_not_degraded (or drift_within_bounds) fails with "
         f"severity {settings.retrain_on} or worse, at most once per {settings.cooldown_hours} h, then rescores "
         "the days after the new champion's training window that another version scored (no hindsight).",
@@ -248,13 +298,21 @@ def build_retrain_sensor(fc: FeedContext, jobs: list) -> dg.SensorDefinition:
         instance = context.instance
         cursor = RetrainCursor.from_json(context.cursor)
         failures = [
-            failure for check in watched(checks, settings)
+            failure
+            for check in watched(checks, settings)
             for failure in _failures(instance, check, checks[check], cursor.seen.get(check.key, 0))
         ]
         runs = _retrain_runs(instance, fc, names["retrain"])
         decided = plan(
-            failures, runs, time.time(), settings, feed=fc.name, sensor=name, checks=list(checks),
-            champion_version=champion_version(instance, fc), cursor=cursor,
+            failures,
+            runs,
+            time.time(),
+            settings,
+            feed=fc.name,
+            sensor=name,
+            checks=list(checks),
+            champion_version=champion_version(instance, fc),
+            cursor=cursor,
             scored=_scored_after(instance, fc, rescore_after(runs, cursor)),
         )
         context.update_cursor(decided.cursor.to_json())

@@ -10,7 +10,6 @@ latest week. The candidates and the champion trained on it live in
 :mod:`pynomaly_assets.defs.lifecycle`.
 """
 
-
 import datetime as dt
 
 import dagster as dg
@@ -43,13 +42,17 @@ def champion_training_days(instance: dg.DagsterInstance, fc: FeedContext) -> tup
     return () if value is None or value.value == "none" else parse_days(str(value.value))
 
 
-def window_end(config: TrainingWindowConfig, materialized: list[str], validated: dg.AssetKey) -> dt.date:
+def window_end(
+    config: TrainingWindowConfig, materialized: list[str], validated: dg.AssetKey
+) -> dt.date:
     """The window's last day: ``end_date`` from the run config, else the latest validated partition."""
     if config.end_date is not None:
         try:
             return dt.date.fromisoformat(config.end_date)
         except ValueError:
-            raise dg.Failure(f"training_window config end_date={config.end_date!r} is not YYYY-MM-DD") from None
+            raise dg.Failure(
+                f"training_window config end_date={config.end_date!r} is not YYYY-MM-DD"
+            ) from None
     if not materialized:
         raise dg.Failure(
             f"asset {validated.to_user_string()} has no materialized partitions yet; "
@@ -76,7 +79,9 @@ def build_training_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
         "plus the latest `recent_days`.",
     )
     def training_window(
-        context: dg.AssetExecutionContext, config: TrainingWindowConfig, frame_store: FrameStoreResource
+        context: dg.AssetExecutionContext,
+        config: TrainingWindowConfig,
+        frame_store: FrameStoreResource,
     ):
         from pynomaly_core.lifecycle import retrain_window, training_window
 
@@ -84,8 +89,12 @@ def build_training_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
         end = window_end(config, materialized, validated_key)
         retrain = context.run.job_name == retrain_job
         if retrain:
-            plan = retrain_window(feed, end, champion_training_days(context.instance, fc),
-                                  recent_override=config.window_days)
+            plan = retrain_window(
+                feed,
+                end,
+                champion_training_days(context.instance, fc),
+                recent_override=config.window_days,
+            )
         else:
             plan = training_window(end, config.window_days or feed.training.window_days)
         have = set(materialized)
@@ -103,7 +112,9 @@ def build_training_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
             )
         cap = feed.training.max_rows
         if cap is not None and total > cap:
-            frame = frame.sample(n=cap, random_state=feed.detector.random_state or 0).reset_index(drop=True)
+            frame = frame.sample(n=cap, random_state=feed.detector.random_state or 0).reset_index(
+                drop=True
+            )
         return dg.MaterializeResult(
             value=frame,
             metadata={

@@ -6,7 +6,6 @@ Blocking checks keep bad partitions from reaching training and scoring:
 ``min_rows`` (at least ``validation.min_rows`` rows arrived).
 """
 
-
 import datetime as dt
 import json
 import warnings
@@ -34,10 +33,18 @@ MIN_ROWS = "min_rows"
 def column_schema(fc: FeedContext) -> dg.TableSchema:
     feed = fc.feed
     cols = [
-        dg.TableColumn(feed.record_key, "text", description="record key",
-                       constraints=dg.TableColumnConstraints(nullable=False, unique=True)),
-        dg.TableColumn(feed.event_time, "timestamp", description="event time (UTC)",
-                       constraints=dg.TableColumnConstraints(nullable=False)),
+        dg.TableColumn(
+            feed.record_key,
+            "text",
+            description="record key",
+            constraints=dg.TableColumnConstraints(nullable=False, unique=True),
+        ),
+        dg.TableColumn(
+            feed.event_time,
+            "timestamp",
+            description="event time (UTC)",
+            constraints=dg.TableColumnConstraints(nullable=False),
+        ),
     ]
     cols += [dg.TableColumn(c, "text", description="passthrough") for c in feed.passthrough]
     for spec in feed.features:
@@ -50,12 +57,16 @@ def column_schema(fc: FeedContext) -> dg.TableSchema:
             rules.append(f"in {spec.allowed}")
         cols.append(
             dg.TableColumn(
-                spec.name, spec.type, description=f"feature; missing -> {spec.missing}",
+                spec.name,
+                spec.type,
+                description=f"feature; missing -> {spec.missing}",
                 constraints=dg.TableColumnConstraints(nullable=spec.nullable, other=rules),
             )
         )
     if feed.label:
-        cols.append(dg.TableColumn(feed.label, "int", description="ground-truth label (1 = anomaly)"))
+        cols.append(
+            dg.TableColumn(feed.label, "int", description="ground-truth label (1 = anomaly)")
+        )
     return dg.TableSchema(columns=cols)
 
 
@@ -89,27 +100,47 @@ def build_validated_asset(fc: FeedContext) -> dg.AssetsDefinition:
         dagster_type=validated_dagster_type(fc),
         tags=fc.tags,
         check_specs=[
-            dg.AssetCheckSpec(ROW_ACCOUNTING, asset=key, blocking=True,
-                              description="raw rows = valid rows + quarantined rows, exactly"),
-            dg.AssetCheckSpec(SCHEMA_PASS_RATE, asset=key, blocking=True,
-                              description=f"share of rows passing the schema >= {settings.min_pass_rate}"),
-            dg.AssetCheckSpec(MIN_ROWS, asset=key, blocking=True,
-                              description=f"at least {settings.min_rows} rows in the partition"),
+            dg.AssetCheckSpec(
+                ROW_ACCOUNTING,
+                asset=key,
+                blocking=True,
+                description="raw rows = valid rows + quarantined rows, exactly",
+            ),
+            dg.AssetCheckSpec(
+                SCHEMA_PASS_RATE,
+                asset=key,
+                blocking=True,
+                description=f"share of rows passing the schema >= {settings.min_pass_rate}",
+            ),
+            dg.AssetCheckSpec(
+                MIN_ROWS,
+                asset=key,
+                blocking=True,
+                description=f"at least {settings.min_rows} rows in the partition",
+            ),
         ],
         description=f"Typed, schema-valid rows of feed `{feed.name}`; rows that break a rule are "
         "written to the warehouse `quarantine` table with the column, rule and value.",
     )
-    def validated(context: dg.AssetExecutionContext, raw: pd.DataFrame, warehouse: WarehouseResource):
+    def validated(
+        context: dg.AssetExecutionContext, raw: pd.DataFrame, warehouse: WarehouseResource
+    ):
         day = fc.partition_day(context)
         start, end = partition_window(day)
         source = source_description(fc, day)
         try:
-            result = validate_partition(raw, feed, source=source, partition_start=start, partition_end=end)
+            result = validate_partition(
+                raw, feed, source=source, partition_start=start, partition_end=end
+            )
         except SchemaMismatchError as exc:
             raise dg.Failure(
                 description=str(exc),
-                metadata={"feed": feed.name, "partition": str(day), "asset": key.to_user_string(),
-                          "source": source},
+                metadata={
+                    "feed": feed.name,
+                    "partition": str(day),
+                    "asset": key.to_user_string(),
+                    "source": source,
+                },
             ) from exc
 
         _write_quarantine(warehouse, fc, day, result.quarantine, run_id=context.run.run_id)
@@ -131,27 +162,46 @@ def build_validated_asset(fc: FeedContext) -> dg.AssetsDefinition:
     return validated
 
 
-def _write_quarantine(warehouse: WarehouseResource, fc: FeedContext, day: dt.date, quarantine: pd.DataFrame, *,
-                      run_id: str) -> None:
+def _write_quarantine(
+    warehouse: WarehouseResource,
+    fc: FeedContext,
+    day: dt.date,
+    quarantine: pd.DataFrame,
+    *,
+    run_id: str,
+) -> None:
     """Replace the day's rows of the warehouse ``quarantine`` table with this run's failed rows."""
     from pynomaly_core.warehouse import QUARANTINE_TABLE, ensure_table, replace_partition
 
     stamped = quarantine.assign(run_id=run_id, quarantined_at=pd.Timestamp.now(tz="UTC"))
     engine = warehouse.engine()
     ensure_table(engine, QUARANTINE_TABLE, schema=warehouse.schema_name)
-    replace_partition(engine, QUARANTINE_TABLE, stamped, feed=fc.name, partition_date=day.isoformat(),
-                      schema=warehouse.schema_name)
+    replace_partition(
+        engine,
+        QUARANTINE_TABLE,
+        stamped,
+        feed=fc.name,
+        partition_date=day.isoformat(),
+        schema=warehouse.schema_name,
+    )
 
 
-def _validation_checks(result: ValidationResult, source: str, settings: ValidationSettings) -> list[dg.AssetCheckResult]:
+def _validation_checks(
+    result: ValidationResult, source: str, settings: ValidationSettings
+) -> list[dg.AssetCheckResult]:
     """The blocking checks of ``validated``: row accounting, schema pass rate and minimum rows."""
     rate = result.pass_rate
     accounting = dg.AssetCheckResult(
         check_name=ROW_ACCOUNTING,
         passed=result.accounting_holds,
-        metadata={"raw_rows": result.raw_rows, "valid_rows": result.valid_rows,
-                  "quarantined_rows": result.quarantined_rows},
-        description=None if result.accounting_holds else (
+        metadata={
+            "raw_rows": result.raw_rows,
+            "valid_rows": result.valid_rows,
+            "quarantined_rows": result.quarantined_rows,
+        },
+        description=None
+        if result.accounting_holds
+        else (
             f"{source}: {result.raw_rows} raw rows != {result.valid_rows} valid + "
             f"{result.quarantined_rows} quarantined"
         ),
@@ -159,12 +209,15 @@ def _validation_checks(result: ValidationResult, source: str, settings: Validati
     pass_rate = dg.AssetCheckResult(
         check_name=SCHEMA_PASS_RATE,
         passed=rate is not None and rate >= settings.min_pass_rate,
-        metadata={"pass_rate": float(rate) if rate is not None else 0.0,
-                  "min_pass_rate": settings.min_pass_rate,
-                  "failures_by_rule": dg.MetadataValue.json(result.failures_by_rule())},
+        metadata={
+            "pass_rate": float(rate) if rate is not None else 0.0,
+            "min_pass_rate": settings.min_pass_rate,
+            "failures_by_rule": dg.MetadataValue.json(result.failures_by_rule()),
+        },
         description=(
-            f"{source}: no rows to validate" if rate is None else
-            f"{source}: {rate:.1%} of rows passed (validation.min_pass_rate = {settings.min_pass_rate:.1%}); "
+            f"{source}: no rows to validate"
+            if rate is None
+            else f"{source}: {rate:.1%} of rows passed (validation.min_pass_rate = {settings.min_pass_rate:.1%}); "
             f"top failures: {json.dumps(dict(list(result.failures_by_rule().items())[:3]))}"
         ),
     )

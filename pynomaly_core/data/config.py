@@ -70,7 +70,9 @@ class CsvSource(_Strict):
     """Files with one partition per day: ``path`` must contain ``{date}`` (YYYY-MM-DD)."""
 
     kind: Literal["csv"]
-    path: str = Field(description="Path or glob with a {date} placeholder, relative to the feed file.")
+    path: str = Field(
+        description="Path or glob with a {date} placeholder, relative to the feed file."
+    )
     delimiter: str = ","
     encoding: str = "utf-8"
 
@@ -118,9 +120,15 @@ class SqlSource(_Strict):
     def _binds_window(cls, value: str) -> str:
         # a bind inside a comment or a string literal binds nothing: the query would read every row
         code = _SQL_NOT_CODE.sub(" ", value)
-        missing = [p for p in (":partition_start", ":partition_end") if not re.search(re.escape(p) + r"\b", code)]
+        missing = [
+            p
+            for p in (":partition_start", ":partition_end")
+            if not re.search(re.escape(p) + r"\b", code)
+        ]
         if missing:
-            raise ValueError(f"must bind {' and '.join(missing)} so each partition reads only its window")
+            raise ValueError(
+                f"must bind {' and '.join(missing)} so each partition reads only its window"
+            )
         return value
 
 
@@ -162,7 +170,9 @@ class FeatureSpec(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> FeatureSpec:
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"feature {self.name!r}: min ({self.min}) is greater than max ({self.max})")
+            raise ValueError(
+                f"feature {self.name!r}: min ({self.min}) is greater than max ({self.max})"
+            )
         if self.allowed is not None and self.type != "category":
             raise ValueError(f"feature {self.name!r}: 'allowed' only applies to type 'category'")
         if self.type == "category" and (self.min is not None or self.max is not None):
@@ -209,7 +219,9 @@ class FeedConfig(_Strict):
     @classmethod
     def _identifier(cls, value: str | None) -> str | None:
         if value is not None and not IDENTIFIER.match(value):
-            raise ValueError(f"{value!r} is not a valid identifier (letters, digits, underscore; max 63)")
+            raise ValueError(
+                f"{value!r} is not a valid identifier (letters, digits, underscore; max 63)"
+            )
         return value
 
     @field_validator("event_time_zone")
@@ -228,8 +240,12 @@ class FeedConfig(_Strict):
                 raise ValueError(f"passthrough: {col!r} is not a valid column name")
             if col in names:
                 raise ValueError(f"passthrough: column {col!r} is also listed under features")
-        special = {"event_time": self.event_time, "record_key": self.record_key, "label": self.label,
-                   "entity": self.entity}
+        special = {
+            "event_time": self.event_time,
+            "record_key": self.record_key,
+            "label": self.label,
+            "entity": self.entity,
+        }
         for key, col in special.items():
             if col is not None and col in names:
                 raise ValueError(f"{key}: column {col!r} is also listed under features")
@@ -249,11 +265,15 @@ class FeedConfig(_Strict):
         numeric = {f.name for f in self.features if f.type in ("float", "int")}
         for spec in self.derived.features:
             if spec.source not in numeric:
-                raise ValueError(f"derived: source {spec.source!r} is not a numeric feature (float or int) of this feed")
+                raise ValueError(
+                    f"derived: source {spec.source!r} is not a numeric feature (float or int) of this feed"
+                )
         derived = self.derived_names
         clash = sorted({n for n in derived if derived.count(n) > 1 or n in names})
         if clash:
-            raise ValueError(f"derived: feature name(s) {clash} are used twice (set a distinct name:)")
+            raise ValueError(
+                f"derived: feature name(s) {clash} are used twice (set a distinct name:)"
+            )
 
     @property
     def feature_names(self) -> list[str]:
@@ -277,7 +297,9 @@ class FeedConfig(_Strict):
     @property
     def expected_columns(self) -> list[str]:
         """Every column a raw partition must have, in order."""
-        entity = [self.entity] if self.entity is not None and self.entity not in self.passthrough else []
+        entity = (
+            [self.entity] if self.entity is not None and self.entity not in self.passthrough else []
+        )
         cols = [self.record_key, self.event_time, *entity, *self.passthrough, *self.feature_names]
         if self.label is not None:
             cols.append(self.label)
@@ -317,7 +339,9 @@ def check_confined(feed: FeedConfig) -> None:
             f"feed {feed.name!r}: source.path {src.path!r} is a URL; this version reads local files only"
         )
     resolved = feed.resolve_path(src.path)
-    fixed = resolved[: min((resolved.find(c) for c in "*?[{" if c in resolved), default=len(resolved))]
+    fixed = resolved[
+        : min((resolved.find(c) for c in "*?[{" if c in resolved), default=len(resolved))
+    ]
     anchor = fixed if fixed.endswith(os.sep) else os.path.dirname(fixed)
     if not path_inside(anchor or os.sep, data_roots(feed)):
         raise FeedConfigError(
@@ -335,7 +359,11 @@ def _format_errors(exc: ValidationError) -> str:
     for err in exc.errors():
         parts = [str(p) for p in err["loc"]]
         # pydantic puts the union's tag ("csv", "sql", ...) after "source"; users never write it
-        parts = [p for i, p in enumerate(parts) if not (i > 0 and parts[i - 1] == "source" and p in _SOURCE_KINDS)]
+        parts = [
+            p
+            for i, p in enumerate(parts)
+            if not (i > 0 and parts[i - 1] == "source" and p in _SOURCE_KINDS)
+        ]
         loc = ".".join(parts)
         lines.append(f"  {loc or '<top>'}: {err['msg']}")
     return "\n".join(lines)
@@ -344,13 +372,17 @@ def _format_errors(exc: ValidationError) -> str:
 def parse_feed(data: Any, *, source: str = "<feed>", base_dir: Path | None = None) -> FeedConfig:
     """Validate a feed mapping; ``source`` (the file name) is quoted in errors."""
     if not isinstance(data, dict):
-        raise FeedConfigError(f"{source}: a feed file must be a YAML mapping, got {type(data).__name__}")
+        raise FeedConfigError(
+            f"{source}: a feed file must be a YAML mapping, got {type(data).__name__}"
+        )
     if base_dir is not None:
         data = {**data, "base_dir": base_dir}
     try:
         return FeedConfig.model_validate(data)
     except ValidationError as exc:
-        raise FeedConfigError(f"{source}: invalid feed configuration\n{_format_errors(exc)}") from None
+        raise FeedConfigError(
+            f"{source}: invalid feed configuration\n{_format_errors(exc)}"
+        ) from None
 
 
 def load_feed(path: str | Path) -> FeedConfig:
@@ -381,7 +413,9 @@ def load_feeds(directory: str | Path) -> list[FeedConfig]:
     for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
         feed = load_feed(path)
         if feed.name in feeds:
-            raise FeedConfigError(f"{path}: feed name {feed.name!r} is already used by another file in {directory}")
+            raise FeedConfigError(
+                f"{path}: feed name {feed.name!r} is already used by another file in {directory}"
+            )
         feeds[feed.name] = feed
     if not feeds:
         raise FeedConfigError(f"feeds directory {directory} has no *.yaml feed files")

@@ -82,7 +82,9 @@ def generate_day(day: dt.date, settings: DemoSettings = DemoSettings()) -> pd.Da
         rpm = rpm0 * (0.4 + 0.6 * load) + rng.normal(0, 15, steps)
         power = kw_per_load * load * efficiency + rng.normal(0, 0.8, steps)
         ambient = 18 + 5 * np.sin(2 * np.pi * (hours - 14.0) / 24.0)
-        temperature = temp0 + 0.35 * (ambient - 18) + 14 * load + rng.normal(0, 0.9, steps) + 6.0 * drift
+        temperature = (
+            temp0 + 0.35 * (ambient - 18) + 14 * load + rng.normal(0, 0.9, steps) + 6.0 * drift
+        )
         vibration = 1.2 + 2.2 * load + rng.normal(0, 0.18, steps)
         vibration = vibration * (1.0 + 0.35 * drift)
         pressure = 6.0 + 0.8 * load + rng.normal(0, 0.08, steps)
@@ -109,7 +111,9 @@ def generate_day(day: dt.date, settings: DemoSettings = DemoSettings()) -> pd.Da
     return frame
 
 
-def _inject(frame: pd.DataFrame, rng: np.random.Generator, settings: DemoSettings, hours_of) -> None:
+def _inject(
+    frame: pd.DataFrame, rng: np.random.Generator, settings: DemoSettings, hours_of
+) -> None:
     n = len(frame)
     budget = round(settings.anomaly_rate * n)
     if budget == 0:

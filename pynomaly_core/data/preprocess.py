@@ -45,7 +45,10 @@ class FeaturePreprocessor(BaseEstimator):
     def _specs(self) -> list[FeatureSpec]:
         specs = getattr(self, "_specs_cache", None)
         if specs is None:
-            specs = [f if isinstance(f, FeatureSpec) else FeatureSpec.model_validate(f) for f in self.features]
+            specs = [
+                f if isinstance(f, FeatureSpec) else FeatureSpec.model_validate(f)
+                for f in self.features
+            ]
             self._specs_cache = specs
         return specs
 
@@ -118,13 +121,17 @@ class FeaturePreprocessor(BaseEstimator):
         kept /= self.scale_
         return kept
 
-    def _encode(self, frame: pd.DataFrame, specs: list[FeatureSpec]) -> tuple[np.ndarray, list[str]]:
+    def _encode(
+        self, frame: pd.DataFrame, specs: list[FeatureSpec]
+    ) -> tuple[np.ndarray, list[str]]:
         names: list[str] = []
         for spec in specs:
             if spec.name not in frame.columns:
                 raise ValueError(f"frame lacks feature column {spec.name!r}")
             names.extend(
-                [f"{spec.name}={c}" for c in self.categories_[spec.name]] if spec.type == "category" else [spec.name]
+                [f"{spec.name}={c}" for c in self.categories_[spec.name]]
+                if spec.type == "category"
+                else [spec.name]
             )
         n = len(frame)
         matrix = np.zeros((n, len(names)), dtype=np.float64)

@@ -42,7 +42,9 @@ class DerivedFeature(Strict):
     """
 
     source: str
-    kind: Literal["lag", "diff", "rolling_mean", "rolling_std", "rolling_zscore", "rolling_min", "rolling_max"]
+    kind: Literal[
+        "lag", "diff", "rolling_mean", "rolling_std", "rolling_zscore", "rolling_min", "rolling_max"
+    ]
     periods: int = Field(1, ge=1, le=10_000)
     window: int | str | None = None
     name: str | None = None
@@ -53,16 +55,22 @@ class DerivedFeature(Strict):
         if isinstance(value, int) and not 2 <= value <= 100_000:
             raise ValueError(f"window of {value} rows: use 2..100000 rows")
         if isinstance(value, str) and not _SPAN.match(value.strip()):
-            raise ValueError(f"window {value!r}: a count of rows (e.g. 12) or a span such as 30min, 1h, 2d")
+            raise ValueError(
+                f"window {value!r}: a count of rows (e.g. 12) or a span such as 30min, 1h, 2d"
+            )
         return value
 
     @model_validator(mode="after")
     def _needs_window(self) -> DerivedFeature:
         rolling = self.kind.startswith("rolling_")
         if rolling and self.window is None:
-            raise ValueError(f"derived feature {self.kind} of {self.source!r} needs a window (rows or a time span)")
+            raise ValueError(
+                f"derived feature {self.kind} of {self.source!r} needs a window (rows or a time span)"
+            )
         if not rolling and self.window is not None:
-            raise ValueError(f"derived feature {self.kind} of {self.source!r} takes periods, not a window")
+            raise ValueError(
+                f"derived feature {self.kind} of {self.source!r} takes periods, not a window"
+            )
         if self.name is not None and not IDENTIFIER.match(self.name):
             raise ValueError(f"derived feature name {self.name!r} is not a valid identifier")
         return self
@@ -79,7 +87,9 @@ class DerivedFeature(Strict):
 class CalendarFeatures(Strict):
     """Calendar features of the event time (UTC, or ``zone``): hour of day, day of week, month."""
 
-    fields: list[Literal["hour", "dayofweek", "month"]] = Field(default_factory=lambda: ["hour", "dayofweek"])
+    fields: list[Literal["hour", "dayofweek", "month"]] = Field(
+        default_factory=lambda: ["hour", "dayofweek"]
+    )
     #: sin/cos pairs instead of integers, so 23:00 and 00:00 are neighbours
     cyclical: bool = True
     #: IANA zone whose local calendar the features describe (a shop's opening hours are local)
@@ -98,7 +108,9 @@ def iana_zone(value: str) -> str:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{value!r} is not an IANA time zone name (e.g. UTC, Europe/Berlin)") from None
+        raise ValueError(
+            f"{value!r} is not an IANA time zone name (e.g. UTC, Europe/Berlin)"
+        ) from None
     return value
 
 
@@ -119,7 +131,9 @@ class DerivedSettings(Strict):
 
     def inputs(self, event_time: str, entity: str | None) -> list[str]:
         """The columns deriving reads: the event time, the entity and every source column."""
-        return list(dict.fromkeys(c for c in (event_time, entity, *(s.source for s in self.features)) if c))
+        return list(
+            dict.fromkeys(c for c in (event_time, entity, *(s.source for s in self.features)) if c)
+        )
 
 
 class ValidationSettings(Strict):
@@ -138,12 +152,16 @@ class RetrainWindow(Strict):
     """
 
     reference_days: int | None = Field(
-        None, ge=0, le=366,
+        None,
+        ge=0,
+        le=366,
         description="Last days of the current champion's training window kept in a retrain "
         "(default: training.window_days; 0: none, the recent days only).",
     )
     recent_days: int | None = Field(
-        None, ge=1, le=366,
+        None,
+        ge=1,
+        le=366,
         description="Latest validated days added to a retrain (default: monitoring.retrain_window_days "
         "when set, else training.window_days).",
     )
@@ -154,7 +172,8 @@ class TrainingSettings(Strict):
     min_rows: int = Field(200, ge=1)
     max_rows: int | None = Field(200_000, ge=1, description="Uniform sample above this size.")
     retrain_window: RetrainWindow = Field(
-        default_factory=RetrainWindow, description="The days a retrain is fitted on (docs/monitoring.md)."
+        default_factory=RetrainWindow,
+        description="The days a retrain is fitted on (docs/monitoring.md).",
     )
 
 
@@ -175,26 +194,41 @@ class LifecycleSettings(Strict):
         "from the registry (plus detector.name).",
     )
     max_candidates: int = Field(5, ge=1, le=20)
-    holdout_days: int = Field(1, ge=1, description="Last days of the training window held out for evaluation.")
-    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="Of the paired bootstrap that promotes a challenger.")
+    holdout_days: int = Field(
+        1, ge=1, description="Last days of the training window held out for evaluation."
+    )
+    confidence: float = Field(
+        0.95, gt=0.5, lt=1.0, description="Of the paired bootstrap that promotes a challenger."
+    )
     n_boot: int = Field(1000, ge=100, le=20000)
     synthetic_anomalies: int = Field(
-        500, ge=20, description="Synthetic anomalies injected into the holdout when labels are too few."
+        500,
+        ge=20,
+        description="Synthetic anomalies injected into the holdout when labels are too few.",
     )
     min_labelled_anomalies: int = Field(
-        10, ge=1, description="Fewer confirmed anomalies in the holdout than this: label-free evaluation."
+        10,
+        ge=1,
+        description="Fewer confirmed anomalies in the holdout than this: label-free evaluation.",
     )
     min_auc: float = Field(
-        0.6, ge=0.0, le=1.0, description="Promotion gate: a champion's ROC-AUC on the evaluation set must reach this."
+        0.6,
+        ge=0.0,
+        le=1.0,
+        description="Promotion gate: a champion's ROC-AUC on the evaluation set must reach this.",
     )
     max_regression: float = Field(
-        0.02, ge=0.0, le=1.0,
+        0.02,
+        ge=0.0,
+        le=1.0,
         description="Promotion gate: a new champion may trail the previous one's average precision by at most this.",
     )
 
 
 class ExplanationSettings(Strict):
-    top_k: int = Field(100, ge=0, description="Top anomalies per partition explained with SHAP (0 = off).")
+    top_k: int = Field(
+        100, ge=0, description="Top anomalies per partition explained with SHAP (0 = off)."
+    )
     method: Literal["auto", "tree", "kernel", "permutation"] = "auto"
     max_background: int = Field(100, ge=10, le=2000)
 
@@ -218,7 +252,8 @@ class SeveritySettings(Strict):
 
 class ScoringSettings(Strict):
     chunk_rows: int = Field(
-        250_000, ge=1_000,
+        250_000,
+        ge=1_000,
         description="A validated partition with more rows than this is scored in chunks of this many rows "
         "(bounded peak memory).",
     )
@@ -228,97 +263,158 @@ class MonitoringSettings(Strict):
     """Drift, performance checks and the retraining sensor (``docs/monitoring.md``)."""
 
     drift_sample_rows: int = Field(
-        20_000, ge=1_000, description="Rows of a partition (uniform sample) compared with the reference by Evidently."
+        20_000,
+        ge=1_000,
+        description="Rows of a partition (uniform sample) compared with the reference by Evidently.",
     )
-    reference_sample_rows: int = Field(5_000, ge=500, description="Reference rows stored per champion for Evidently.")
+    reference_sample_rows: int = Field(
+        5_000, ge=500, description="Reference rows stored per champion for Evidently."
+    )
     drift_share_warn: float = Field(
-        0.3, ge=0.0, le=1.0, description="drift_within_bounds fails as a warning at this share of drifted features."
+        0.3,
+        ge=0.0,
+        le=1.0,
+        description="drift_within_bounds fails as a warning at this share of drifted features.",
     )
     drift_share_error: float = Field(
-        0.5, ge=0.0, le=1.0, description="drift_within_bounds fails as an error at this share of drifted features."
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="drift_within_bounds fails as an error at this share of drifted features.",
     )
     score_psi_error: float = Field(
-        0.25, ge=0.0, description="drift_within_bounds also fails as an error when the anomaly-score PSI exceeds this."
+        0.25,
+        ge=0.0,
+        description="drift_within_bounds also fails as an error when the anomaly-score PSI exceeds this.",
     )
     ap_tolerance_warn: float = Field(
-        0.10, ge=0.0, le=1.0,
+        0.10,
+        ge=0.0,
+        le=1.0,
         description="performance_not_degraded warns when average precision falls this far below the champion's baseline.",
     )
     ap_tolerance_error: float = Field(
-        0.25, ge=0.0, le=1.0,
+        0.25,
+        ge=0.0,
+        le=1.0,
         description="performance_not_degraded fails as an error at this drop of average precision.",
     )
     canary_recall_tolerance: float = Field(
-        0.15, ge=0.0, le=1.0,
+        0.15,
+        ge=0.0,
+        le=1.0,
         description="Label-free: error when recall on injected canary anomalies falls this far below the baseline.",
     )
     alert_rate_max_ratio: float = Field(
-        5.0, gt=1.0, description="Label-free: error when the observed alert rate exceeds the expected one this many times.",
+        5.0,
+        gt=1.0,
+        description="Label-free: error when the observed alert rate exceeds the expected one this many times.",
     )
     min_labelled_anomalies: int = Field(
-        5, ge=1, description="A partition with fewer labelled anomalies is judged on label-free health instead.",
+        5,
+        ge=1,
+        description="A partition with fewer labelled anomalies is judged on label-free health instead.",
     )
-    canary_rows: int = Field(200, ge=10, description="Synthetic canary anomalies injected per partition.")
+    canary_rows: int = Field(
+        200, ge=10, description="Synthetic canary anomalies injected per partition."
+    )
     canaries: Literal["auto", "series", "tabular"] = Field(
-        "auto", description="Canary recipe: series (spikes, level shifts, ... injected into the day's series), "
+        "auto",
+        description="Canary recipe: series (spikes, level shifts, ... injected into the day's series), "
         "tabular (new unusual rows), or auto (series with an entity or derived section or a single numeric feature).",
     )
     normal_folds: int = Field(
-        5, ge=0, le=20,
+        5,
+        ge=0,
+        le=20,
         description="Cross-fitting folds that measure the normal day-to-day variability over the champion's "
         "training window (0: no profile, fixed cut-offs only).",
     )
     normal_min_days: int = Field(
-        7, ge=2, le=366,
+        7,
+        ge=2,
+        le=366,
         description="Reference days needed to judge against the normal days; fewer: the fixed cut-offs apply.",
     )
     normal_quantile: float = Field(
-        0.95, ge=0.5, le=1.0,
+        0.95,
+        ge=0.5,
+        le=1.0,
         description="Quantile of the reference days that is a statistic's normal value (1 - it for canary recall).",
     )
     normal_margin: float = Field(
-        1.5, ge=1.0, le=100.0, description="A day fails past this multiple of the normal value (divided, for canary recall).",
+        1.5,
+        ge=1.0,
+        le=100.0,
+        description="A day fails past this multiple of the normal value (divided, for canary recall).",
     )
     top_k: int = Field(100, ge=1, description="k of precision@k.")
     retrain_on: Literal["error", "warn"] = Field(
         "error", description="Check-failure severity that makes the sensor retrain."
     )
-    retrain_on_drift: bool = Field(True, description="A failed drift_within_bounds also triggers a retrain.")
+    retrain_on_drift: bool = Field(
+        True, description="A failed drift_within_bounds also triggers a retrain."
+    )
     cooldown_hours: float = Field(
-        12.0, ge=0.0, description="Minimum time between two retrains of the feed started by the sensor."
+        12.0,
+        ge=0.0,
+        description="Minimum time between two retrains of the feed started by the sensor.",
     )
     retrain_window_days: int | None = Field(
-        None, ge=1, le=366, description="Older name of training.retrain_window.recent_days (used when that is unset).",
+        None,
+        ge=1,
+        le=366,
+        description="Older name of training.retrain_window.recent_days (used when that is unset).",
     )
-    sensor_interval_seconds: int = Field(60, ge=5, description="How often the daemon evaluates the retraining sensor.")
-    sensor_running: bool = Field(True, description="The retraining sensor starts running (default_status RUNNING).")
+    sensor_interval_seconds: int = Field(
+        60, ge=5, description="How often the daemon evaluates the retraining sensor."
+    )
+    sensor_running: bool = Field(
+        True, description="The retraining sensor starts running (default_status RUNNING)."
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> MonitoringSettings:
         if self.drift_share_warn > self.drift_share_error:
-            raise ValueError(f"drift_share_warn ({self.drift_share_warn}) must not exceed drift_share_error "
-                             f"({self.drift_share_error})")
+            raise ValueError(
+                f"drift_share_warn ({self.drift_share_warn}) must not exceed drift_share_error "
+                f"({self.drift_share_error})"
+            )
         if self.ap_tolerance_warn > self.ap_tolerance_error:
-            raise ValueError(f"ap_tolerance_warn ({self.ap_tolerance_warn}) must not exceed ap_tolerance_error "
-                             f"({self.ap_tolerance_error})")
+            raise ValueError(
+                f"ap_tolerance_warn ({self.ap_tolerance_warn}) must not exceed ap_tolerance_error "
+                f"({self.ap_tolerance_error})"
+            )
         if self.normal_folds == 1:
-            raise ValueError("normal_folds: 1 fold leaves no day out of sample; use 0 (no normal-day profile) or "
-                             "at least 2")
+            raise ValueError(
+                "normal_folds: 1 fold leaves no day out of sample; use 0 (no normal-day profile) or "
+                "at least 2"
+            )
         return self
 
 
 class ScheduleSettings(Strict):
-    daily_cron: str = Field("0 1 * * *", description="When the daily job runs (UTC); it processes the previous day.")
-    daily_running: bool = Field(False, description="Start the daily schedule running (default: stopped).")
-    maintenance_cron: str = Field("0 3 * * 1", description="Weekly maintenance (UTC), for the week that ended.")
-    maintenance_running: bool = Field(False, description="Start the weekly maintenance schedule running.")
+    daily_cron: str = Field(
+        "0 1 * * *", description="When the daily job runs (UTC); it processes the previous day."
+    )
+    daily_running: bool = Field(
+        False, description="Start the daily schedule running (default: stopped)."
+    )
+    maintenance_cron: str = Field(
+        "0 3 * * 1", description="Weekly maintenance (UTC), for the week that ended."
+    )
+    maintenance_running: bool = Field(
+        False, description="Start the weekly maintenance schedule running."
+    )
 
     @field_validator("daily_cron", "maintenance_cron")
     @classmethod
     def _cron(cls, value: str) -> str:
         fields = value.split()
         if len(fields) != 5 or not all(re.fullmatch(r"[0-9*/,\-A-Za-z]+", f) for f in fields):
-            raise ValueError(f"{value!r} is not a five-field cron expression (minute hour day month weekday)")
+            raise ValueError(
+                f"{value!r} is not a five-field cron expression (minute hour day month weekday)"
+            )
         return value
 
 
@@ -327,11 +423,17 @@ class RetentionSettings(Strict):
 
     anomaly_days: int = Field(365, ge=1, description="Rows of the warehouse table anomaly_scores.")
     quarantine_days: int = Field(90, ge=1, description="Rows of the warehouse table quarantine.")
-    notifications_days: int = Field(180, ge=1, description="Rows of the warehouse table notifications.")
-    reports_days: int = Field(90, ge=1, description="Drift, quality and maintenance reports on disk.")
+    notifications_days: int = Field(
+        180, ge=1, description="Rows of the warehouse table notifications."
+    )
+    reports_days: int = Field(
+        90, ge=1, description="Drift, quality and maintenance reports on disk."
+    )
     frames_days: int = Field(120, ge=1, description="Parquet frames of daily partitions on disk.")
     models_days: int = Field(
-        180, ge=1, description="Model directories of archived versions (never the champion's or challenger's).",
+        180,
+        ge=1,
+        description="Model directories of archived versions (never the champion's or challenger's).",
     )
 
 

@@ -63,18 +63,24 @@ def _read_files(feed: FeedConfig, src: CsvSource | ParquetSource, day: dt.date) 
     except FeedConfigError as exc:
         raise SourceReadError(str(exc)) from None
     pattern = feed.resolve_path(src.path.replace("{date}", day.isoformat()))
-    files = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else (
-        [pattern] if os.path.exists(pattern) else []
+    files = (
+        sorted(glob.glob(pattern))
+        if glob.has_magic(pattern)
+        else ([pattern] if os.path.exists(pattern) else [])
     )
     roots = data_roots(feed)
     escaped = [f for f in files if not path_inside(f, roots)]
     if escaped:  # a symlink that points out of the data roots
-        raise SourceReadError(f"{escaped[0]}: resolves outside the allowed directories of feed {feed.name!r} "
-                              f"(the feed file's directory and {DATA_ROOTS_ENV}); not read")
+        raise SourceReadError(
+            f"{escaped[0]}: resolves outside the allowed directories of feed {feed.name!r} "
+            f"(the feed file's directory and {DATA_ROOTS_ENV}); not read"
+        )
     if not files:
         # No file for the day is an empty partition, not an error: validation's
         # min-rows check decides whether that is acceptable for the feed.
-        return RawPartition(pd.DataFrame(columns=feed.expected_columns), f"{pattern} (no files)", [])
+        return RawPartition(
+            pd.DataFrame(columns=feed.expected_columns), f"{pattern} (no files)", []
+        )
     frames = []
     for path in files:
         try:
@@ -82,27 +88,46 @@ def _read_files(feed: FeedConfig, src: CsvSource | ParquetSource, day: dt.date) 
                 frame = pd.read_parquet(path)
             else:
                 frame = pd.read_csv(
-                    path, dtype=str, keep_default_na=False, na_values=[], delimiter=src.delimiter,
+                    path,
+                    dtype=str,
+                    keep_default_na=False,
+                    na_values=[],
+                    delimiter=src.delimiter,
                     encoding=src.encoding,
                 )
         except pd.errors.ParserError as exc:
-            ragged = _ragged_lines(path, src) if isinstance(src, CsvSource) and not isinstance(src, ParquetSource) else []
-            detail = (f"{len(ragged)} line(s) with the wrong number of fields: {_line_list(ragged)}"
-                      if ragged else str(exc))
-            raise SourceReadError(f"{path}: cannot read {src.kind.upper()} file for feed "
-                                  f"{feed.name!r}, partition {day}: {detail}") from exc
+            ragged = (
+                _ragged_lines(path, src)
+                if isinstance(src, CsvSource) and not isinstance(src, ParquetSource)
+                else []
+            )
+            detail = (
+                f"{len(ragged)} line(s) with the wrong number of fields: {_line_list(ragged)}"
+                if ragged
+                else str(exc)
+            )
+            raise SourceReadError(
+                f"{path}: cannot read {src.kind.upper()} file for feed "
+                f"{feed.name!r}, partition {day}: {detail}"
+            ) from exc
         except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise SourceReadError(f"{path}: cannot read {src.kind.upper()} file for feed "
-                                  f"{feed.name!r}, partition {day}: {exc}") from exc
+            raise SourceReadError(
+                f"{path}: cannot read {src.kind.upper()} file for feed "
+                f"{feed.name!r}, partition {day}: {exc}"
+            ) from exc
         if frames and list(frame.columns) != list(frames[0][1].columns):
             if sorted(map(str, frame.columns)) != sorted(map(str, frames[0][1].columns)):
                 raise SourceReadError(
                     f"{path}: columns {list(frame.columns)} differ from {frames[0][0]}'s "
                     f"{list(frames[0][1].columns)} in the same partition"
                 )
-            frame = frame[list(frames[0][1].columns)]  # same columns in another order: align by name
+            frame = frame[
+                list(frames[0][1].columns)
+            ]  # same columns in another order: align by name
         frames.append((path, frame))
-    frame = pd.concat([f for _, f in frames], ignore_index=True) if len(frames) > 1 else frames[0][1]
+    frame = (
+        pd.concat([f for _, f in frames], ignore_index=True) if len(frames) > 1 else frames[0][1]
+    )
     return RawPartition(frame, ", ".join(files), files)
 
 
@@ -149,12 +174,18 @@ def _read_sql(feed: FeedConfig, src: SqlSource, day: dt.date) -> RawPartition:
         with engine.connect() as conn:
             _read_only(conn)
             frame = pd.read_sql(
-                sa.text(src.query), conn,
-                params={"partition_start": start.to_pydatetime(), "partition_end": end.to_pydatetime()},
+                sa.text(src.query),
+                conn,
+                params={
+                    "partition_start": start.to_pydatetime(),
+                    "partition_end": end.to_pydatetime(),
+                },
             )
             conn.rollback()  # nothing a source query did is ever committed
     except sa.exc.SQLAlchemyError as exc:
-        raise SourceReadError(f"feed {feed.name!r}: source query failed for partition {day}: {exc}") from exc
+        raise SourceReadError(
+            f"feed {feed.name!r}: source query failed for partition {day}: {exc}"
+        ) from exc
     finally:
         engine.dispose()
     return RawPartition(frame, f"SQL query via ${src.url_env}", [])
@@ -175,8 +206,12 @@ def _read_demo(feed: FeedConfig, src: DemoSource, day: dt.date) -> RawPartition:
     from pynomaly_core.data.demo import DemoSettings, generate_day
 
     settings = DemoSettings(
-        seed=src.seed, machines=src.machines, interval_minutes=src.interval_minutes,
-        anomaly_rate=src.anomaly_rate, drift_date=src.drift_date, drift_strength=src.drift_strength,
+        seed=src.seed,
+        machines=src.machines,
+        interval_minutes=src.interval_minutes,
+        anomaly_rate=src.anomaly_rate,
+        drift_date=src.drift_date,
+        drift_strength=src.drift_strength,
     )
     frame = generate_day(day, settings)
     return RawPartition(frame, f"demo generator (seed {src.seed})", [])

@@ -38,20 +38,29 @@ def to_utc(values: pd.Series, *, zone: str = "UTC") -> ParsedTimes:
     """Parse event times to UTC; ``zone`` is the IANA zone of naive values."""
     failures = pd.Series(None, index=values.index, dtype=object)
     if pd.api.types.is_datetime64_any_dtype(values):
-        times = values if getattr(values.dt, "tz", None) is not None else _localize(values, zone, failures)
+        times = (
+            values
+            if getattr(values.dt, "tz", None) is not None
+            else _localize(values, zone, failures)
+        )
         return ParsedTimes(times.dt.tz_convert("UTC"), failures)
     if pd.api.types.is_numeric_dtype(values):
         return ParsedTimes(pd.to_datetime(values, utc=True, errors="coerce"), failures)
 
     present = values.notna()
-    text = values.where(present).astype(object).map(lambda v: None if v is None or v is pd.NaT else str(v).strip())
+    text = (
+        values.where(present)
+        .astype(object)
+        .map(lambda v: None if v is None or v is pd.NaT else str(v).strip())
+    )
     token = text.str.extract(_ZONE_TOKEN, expand=False)
     upper = token.str.upper()
     named = token.notna() & ~upper.isin(UTC_NAMES | _CLOCK_WORDS)
     if named.any():
         failures[named] = [
             f"named time zone {t!r} is ambiguous: write a UTC offset (e.g. 2026-03-06 10:00:00-05:00) "
-            f"or declare event_time_zone for naive local times" for t in token[named]
+            f"or declare event_time_zone for naive local times"
+            for t in token[named]
         ]
     utc_marked = upper.isin(UTC_NAMES) | text.str.contains(_OFFSET, regex=True, na=False)
     usable = text.notna() & ~named
@@ -62,7 +71,9 @@ def to_utc(values: pd.Series, *, zone: str = "UTC") -> ParsedTimes:
     naive = usable & ~utc_marked
     if naive.any():
         parsed = _parse(text[naive], utc=False)
-        if getattr(parsed.dt, "tz", None) is not None:  # e.g. ISO strings pandas read as aware anyway
+        if (
+            getattr(parsed.dt, "tz", None) is not None
+        ):  # e.g. ISO strings pandas read as aware anyway
             out[naive] = parsed.dt.tz_convert("UTC")
         else:
             out[naive] = _localize(parsed, zone, failures).dt.tz_convert("UTC")

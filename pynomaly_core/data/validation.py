@@ -29,7 +29,14 @@ MAX_FAILURE_VALUE = 1000
 #: what a personal-data value (a column marked pii) is replaced by in quarantine
 MASK = "***masked***"
 
-QUARANTINE_COLUMNS = ["row_number", "record_key", "column_name", "rule", "failure_value", "row_json"]
+QUARANTINE_COLUMNS = [
+    "row_number",
+    "record_key",
+    "column_name",
+    "rule",
+    "failure_value",
+    "row_json",
+]
 _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f"}
 # spellings of "no value" in text files; they count as missing (null), not as unparseable
@@ -97,14 +104,23 @@ def build_schema(
     """The pandera schema of a feed's *typed* (coerced) data."""
     columns: dict[str, pa.Column] = {
         feed.record_key: pa.Column(
-            str, nullable=False, unique=True, report_duplicates="exclude_first",
+            str,
+            nullable=False,
+            unique=True,
+            report_duplicates="exclude_first",
             description="record key (unique within the partition)",
         ),
         feed.event_time: pa.Column(
             pd.DatetimeTZDtype(tz="UTC"),
             checks=(
-                [pa.Check.in_range(partition_start, partition_end, include_max=False,
-                                   error="event time within the partition window")]
+                [
+                    pa.Check.in_range(
+                        partition_start,
+                        partition_end,
+                        include_max=False,
+                        error="event time within the partition window",
+                    )
+                ]
                 if partition_start is not None and partition_end is not None
                 else []
             ),
@@ -116,12 +132,17 @@ def build_schema(
         columns[feed.entity] = pa.Column(object, nullable=False, description="entity (series key)")
     for col in feed.passthrough:
         if col != feed.entity:
-            columns[col] = pa.Column(object, nullable=True, required=True, description="passthrough column")
+            columns[col] = pa.Column(
+                object, nullable=True, required=True, description="passthrough column"
+            )
     for spec in feed.features:
         columns[spec.name] = _feature_column(spec)
     if feed.label is not None:
         columns[feed.label] = pa.Column(
-            "Int64", checks=[pa.Check.isin([0, 1])], nullable=True, description="ground-truth label (1 = anomaly)"
+            "Int64",
+            checks=[pa.Check.isin([0, 1])],
+            nullable=True,
+            description="ground-truth label (1 = anomaly)",
         )
     return pa.DataFrameSchema(columns, strict=True, name=f"{feed.name}_validated")
 
@@ -129,8 +150,13 @@ def build_schema(
 def _feature_column(spec: FeatureSpec) -> pa.Column:
     checks: list[pa.Check] = []
     if spec.type in ("float", "int"):
-        checks.append(pa.Check(lambda s: np.isfinite(s.astype("float64")), name="finite",
-                               error="value must be finite (not inf)"))
+        checks.append(
+            pa.Check(
+                lambda s: np.isfinite(s.astype("float64")),
+                name="finite",
+                error="value must be finite (not inf)",
+            )
+        )
         if spec.min is not None:
             checks.append(pa.Check.ge(spec.min))
         if spec.max is not None:
@@ -138,7 +164,9 @@ def _feature_column(spec: FeatureSpec) -> pa.Column:
     if spec.type == "category" and spec.allowed is not None:
         checks.append(pa.Check.isin(spec.allowed))
     dtype = {"float": "float64", "int": "Int64", "bool": "boolean", "category": str}[spec.type]
-    return pa.Column(dtype, checks=checks, nullable=spec.nullable, description=f"feature ({spec.type})")
+    return pa.Column(
+        dtype, checks=checks, nullable=spec.nullable, description=f"feature ({spec.type})"
+    )
 
 
 def _coerce(raw: pd.DataFrame, feed: FeedConfig) -> tuple[pd.DataFrame, list[dict]]:
@@ -148,28 +176,42 @@ def _coerce(raw: pd.DataFrame, feed: FeedConfig) -> tuple[pd.DataFrame, list[dic
 
     def record(col: str, bad: pd.Series, rule: str) -> None:
         for idx, value in raw.loc[bad[bad].index, col].items():
-            failures.append({"index": idx, "column_name": col, "rule": rule, "failure_value": value})
+            failures.append(
+                {"index": idx, "column_name": col, "rule": rule, "failure_value": value}
+            )
 
     def blank(series: pd.Series) -> pd.Series:
         text = series.astype(str).str.strip().str.lower()
         return series.isna() | text.isin(_MISSING_TEXT)
 
     key = raw[feed.record_key]
-    typed[feed.record_key] = key.where(~blank(key), None).astype(object).map(
-        lambda v: None if v is None else str(v)
+    typed[feed.record_key] = (
+        key.where(~blank(key), None).astype(object).map(lambda v: None if v is None else str(v))
     )
     parsed = to_utc(raw[feed.event_time], zone=feed.event_time_zone)
     refused = parsed.failures.notna()
     for idx, rule in parsed.failures[refused].items():
-        failures.append({"index": idx, "column_name": feed.event_time, "rule": rule,
-                         "failure_value": raw.at[idx, feed.event_time]})
+        failures.append(
+            {
+                "index": idx,
+                "column_name": feed.event_time,
+                "rule": rule,
+                "failure_value": raw.at[idx, feed.event_time],
+            }
+        )
     times = parsed.times
-    record(feed.event_time, times.isna() & ~blank(raw[feed.event_time]) & ~refused, "parse as UTC timestamp")
+    record(
+        feed.event_time,
+        times.isna() & ~blank(raw[feed.event_time]) & ~refused,
+        "parse as UTC timestamp",
+    )
     typed[feed.event_time] = times
     if feed.entity is not None:
         entity = raw[feed.entity]
-        typed[feed.entity] = entity.where(~blank(entity), None).astype(object).map(
-            lambda v: None if v is None else str(v).strip()
+        typed[feed.entity] = (
+            entity.where(~blank(entity), None)
+            .astype(object)
+            .map(lambda v: None if v is None else str(v).strip())
         )
     for col in feed.passthrough:
         if col != feed.entity:
@@ -178,7 +220,11 @@ def _coerce(raw: pd.DataFrame, feed: FeedConfig) -> tuple[pd.DataFrame, list[dic
         col = raw[spec.name]
         missing = blank(col)
         if spec.type in ("float", "int"):
-            values = pd.to_numeric(col, errors="coerce") if col.dtype == object else col.astype("float64")
+            values = (
+                pd.to_numeric(col, errors="coerce")
+                if col.dtype == object
+                else col.astype("float64")
+            )
             values = values.astype("float64")
             record(spec.name, values.isna() & ~missing, f"parse as {spec.type}")
             if spec.type == "int":
@@ -186,7 +232,11 @@ def _coerce(raw: pd.DataFrame, feed: FeedConfig) -> tuple[pd.DataFrame, list[dic
                 record(spec.name, not_int, "parse as int")
                 # beyond 2^53 a float64 no longer holds every integer: the value would be rounded silently
                 too_big = values.notna() & ~not_int & (values.abs() > MAX_EXACT_INT)
-                record(spec.name, too_big, f"int within ±{MAX_EXACT_INT} (2^53 - 1): larger values are not stored exactly")
+                record(
+                    spec.name,
+                    too_big,
+                    f"int within ±{MAX_EXACT_INT} (2^53 - 1): larger values are not stored exactly",
+                )
                 typed[spec.name] = values.where(~not_int & ~too_big).astype("Int64")
             else:
                 typed[spec.name] = values
@@ -198,7 +248,9 @@ def _coerce(raw: pd.DataFrame, feed: FeedConfig) -> tuple[pd.DataFrame, list[dic
             record(spec.name, parsed.isna() & ~missing, "parse as bool")
             typed[spec.name] = parsed
         else:
-            typed[spec.name] = col.where(~missing, None).map(lambda v: None if v is None else str(v).strip())
+            typed[spec.name] = col.where(~missing, None).map(
+                lambda v: None if v is None else str(v).strip()
+            )
     if feed.label is not None:
         labels = pd.to_numeric(raw[feed.label], errors="coerce")
         record(feed.label, labels.isna() & ~blank(raw[feed.label]), "parse as 0/1 label")
@@ -228,12 +280,19 @@ def validate_partition(
         cases = exc.failure_cases
         for row in cases.itertuples(index=False):
             if row.index is None or (isinstance(row.index, float) and np.isnan(row.index)):
-                raise SchemaMismatchError(f"{source}: {row.check} failed for column {row.column!r}") from None
+                raise SchemaMismatchError(
+                    f"{source}: {row.check} failed for column {row.column!r}"
+                ) from None
             idx = int(row.index)
             if (idx, row.column) in coerced_cells:
                 continue  # already quarantined for failing to parse; NaN after coercion is not news
             failures.append(
-                {"index": idx, "column_name": row.column, "rule": str(row.check), "failure_value": row.failure_case}
+                {
+                    "index": idx,
+                    "column_name": row.column,
+                    "rule": str(row.check),
+                    "failure_value": row.failure_case,
+                }
             )
     bad_rows = sorted({f["index"] for f in failures})
     quarantine = _quarantine_frame(raw, feed, failures)
@@ -243,7 +302,9 @@ def validate_partition(
 
 def _quarantine_frame(raw: pd.DataFrame, feed: FeedConfig, failures: list[dict]) -> pd.DataFrame:
     if not failures:
-        return pd.DataFrame({c: pd.Series(dtype=object) for c in QUARANTINE_COLUMNS}).astype({"row_number": "int64"})
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in QUARANTINE_COLUMNS}).astype(
+            {"row_number": "int64"}
+        )
     rows = []
     masked = feed.pii_columns
     for f in sorted(failures, key=lambda f: (f["index"], str(f["column_name"]))):
@@ -255,10 +316,15 @@ def _quarantine_frame(raw: pd.DataFrame, feed: FeedConfig, failures: list[dict])
                 "record_key": None if pd.isna(key) else str(key),
                 "column_name": f["column_name"],
                 "rule": f["rule"],
-                "failure_value": MASK if f["column_name"] in masked and not _isna(f["failure_value"])
+                "failure_value": MASK
+                if f["column_name"] in masked and not _isna(f["failure_value"])
                 else _shown_value(f["failure_value"]),
-                "row_json": json.dumps({k: MASK if k in masked and not _isna(v) else _jsonable(v)
-                                        for k, v in record.items()}),
+                "row_json": json.dumps(
+                    {
+                        k: MASK if k in masked and not _isna(v) else _jsonable(v)
+                        for k, v in record.items()
+                    }
+                ),
             }
         )
     return pd.DataFrame(rows, columns=QUARANTINE_COLUMNS)

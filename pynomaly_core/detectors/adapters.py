@@ -201,7 +201,9 @@ class PyODDetector(_WrappedDetector):
         from sklearn.ensemble import IsolationForest
 
         inner = getattr(estimator, "detector_", None)
-        return inner if isinstance(estimator, IForest) and isinstance(inner, IsolationForest) else None
+        return (
+            inner if isinstance(estimator, IForest) and isinstance(inner, IsolationForest) else None
+        )
 
 
 class PCADetector(PyODDetector):

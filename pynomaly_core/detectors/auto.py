@@ -303,7 +303,9 @@ class AutoDetector(BaseDetector):
         X_train = np.vstack([X_fit, X_syn[:n_inject]]) if n_inject else X_fit
         X_eval, kinds_eval = X_syn[n_inject:], kinds[n_inject:]
 
-        hold_scores, syn_scores, seconds, failures = self._score_candidates(names, X_train, X_hold, X_eval)
+        hold_scores, syn_scores, seconds, failures = self._score_candidates(
+            names, X_train, X_hold, X_eval
+        )
         evidence = label_free_evidence(hold_scores, syn_scores, synthetic_kinds=kinds_eval)
         evidence["fit_seconds"] = pd.Series(seconds)
         best, chosen = self._refit_best(select_top(evidence, len(evidence)), X, failures)
@@ -313,7 +315,9 @@ class AutoDetector(BaseDetector):
         self.choice_ = "+".join(chosen)
         self.best_model_ = best
 
-    def _selection_split(self, X: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def _selection_split(
+        self, X: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(rows to fit the candidates on, holdout rows)``: at most ``max_rows``, held out if enough.
 
         Sets ``selection_rows_`` and ``split_`` (``"holdout"``, or ``"in-sample"`` when either side
@@ -332,8 +336,9 @@ class AutoDetector(BaseDetector):
         self.split_ = "holdout"
         return rows[perm[n_hold:]], rows[perm[:n_hold]]
 
-    def _score_candidates(self, names: list[str], X_train: np.ndarray, X_hold: np.ndarray,
-                          X_eval: np.ndarray) -> tuple[dict, dict, dict, dict[str, str]]:
+    def _score_candidates(
+        self, names: list[str], X_train: np.ndarray, X_hold: np.ndarray, X_eval: np.ndarray
+    ) -> tuple[dict, dict, dict, dict[str, str]]:
         """Fit every candidate and score the holdout and synthetic rows.
 
         Returns ``(holdout scores, synthetic scores, fit seconds, failures)`` by name; a candidate
@@ -360,8 +365,9 @@ class AutoDetector(BaseDetector):
             raise DetectorError(f"auto: every candidate failed: {failures}.")
         return hold_scores, syn_scores, seconds, failures
 
-    def _refit_best(self, ranked: list[str], X: np.ndarray,
-                    failures: dict[str, str]) -> tuple[BaseDetector, list[str]]:
+    def _refit_best(
+        self, ranked: list[str], X: np.ndarray, failures: dict[str, str]
+    ) -> tuple[BaseDetector, list[str]]:
         """The best-ranked candidate (``combine`` of them as a rank ensemble) refitted on all rows.
 
         With ``combine=1`` the next-ranked one is tried when a refit fails (added to ``failures``).
@@ -378,7 +384,7 @@ class AutoDetector(BaseDetector):
         else:
             from pynomaly_core.detectors.ensemble import EnsembleDetector
 
-            chosen = ranked[:self.combine]
+            chosen = ranked[: self.combine]
             best = EnsembleDetector(
                 detectors=chosen,
                 normalization="rank",

@@ -257,6 +257,7 @@ class EnsembleDetector(BaseDetector):
         shell = joblib.load(dirpath / _SHELL)
         if hasattr(shell, "member_names_"):
             shell.members_ = [
-                load_object(dirpath / f"member-{i}", key=key) for i in range(len(shell.member_names_))
+                load_object(dirpath / f"member-{i}", key=key)
+                for i in range(len(shell.member_names_))
             ]
         return shell

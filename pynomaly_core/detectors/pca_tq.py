@@ -39,8 +39,14 @@ class PCATQDetector(BaseDetector):
 
     detector_name = "PCA_TQ"
 
-    def __init__(self, variance: float = 0.9, n_components: int | None = None, alpha: float = 0.01,
-                 contamination: float = 0.1, random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        variance: float = 0.9,
+        n_components: int | None = None,
+        alpha: float = 0.01,
+        contamination: float = 0.1,
+        random_state: int | None = None,
+    ) -> None:
         super().__init__(contamination=contamination)
         self.variance = variance
         self.n_components = n_components
@@ -49,7 +55,9 @@ class PCATQDetector(BaseDetector):
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
         if not 0.0 < float(self.variance) <= 1.0:
-            raise DetectorError(f"PCATQDetector: variance must be in (0, 1], got {self.variance!r}.")
+            raise DetectorError(
+                f"PCATQDetector: variance must be in (0, 1], got {self.variance!r}."
+            )
         if not 0.0 < float(self.alpha) < 0.5:
             raise DetectorError(f"PCATQDetector: alpha must be in (0, 0.5), got {self.alpha!r}.")
         self.mean_ = X.mean(axis=0)
@@ -65,7 +73,11 @@ class PCATQDetector(BaseDetector):
                     f"PCATQDetector: n_components={k} must be between 1 and {len(eigenvalues)} (the features)."
                 )
         else:
-            share = np.cumsum(eigenvalues) / eigenvalues.sum() if eigenvalues.sum() > 0 else np.ones_like(eigenvalues)
+            share = (
+                np.cumsum(eigenvalues) / eigenvalues.sum()
+                if eigenvalues.sum() > 0
+                else np.ones_like(eigenvalues)
+            )
             k = int(np.searchsorted(share, float(self.variance) - 1e-12) + 1)
         # keep at least one residual dimension when there is more than one feature: Q needs it
         if k >= Z.shape[1] > 1:

@@ -78,7 +78,12 @@ def _versions() -> dict[str, str]:
 
 
 def save_object(
-    obj: Any, path: str | Path, *, kind: str, info: dict[str, Any] | None = None, key: bytes | None = None
+    obj: Any,
+    path: str | Path,
+    *,
+    kind: str,
+    info: dict[str, Any] | None = None,
+    key: bytes | None = None,
 ) -> Path:
     """Save ``obj`` into directory ``path`` atomically and sign it with ``key``.
 
@@ -99,7 +104,9 @@ def save_object(
             joblib.dump(obj, tmp / "model.joblib")
             loader = "joblib"
         files = {
-            p.relative_to(tmp).as_posix(): sha256_file(p) for p in sorted(tmp.rglob("*")) if p.is_file()
+            p.relative_to(tmp).as_posix(): sha256_file(p)
+            for p in sorted(tmp.rglob("*"))
+            if p.is_file()
         }
         manifest: dict[str, Any] = {
             "format_version": FORMAT_VERSION,
@@ -127,7 +134,9 @@ def read_manifest(path: str | Path, *, key: bytes | None = None) -> dict[str, An
     path = Path(path)
     manifest_path = path / MANIFEST
     if not manifest_path.exists():
-        raise ModelIntegrityError(f"{manifest_path} does not exist: {path} is not a saved Pynomaly model.")
+        raise ModelIntegrityError(
+            f"{manifest_path} does not exist: {path} is not a saved Pynomaly model."
+        )
     manifest = json.loads(manifest_path.read_text())
     expected = _sign(manifest, key)
     if not hmac.compare_digest(expected, str(manifest.get("signature", ""))):
@@ -146,7 +155,9 @@ def read_manifest(path: str | Path, *, key: bytes | None = None) -> dict[str, An
     return manifest
 
 
-def load_object(path: str | Path, *, expected_sha256: str | None = None, key: bytes | None = None) -> Any:
+def load_object(
+    path: str | Path, *, expected_sha256: str | None = None, key: bytes | None = None
+) -> Any:
     """Load an object saved with :func:`save_object` after verifying it with ``key``.
 
     ``expected_sha256`` optionally pins the manifest digest recorded elsewhere
@@ -168,7 +179,9 @@ def load_object(path: str | Path, *, expected_sha256: str | None = None, key: by
 
 def save_detector(detector: Any, path: str | Path, *, key: bytes | None = None) -> Path:
     """Save a fitted detector (see :func:`save_object`)."""
-    return save_object(detector, path, kind="detector", info={"name": type(detector).__name__}, key=key)
+    return save_object(
+        detector, path, kind="detector", info={"name": type(detector).__name__}, key=key
+    )
 
 
 def load_detector(path: str | Path, *, key: bytes | None = None) -> Any:

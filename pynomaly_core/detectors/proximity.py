@@ -66,7 +66,7 @@ _MARGIN = 4  # extra shortlisted groups beyond k, so float32 near-ties rarely ne
 # cache); the budgets bound the per-block minima and float64 work arrays.
 _CPU_TILE_COLUMNS, _CPU_QUERY_ROWS, _CPU_BUDGET = 2048, 256, 64 << 20
 _GPU_TILE_COLUMNS, _GPU_QUERY_ROWS, _GPU_BUDGET = 16384, 4096, 1 << 30
-_UNIT_ROUNDOFF = {"highest": 2.0 ** -24, "high": 2.0 ** -11, "medium": 2.0 ** -8}
+_UNIT_ROUNDOFF = {"highest": 2.0**-24, "high": 2.0**-11, "medium": 2.0**-8}
 
 
 # ------------------------------------------------------------------------ search
@@ -83,8 +83,9 @@ def _exclude_self(distances: np.ndarray, indices: np.ndarray) -> tuple[np.ndarra
     return (distances[keep].reshape(n, k_plus_one - 1), indices[keep].reshape(n, k_plus_one - 1))
 
 
-def _tree_kneighbors(tree: Any, queries: np.ndarray, k: int, n_threads: int
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def _tree_kneighbors(
+    tree: Any, queries: np.ndarray, k: int, n_threads: int
+) -> tuple[np.ndarray, np.ndarray]:
     """``tree.query`` split over threads (the query loop releases the GIL)."""
     if n_threads == 1 or len(queries) < 2 * n_threads:
         return tree.query(queries, k=k)
@@ -132,14 +133,23 @@ class _BruteSearch:
         self.tile_columns = min(self.n_padded, _CPU_TILE_COLUMNS if on_cpu else _GPU_TILE_COLUMNS)
         budget = _CPU_BUDGET if on_cpu else _GPU_BUDGET
         # A query block holds one float32 tile and the first-level minima of all rows.
-        self.query_rows = int(max(16, min(_CPU_QUERY_ROWS if on_cpu else _GPU_QUERY_ROWS,
-                                          budget // (4 * (self.n_padded // _GROUP)))))
+        self.query_rows = int(
+            max(
+                16,
+                min(
+                    _CPU_QUERY_ROWS if on_cpu else _GPU_QUERY_ROWS,
+                    budget // (4 * (self.n_padded // _GROUP)),
+                ),
+            )
+        )
         self.budget = budget
         precision = torch.get_float32_matmul_precision()
-        self.unit_roundoff = _UNIT_ROUNDOFF.get(precision, 2.0 ** -8)
+        self.unit_roundoff = _UNIT_ROUNDOFF.get(precision, 2.0**-8)
         self.max_norm = float(torch.linalg.vector_norm(self.reference64, dim=1).max())
 
-    def kneighbors(self, queries: np.ndarray, k: int, n_threads: int) -> tuple[np.ndarray, np.ndarray]:
+    def kneighbors(
+        self, queries: np.ndarray, k: int, n_threads: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest reference rows of each query row, sorted by distance.
 
         Parameters
@@ -158,7 +168,7 @@ class _BruteSearch:
         torch = self.torch
 
         def search(start: int) -> tuple[Any, Any]:
-            block = torch.from_numpy(queries[start:start + self.query_rows] - self.offset)
+            block = torch.from_numpy(queries[start : start + self.query_rows] - self.offset)
             return self._block(block.to(self.device), k)
 
         starts = range(0, len(queries), self.query_rows)
@@ -167,8 +177,10 @@ class _BruteSearch:
         else:
             with torch.inference_mode():
                 results = [search(start) for start in starts]
-        return (torch.cat([r[0] for r in results]).cpu().numpy(),
-                torch.cat([r[1] for r in results]).cpu().numpy())
+        return (
+            torch.cat([r[0] for r in results]).cpu().numpy(),
+            torch.cat([r[1] for r in results]).cpu().numpy(),
+        )
 
     def _block(self, queries64: Any, k: int) -> tuple[Any, Any]:
         torch = self.torch
@@ -179,14 +191,19 @@ class _BruteSearch:
         for start in range(0, self.n_padded, self.tile_columns):
             stop = min(start + self.tile_columns, self.n_padded)
             tile = torch.mm(self.augmented[start:stop], multiplier)
-            torch.amin(tile.view(-1, _GROUP, rows), dim=1, out=minima[start // _GROUP:stop // _GROUP])
+            torch.amin(
+                tile.view(-1, _GROUP, rows), dim=1, out=minima[start // _GROUP : stop // _GROUP]
+            )
         wanted = k + _MARGIN
         # Level 2: the best groups of 64 reference rows.
         coarse = minima.view(-1, _GROUP, rows).amin(dim=1).t()
         n_coarse = min(wanted, coarse.shape[1])
         coarse_values, coarse_ids = torch.topk(coarse, n_coarse, dim=1, largest=False)
-        bound = (coarse_values[:, -1] if n_coarse < coarse.shape[1]
-                 else torch.full((rows,), float("inf"), device=self.device))
+        bound = (
+            coarse_values[:, -1]
+            if n_coarse < coarse.shape[1]
+            else torch.full((rows,), float("inf"), device=self.device)
+        )
         # Level 1: the best groups of 8 inside them.
         offsets = torch.arange(_GROUP, device=self.device)
         fine_ids = (coarse_ids[:, :, None] * _GROUP + offsets).reshape(rows, -1)
@@ -195,13 +212,18 @@ class _BruteSearch:
         fine_values, chosen = torch.topk(fine, n_fine, dim=1, largest=False)
         if n_fine < fine.shape[1]:
             bound = torch.minimum(bound, fine_values[:, -1])
-        columns = (torch.gather(fine_ids, 1, chosen)[:, :, None] * _GROUP + offsets).reshape(rows, -1)
+        columns = (torch.gather(fine_ids, 1, chosen)[:, :, None] * _GROUP + offsets).reshape(
+            rows, -1
+        )
         distances, indices = self._exact(queries64, columns, k)
         # Every reference row left out has a float32 value >= bound; accept the shortlist
         # only if the worst-case rounding error cannot bring one below the k-th distance.
         query_norms = queries64.square().sum(dim=1)
-        error = ((self.n_features + 8) * self.unit_roundoff
-                 * (self.max_norm ** 2 + 2.0 * query_norms.sqrt() * self.max_norm))
+        error = (
+            (self.n_features + 8)
+            * self.unit_roundoff
+            * (self.max_norm**2 + 2.0 * query_norms.sqrt() * self.max_norm)
+        )
         unsafe = (bound.double() + query_norms - error) <= distances[:, -1].square()
         if bool(unsafe.any()):
             redo = torch.nonzero(unsafe).squeeze(1)
@@ -215,12 +237,18 @@ class _BruteSearch:
         valid = columns < self.n_reference
         safe = columns.clamp_max(self.n_reference - 1)
         step = max(1, self.budget // (8 * n_candidates * self.n_features))
-        distances = torch.cat([
-            torch.linalg.vector_norm(
-                self.reference64.index_select(0, safe[i:i + step].reshape(-1)).view(
-                    -1, n_candidates, self.n_features) - queries64[i:i + step, None, :], dim=2)
-            for i in range(0, rows, step)
-        ]).masked_fill_(~valid, float("inf"))
+        distances = torch.cat(
+            [
+                torch.linalg.vector_norm(
+                    self.reference64.index_select(0, safe[i : i + step].reshape(-1)).view(
+                        -1, n_candidates, self.n_features
+                    )
+                    - queries64[i : i + step, None, :],
+                    dim=2,
+                )
+                for i in range(0, rows, step)
+            ]
+        ).masked_fill_(~valid, float("inf"))
         values, order = torch.topk(distances, k, dim=1, largest=False)
         return values, torch.gather(safe, 1, order)
 
@@ -229,9 +257,16 @@ class _BruteSearch:
         torch = self.torch
         step = max(1, self.budget // (8 * self.n_reference))
         parts = [
-            torch.topk(torch.cdist(queries64[i:i + step], self.reference64,
-                                   compute_mode="donot_use_mm_for_euclid_dist"),
-                       k, dim=1, largest=False)
+            torch.topk(
+                torch.cdist(
+                    queries64[i : i + step],
+                    self.reference64,
+                    compute_mode="donot_use_mm_for_euclid_dist",
+                ),
+                k,
+                dim=1,
+                largest=False,
+            )
             for i in range(0, queries64.shape[0], step)
         ]
         return torch.cat([p.values for p in parts]), torch.cat([p.indices for p in parts])
@@ -245,8 +280,9 @@ class _NeighbourDetector(BaseDetector):
         check_int(owner, "n_neighbors", self.n_neighbors, 1)
         check_int(owner, "leaf_size", self.leaf_size, 1)
         if self.algorithm not in ALGORITHMS:
-            raise DetectorError(f"{owner}: algorithm must be one of {ALGORITHMS}, got "
-                                f"{self.algorithm!r}.")
+            raise DetectorError(
+                f"{owner}: algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}."
+            )
         check_device(self.device, owner)
         check_n_jobs(self.n_jobs, owner)
 
@@ -286,8 +322,10 @@ class _NeighbourDetector(BaseDetector):
             return device
         if self.device == "auto":
             return torch.device("cpu")
-        raise DetectorError(f"{type(self).__name__}: device='mps' is not supported (the exact "
-                            "distance steps need float64, which MPS lacks); use 'auto' or 'cpu'.")
+        raise DetectorError(
+            f"{type(self).__name__}: device='mps' is not supported (the exact "
+            "distance steps need float64, which MPS lacks); use 'auto' or 'cpu'."
+        )
 
     def _fit_search(self, X: np.ndarray) -> None:
         torch = import_torch()
@@ -371,8 +409,12 @@ _SHARED_PARAMS_DOC = """
 
 def _document_shared_params(cls: type) -> type:
     """Append the parameters and attributes TorchKNN and TorchLOF share to the class docstring."""
-    cls.__doc__ = ((cls.__doc__ or "").rstrip() + "\n" + _SHARED_PARAMS_DOC
-                   + getattr(cls, "_extra_attributes_doc", ""))
+    cls.__doc__ = (
+        (cls.__doc__ or "").rstrip()
+        + "\n"
+        + _SHARED_PARAMS_DOC
+        + getattr(cls, "_extra_attributes_doc", "")
+    )
     return cls
 
 
@@ -390,9 +432,17 @@ class TorchKNN(_NeighbourDetector):
         Score = distance to the k-th neighbour, or the mean / median of the k distances.
     """
 
-    def __init__(self, contamination: float = 0.1, n_neighbors: int = 5, method: str = "largest",
-                 algorithm: str = "auto", leaf_size: int = 30, device: str = "auto",
-                 n_jobs: int | None = None, random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        contamination: float = 0.1,
+        n_neighbors: int = 5,
+        method: str = "largest",
+        algorithm: str = "auto",
+        leaf_size: int = 30,
+        device: str = "auto",
+        n_jobs: int | None = None,
+        random_state: int | None = None,
+    ) -> None:
         super().__init__(contamination=contamination)
         self.n_neighbors = n_neighbors
         self.method = method
@@ -454,9 +504,16 @@ class TorchLOF(_NeighbourDetector):
         Distance of each training row to its ``n_neighbors_``-th neighbour.
 """
 
-    def __init__(self, contamination: float = 0.1, n_neighbors: int = 20, algorithm: str = "auto",
-                 leaf_size: int = 30, device: str = "auto", n_jobs: int | None = None,
-                 random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        contamination: float = 0.1,
+        n_neighbors: int = 20,
+        algorithm: str = "auto",
+        leaf_size: int = 30,
+        device: str = "auto",
+        n_jobs: int | None = None,
+        random_state: int | None = None,
+    ) -> None:
         super().__init__(contamination=contamination)
         self.n_neighbors = n_neighbors
         self.algorithm = algorithm
@@ -475,9 +532,12 @@ class TorchLOF(_NeighbourDetector):
             raise DetectorError("TorchLOF: fit needs at least 2 rows.")
         self.n_neighbors_ = min(self.n_neighbors, X.shape[0] - 1)
         if self.n_neighbors_ < self.n_neighbors:
-            warnings.warn(f"TorchLOF: n_neighbors={self.n_neighbors} is not smaller than the "
-                          f"{X.shape[0]} training rows; using {self.n_neighbors_}.", UserWarning,
-                          stacklevel=3)
+            warnings.warn(
+                f"TorchLOF: n_neighbors={self.n_neighbors} is not smaller than the "
+                f"{X.shape[0]} training rows; using {self.n_neighbors_}.",
+                UserWarning,
+                stacklevel=3,
+            )
         self._fit_search(X)
         distances, indices = self._kneighbors(None, self.n_neighbors_)
         self.k_distance_ = distances[:, -1]

@@ -45,7 +45,10 @@ class DetectorSpec:
 
     @property
     def installed(self) -> bool:
-        return self.requires_module is None or importlib.util.find_spec(self.requires_module) is not None
+        return (
+            self.requires_module is None
+            or importlib.util.find_spec(self.requires_module) is not None
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -130,5 +133,7 @@ def create(name: str, **params: Any) -> BaseDetector:
     try:
         detector = cls(**kwargs)
     except TypeError as exc:
-        raise DetectorError(f"detector {name!r}: invalid parameters {sorted(params)} ({exc}).") from exc
+        raise DetectorError(
+            f"detector {name!r}: invalid parameters {sorted(params)} ({exc})."
+        ) from exc
     return detector

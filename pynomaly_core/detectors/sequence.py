@@ -67,8 +67,11 @@ def sequence_aware_names(*, installed_only: bool = True) -> list[str]:
     from pynomaly_core.detectors.registry import available
     from pynomaly_core.detectors.targets import import_target
 
-    return [spec.name for spec in available(installed_only=installed_only)
-            if is_sequence_aware(import_target(spec.target))]
+    return [
+        spec.name
+        for spec in available(installed_only=installed_only)
+        if is_sequence_aware(import_target(spec.target))
+    ]
 
 
 def check_window_size(owner: str, value: Any) -> None:

@@ -138,10 +138,16 @@ class NormalRange:
         """``"alert rate 0.0417 vs normal up to 0.0208 (reference days p95 of 20), limit 0.0312"``."""
         way = "up to" if self.direction == "above" else "down to"
         pct = (self.quantile if self.direction == "above" else 1.0 - self.quantile) * 100
-        bound = " (floor)" if self.direction == "above" else " (monitoring.canary_recall_tolerance below normal)"
+        bound = (
+            " (floor)"
+            if self.direction == "above"
+            else " (monitoring.canary_recall_tolerance below normal)"
+        )
         limit = f"limit {self.limit:.3g}" + (bound if self.floored else "")
-        return (f"{self.label} {value:.3g} vs normal {way} {self.normal:.3g} "
-                f"(reference days p{pct:.0f} of {self.days}), {limit}")
+        return (
+            f"{self.label} {value:.3g} vs normal {way} {self.normal:.3g} "
+            f"(reference days p{pct:.0f} of {self.days}), {limit}"
+        )
 
 
 @dataclass
@@ -168,8 +174,14 @@ class NormalRanges:
         return {f"{name.replace(':', '_')}_limit": r.limit for name, r in self.ranges.items()}
 
 
-def _range(statistic: str, label: str, values: np.ndarray, direction: Direction, settings: MonitoringSettings,
-           floor: float | None) -> NormalRange | None:
+def _range(
+    statistic: str,
+    label: str,
+    values: np.ndarray,
+    direction: Direction,
+    settings: MonitoringSettings,
+    floor: float | None,
+) -> NormalRange | None:
     values = values[np.isfinite(values)]
     if len(values) < settings.normal_min_days:
         return None
@@ -181,9 +193,14 @@ def _range(statistic: str, label: str, values: np.ndarray, direction: Direction,
         limit = max(limit, floor) if floor is not None else limit
     else:  # canary recall: a drop must also exceed canary_recall_tolerance, or it is estimation noise
         normal = float(np.quantile(values, 1.0 - q))
-        by_margin, by_tolerance = normal / settings.normal_margin, normal - settings.canary_recall_tolerance
+        by_margin, by_tolerance = (
+            normal / settings.normal_margin,
+            normal - settings.canary_recall_tolerance,
+        )
         limit, floored = min(by_margin, by_tolerance), by_tolerance < by_margin
-    return NormalRange(statistic, label, direction, normal, float(limit), q, len(values), bool(floored))
+    return NormalRange(
+        statistic, label, direction, normal, float(limit), q, len(values), bool(floored)
+    )
 
 
 # ------------------------------------------------------------------------------ the profile
@@ -216,11 +233,26 @@ class NormalDays:
         return self.reason is None and len(self.table) > 0
 
     @classmethod
-    def unavailable(cls, reason: str, features: list[str], expected_alert_rate: float, window_days: int = 0,
-                    folds: int = 0) -> NormalDays:
+    def unavailable(
+        cls,
+        reason: str,
+        features: list[str],
+        expected_alert_rate: float,
+        window_days: int = 0,
+        folds: int = 0,
+    ) -> NormalDays:
         empty = np.empty(0)
-        return cls(pd.DataFrame(), empty, empty, empty, list(features), float(expected_alert_rate), folds=folds,
-                   window_days=window_days, reason=reason)
+        return cls(
+            pd.DataFrame(),
+            empty,
+            empty,
+            empty,
+            list(features),
+            float(expected_alert_rate),
+            folds=folds,
+            window_days=window_days,
+            reason=reason,
+        )
 
     def ranges(self, settings: MonitoringSettings) -> NormalRanges:
         """The limits under the feed's current ``monitoring`` settings (so a changed setting needs no retrain)."""
@@ -230,20 +262,37 @@ class NormalDays:
             return NormalRanges.fixed("monitoring.normal_folds is 0 (no normal-day profile)")
         days = len(self.table)
         if days < settings.normal_min_days:
-            return NormalRanges.fixed(f"only {days} measured reference day(s) < monitoring.normal_min_days="
-                                      f"{settings.normal_min_days}")
+            return NormalRanges.fixed(
+                f"only {days} measured reference day(s) < monitoring.normal_min_days="
+                f"{settings.normal_min_days}"
+            )
         out: dict[str, NormalRange] = {}
         for name in self.features:
             column = f"psi:{name}"
-            r = _range(column, f"PSI of {name}", self.table[column].to_numpy(dtype=float), "above", settings,
-                       PSI_FLOOR)
+            r = _range(
+                column,
+                f"PSI of {name}",
+                self.table[column].to_numpy(dtype=float),
+                "above",
+                settings,
+                PSI_FLOOR,
+            )
             if r is not None:
                 out[column] = r
-        specs = (("score_psi", "anomaly-score PSI", "above", PSI_FLOOR),
-                 ("alert_rate", "alert rate", "above", ALERT_RATE_FLOOR_RATIO * self.expected_alert_rate),
-                 ("canary_recall", "canary recall", "below", None))
+        specs = (
+            ("score_psi", "anomaly-score PSI", "above", PSI_FLOOR),
+            (
+                "alert_rate",
+                "alert rate",
+                "above",
+                ALERT_RATE_FLOOR_RATIO * self.expected_alert_rate,
+            ),
+            ("canary_recall", "canary recall", "below", None),
+        )
         for name, label, direction, floor in specs:
-            r = _range(name, label, self.table[name].to_numpy(dtype=float), direction, settings, floor)
+            r = _range(
+                name, label, self.table[name].to_numpy(dtype=float), direction, settings, floor
+            )
             if r is not None:
                 out[name] = r
         return NormalRanges(out, days=days)
@@ -256,22 +305,35 @@ class NormalDays:
         files: dict[str, Any] = {}
         if self.built:
             table_file, table_digest = _write_parquet(self.table, directory, _TABLE_PREFIX)
-            scores_file, scores_digest = _write_parquet(pd.DataFrame({"score": self.scores}), directory,
-                                                        _SCORES_PREFIX)
-            files = {"table": {"name": table_file, "sha256": table_digest},
-                     "scores": {"name": scores_file, "sha256": scores_digest}}
+            scores_file, scores_digest = _write_parquet(
+                pd.DataFrame({"score": self.scores}), directory, _SCORES_PREFIX
+            )
+            files = {
+                "table": {"name": table_file, "sha256": table_digest},
+                "scores": {"name": scores_file, "sha256": scores_digest},
+            }
         manifest = {
-            "format_version": NORMAL_FORMAT_VERSION, "features": self.features,
-            "expected_alert_rate": self.expected_alert_rate, "folds": self.folds, "canaries": self.canaries,
-            "window_days": self.window_days, "measured_days": len(self.table), "skipped_days": self.skipped_days,
-            "reason": self.reason, "seconds": self.seconds,
-            "score_edges": self.score_edges.tolist(), "score_proportions": self.score_proportions.tolist(),
+            "format_version": NORMAL_FORMAT_VERSION,
+            "features": self.features,
+            "expected_alert_rate": self.expected_alert_rate,
+            "folds": self.folds,
+            "canaries": self.canaries,
+            "window_days": self.window_days,
+            "measured_days": len(self.table),
+            "skipped_days": self.skipped_days,
+            "reason": self.reason,
+            "seconds": self.seconds,
+            "score_edges": self.score_edges.tolist(),
+            "score_proportions": self.score_proportions.tolist(),
             "files": files,
         }
         path = directory / NORMAL_MANIFEST
         atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
         keep = {f["name"] for f in files.values()}
-        for stale in [*directory.glob(f"{_TABLE_PREFIX}*.parquet"), *directory.glob(f"{_SCORES_PREFIX}*.parquet")]:
+        for stale in [
+            *directory.glob(f"{_TABLE_PREFIX}*.parquet"),
+            *directory.glob(f"{_SCORES_PREFIX}*.parquet"),
+        ]:
             if stale.name not in keep:
                 stale.unlink(missing_ok=True)
         return path
@@ -286,35 +348,51 @@ class NormalDays:
         try:
             doc = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DriftError(f"{path}: corrupt normal-day profile ({exc}); rebuild the monitoring reference") from exc
+            raise DriftError(
+                f"{path}: corrupt normal-day profile ({exc}); rebuild the monitoring reference"
+            ) from exc
         if not isinstance(doc, dict) or doc.get("format_version") != NORMAL_FORMAT_VERSION:
             found = doc.get("format_version") if isinstance(doc, dict) else type(doc).__name__
-            raise DriftError(f"{path}: normal-day profile format {found!r}, expected {NORMAL_FORMAT_VERSION}; "
-                             "rebuild the monitoring reference")
+            raise DriftError(
+                f"{path}: normal-day profile format {found!r}, expected {NORMAL_FORMAT_VERSION}; "
+                "rebuild the monitoring reference"
+            )
         try:
             features = [str(c) for c in doc["features"]]
             files = doc["files"]
             table = _read_parquet(directory, files["table"], path) if files else pd.DataFrame()
-            scores = (_read_parquet(directory, files["scores"], path)["score"].to_numpy(dtype=np.float64)
-                      if files else np.empty(0))
+            scores = (
+                _read_parquet(directory, files["scores"], path)["score"].to_numpy(dtype=np.float64)
+                if files
+                else np.empty(0)
+            )
             profile = cls(
-                table=table, scores=scores,
+                table=table,
+                scores=scores,
                 score_edges=np.asarray(doc["score_edges"], dtype=np.float64),
                 score_proportions=np.asarray(doc["score_proportions"], dtype=np.float64),
-                features=features, expected_alert_rate=float(doc["expected_alert_rate"]),
-                folds=int(doc["folds"]), canaries=doc.get("canaries"), window_days=int(doc["window_days"]),
-                skipped_days=[str(d) for d in doc["skipped_days"]], reason=doc.get("reason"),
+                features=features,
+                expected_alert_rate=float(doc["expected_alert_rate"]),
+                folds=int(doc["folds"]),
+                canaries=doc.get("canaries"),
+                window_days=int(doc["window_days"]),
+                skipped_days=[str(d) for d in doc["skipped_days"]],
+                reason=doc.get("reason"),
                 seconds=float(doc.get("seconds", 0.0)),
             )
         except DriftError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
-            raise DriftError(f"{path}: corrupt normal-day profile, cannot read {exc!r}; "
-                             "rebuild the monitoring reference") from exc
+            raise DriftError(
+                f"{path}: corrupt normal-day profile, cannot read {exc!r}; "
+                "rebuild the monitoring reference"
+            ) from exc
         expected = {"day", "rows", "fold", *DAY_STATISTICS, *(f"psi:{c}" for c in features)}
         if profile.built and not expected <= set(table.columns):
-            raise DriftError(f"{path}: the per-day table lacks {sorted(expected - set(table.columns))}; "
-                             "rebuild the monitoring reference")
+            raise DriftError(
+                f"{path}: the per-day table lacks {sorted(expected - set(table.columns))}; "
+                "rebuild the monitoring reference"
+            )
         return profile
 
 
@@ -323,9 +401,16 @@ def _unfitted_copy(model: AnomalyModel) -> AnomalyModel:
     """A new, unfitted model with ``model``'s configuration: what a fold fits in its place."""
     from pynomaly_core.model import AnomalyModel
 
-    return AnomalyModel(model.features, detector=model.detector, contamination=model.contamination,
-                        params=dict(model.params), random_state=model.random_state, scaling=model.scaling,
-                        severity_cutoffs=model.severity_cutoffs, derivation=getattr(model, "derivation", None))
+    return AnomalyModel(
+        model.features,
+        detector=model.detector,
+        contamination=model.contamination,
+        params=dict(model.params),
+        random_state=model.random_state,
+        scaling=model.scaling,
+        severity_cutoffs=model.severity_cutoffs,
+        derivation=getattr(model, "derivation", None),
+    )
 
 
 def normalized_scores(model: AnomalyModel, scores: np.ndarray) -> np.ndarray:
@@ -335,8 +420,13 @@ def normalized_scores(model: AnomalyModel, scores: np.ndarray) -> np.ndarray:
     return np.interp(np.asarray(scores, dtype=float), model.quantiles_, QUANTILE_LEVELS)
 
 
-def _feature_psi(values: dict[str, Any], day_rows: np.ndarray, numeric: list[str], categorical: list[str],
-                 bins: int) -> dict[str, float]:
+def _feature_psi(
+    values: dict[str, Any],
+    day_rows: np.ndarray,
+    numeric: list[str],
+    categorical: list[str],
+    bins: int,
+) -> dict[str, float]:
     """PSI of each feature on the rows ``day_rows`` against all the other rows (buckets learned on those)."""
     out = {}
     for column in numeric:
@@ -346,11 +436,15 @@ def _feature_psi(values: dict[str, Any], day_rows: np.ndarray, numeric: list[str
             out[f"psi:{column}"] = float("nan")
             continue
         edges = quantile_edges(finite, bins)
-        out[f"psi:{column}"] = psi(shares(bucket_counts(rest, edges)), shares(bucket_counts(day, edges)))
+        out[f"psi:{column}"] = psi(
+            shares(bucket_counts(rest, edges)), shares(bucket_counts(day, edges))
+        )
     for column in categorical:
         day, rest = values[column][day_rows], values[column][~day_rows]
         categories = list(rest.dropna().value_counts().index)
-        out[f"psi:{column}"] = psi(shares(category_counts(rest, categories)), shares(category_counts(day, categories)))
+        out[f"psi:{column}"] = psi(
+            shares(category_counts(rest, categories)), shares(category_counts(day, categories))
+        )
     return out
 
 
@@ -360,8 +454,10 @@ def _score_drift(day: np.ndarray, rest: np.ndarray, bins: int) -> tuple[float, f
     if day.size == 0 or rest.size == 0:
         return float("nan"), float("nan")
     edges = quantile_edges(rest, bins)
-    return (psi(shares(bucket_counts(rest, edges)), shares(bucket_counts(day, edges))),
-            float(stats.ks_2samp(day, rest).statistic))
+    return (
+        psi(shares(bucket_counts(rest, edges)), shares(bucket_counts(day, edges))),
+        float(stats.ks_2samp(day, rest).statistic),
+    )
 
 
 def build_normal_days(
@@ -392,25 +488,34 @@ def build_normal_days(
     unique = sorted(pd.unique(days[pd.notna(days)]))
 
     def unavailable(reason: str) -> NormalDays:
-        return NormalDays.unavailable(reason, features, expected, window_days=len(unique), folds=settings.normal_folds)
+        return NormalDays.unavailable(
+            reason, features, expected, window_days=len(unique), folds=settings.normal_folds
+        )
 
     if settings.normal_folds == 0:
         return unavailable("monitoring.normal_folds is 0 (no normal-day profile)")
     if len(unique) < max(settings.normal_min_days, 2):
-        return unavailable(f"the training window has {len(unique)} day(s) < monitoring.normal_min_days="
-                           f"{settings.normal_min_days}")
+        return unavailable(
+            f"the training window has {len(unique)} day(s) < monitoring.normal_min_days="
+            f"{settings.normal_min_days}"
+        )
     counts = pd.Series(days).value_counts()
     least = max(MIN_DAY_ROWS, MIN_DAY_SHARE * float(counts.median()))
     measured = [d for d in unique if counts[d] >= least]
     skipped = [d for d in unique if counts[d] < least]
     if len(measured) < settings.normal_min_days:
-        return unavailable(f"only {len(measured)} day(s) of the training window have at least {least:.0f} rows "
-                           f"(< monitoring.normal_min_days={settings.normal_min_days})")
+        return unavailable(
+            f"only {len(measured)} day(s) of the training window have at least {least:.0f} rows "
+            f"(< monitoring.normal_min_days={settings.normal_min_days})"
+        )
 
     folds = min(settings.normal_folds, len(unique))
     blocks = np.array_split(np.array(unique), folds)
-    labels = (pd.to_numeric(window[feed.label], errors="coerce").fillna(0).astype(int).to_numpy()
-              if feed.label is not None and feed.label in window.columns else None)
+    labels = (
+        pd.to_numeric(window[feed.label], errors="coerce").fillna(0).astype(int).to_numpy()
+        if feed.label is not None and feed.label in window.columns
+        else None
+    )
     window = window.reset_index(drop=True)
     values: dict[str, Any] = {c: numeric_values(window, c, "training window") for c in numeric}
     values.update({c: window[c] for c in categorical})
@@ -421,13 +526,23 @@ def build_normal_days(
         try:
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                fold_model = _unfitted_copy(model).fit(window[~inside].reset_index(drop=True),
-                                                       None if labels is None else labels[~inside])
+                fold_model = _unfitted_copy(model).fit(
+                    window[~inside].reset_index(drop=True),
+                    None if labels is None else labels[~inside],
+                )
         except Exception as exc:  # noqa: BLE001 - the profile is optional; the reason is shown on every check
-            _LOG.warning("feed %s: normal-day profile not built: fold %d (days %s..%s) failed: %s",
-                         feed.name, k, block[0], block[-1], exc)
-            return unavailable(f"fitting fold {k + 1} of {folds} (days {block[0]}..{block[-1]}) failed: "
-                               f"{type(exc).__name__}: {exc}")
+            _LOG.warning(
+                "feed %s: normal-day profile not built: fold %d (days %s..%s) failed: %s",
+                feed.name,
+                k,
+                block[0],
+                block[-1],
+                exc,
+            )
+            return unavailable(
+                f"fitting fold {k + 1} of {folds} (days {block[0]}..{block[-1]}) failed: "
+                f"{type(exc).__name__}: {exc}"
+            )
         for day in block:
             rows = days == day
             frame = window[rows].reset_index(drop=True)
@@ -436,26 +551,51 @@ def build_normal_days(
             if day not in measured:
                 continue
             seed = random_state + int(day.replace("-", "")) % 10_000
-            recall = canaries.recall(fold_model, frame, random_state=seed) if canaries is not None else float("nan")
-            per_day[day] = {"fold": k, "rows": int(rows.sum()), "alert_rate": float(np.mean(raw > fold_model.threshold_)),
-                            "canary_recall": recall}
+            recall = (
+                canaries.recall(fold_model, frame, random_state=seed)
+                if canaries is not None
+                else float("nan")
+            )
+            per_day[day] = {
+                "fold": k,
+                "rows": int(rows.sum()),
+                "alert_rate": float(np.mean(raw > fold_model.threshold_)),
+                "canary_recall": recall,
+            }
 
     rows_out = []
     for day in measured:
         rows = days == day
         score_psi, score_ks = _score_drift(oof[rows], oof[~rows & np.isfinite(oof)], bins)
-        rows_out.append({"day": day, **per_day[day], **_feature_psi(values, rows, numeric, categorical, bins),
-                         "score_psi": score_psi, "score_ks": score_ks})
+        rows_out.append(
+            {
+                "day": day,
+                **per_day[day],
+                **_feature_psi(values, rows, numeric, categorical, bins),
+                "score_psi": score_psi,
+                "score_ks": score_ks,
+            }
+        )
     table = pd.DataFrame(rows_out)
     table = table[["day", "rows", "fold", *(f"psi:{c}" for c in features), *DAY_STATISTICS]]
     pooled = oof[np.isfinite(oof)]
     edges = quantile_edges(pooled, bins)
     rng = np.random.default_rng(random_state)
-    kept = np.sort(rng.choice(pooled, size=MAX_REFERENCE_SCORES, replace=False)) if pooled.size > MAX_REFERENCE_SCORES \
+    kept = (
+        np.sort(rng.choice(pooled, size=MAX_REFERENCE_SCORES, replace=False))
+        if pooled.size > MAX_REFERENCE_SCORES
         else np.sort(pooled)
+    )
     return NormalDays(
-        table=table, scores=kept, score_edges=edges, score_proportions=shares(bucket_counts(pooled, edges)),
-        features=features, expected_alert_rate=expected, folds=folds,
-        canaries=canaries.kind if canaries is not None else None, window_days=len(unique), skipped_days=skipped,
+        table=table,
+        scores=kept,
+        score_edges=edges,
+        score_proportions=shares(bucket_counts(pooled, edges)),
+        features=features,
+        expected_alert_rate=expected,
+        folds=folds,
+        canaries=canaries.kind if canaries is not None else None,
+        window_days=len(unique),
+        skipped_days=skipped,
         seconds=time.perf_counter() - start,
     )

@@ -79,7 +79,8 @@ class DriftReference:
             and self.categorical == other.categorical
             and self.categories == other.categories
             and self.expected_alert_rate == other.expected_alert_rate
-            and (self.n_rows, self.bins, self.n_scores) == (other.n_rows, other.bins, other.n_scores)
+            and (self.n_rows, self.bins, self.n_scores)
+            == (other.n_rows, other.bins, other.n_scores)
             and self.sample.equals(other.sample)
             and list(self.sample.columns) == list(other.sample.columns)
             and np.array_equal(self.scores, other.scores)
@@ -104,12 +105,16 @@ class DriftReference:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         sample_file, sample_digest = _write_parquet(self.sample, directory, _SAMPLE_PREFIX)
-        scores_file, scores_digest = _write_parquet(pd.DataFrame({"score": self.scores}), directory, _SCORES_PREFIX)
+        scores_file, scores_digest = _write_parquet(
+            pd.DataFrame({"score": self.scores}), directory, _SCORES_PREFIX
+        )
         manifest = {
             "format_version": FORMAT_VERSION,
             "numeric": self.numeric,
             "categorical": self.categorical,
-            "categories": {c: [json_scalar(v) for v in cats] for c, cats in self.categories.items()},
+            "categories": {
+                c: [json_scalar(v) for v in cats] for c, cats in self.categories.items()
+            },
             "edges": {c: self.edges[c].tolist() for c in self.numeric},
             "proportions": {c: self.proportions[c].tolist() for c in self.features},
             "score_edges": self.score_edges.tolist(),
@@ -125,7 +130,10 @@ class DriftReference:
         }
         path = directory / MANIFEST_NAME
         atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1)))
-        for stale in [*directory.glob(f"{_SAMPLE_PREFIX}*.parquet"), *directory.glob(f"{_SCORES_PREFIX}*.parquet")]:
+        for stale in [
+            *directory.glob(f"{_SAMPLE_PREFIX}*.parquet"),
+            *directory.glob(f"{_SCORES_PREFIX}*.parquet"),
+        ]:
             if stale.name not in (sample_file, scores_file):
                 stale.unlink(missing_ok=True)
         return path
@@ -143,21 +151,30 @@ class DriftReference:
         try:
             doc = json.loads(path.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DriftError(f"{path}: corrupt drift reference manifest ({exc}); rebuild the reference") from exc
+            raise DriftError(
+                f"{path}: corrupt drift reference manifest ({exc}); rebuild the reference"
+            ) from exc
         if not isinstance(doc, dict) or doc.get("format_version") != FORMAT_VERSION:
             found = doc.get("format_version") if isinstance(doc, dict) else type(doc).__name__
-            raise DriftError(f"{path}: drift reference format {found!r}, expected {FORMAT_VERSION}; rebuild it")
+            raise DriftError(
+                f"{path}: drift reference format {found!r}, expected {FORMAT_VERSION}; rebuild it"
+            )
         try:
             numeric = [str(c) for c in doc["numeric"]]
             categorical = [str(c) for c in doc["categorical"]]
             sample = _read_parquet(directory, doc["files"]["sample"], path)
-            scores = _read_parquet(directory, doc["files"]["scores"], path)["score"].to_numpy(dtype=np.float64)
+            scores = _read_parquet(directory, doc["files"]["scores"], path)["score"].to_numpy(
+                dtype=np.float64
+            )
             reference = cls(
                 numeric=numeric,
                 categorical=categorical,
                 sample=sample,
                 edges={c: np.asarray(doc["edges"][c], dtype=np.float64) for c in numeric},
-                proportions={c: np.asarray(doc["proportions"][c], dtype=np.float64) for c in numeric + categorical},
+                proportions={
+                    c: np.asarray(doc["proportions"][c], dtype=np.float64)
+                    for c in numeric + categorical
+                },
                 scores=scores,
                 expected_alert_rate=float(doc["expected_alert_rate"]),
                 n_rows=int(doc["n_rows"]),
@@ -170,7 +187,9 @@ class DriftReference:
         except DriftError:
             raise
         except (KeyError, TypeError, ValueError) as exc:
-            raise DriftError(f"{path}: corrupt drift reference manifest, cannot read {exc!r}; rebuild it") from exc
+            raise DriftError(
+                f"{path}: corrupt drift reference manifest, cannot read {exc!r}; rebuild it"
+            ) from exc
         if list(sample.columns) != reference.features:
             raise DriftError(
                 f"{directory / doc['files']['sample']['name']}: sample columns {list(sample.columns)} "
@@ -196,14 +215,20 @@ def _write_parquet(frame: pd.DataFrame, directory: Path, prefix: str) -> tuple[s
 def _read_parquet(directory: Path, entry: dict[str, str], manifest: Path) -> pd.DataFrame:
     file = directory / entry["name"]
     if not file.is_file():
-        raise FileNotFoundError(f"{file}: missing, but named by the drift reference manifest {manifest}; rebuild it")
+        raise FileNotFoundError(
+            f"{file}: missing, but named by the drift reference manifest {manifest}; rebuild it"
+        )
     data = file.read_bytes()
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-        raise DriftError(f"{file}: content does not match its SHA-256 in {manifest} (corrupt); rebuild the reference")
+        raise DriftError(
+            f"{file}: content does not match its SHA-256 in {manifest} (corrupt); rebuild the reference"
+        )
     try:
         return pd.read_parquet(file)
     except Exception as exc:
-        raise DriftError(f"{file}: unreadable Parquet ({exc}); rebuild the drift reference") from exc
+        raise DriftError(
+            f"{file}: unreadable Parquet ({exc}); rebuild the drift reference"
+        ) from exc
 
 
 def build_reference(
@@ -239,18 +264,28 @@ def build_reference(
         raise DriftError("build_reference needs at least one numeric or categorical feature column")
     overlap = sorted(set(numeric) & set(categorical))
     if overlap or len(set(features)) != len(features):
-        raise DriftError(f"feature column(s) {overlap or features} listed more than once (numeric and categorical)")
+        raise DriftError(
+            f"feature column(s) {overlap or features} listed more than once (numeric and categorical)"
+        )
     if not 0.0 < expected_alert_rate < 1.0:
-        raise DriftError(f"expected_alert_rate must be in (0, 1) (the detector's contamination), got {expected_alert_rate}")
+        raise DriftError(
+            f"expected_alert_rate must be in (0, 1) (the detector's contamination), got {expected_alert_rate}"
+        )
     if sample_rows < 1 or bins < 1:
-        raise DriftError(f"sample_rows and bins must be at least 1, got sample_rows={sample_rows}, bins={bins}")
+        raise DriftError(
+            f"sample_rows and bins must be at least 1, got sample_rows={sample_rows}, bins={bins}"
+        )
     require_columns(frame, features, "reference frame")
     if len(frame) == 0:
-        raise DriftError("the reference frame is empty (0 rows): a drift reference needs the training rows")
+        raise DriftError(
+            "the reference frame is empty (0 rows): a drift reference needs the training rows"
+        )
     scores = np.asarray(scores, dtype=np.float64).ravel()
     if scores.size == 0 or not np.isfinite(scores).all():
-        raise DriftError(f"reference scores must be non-empty and finite (got {scores.size} scores, "
-                         f"{int((~np.isfinite(scores)).sum())} non-finite)")
+        raise DriftError(
+            f"reference scores must be non-empty and finite (got {scores.size} scores, "
+            f"{int((~np.isfinite(scores)).sum())} non-finite)"
+        )
 
     edges, proportions, categories = {}, {}, {}
     columns: dict[str, Any] = {}
@@ -258,14 +293,18 @@ def build_reference(
         values = numeric_values(frame, column, "reference frame")
         finite = values[np.isfinite(values)]
         if finite.size == 0:
-            raise DriftError(f"numeric feature column {column!r} of the reference frame has no finite values")
+            raise DriftError(
+                f"numeric feature column {column!r} of the reference frame has no finite values"
+            )
         edges[column] = quantile_edges(finite, bins)
         proportions[column] = shares(bucket_counts(values, edges[column]))
         columns[column] = values
     for column in categorical:
         counts = frame[column].value_counts(dropna=True)
         if counts.empty:
-            raise DriftError(f"categorical feature column {column!r} of the reference frame has no values")
+            raise DriftError(
+                f"categorical feature column {column!r} of the reference frame has no values"
+            )
         categories[column] = [json_scalar(v) for v in counts.index]
         proportions[column] = shares(category_counts(frame[column], categories[column]))
         columns[column] = frame[column].to_numpy()
@@ -273,8 +312,11 @@ def build_reference(
     rng = np.random.default_rng(random_state)
     rows = np.sort(rng.choice(len(frame), size=min(sample_rows, len(frame)), replace=False))
     sample = pd.DataFrame({c: columns[c][rows] for c in features})
-    kept = np.sort(rng.choice(scores, size=MAX_REFERENCE_SCORES, replace=False)) if scores.size > MAX_REFERENCE_SCORES \
+    kept = (
+        np.sort(rng.choice(scores, size=MAX_REFERENCE_SCORES, replace=False))
+        if scores.size > MAX_REFERENCE_SCORES
         else np.sort(scores)
+    )
     score_edges = quantile_edges(scores, bins)
     return DriftReference(
         numeric=list(numeric),

@@ -38,7 +38,9 @@ def _require_evidently() -> Any:
     try:
         import evidently
     except ImportError as exc:
-        raise ImportError(f"drift reports need Evidently, which is not installed: {_EXTRA_HINT}") from exc
+        raise ImportError(
+            f"drift reports need Evidently, which is not installed: {_EXTRA_HINT}"
+        ) from exc
     return evidently
 
 
@@ -61,8 +63,12 @@ def evidently_drift(
     from evidently.presets import DataDriftPreset
 
     features = [*numeric, *categorical]
-    definition = DataDefinition(numerical_columns=list(numeric), categorical_columns=list(categorical))
-    report = Report([DataDriftPreset(columns=features, drift_share=drift_share_threshold)], include_tests=True)
+    definition = DataDefinition(
+        numerical_columns=list(numeric), categorical_columns=list(categorical)
+    )
+    report = Report(
+        [DataDriftPreset(columns=features, drift_share=drift_share_threshold)], include_tests=True
+    )
     # Evidently's correlation widgets divide by a zero std on constant columns
     with np.errstate(divide="ignore", invalid="ignore"):
         snapshot = report.run(
@@ -80,35 +86,50 @@ def parse_snapshot(doc: dict[str, Any], features: list[str], *, version: str = "
     below, or distance at or above, the threshold) decides.
     """
     try:
-        metrics = [m for m in doc["metrics"] if str(m.get("config", {}).get("type", "")).endswith(":ValueDrift")]
-        status = {t["metric_config"]["metric_id"]: t["status"] for t in doc["tests"] if t.get("id") == "drift"}
+        metrics = [
+            m
+            for m in doc["metrics"]
+            if str(m.get("config", {}).get("type", "")).endswith(":ValueDrift")
+        ]
+        status = {
+            t["metric_config"]["metric_id"]: t["status"]
+            for t in doc["tests"]
+            if t.get("id") == "drift"
+        }
     except (KeyError, TypeError, AttributeError) as exc:
-        raise DriftError(f"Evidently {version} snapshot has no metrics/tests list as expected: {exc!r}") from exc
+        raise DriftError(
+            f"Evidently {version} snapshot has no metrics/tests list as expected: {exc!r}"
+        ) from exc
     by_column = {m["config"].get("column"): m for m in metrics}
     rows = []
     for column in features:
         metric = by_column.get(column)
         if metric is None:
-            raise DriftError(f"Evidently {version} snapshot has no ValueDrift result for feature column {column!r}")
+            raise DriftError(
+                f"Evidently {version} snapshot has no ValueDrift result for feature column {column!r}"
+            )
         try:
             config = metric["config"]
             verdict = status[metric["id"]]
-            verdict = str(getattr(verdict, "value", verdict))  # a TestStatus enum in dict(), a str in JSON
+            verdict = str(
+                getattr(verdict, "value", verdict)
+            )  # a TestStatus enum in dict(), a str in JSON
             if verdict not in ("FAIL", "SUCCESS"):
                 raise ValueError(f"test status {verdict!r}")
-            rows.append({
-                "column": column,
-                "stattest": str(config["method"]),
-                "statistic": float(metric["value"]),
-                "threshold": float(config["threshold"]),
-                "drifted": verdict == "FAIL",
-            })
+            rows.append(
+                {
+                    "column": column,
+                    "stattest": str(config["method"]),
+                    "statistic": float(metric["value"]),
+                    "threshold": float(config["threshold"]),
+                    "drifted": verdict == "FAIL",
+                }
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise DriftError(
                 f"cannot read Evidently {version}'s drift result for feature column {column!r}: {exc!r}"
             ) from exc
     return pd.DataFrame(rows, columns=["column", "stattest", "statistic", "threshold", "drifted"])
-
 
 
 @dataclass
@@ -153,14 +174,29 @@ class DriftResult:
         out = {
             name: plain(getattr(self, name))
             for name in (
-                "drift_share", "dataset_drift", "drift_share_threshold", "score_psi", "score_ks",
-                "score_ks_pvalue", "alert_rate", "expected_alert_rate", "alert_rate_ratio",
-                "alert_rate_pvalue", "alerts", "rows", "sampled_rows", "reference_rows",
-                "reference_sampled_rows", "seconds", "score_reference",
+                "drift_share",
+                "dataset_drift",
+                "drift_share_threshold",
+                "score_psi",
+                "score_ks",
+                "score_ks_pvalue",
+                "alert_rate",
+                "expected_alert_rate",
+                "alert_rate_ratio",
+                "alert_rate_pvalue",
+                "alerts",
+                "rows",
+                "sampled_rows",
+                "reference_rows",
+                "reference_sampled_rows",
+                "seconds",
+                "score_reference",
             )
         }
         out["drifted_columns"] = self.drifted_columns
-        out["columns"] = [{k: plain(v) for k, v in row.items()} for row in self.columns.to_dict("records")]
+        out["columns"] = [
+            {k: plain(v) for k, v in row.items()} for row in self.columns.to_dict("records")
+        ]
         out["html_path"] = str(self.html_path) if self.html_path is not None else None
         return out
 
@@ -210,18 +246,26 @@ def drift_report(
     require_columns(current, features, "current partition")
     rows = len(current)
     if rows == 0:
-        raise DriftError("the current partition is empty (0 rows): its drift is undefined; "
-                         "check the feed's source for this partition")
+        raise DriftError(
+            "the current partition is empty (0 rows): its drift is undefined; "
+            "check the feed's source for this partition"
+        )
     scores = np.asarray(current_scores, dtype=np.float64).ravel()
     flags = np.asarray(current_flags).ravel()
     for name, values in (("current_scores", scores), ("current_flags", flags)):
         if values.size != rows:
-            raise DriftError(f"{name} has {values.size} values but the current partition has {rows} rows")
+            raise DriftError(
+                f"{name} has {values.size} values but the current partition has {rows} rows"
+            )
     if not np.isfinite(scores).all():
-        raise DriftError(f"current_scores has {int((~np.isfinite(scores)).sum())} non-finite value(s)")
+        raise DriftError(
+            f"current_scores has {int((~np.isfinite(scores)).sum())} non-finite value(s)"
+        )
     if flags.dtype != bool:
         if not np.isin(flags, (0, 1)).all():
-            raise DriftError("current_flags must be booleans (or 0/1), one per row of the current partition")
+            raise DriftError(
+                "current_flags must be booleans (or 0/1), one per row of the current partition"
+            )
         flags = flags.astype(bool)
     _require_evidently()  # fail before the full-data pass when Evidently is missing
 
@@ -232,19 +276,26 @@ def drift_report(
         array = numeric_values(current, column, "current partition")
         counts = bucket_counts(array, reference.edges[column])
         if counts[-1] == rows:
-            raise DriftError(f"numeric feature column {column!r} of the current partition has only missing values")
+            raise DriftError(
+                f"numeric feature column {column!r} of the current partition has only missing values"
+            )
         psi_by_column[column] = psi(reference.proportions[column], counts / rows)
         values[column] = array
     for column in reference.categorical:
         counts = category_counts(current[column], reference.categories[column])
         if counts[-1] == rows:
-            raise DriftError(f"categorical feature column {column!r} of the current partition has only missing values")
+            raise DriftError(
+                f"categorical feature column {column!r} of the current partition has only missing values"
+            )
         psi_by_column[column] = psi(reference.proportions[column], counts / rows)
         values[column] = current[column].to_numpy()
 
     rng = np.random.default_rng(random_state)
-    picked = np.sort(rng.choice(rows, size=min(sample_rows, rows), replace=False)) if sample_rows < rows \
+    picked = (
+        np.sort(rng.choice(rows, size=min(sample_rows, rows), replace=False))
+        if sample_rows < rows
         else np.arange(rows)
+    )
     sample = pd.DataFrame({c: values[c][picked] for c in features})
     for column in features:
         if sample[column].isna().all():
@@ -253,26 +304,43 @@ def drift_report(
                 "current partition; raise sample_rows"
             )
     columns, snapshot = evidently_drift(
-        reference.sample, sample, reference.numeric, reference.categorical,
+        reference.sample,
+        sample,
+        reference.numeric,
+        reference.categorical,
         drift_share_threshold=drift_share_threshold,
     )
-    columns.insert(1, "kind", ["numeric" if c in reference.edges else "categorical" for c in columns["column"]])
+    columns.insert(
+        1, "kind", ["numeric" if c in reference.edges else "categorical" for c in columns["column"]]
+    )
     columns["psi"] = columns["column"].map(psi_by_column).astype(float)
 
     score_reference = "holdout"
     score_edges, score_proportions, reference_scores, judged_scores = (
-        reference.score_edges, reference.score_proportions, reference.scores, scores)
+        reference.score_edges,
+        reference.score_proportions,
+        reference.scores,
+        scores,
+    )
     if normal is not None and normal.built:
         if current_normalized is None:
-            raise DriftError("the reference has a normal-day profile: pass current_normalized (the partition's "
-                             "normalized_score column) so score drift is measured as on the normal days")
+            raise DriftError(
+                "the reference has a normal-day profile: pass current_normalized (the partition's "
+                "normalized_score column) so score drift is measured as on the normal days"
+            )
         judged_scores = np.asarray(current_normalized, dtype=np.float64).ravel()
         if judged_scores.size != rows or not np.isfinite(judged_scores).all():
-            raise DriftError(f"current_normalized has {judged_scores.size} values "
-                             f"({int((~np.isfinite(judged_scores)).sum())} non-finite) but the current partition "
-                             f"has {rows} rows")
+            raise DriftError(
+                f"current_normalized has {judged_scores.size} values "
+                f"({int((~np.isfinite(judged_scores)).sum())} non-finite) but the current partition "
+                f"has {rows} rows"
+            )
         score_reference = "normal_days"
-        score_edges, score_proportions, reference_scores = normal.score_edges, normal.score_proportions, normal.scores
+        score_edges, score_proportions, reference_scores = (
+            normal.score_edges,
+            normal.score_proportions,
+            normal.scores,
+        )
     score_counts = bucket_counts(judged_scores, score_edges)
     ks = stats.ks_2samp(judged_scores, reference_scores)
     alerts = int(flags.sum())
@@ -305,8 +373,14 @@ def drift_report(
 
 
 #: the measurements of a drift summary that the performance check also reads, in its order
-HEALTH_KEYS = ("alert_rate", "expected_alert_rate", "alert_rate_ratio", "alert_rate_pvalue", "score_ks",
-               "score_ks_pvalue")
+HEALTH_KEYS = (
+    "alert_rate",
+    "expected_alert_rate",
+    "alert_rate_ratio",
+    "alert_rate_pvalue",
+    "score_ks",
+    "score_ks_pvalue",
+)
 
 
 def health_measurements(summary: Mapping[str, Any]) -> dict[str, float]:
@@ -319,6 +393,8 @@ def health_measurements(summary: Mapping[str, Any]) -> dict[str, float]:
     """
     missing = [k for k in HEALTH_KEYS if k not in summary]
     if missing:
-        raise DriftError(f"the drift summary lacks {missing} (it has {sorted(summary)}); "
-                         "it was not written by drift_report(...).summary()")
+        raise DriftError(
+            f"the drift summary lacks {missing} (it has {sorted(summary)}); "
+            "it was not written by drift_report(...).summary()"
+        )
     return {k: float(summary[k]) for k in HEALTH_KEYS if summary[k] is not None}

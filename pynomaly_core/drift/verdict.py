@@ -60,8 +60,13 @@ class DriftVerdict(Verdict):
         return text
 
 
-def judge(result: DriftResult, settings: MonitoringSettings, *, in_training_window: bool,
-          normal: NormalRanges | None = None) -> DriftVerdict:
+def judge(
+    result: DriftResult,
+    settings: MonitoringSettings,
+    *,
+    in_training_window: bool,
+    normal: NormalRanges | None = None,
+) -> DriftVerdict:
     """Judge a partition's drift against the feed's ``monitoring`` settings and, when known, its normal days.
 
     With calibrated ``normal`` ranges: the share of features whose PSI is past their normal
@@ -80,21 +85,39 @@ def judge(result: DriftResult, settings: MonitoringSettings, *, in_training_wind
     reasons: list[str] = []
     if share >= settings.drift_share_error:
         severity = "error"
-        reasons.append(f"{share:.0%} of features drifted (monitoring.drift_share_error={settings.drift_share_error})")
+        reasons.append(
+            f"{share:.0%} of features drifted (monitoring.drift_share_error={settings.drift_share_error})"
+        )
     elif share >= settings.drift_share_warn:
         severity = "warn"
-        reasons.append(f"{share:.0%} of features drifted (monitoring.drift_share_warn={settings.drift_share_warn})")
+        reasons.append(
+            f"{share:.0%} of features drifted (monitoring.drift_share_warn={settings.drift_share_warn})"
+        )
     if not in_training_window and score_psi > settings.score_psi_error:
         severity = "error"
-        reasons.append(f"anomaly-score PSI {score_psi:.3f} > monitoring.score_psi_error={settings.score_psi_error}")
-    return DriftVerdict(severity, reasons, drift_share=share, score_psi=score_psi,
-                        in_training_window=in_training_window, rule="fixed",
-                        note=normal.reason if normal is not None else None)
+        reasons.append(
+            f"anomaly-score PSI {score_psi:.3f} > monitoring.score_psi_error={settings.score_psi_error}"
+        )
+    return DriftVerdict(
+        severity,
+        reasons,
+        drift_share=share,
+        score_psi=score_psi,
+        in_training_window=in_training_window,
+        rule="fixed",
+        note=normal.reason if normal is not None else None,
+    )
 
 
-def _judge_against_normal(result: DriftResult, settings: MonitoringSettings, in_training_window: bool,
-                          normal: NormalRanges) -> DriftVerdict:
-    psi_by_column = dict(zip(result.columns["column"], result.columns["psi"].astype(float), strict=True))
+def _judge_against_normal(
+    result: DriftResult,
+    settings: MonitoringSettings,
+    in_training_window: bool,
+    normal: NormalRanges,
+) -> DriftVerdict:
+    psi_by_column = dict(
+        zip(result.columns["column"], result.columns["psi"].astype(float), strict=True)
+    )
     judged, abnormal, columns, limits = [], [], [], {}
     worst: tuple[float, str] | None = None  # the feature closest to (or furthest past) its limit
     for column, value in psi_by_column.items():
@@ -116,12 +139,16 @@ def _judge_against_normal(result: DriftResult, settings: MonitoringSettings, in_
         counted = f"{len(abnormal)} of {len(judged)} feature(s) past their normal PSI"
         if share >= settings.drift_share_error:
             severity = "error"
-            reasons.append(f"{counted} ({share:.0%} >= monitoring.drift_share_error={settings.drift_share_error}): "
-                           + "; ".join(abnormal))
+            reasons.append(
+                f"{counted} ({share:.0%} >= monitoring.drift_share_error={settings.drift_share_error}): "
+                + "; ".join(abnormal)
+            )
         elif share >= settings.drift_share_warn:
             severity = "warn"
-            reasons.append(f"{counted} ({share:.0%} >= monitoring.drift_share_warn={settings.drift_share_warn}): "
-                           + "; ".join(abnormal))
+            reasons.append(
+                f"{counted} ({share:.0%} >= monitoring.drift_share_warn={settings.drift_share_warn}): "
+                + "; ".join(abnormal)
+            )
         elif worst is not None:
             notes.append(f"{counted}; nearest: {worst[1]}")
     score_psi = float(result.score_psi)
@@ -134,6 +161,15 @@ def _judge_against_normal(result: DriftResult, settings: MonitoringSettings, in_
         else:
             notes.append(r.describe(score_psi))
     notes.append(f"Evidently drift share {result.drift_share:.0%} (reported, not judged)")
-    return DriftVerdict(severity, reasons, drift_share=float(result.drift_share), score_psi=score_psi,
-                        in_training_window=in_training_window, rule="normal_days", limits=limits, notes=notes,
-                        abnormal_share=share, abnormal_features=columns)
+    return DriftVerdict(
+        severity,
+        reasons,
+        drift_share=float(result.drift_share),
+        score_psi=score_psi,
+        in_training_window=in_training_window,
+        rule="normal_days",
+        limits=limits,
+        notes=notes,
+        abnormal_share=share,
+        abnormal_features=columns,
+    )

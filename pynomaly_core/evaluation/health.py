@@ -84,7 +84,9 @@ def labelled_metrics(y: np.ndarray, scores: np.ndarray, k: int) -> dict[str, flo
     }
 
 
-def canary_recall(model: Any, frame: pd.DataFrame, numeric: list[str], n: int, *, random_state: int = 0) -> float:
+def canary_recall(
+    model: Any, frame: pd.DataFrame, numeric: list[str], n: int, *, random_state: int = 0
+) -> float:
     """Share of ``n`` synthetic anomalies, shaped like ``frame``, that ``model`` flags.
 
     The canaries are generated relative to ``frame`` itself (median/IQR standardised, see
@@ -95,7 +97,9 @@ def canary_recall(model: Any, frame: pd.DataFrame, numeric: list[str], n: int, *
 
     if len(frame) == 0:
         raise ValueError("cannot inject canaries into an empty partition")
-    canaries = inject_frame(frame, numeric, n, random_state=random_state).drop(columns="synthetic_kind")
+    canaries = inject_frame(frame, numeric, n, random_state=random_state).drop(
+        columns="synthetic_kind"
+    )
     scores = np.asarray(model.decision_function(canaries[frame.columns]), dtype=float)
     return float(np.mean(scores > float(model.threshold_)))
 
@@ -129,16 +133,25 @@ def series_canary_recall(
     if len(frame) > SERIES_MAX_ROWS:
         order = np.argsort(pd.to_datetime(frame[event_time], utc=True).to_numpy(), kind="stable")
         first = int(rng.integers(0, len(frame) - SERIES_MAX_ROWS + 1))
-        frame = frame.iloc[np.sort(order[first:first + SERIES_MAX_ROWS])].reset_index(drop=True)
+        frame = frame.iloc[np.sort(order[first : first + SERIES_MAX_ROWS])].reset_index(drop=True)
     events = max(len(KINDS), int(np.ceil(n / SERIES_ROWS_PER_EVENT)))
     per_copy = max(1, int(SERIES_MAX_SHARE * len(frame) / SERIES_ROWS_PER_EVENT))
     copies = min(SERIES_MAX_COPIES, int(np.ceil(events / per_copy)))
     hits: list[np.ndarray] = []
     for copy in range(copies):
-        kinds = [*KINDS[copy % len(KINDS):], *KINDS[:copy % len(KINDS)]]  # every kind gets its turn
-        injected = inject_series(frame, event_time=event_time, columns=columns, entity=entity,
-                                 n_events=min(per_copy, events), kinds=kinds,
-                                 random_state=int(rng.integers(0, 2**31 - 1)))
+        kinds = [
+            *KINDS[copy % len(KINDS) :],
+            *KINDS[: copy % len(KINDS)],
+        ]  # every kind gets its turn
+        injected = inject_series(
+            frame,
+            event_time=event_time,
+            columns=columns,
+            entity=entity,
+            n_events=min(per_copy, events),
+            kinds=kinds,
+            random_state=int(rng.integers(0, 2**31 - 1)),
+        )
         if injected.y.any():
             scores = np.asarray(model.decision_function(injected.frame[frame.columns]), dtype=float)
             hits.append(scores[injected.y == 1] > float(model.threshold_))
@@ -158,8 +171,15 @@ class Canaries:
 
     def recall(self, model: Any, frame: pd.DataFrame, *, random_state: int = 0) -> float:
         if self.kind == "series":
-            return series_canary_recall(model, frame, event_time=str(self.event_time), columns=list(self.numeric),
-                                        n=self.n, entity=self.entity, random_state=random_state)
+            return series_canary_recall(
+                model,
+                frame,
+                event_time=str(self.event_time),
+                columns=list(self.numeric),
+                n=self.n,
+                entity=self.entity,
+                random_state=random_state,
+            )
         return canary_recall(model, frame, list(self.numeric), self.n, random_state=random_state)
 
 
@@ -174,7 +194,11 @@ def canaries_for(feed: FeedConfig, numeric: list[str]) -> Canaries | None:
         return None
     kind = feed.monitoring.canaries
     if kind == "auto":
-        kind = "series" if feed.entity is not None or feed.derived is not None or len(numeric) == 1 else "tabular"
+        kind = (
+            "series"
+            if feed.entity is not None or feed.derived is not None or len(numeric) == 1
+            else "tabular"
+        )
     return Canaries(kind, tuple(numeric), feed.monitoring.canary_rows, feed.event_time, feed.entity)
 
 
@@ -183,8 +207,12 @@ def alert_rate_test(flagged: int, rows: int, expected: float) -> dict[str, float
     from scipy.stats import binomtest
 
     if rows <= 0:
-        return {"alert_rate": 0.0, "expected_alert_rate": float(expected), "alert_rate_ratio": 0.0,
-                "alert_rate_pvalue": 1.0}
+        return {
+            "alert_rate": 0.0,
+            "expected_alert_rate": float(expected),
+            "alert_rate_ratio": 0.0,
+            "alert_rate_pvalue": 1.0,
+        }
     rate = flagged / rows
     return {
         "alert_rate": float(rate),
@@ -222,18 +250,25 @@ def performance_baseline(
 
     days = pd.to_datetime(training_window[feed.event_time], utc=True).dt.strftime("%Y-%m-%d")
     canaries = canaries_for(feed, numeric)
-    recall = canaries.recall(model, holdout, random_state=random_state) if canaries is not None else None
+    recall = (
+        canaries.recall(model, holdout, random_state=random_state) if canaries is not None else None
+    )
     return {
-        "feed": feed.name, "version": record.version, "detector": record.detector,
-        "model_path": record.path, "manifest_sha256": record.manifest_sha256,
-        "threshold": float(model.threshold_), "evaluation": record.evaluation,
+        "feed": feed.name,
+        "version": record.version,
+        "detector": record.detector,
+        "model_path": record.path,
+        "manifest_sha256": record.manifest_sha256,
+        "threshold": float(model.threshold_),
+        "evaluation": record.evaluation,
         "average_precision": labelled_metric("average_precision"),
         "roc_auc": labelled_metric("roc_auc"),
         "canary_recall": recall if recall is None or np.isfinite(recall) else None,
         "canaries": canaries.kind if canaries is not None else None,
         "alert_rate": float(np.mean(np.asarray(holdout_scores, dtype=float) > model.threshold_)),
         "expected_alert_rate": float(feed.detector.contamination),
-        "holdout_rows": len(holdout), "reference_rows": len(training_window),
+        "holdout_rows": len(holdout),
+        "reference_rows": len(training_window),
         "training_days": sorted(days.unique().tolist()),
     }
 
@@ -248,9 +283,13 @@ def baseline_champion(baseline: Mapping[str, Any]) -> ChampionRecord:
     from pynomaly_core.lifecycle import ChampionRecord
 
     return ChampionRecord(
-        feed=str(baseline["feed"]), version=str(baseline["version"]), path=baseline["model_path"],
-        detector=baseline.get("detector"), manifest_sha256=baseline["manifest_sha256"],
-        threshold=baseline.get("threshold"), evaluation=baseline.get("evaluation"),
+        feed=str(baseline["feed"]),
+        version=str(baseline["version"]),
+        path=baseline["model_path"],
+        detector=baseline.get("detector"),
+        manifest_sha256=baseline["manifest_sha256"],
+        threshold=baseline.get("threshold"),
+        evaluation=baseline.get("evaluation"),
     )
 
 
@@ -292,7 +331,10 @@ def measure_partition(
     positives, negatives = int(y.sum()), int((y == 0).sum())
     values: dict[str, float] = {}
     mode: Mode = "label_free"
-    if positives >= settings.min_labelled_anomalies and negatives >= settings.min_labelled_anomalies:
+    if (
+        positives >= settings.min_labelled_anomalies
+        and negatives >= settings.min_labelled_anomalies
+    ):
         values.update(labelled_metrics(y, scores[known], settings.top_k))
         mode = "labels"
     if canaries is None and numeric:
@@ -329,10 +371,18 @@ class Verdict:
         return self.severity == "ok"
 
     def describe(self) -> str:
-        text = "; ".join(self.reasons) if self.reasons else (
-            "within the normal range: " + "; ".join(self.notes) if self.notes else "within tolerance"
+        text = (
+            "; ".join(self.reasons)
+            if self.reasons
+            else (
+                "within the normal range: " + "; ".join(self.notes)
+                if self.notes
+                else "within tolerance"
+            )
         )
-        return text + (f" (fixed cut-offs: {self.note})" if self.rule == "fixed" and self.note else "")
+        return text + (
+            f" (fixed cut-offs: {self.note})" if self.rule == "fixed" and self.note else ""
+        )
 
 
 @dataclass
@@ -347,8 +397,13 @@ def _worst(a: Severity, b: Severity) -> Severity:
     return a if order[a] >= order[b] else b
 
 
-def judge(current: dict[str, float], baseline: dict[str, Any], settings: Any, *,
-          normal: NormalRanges | None = None) -> PerformanceVerdict:
+def judge(
+    current: dict[str, float],
+    baseline: dict[str, Any],
+    settings: Any,
+    *,
+    normal: NormalRanges | None = None,
+) -> PerformanceVerdict:
     """Compare a partition's measurements with the champion's baseline, or with the feed's normal days.
 
     ``settings`` is the feed's ``monitoring`` section. With ``average_precision`` in both
@@ -406,8 +461,13 @@ def judge(current: dict[str, float], baseline: dict[str, Any], settings: Any, *,
                 f"monitoring.alert_rate_max_ratio={limit})"
             )
         severity = _worst(severity, level)
-    return PerformanceVerdict(severity, reasons, mode="label_free", rule="fixed",
-                              note=normal.reason if normal is not None else None)
+    return PerformanceVerdict(
+        severity,
+        reasons,
+        mode="label_free",
+        rule="fixed",
+        note=normal.reason if normal is not None else None,
+    )
 
 
 def _judge_against_normal(current: dict[str, float], normal: NormalRanges) -> PerformanceVerdict:
@@ -427,4 +487,6 @@ def _judge_against_normal(current: dict[str, float], normal: NormalRanges) -> Pe
             reasons.append(f"{r.describe(value)} (monitoring.normal_quantile, normal_margin)")
         else:
             notes.append(r.describe(value))
-    return PerformanceVerdict(severity, reasons, mode="label_free", rule="normal_days", limits=limits, notes=notes)
+    return PerformanceVerdict(
+        severity, reasons, mode="label_free", rule="normal_days", limits=limits, notes=notes
+    )

@@ -64,7 +64,9 @@ def probation_rows(n_rows: int) -> int:
     return int(min(math.floor(PROBATION_SHARE * n_rows), PROBATION_SHARE * 5000))
 
 
-def window_rows(timestamps: Sequence | pd.Series, windows: Sequence[Sequence[str]]) -> list[tuple[int, int]]:
+def window_rows(
+    timestamps: Sequence | pd.Series, windows: Sequence[Sequence[str]]
+) -> list[tuple[int, int]]:
     """``[(first_row, last_row)]`` of each labelled window (inclusive), in row positions."""
     times = pd.to_datetime(pd.Series(timestamps)).to_numpy()
     out = []
@@ -76,7 +78,9 @@ def window_rows(timestamps: Sequence | pd.Series, windows: Sequence[Sequence[str
     return out
 
 
-def score_file(detections: np.ndarray, windows: list[tuple[int, int]], profile: Profile = STANDARD) -> FileScore:
+def score_file(
+    detections: np.ndarray, windows: list[tuple[int, int]], profile: Profile = STANDARD
+) -> FileScore:
     """NAB score of boolean ``detections`` (one per row, in time order) against row ``windows``."""
     detections = np.asarray(detections, dtype=bool)
     n = len(detections)
@@ -85,12 +89,14 @@ def score_file(detections: np.ndarray, windows: list[tuple[int, int]], profile: 
     max_tp = sigma(-1.0)
     window_of = np.full(n, -1)
     for k, (a, b) in enumerate(counted):
-        window_of[a:b + 1] = k
+        window_of[a : b + 1] = k
     best = np.full(len(counted), -profile.fn_weight)
     detected = np.zeros(len(counted), dtype=bool)
     fp_total, fp_count = 0.0, 0
     previous_end, previous_width = None, None
-    ends = {b: (b - a + 1) for a, b in windows}  # any window, probationary ones too, precedes a false alarm
+    ends = {
+        b: (b - a + 1) for a, b in windows
+    }  # any window, probationary ones too, precedes a false alarm
     for i in range(n):
         k = window_of[i]
         if detections[i] and i >= probation:
@@ -111,8 +117,12 @@ def score_file(detections: np.ndarray, windows: list[tuple[int, int]], profile: 
             previous_end, previous_width = i, ends[i]
     score = float(best.sum() + fp_total)
     return FileScore(
-        score=score, null=-profile.fn_weight * len(counted), perfect=profile.tp_weight * len(counted),
-        windows=len(counted), detected_windows=int(detected.sum()), false_positives=fp_count,
+        score=score,
+        null=-profile.fn_weight * len(counted),
+        perfect=profile.tp_weight * len(counted),
+        windows=len(counted),
+        detected_windows=int(detected.sum()),
+        false_positives=fp_count,
     )
 
 
@@ -124,7 +134,9 @@ def normalized(scores: Sequence[FileScore]) -> float:
     return 100.0 * (s - null) / (perfect - null) if perfect > null else float("nan")
 
 
-def normalized_raw(raw_scores: Sequence[float], nulls: Sequence[float], perfects: Sequence[float]) -> float:
+def normalized_raw(
+    raw_scores: Sequence[float], nulls: Sequence[float], perfects: Sequence[float]
+) -> float:
     """Normalize published per-file raw scores with this subset's own null and perfect scores."""
     s, null, perfect = float(np.sum(raw_scores)), float(np.sum(nulls)), float(np.sum(perfects))
     return 100.0 * (s - null) / (perfect - null) if perfect > null else float("nan")

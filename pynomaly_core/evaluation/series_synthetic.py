@@ -68,7 +68,9 @@ def inject_series(
     y = np.zeros(len(out), dtype=np.int8)
     # naive UTC datetime64 (tz-aware values become objects in numpy)
     times = pd.to_datetime(out[event_time], utc=True).dt.tz_convert(None)
-    keys = out[entity].astype(str).to_numpy() if entity is not None else np.zeros(len(out), dtype=int)
+    keys = (
+        out[entity].astype(str).to_numpy() if entity is not None else np.zeros(len(out), dtype=int)
+    )
     series = {k: np.flatnonzero(keys == k) for k in pd.unique(keys)}
     for k, rows in series.items():  # time order within each series, positions into `out`
         series[k] = rows[np.argsort(times.to_numpy()[rows], kind="stable")]
@@ -86,7 +88,12 @@ def inject_series(
         placed = None
         for _ in range(10):  # a contextual event needs half a day of the same series before it
             placed = _place(rows, length, taken, rng)
-            if placed is None or kind != "contextual" or _contextual(out, out.columns.get_loc(columns[0]), placed, rows, times) is not None:
+            if (
+                placed is None
+                or kind != "contextual"
+                or _contextual(out, out.columns.get_loc(columns[0]), placed, rows, times)
+                is not None
+            ):
                 break
             placed = None
         if placed is None:
@@ -95,9 +102,18 @@ def inject_series(
         _apply(out, kind, placed, rows, cols, scale, times, rng)
         taken[placed] = True
         y[placed] = 1
-        events.append({"kind": kind, "entity": key, "rows": len(placed), "columns": ",".join(cols),
-                       "start": times.iloc[placed[0]].tz_localize("UTC")})
-    return SeriesInjection(out, y, pd.DataFrame(events, columns=["kind", "entity", "rows", "columns", "start"]))
+        events.append(
+            {
+                "kind": kind,
+                "entity": key,
+                "rows": len(placed),
+                "columns": ",".join(cols),
+                "start": times.iloc[placed[0]].tz_localize("UTC"),
+            }
+        )
+    return SeriesInjection(
+        out, y, pd.DataFrame(events, columns=["kind", "entity", "rows", "columns", "start"])
+    )
 
 
 def _robust_scale(x: np.ndarray) -> float:
@@ -111,18 +127,28 @@ def _robust_scale(x: np.ndarray) -> float:
     return float(scale) if scale > 0 else max(abs(float(np.median(x))) * 0.05, 1.0)
 
 
-def _place(rows: np.ndarray, length: int, taken: np.ndarray, rng, tries: int = 20) -> np.ndarray | None:
+def _place(
+    rows: np.ndarray, length: int, taken: np.ndarray, rng, tries: int = 20
+) -> np.ndarray | None:
     """A run of ``length`` consecutive rows of one series, not touching an earlier event."""
     for _ in range(tries):
         start = int(rng.integers(1, len(rows) - length))  # keep a row before it (stuck needs one)
-        window = rows[start - 1:start + length + 1]
+        window = rows[start - 1 : start + length + 1]
         if not taken[window].any():
-            return rows[start:start + length]
+            return rows[start : start + length]
     return None
 
 
-def _apply(out: pd.DataFrame, kind: str, placed: np.ndarray, rows: np.ndarray, cols: list[str],
-           scale: dict[str, float], times: pd.Series, rng) -> None:
+def _apply(
+    out: pd.DataFrame,
+    kind: str,
+    placed: np.ndarray,
+    rows: np.ndarray,
+    cols: list[str],
+    scale: dict[str, float],
+    times: pd.Series,
+    rng,
+) -> None:
     for col in cols:
         loc = out.columns.get_loc(col)
         values = out.iloc[placed, loc].to_numpy(dtype="float64")
@@ -133,7 +159,11 @@ def _apply(out: pd.DataFrame, kind: str, placed: np.ndarray, rows: np.ndarray, c
             new = values + sign * rng.uniform(*SHIFT_SIGMAS) * scale[col]
         elif kind == "variance":
             level = np.nanmedian(values)
-            new = level + (values - level) * rng.uniform(*VARIANCE_FACTOR) + rng.normal(0, scale[col], len(values))
+            new = (
+                level
+                + (values - level) * rng.uniform(*VARIANCE_FACTOR)
+                + rng.normal(0, scale[col], len(values))
+            )
         elif kind == "stuck":
             new = np.full(len(values), out.iat[_previous(rows, placed[0]), loc])
         else:
@@ -146,7 +176,9 @@ def _previous(rows: np.ndarray, position: int) -> int:
     return int(rows[idx - 1])
 
 
-def _contextual(out: pd.DataFrame, loc: int, placed: np.ndarray, rows: np.ndarray, times: pd.Series):
+def _contextual(
+    out: pd.DataFrame, loc: int, placed: np.ndarray, rows: np.ndarray, times: pd.Series
+):
     """The values of the same series about :data:`CONTEXT_LAG` before each placed row, or None."""
     series_times = times.iloc[rows].to_numpy()
     wanted = times.iloc[placed].to_numpy() - CONTEXT_LAG.to_timedelta64()

@@ -72,14 +72,18 @@ class Explanation:
         """
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        values = np.asarray(self.values, dtype=np.float64).reshape(len(self.row_index), len(self.features))
+        values = np.asarray(self.values, dtype=np.float64).reshape(
+            len(self.row_index), len(self.features)
+        )
         order = np.argsort(-values, axis=1, kind="stable")[:, :k]
         names = np.asarray(self.features, dtype=object)
         columns: dict[str, Any] = {}
         for i in range(k):
             if i < order.shape[1]:
                 columns[f"feature_{i + 1}"] = names[order[:, i]] if len(names) else []
-                columns[f"contribution_{i + 1}"] = np.take_along_axis(values, order[:, i : i + 1], 1)[:, 0]
+                columns[f"contribution_{i + 1}"] = np.take_along_axis(
+                    values, order[:, i : i + 1], 1
+                )[:, 0]
             else:
                 columns[f"feature_{i + 1}"] = np.full(len(values), None, dtype=object)
                 columns[f"contribution_{i + 1}"] = np.full(len(values), np.nan)
@@ -87,7 +91,9 @@ class Explanation:
 
     def mean_abs(self) -> pd.Series:
         """Mean absolute contribution per feature, largest first."""
-        values = np.asarray(self.values, dtype=np.float64).reshape(len(self.row_index), len(self.features))
+        values = np.asarray(self.values, dtype=np.float64).reshape(
+            len(self.row_index), len(self.features)
+        )
         mean = np.abs(values).mean(axis=0) if len(values) else np.zeros(len(self.features))
         return pd.Series(mean, index=list(self.features), name="mean_abs_contribution").sort_values(
             ascending=False, kind="stable"
@@ -143,7 +149,9 @@ def explain(
         raw, base, note = explain_tree(forest, X)
         background_rows = int(getattr(forest, "max_samples_", 0))
     else:
-        B = _background_matrix(model, background, chosen, detector_name, max_background, random_state)
+        B = _background_matrix(
+            model, background, chosen, detector_name, max_background, random_state
+        )
         background_rows = len(B)
         score = _checked_scorer(model.detector_, detector_name)
         score(B)  # fail early, with the detector's name, if it cannot score the background
@@ -194,7 +202,9 @@ def _check_arguments(model: Any, method: str, max_background: int) -> None:
         raise ValueError(f"max_background must be at least 1, got {max_background}")
 
 
-def _choose_method(method: str, forest: Any, M: int, max_evals: int | None, detector_name: str) -> str:
+def _choose_method(
+    method: str, forest: Any, M: int, max_evals: int | None, detector_name: str
+) -> str:
     """The method that runs: ``method``, or for ``"auto"`` tree, else exact kernel, else permutation."""
     if method == "tree" and forest is None:
         raise ValueError(
@@ -209,8 +219,14 @@ def _choose_method(method: str, forest: Any, M: int, max_evals: int | None, dete
     return "kernel" if M <= 30 and 2**M - 2 <= budget else "permutation"
 
 
-def _background_matrix(model: Any, background: pd.DataFrame | None, chosen: str, detector_name: str,
-                       max_background: int, random_state: int) -> np.ndarray:
+def _background_matrix(
+    model: Any,
+    background: pd.DataFrame | None,
+    chosen: str,
+    detector_name: str,
+    max_background: int,
+    random_state: int,
+) -> np.ndarray:
     """The preprocessed background rows the sampled explainers need, at most ``max_background``."""
     if background is None:
         raise ValueError(
@@ -222,7 +238,9 @@ def _background_matrix(model: Any, background: pd.DataFrame | None, chosen: str,
         raise ValueError("background= is empty: pass at least one representative row")
     B = _matrix(model, background)
     if len(B) > max_background:
-        pick = np.random.default_rng(random_state).choice(len(B), size=max_background, replace=False)
+        pick = np.random.default_rng(random_state).choice(
+            len(B), size=max_background, replace=False
+        )
         B = B[np.sort(pick)]
     return B
 
@@ -250,7 +268,9 @@ def _input_features(model: Any, columns: list[str]) -> tuple[list[str], np.ndarr
     for i, column in enumerate(columns):
         source = column.split("=", 1)[0]
         if source not in position:
-            raise ValueError(f"preprocessed column {column!r} belongs to no model feature {features}")
+            raise ValueError(
+                f"preprocessed column {column!r} belongs to no model feature {features}"
+            )
         groups[i, position[source]] = 1.0
     return features, groups
 
@@ -271,7 +291,9 @@ def isolation_forest_of(detector: Any) -> Any:
 def _checked_scorer(detector: Any, name: str) -> Scorer:
     def score(Z: np.ndarray) -> np.ndarray:
         try:
-            out = np.asarray(detector.decision_function(np.asarray(Z, dtype=np.float64)), dtype=np.float64)
+            out = np.asarray(
+                detector.decision_function(np.asarray(Z, dtype=np.float64)), dtype=np.float64
+            )
         except Exception as exc:  # re-raised with the detector's name
             raise ExplanationError(
                 f"detector {name!r} failed to score the perturbed rows a sampled SHAP explainer "

@@ -40,8 +40,10 @@ PARALLEL_MIN_ROWS = 2048
 
 _TABLE_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _KERNELS: dict[str, Any] = {}
-_UNITS = ("tree SHAP (path-dependent) of the forest's mean path length, negated: contributions "
-          "in tree levels (splits saved), base_value = -expected path length")
+_UNITS = (
+    "tree SHAP (path-dependent) of the forest's mean path length, negated: contributions "
+    "in tree levels (splits saved), base_value = -expected path length"
+)
 
 
 class _TablesTooLarge(Exception):
@@ -62,7 +64,9 @@ def explain_tree(forest: Any, X: np.ndarray) -> tuple[np.ndarray, float, str]:
     return -raw, -base, _UNITS + fallback
 
 
-def isolation_forest_shap(forest: Any, X: np.ndarray, *, block: int = 64) -> tuple[np.ndarray, float]:
+def isolation_forest_shap(
+    forest: Any, X: np.ndarray, *, block: int = 64
+) -> tuple[np.ndarray, float]:
     """Exact path-dependent TreeSHAP of a fitted scikit-learn ``IsolationForest``, negated.
 
     Returns ``(values, base_value)`` with ``values`` of shape ``X.shape``: minus the SHAP
@@ -109,7 +113,9 @@ def _average_path_length(n: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ numba kernels
-def _paths(left, right, feature, cover, max_d, depth, path_d, path_f, path_z, bit):  # pragma: no cover
+def _paths(
+    left, right, feature, cover, max_d, depth, path_d, path_f, path_z, bit
+):  # pragma: no cover
     """Per node: depth, distinct path features (first-appearance order), zero fractions, split bit."""
     # nodes are numbered in preorder (children after their parent)
     for p in range(left.shape[0]):
@@ -185,8 +191,26 @@ def _tables(leaves, path_d, path_z, value, offsets, out):  # pragma: no cover - 
     return base
 
 
-def _rows(XT, node_off, n_nodes, internal, internal_off, leaves, leaf_off, feature, threshold,
-          left, right, bit, leaf_d, leaf_foff, leaf_feats, leaf_toff, tab, block):  # pragma: no cover
+def _rows(
+    XT,
+    node_off,
+    n_nodes,
+    internal,
+    internal_off,
+    leaves,
+    leaf_off,
+    feature,
+    threshold,
+    left,
+    right,
+    bit,
+    leaf_d,
+    leaf_foff,
+    leaf_feats,
+    leaf_toff,
+    tab,
+    block,
+):  # pragma: no cover
     """SHAP values of every row (``XT`` is features x rows); blocks of rows run in parallel.
 
     Per block and tree: which side of every split each row takes (as the bit pattern of
@@ -299,9 +323,13 @@ def _tree_paths(tree: Any, feats: Any, kernels: dict[str, Any]) -> _Tree:
     lc = tree.children_left.astype(np.int64)
     rc = tree.children_right.astype(np.int64)
     internal = lc >= 0
-    if np.any(lc[internal] <= np.nonzero(internal)[0]) or np.any(rc[internal] <= np.nonzero(internal)[0]):
+    if np.any(lc[internal] <= np.nonzero(internal)[0]) or np.any(
+        rc[internal] <= np.nonzero(internal)[0]
+    ):
         raise _TablesTooLarge("tree nodes are not in preorder")
-    f_global = np.where(internal, np.asarray(feats, dtype=np.int64)[np.maximum(tree.feature, 0)], -1)
+    f_global = np.where(
+        internal, np.asarray(feats, dtype=np.int64)[np.maximum(tree.feature, 0)], -1
+    )
     cover = tree.weighted_n_node_samples.astype(np.float64)
     max_d = max(1, int(tree.max_depth))
     depth = np.zeros(nn, dtype=np.int64)
@@ -312,10 +340,19 @@ def _tree_paths(tree: Any, feats: Any, kernels: dict[str, Any]) -> _Tree:
     kernels["paths"](lc, rc, f_global, cover, max_d, depth, path_d, path_f, path_z, bit)
     leaves = np.nonzero(~internal)[0]
     return _Tree(
-        n_nodes=nn, internal=internal, leaves=leaves, leaf_d=path_d[leaves],
-        feature=np.maximum(f_global, 0), threshold=tree.threshold.astype(np.float64),
-        left=np.where(internal, lc, -1), right=np.where(internal, rc, -1), bit=bit,
-        depth=depth, path_d=path_d, path_f=path_f, path_z=path_z,
+        n_nodes=nn,
+        internal=internal,
+        leaves=leaves,
+        leaf_d=path_d[leaves],
+        feature=np.maximum(f_global, 0),
+        threshold=tree.threshold.astype(np.float64),
+        left=np.where(internal, lc, -1),
+        right=np.where(internal, rc, -1),
+        bit=bit,
+        depth=depth,
+        path_d=path_d,
+        path_f=path_f,
+        path_z=path_z,
     )
 
 
@@ -326,7 +363,9 @@ def _fill_tables(t: _Tree, tree: Any, n_trees: int, kernels: dict[str, Any]) -> 
     value = -(t.depth + _average_path_length(tree.n_node_samples)) / n_trees
     t.table_offsets = _prefix(sizes)
     t.table = np.empty(int(sizes.sum()))
-    t.base = kernels["tables"](t.leaves.astype(np.int64), t.path_d, t.path_z, value, t.table_offsets, t.table)
+    t.base = kernels["tables"](
+        t.leaves.astype(np.int64), t.path_d, t.path_z, value, t.table_offsets, t.table
+    )
 
 
 def _flatten(trees: list[_Tree]) -> tuple:
@@ -349,12 +388,23 @@ def _flatten(trees: list[_Tree]) -> tuple:
         return np.concatenate([getattr(t, name) for t in trees])
 
     return (
-        node_off, np.array([t.n_nodes for t in trees], dtype=np.int64),
-        np.concatenate(internal_ids).astype(np.int64), counts(internal_ids),
-        np.concatenate(leaf_ids).astype(np.int64), counts(leaf_ids),
-        joined("feature"), joined("threshold"), joined("left"), joined("right"), joined("bit"),
-        np.concatenate([_at_leaves(t, t.leaf_d) for t in trees]), np.concatenate(leaf_foff),
-        joined("leaf_feats").astype(np.int64), np.concatenate(leaf_toff), joined("table"), float(base),
+        node_off,
+        np.array([t.n_nodes for t in trees], dtype=np.int64),
+        np.concatenate(internal_ids).astype(np.int64),
+        counts(internal_ids),
+        np.concatenate(leaf_ids).astype(np.int64),
+        counts(leaf_ids),
+        joined("feature"),
+        joined("threshold"),
+        joined("left"),
+        joined("right"),
+        joined("bit"),
+        np.concatenate([_at_leaves(t, t.leaf_d) for t in trees]),
+        np.concatenate(leaf_foff),
+        joined("leaf_feats").astype(np.int64),
+        np.concatenate(leaf_toff),
+        joined("table"),
+        float(base),
     )
 
 

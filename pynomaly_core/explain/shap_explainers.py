@@ -30,8 +30,9 @@ def require_shap() -> Any:
     return shap
 
 
-def explain_kernel(score: Scorer, X: np.ndarray, B: np.ndarray, max_evals: int | None,
-                   random_state: int) -> tuple[np.ndarray, float, str]:
+def explain_kernel(
+    score: Scorer, X: np.ndarray, B: np.ndarray, max_evals: int | None, random_state: int
+) -> tuple[np.ndarray, float, str]:
     """``(values, base_value, note)`` of Kernel SHAP over background ``B``; exact with every coalition."""
     shap = require_shap()
     from pynomaly_core.detectors.seeding import seeded
@@ -48,13 +49,16 @@ def explain_kernel(score: Scorer, X: np.ndarray, B: np.ndarray, max_evals: int |
         raw = explainer.shap_values(X, nsamples=nsamples, l1_reg=False, silent=True)
     raw = np.asarray(raw, dtype=np.float64).reshape(len(X), M)
     how = "all coalitions (exact)" if exact else f"{nsamples} sampled coalitions"
-    return raw, float(np.ravel(explainer.expected_value)[0]), (
-        f"kernel SHAP of decision_function (score units) over {how}"
+    return (
+        raw,
+        float(np.ravel(explainer.expected_value)[0]),
+        (f"kernel SHAP of decision_function (score units) over {how}"),
     )
 
 
-def explain_permutation(score: Scorer, X: np.ndarray, B: np.ndarray, max_evals: int | None,
-                        random_state: int) -> tuple[np.ndarray, float, str]:
+def explain_permutation(
+    score: Scorer, X: np.ndarray, B: np.ndarray, max_evals: int | None, random_state: int
+) -> tuple[np.ndarray, float, str]:
     """``(values, base_value, note)`` of antithetic Permutation SHAP over background ``B``."""
     shap = require_shap()
     from pynomaly_core.detectors.seeding import seeded
@@ -62,7 +66,9 @@ def explain_permutation(score: Scorer, X: np.ndarray, B: np.ndarray, max_evals: 
     M = X.shape[1]
     evals = max_evals if max_evals is not None else DEFAULT_PERMUTATIONS * (2 * M + 1)
     if evals < 2 * M + 1:
-        raise ValueError(f"max_evals={evals} is too low for method='permutation': it needs at least 2M+1 = {2 * M + 1}")
+        raise ValueError(
+            f"max_evals={evals} is too low for method='permutation': it needs at least 2M+1 = {2 * M + 1}"
+        )
     if len(X) == 0:
         return np.zeros((0, M)), float(score(B).mean()), "permutation: no rows"
     with seeded(random_state), warnings.catch_warnings():
@@ -72,8 +78,12 @@ def explain_permutation(score: Scorer, X: np.ndarray, B: np.ndarray, max_evals: 
         result = explainer(X, max_evals=evals, silent=True)
     raw = np.asarray(result.values, dtype=np.float64).reshape(len(X), M)
     base = float(np.ravel(result.base_values)[0])
-    return raw, base, (
-        f"permutation SHAP of decision_function (score units), {evals // (2 * M + 1)} antithetic permutations"
+    return (
+        raw,
+        base,
+        (
+            f"permutation SHAP of decision_function (score units), {evals // (2 * M + 1)} antithetic permutations"
+        ),
     )
 
 

@@ -60,7 +60,9 @@ def warmup(feed: FeedConfig | Derivation) -> Warmup:
     return Warmup(rows, span)
 
 
-def history_tail(previous: pd.DataFrame, feed: FeedConfig | Derivation, start: pd.Timestamp) -> pd.DataFrame:
+def history_tail(
+    previous: pd.DataFrame, feed: FeedConfig | Derivation, start: pd.Timestamp
+) -> pd.DataFrame:
     """The rows of ``previous`` (earlier data) that the derived features of rows from ``start`` need.
 
     Per entity: the last :attr:`Warmup.rows` rows before ``start`` and every row within
@@ -80,14 +82,21 @@ def history_tail(previous: pd.DataFrame, feed: FeedConfig | Derivation, start: p
         keep |= (times >= start - need.span).to_numpy()
     if need.rows > 0:
         groups = _group_keys(before, feed)
-        rank_from_end = before.groupby(groups, sort=False).cumcount(ascending=False) if groups is not None else (
-            pd.Series(np.arange(len(before))[::-1], index=before.index))
+        rank_from_end = (
+            before.groupby(groups, sort=False).cumcount(ascending=False)
+            if groups is not None
+            else (pd.Series(np.arange(len(before))[::-1], index=before.index))
+        )
         keep |= (rank_from_end < need.rows).to_numpy()
     return before[keep]
 
 
-def warmup_covered(history: pd.DataFrame, feed: FeedConfig | Derivation, start: pd.Timestamp,
-                   entities: Sequence[object] | None = None) -> bool:
+def warmup_covered(
+    history: pd.DataFrame,
+    feed: FeedConfig | Derivation,
+    start: pd.Timestamp,
+    entities: Sequence[object] | None = None,
+) -> bool:
     """Whether ``history`` (the earlier rows read so far, before :func:`history_tail` cuts them)
     holds the whole warm-up of the rows from ``start``.
 
@@ -114,7 +123,9 @@ def warmup_covered(history: pd.DataFrame, feed: FeedConfig | Derivation, start: 
     return True
 
 
-def derive(frame: pd.DataFrame, feed: FeedConfig | Derivation, *, history: pd.DataFrame | None = None) -> pd.DataFrame:
+def derive(
+    frame: pd.DataFrame, feed: FeedConfig | Derivation, *, history: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """``frame`` with the derived columns of ``feed`` appended (same rows, same order, same index).
 
     ``history``: rows before ``frame`` (e.g. :func:`history_tail` of the previous partition);
@@ -131,7 +142,11 @@ def derive(frame: pd.DataFrame, feed: FeedConfig | Derivation, *, history: pd.Da
     work["__time"] = pd.to_datetime(work[feed.event_time], utc=True)
     by = [feed.entity] if feed.entity is not None and feed.derived.per_entity else []
     work = work.sort_values([*by, "__time", _ORDER], kind="stable").reset_index(drop=True)
-    positions = list(work.groupby(by, sort=False, dropna=False).indices.values()) if by else [np.arange(len(work))]
+    positions = (
+        list(work.groupby(by, sort=False, dropna=False).indices.values())
+        if by
+        else [np.arange(len(work))]
+    )
     columns = {spec.column: _one(work, spec, positions) for spec in feed.derived.features}
     out = pd.DataFrame(columns, index=work.index)
     if feed.derived.calendar is not None:
@@ -150,7 +165,9 @@ def _one(work: pd.DataFrame, spec: DerivedFeature, positions: list[np.ndarray]) 
     stat = spec.kind.removeprefix("rolling_")
     span = span_of(spec.window)
     for rows in positions:
-        series = pd.Series(values[rows], index=pd.DatetimeIndex(times[rows]) if span is not None else None)
+        series = pd.Series(
+            values[rows], index=pd.DatetimeIndex(times[rows]) if span is not None else None
+        )
         if spec.kind == "lag":
             result = series.shift(spec.periods)
         elif spec.kind == "diff":
@@ -182,19 +199,23 @@ def _exact_statistic(series: pd.Series, window: int, stat: str) -> pd.Series:
     """
     values = series.to_numpy(dtype="float64")
     n = len(values)
-    padded = np.r_[np.full(window, np.nan), values[:-1] if n else values]  # row i sees rows i-window..i-1
+    padded = np.r_[
+        np.full(window, np.nan), values[:-1] if n else values
+    ]  # row i sees rows i-window..i-1
     mean = np.full(n, np.nan)
     std = np.full(n, np.nan)
     block = max(1, _BLOCK_ELEMENTS // window)
-    views = np.lib.stride_tricks.sliding_window_view(padded, window)  # views[i] = the window of row i
+    views = np.lib.stride_tricks.sliding_window_view(
+        padded, window
+    )  # views[i] = the window of row i
     with np.errstate(all="ignore"):
         for start in range(0, n, block):
-            w = views[start:start + block]
+            w = views[start : start + block]
             count = np.sum(~np.isnan(w), axis=1)
             m = np.nansum(w, axis=1) / np.where(count > 0, count, 1)
             var = np.nansum((w - m[:, None]) ** 2, axis=1) / np.where(count > 1, count - 1, 1)
-            mean[start:start + block] = np.where(count >= 1, m, np.nan)
-            std[start:start + block] = np.where(count >= 2, np.sqrt(var), np.nan)
+            mean[start : start + block] = np.where(count >= 1, m, np.nan)
+            std[start : start + block] = np.where(count >= 2, np.sqrt(var), np.nan)
     if stat == "mean":
         return pd.Series(mean, index=series.index)
     if stat == "std":
@@ -214,7 +235,9 @@ def _statistic(series: pd.Series, rolling, stat: str) -> pd.Series:
         return rolling.max()
     mean, std = rolling.mean(), rolling.std()
     scale = np.maximum(std.to_numpy(), 1e-9 * (np.abs(mean.to_numpy()) + 1.0))
-    return pd.Series(np.clip((series.to_numpy() - mean.to_numpy()) / scale, -Z_CAP, Z_CAP), index=series.index)
+    return pd.Series(
+        np.clip((series.to_numpy() - mean.to_numpy()) / scale, -Z_CAP, Z_CAP), index=series.index
+    )
 
 
 def _min_periods(stat: str) -> int:
@@ -284,8 +307,14 @@ class Derivation:
         return out
 
     def to_dict(self) -> dict:
-        return {"event_time": self.event_time, "entity": self.entity, "derived": self.derived.model_dump(mode="json")}
+        return {
+            "event_time": self.event_time,
+            "entity": self.entity,
+            "derived": self.derived.model_dump(mode="json"),
+        }
 
     @classmethod
     def from_dict(cls, value: dict) -> Derivation:
-        return cls(value["event_time"], value["entity"], DerivedSettings.model_validate(value["derived"]))
+        return cls(
+            value["event_time"], value["entity"], DerivedSettings.model_validate(value["derived"])
+        )

@@ -83,7 +83,9 @@ def candidate_names(feed: FeedConfig, n_rows: int) -> list[str]:
     else:
         from pynomaly_core.detectors.auto import default_portfolio
 
-        names = default_portfolio(n_rows, len(feed.features), max_candidates=settings.max_candidates)
+        names = default_portfolio(
+            n_rows, len(feed.features), max_candidates=settings.max_candidates
+        )
     ordered = [feed.detector.name, *[n for n in names if n != feed.detector.name]]
     chosen: list[str] = []
     for name in ordered:
@@ -116,11 +118,15 @@ def _input_example(feed: FeedConfig, train: pd.DataFrame) -> pd.DataFrame:
         return train[[f.name for f in feed.features]].head(5)
     columns = [c for c in (feed.event_time, feed.entity, *(f.name for f in feed.features)) if c]
     example = train[list(dict.fromkeys(columns))].head(5).copy()
-    example[feed.event_time] = pd.to_datetime(example[feed.event_time], utc=True).dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    example[feed.event_time] = pd.to_datetime(example[feed.event_time], utc=True).dt.strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ"
+    )
     return example
 
 
-def train_candidates(feed: FeedConfig, train: pd.DataFrame, holdout: pd.DataFrame, names: list[str]) -> list[Candidate]:
+def train_candidates(
+    feed: FeedConfig, train: pd.DataFrame, holdout: pd.DataFrame, names: list[str]
+) -> list[Candidate]:
     """Fit each candidate on ``train`` (shared preprocessing); a failing candidate is kept
     with its error so the evaluation shows why it is missing.
 
@@ -129,16 +135,23 @@ def train_candidates(feed: FeedConfig, train: pd.DataFrame, holdout: pd.DataFram
     derivation = Derivation.of(feed)
     inputs = AnomalyModel(feed.features, derivation=derivation).input_features
     derived_train = derive(train, derivation) if derivation is not None else train
-    preprocessor = FeaturePreprocessor([f.model_dump() for f in inputs], scaling=feed.detector.scaling).fit(derived_train)
+    preprocessor = FeaturePreprocessor(
+        [f.model_dump() for f in inputs], scaling=feed.detector.scaling
+    ).fit(derived_train)
     X = preprocessor.transform(derived_train)
     labels = _labels(train, feed)
     out = []
     for name in names:
         params = dict(feed.detector.params) if name == feed.detector.name else {}
         model = AnomalyModel(
-            feed.features, detector=name, contamination=feed.detector.contamination, params=params,
-            random_state=feed.detector.random_state, scaling=feed.detector.scaling,
-            severity_cutoffs=severity_cutoffs(feed), derivation=derivation,
+            feed.features,
+            detector=name,
+            contamination=feed.detector.contamination,
+            params=params,
+            random_state=feed.detector.random_state,
+            scaling=feed.detector.scaling,
+            severity_cutoffs=severity_cutoffs(feed),
+            derivation=derivation,
         )
         start = time.perf_counter()
         try:
@@ -147,22 +160,27 @@ def train_candidates(feed: FeedConfig, train: pd.DataFrame, holdout: pd.DataFram
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 model.fit(train, labels, preprocessor=preprocessor, X=X)
-                holdout_scores = model.decision_function(holdout, history=train if derivation is not None else None)
+                holdout_scores = model.decision_function(
+                    holdout, history=train if derivation is not None else None
+                )
             model.calibrate(np.concatenate([model.detector_.decision_scores_, holdout_scores]))
         except Exception as exc:  # noqa: BLE001 - one broken candidate must not sink the others
-            out.append(Candidate(name, None, time.perf_counter() - start, f"{type(exc).__name__}: {exc}"))
+            out.append(
+                Candidate(name, None, time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
+            )
             continue
         out.append(Candidate(name, model, time.perf_counter() - start))
     return out
 
 
-
-
 def float_metrics(row: pd.Series) -> dict[str, float]:
     """The finite numeric entries of one row of the evaluation table (what MLflow and the value record)."""
     return {
-        k: float(v) for k, v in row.items()
-        if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool) and np.isfinite(v)
+        k: float(v)
+        for k, v in row.items()
+        if isinstance(v, (int, float, np.floating, np.integer))
+        and not isinstance(v, bool)
+        and np.isfinite(v)
     }
 
 
@@ -195,9 +213,13 @@ class CandidateBatch:
     def to_value(self) -> dict[str, Any]:
         """The JSON document the ``detector_candidates`` asset stores (read by :func:`promote`)."""
         return {
-            "feed": self.feed, "batch": self.batch, "dagster_run_id": self.run_id,
+            "feed": self.feed,
+            "batch": self.batch,
+            "dagster_run_id": self.run_id,
             "evaluation": {**self.evalset.describe(), "path": str(self.evaluation_path)},
-            "training_rows": self.training_rows, "holdout_rows": self.holdout_rows, "candidates": self.records,
+            "training_rows": self.training_rows,
+            "holdout_rows": self.holdout_rows,
+            "candidates": self.records,
             "training_days": list(self.training_days),
         }
 
@@ -236,7 +258,9 @@ def train_candidate_batch(
     days = pd.to_datetime(holdout[feed.event_time], utc=True).dt.strftime("%Y-%m-%d")
     verdicts = feedback(days.min(), days.max()) if feedback is not None else None
     try:
-        evalset = evaluation_set(feed, train, holdout, verdicts, random_state=feed.detector.random_state or 0)
+        evalset = evaluation_set(
+            feed, train, holdout, verdicts, random_state=feed.detector.random_state or 0
+        )
     except ValueError as exc:
         raise LifecycleError(str(exc)) from exc
     fitted = {c.name: c.model for c in candidates if c.model is not None}
@@ -252,27 +276,60 @@ def train_candidate_batch(
     batch = f"{stamp}-{run_id[:8]}"
     evaluation_path = write_evaluation_frame(frames, feed.name, batch, evalset, scores)
     days = frame_days(window, feed.event_time)
-    run_tags = {"dagster_run_id": run_id, "feed": feed.name, "reason": reason, **(tags or {}),
-                TAG_TRAINING_DAYS: format_days(days)}
-    params = {"contamination": feed.detector.contamination, "scaling": feed.detector.scaling,
-              "training_rows": len(train), "holdout_rows": len(holdout), "evaluation": evalset.kind}
+    run_tags = {
+        "dagster_run_id": run_id,
+        "feed": feed.name,
+        "reason": reason,
+        **(tags or {}),
+        TAG_TRAINING_DAYS: format_days(days),
+    }
+    params = {
+        "contamination": feed.detector.contamination,
+        "scaling": feed.detector.scaling,
+        "training_rows": len(train),
+        "holdout_rows": len(holdout),
+        "evaluation": evalset.kind,
+    }
     example = _input_example(feed, train)
     records = []
     for c in candidates:
-        entry: dict[str, Any] = {"detector": c.name, "error": table.loc[c.name, "error"],
-                                 "fit_seconds": float(c.fit_seconds)}
+        entry: dict[str, Any] = {
+            "detector": c.name,
+            "error": table.loc[c.name, "error"],
+            "fit_seconds": float(c.fit_seconds),
+        }
         if c.model is not None and entry["error"] is None:
             version = f"{batch}-{c.name}"
-            entry.update(_save_and_log(
-                feed, c.name, c.model, model_dir(version), version=version, tracker=tracker, run_id=run_id,
-                params={"detector": c.name, **params, **(c.model.params or {})},
-                metrics=float_metrics(table.loc[c.name]), tags=run_tags,
-                input_example=example, evaluation=table.reset_index(),
-                signing_key=signing_key,
-            ))
+            entry.update(
+                _save_and_log(
+                    feed,
+                    c.name,
+                    c.model,
+                    model_dir(version),
+                    version=version,
+                    tracker=tracker,
+                    run_id=run_id,
+                    params={"detector": c.name, **params, **(c.model.params or {})},
+                    metrics=float_metrics(table.loc[c.name]),
+                    tags=run_tags,
+                    input_example=example,
+                    evaluation=table.reset_index(),
+                    signing_key=signing_key,
+                )
+            )
         records.append(entry)
-    return CandidateBatch(feed.name, batch, run_id, evalset, evaluation_path, table, len(train), len(holdout), records,
-                          days)
+    return CandidateBatch(
+        feed.name,
+        batch,
+        run_id,
+        evalset,
+        evaluation_path,
+        table,
+        len(train),
+        len(holdout),
+        records,
+        days,
+    )
 
 
 def _save_and_log(
@@ -295,15 +352,29 @@ def _save_and_log(
     registered version; the entry fields that say where both are."""
     from pynomaly_core.detectors.persistence import sha256_file
 
-    model.save(path, info={"feed": feed.name, "version": version, "run_id": run_id}, key=signing_key)
+    model.save(
+        path, info={"feed": feed.name, "version": version, "run_id": run_id}, key=signing_key
+    )
     sha = sha256_file(path / "manifest.json")
     record = tracker.log_candidate(
-        feed.name, detector=detector, model_dir=path, manifest_sha256=sha, params=params, metrics=metrics,
-        tags=tags, input_example=input_example, evaluation=evaluation, signing_key=signing_key,
+        feed.name,
+        detector=detector,
+        model_dir=path,
+        manifest_sha256=sha,
+        params=params,
+        metrics=metrics,
+        tags=tags,
+        input_example=input_example,
+        evaluation=evaluation,
+        signing_key=signing_key,
     )
     return {
-        "model_dir": str(path), "manifest_sha256": sha, "threshold": float(model.threshold_),
-        "mlflow_run_id": record.run_id, "mlflow_version": record.version,
-        "registered_model": record.registered_model, "run_url": record.run_url,
+        "model_dir": str(path),
+        "manifest_sha256": sha,
+        "threshold": float(model.threshold_),
+        "mlflow_run_id": record.run_id,
+        "mlflow_version": record.version,
+        "registered_model": record.registered_model,
+        "run_url": record.run_url,
         "metrics": metrics,
     }

@@ -51,16 +51,24 @@ class Decision:
 
 
 def promotion_gate(
-    feed: FeedConfig, new_metrics: dict[str, float], old_metrics: dict[str, float] | None,
+    feed: FeedConfig,
+    new_metrics: dict[str, float],
+    old_metrics: dict[str, float] | None,
     comparison: dict[str, Any] | None,
 ) -> tuple[bool, str]:
     """May a model with ``new_metrics`` replace one with ``old_metrics`` (same rows)?"""
     s = feed.lifecycle
     auc = float(new_metrics["roc_auc"])
     if auc < s.min_auc:
-        return False, f"ROC-AUC {auc:.3f} on the evaluation set is below lifecycle.min_auc = {s.min_auc}"
+        return (
+            False,
+            f"ROC-AUC {auc:.3f} on the evaluation set is below lifecycle.min_auc = {s.min_auc}",
+        )
     if old_metrics is not None:
-        new_ap, old_ap = float(new_metrics["average_precision"]), float(old_metrics["average_precision"])
+        new_ap, old_ap = (
+            float(new_metrics["average_precision"]),
+            float(old_metrics["average_precision"]),
+        )
         if new_ap < old_ap - s.max_regression:
             return False, (
                 f"average precision {new_ap:.3f} trails the current champion's {old_ap:.3f} by more than "
@@ -72,7 +80,9 @@ def promotion_gate(
                 f"(ΔAP {comparison['delta']:+.3f}, CI [{comparison['ci_low']:+.3f}, {comparison['ci_high']:+.3f}])"
             )
     return True, f"ROC-AUC {auc:.3f} >= {s.min_auc}" + (
-        "" if old_metrics is None else f"; AP {new_metrics['average_precision']:.3f} vs {old_metrics['average_precision']:.3f}"
+        ""
+        if old_metrics is None
+        else f"; AP {new_metrics['average_precision']:.3f} vs {old_metrics['average_precision']:.3f}"
     )
 
 
@@ -109,26 +119,51 @@ def decide(
             f"evaluation set ({_described(evalset)}) of feed {feed.name!r}; with no champion to keep, the best "
             "candidate scores the feed rather than none, and every later promotion must pass the gate"
         )
-        return Decision("challenger", challenger, f"{reason}, on weak evidence", None, False, weak, forced,
-                        gate_severity="warn")
+        return Decision(
+            "challenger",
+            challenger,
+            f"{reason}, on weak evidence",
+            None,
+            False,
+            weak,
+            forced,
+            gate_severity="warn",
+        )
     old = metrics(evalset.y, incumbent_scores)
     cmp = paired_bootstrap(
-        evalset.y, incumbent_scores, challenger_scores, metric="average_precision",
-        n_boot=feed.lifecycle.n_boot, confidence=feed.lifecycle.confidence, random_state=random_state,
+        evalset.y,
+        incumbent_scores,
+        challenger_scores,
+        metric="average_precision",
+        n_boot=feed.lifecycle.n_boot,
+        confidence=feed.lifecycle.confidence,
+        random_state=random_state,
     ).to_dict()
     if forced:
         wanted, reason = True, f"promotion of {challenger} requested by run config"
     elif cmp["ci_low"] > 0:
         wanted = True
-        reason = (f"{challenger} beats the champion: ΔAP {cmp['delta']:+.3f}, "
-                  f"{cmp['confidence']:.0%} CI [{cmp['ci_low']:+.3f}, {cmp['ci_high']:+.3f}]")
+        reason = (
+            f"{challenger} beats the champion: ΔAP {cmp['delta']:+.3f}, "
+            f"{cmp['confidence']:.0%} CI [{cmp['ci_low']:+.3f}, {cmp['ci_high']:+.3f}]"
+        )
     else:
         wanted = False
-        reason = (f"{challenger} is not better with {cmp['confidence']:.0%} confidence "
-                  f"(ΔAP {cmp['delta']:+.3f}, CI [{cmp['ci_low']:+.3f}, {cmp['ci_high']:+.3f}]); champion kept")
+        reason = (
+            f"{challenger} is not better with {cmp['confidence']:.0%} confidence "
+            f"(ΔAP {cmp['delta']:+.3f}, CI [{cmp['ci_low']:+.3f}, {cmp['ci_high']:+.3f}]); champion kept"
+        )
     if not wanted:
         return Decision("incumbent", challenger, reason, cmp, True, "no promotion proposed", forced)
     gate_ok, gate_reason = promotion_gate(feed, new, old, cmp)
     if not gate_ok:
         reason += f"; blocked by the promotion gate: {gate_reason}"
-    return Decision("challenger" if gate_ok else "incumbent", challenger, reason, cmp, gate_ok, gate_reason, forced)
+    return Decision(
+        "challenger" if gate_ok else "incumbent",
+        challenger,
+        reason,
+        cmp,
+        gate_ok,
+        gate_reason,
+        forced,
+    )

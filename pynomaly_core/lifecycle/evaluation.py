@@ -53,26 +53,41 @@ class EvaluationSet:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "rows": len(self.y), "anomalies": self.n_positive,
-            "holdout_rows": self.n_holdout, "synthetic_rows": self.n_synthetic,
+            "kind": self.kind,
+            "rows": len(self.y),
+            "anomalies": self.n_positive,
+            "holdout_rows": self.n_holdout,
+            "synthetic_rows": self.n_synthetic,
             "synthetic_kinds": self.synthetic_kinds,
         }
 
     @classmethod
-    def from_description(cls, frame: pd.DataFrame, y: np.ndarray, described: dict[str, Any]) -> EvaluationSet:
+    def from_description(
+        cls, frame: pd.DataFrame, y: np.ndarray, described: dict[str, Any]
+    ) -> EvaluationSet:
         """The set whose :meth:`describe` is ``described`` (as the candidates' value stores it)."""
-        return cls(frame, y, described["kind"], described["holdout_rows"],
-                   described["synthetic_rows"], dict(described["synthetic_kinds"]))
+        return cls(
+            frame,
+            y,
+            described["kind"],
+            described["holdout_rows"],
+            described["synthetic_rows"],
+            dict(described["synthetic_kinds"]),
+        )
 
 
-def labels_with_feedback(labels: pd.Series | None, keys: pd.Series, feedback: pd.DataFrame | None) -> pd.Series:
+def labels_with_feedback(
+    labels: pd.Series | None, keys: pd.Series, feedback: pd.DataFrame | None
+) -> pd.Series:
     """Known labels (1 = anomaly) of rows: the label column (missing = normal), overridden by reviewer
     feedback (columns record_key, label; the latest verdict per key wins). NaN where neither says."""
     y = pd.Series(np.nan, index=keys.index, dtype="float64")
     if labels is not None:
         y = pd.to_numeric(labels, errors="coerce").fillna(0).astype("float64")
     if feedback is not None and len(feedback):
-        verdict = feedback.drop_duplicates("record_key", keep="last").set_index("record_key")["label"]
+        verdict = feedback.drop_duplicates("record_key", keep="last").set_index("record_key")[
+            "label"
+        ]
         reviewed = keys.astype(str).map(verdict).astype("float64")
         y = reviewed.where(reviewed.notna(), y)
     return y
@@ -96,8 +111,13 @@ def evaluation_set(
         kind = "feedback"
     known = y.notna().to_numpy()
     labelled = y[known].astype(int)
-    if labelled.sum() >= settings.min_labelled_anomalies and (labelled == 0).sum() >= settings.min_labelled_anomalies:
-        return EvaluationSet(holdout[known].reset_index(drop=True), labelled.to_numpy(), kind, int(known.sum()))
+    if (
+        labelled.sum() >= settings.min_labelled_anomalies
+        and (labelled == 0).sum() >= settings.min_labelled_anomalies
+    ):
+        return EvaluationSet(
+            holdout[known].reset_index(drop=True), labelled.to_numpy(), kind, int(known.sum())
+        )
 
     from pynomaly_core.evaluation.synthetic import inject_frame
 
@@ -109,15 +129,26 @@ def evaluation_set(
         )
     if feed.derived is not None or feed.entity is not None:
         return _series_evaluation_set(feed, holdout, numeric, random_state)
-    synthetic = inject_frame(train, numeric, settings.synthetic_anomalies, random_state=random_state)
+    synthetic = inject_frame(
+        train, numeric, settings.synthetic_anomalies, random_state=random_state
+    )
     kinds = synthetic["synthetic_kind"].value_counts().to_dict()
     synthetic = synthetic.drop(columns="synthetic_kind")
     frame = pd.concat([holdout, synthetic[holdout.columns]], ignore_index=True)
     y_all = np.r_[np.zeros(len(holdout), dtype=int), np.ones(len(synthetic), dtype=int)]
-    return EvaluationSet(frame, y_all, "synthetic", len(holdout), len(synthetic), {k: int(v) for k, v in kinds.items()})
+    return EvaluationSet(
+        frame,
+        y_all,
+        "synthetic",
+        len(holdout),
+        len(synthetic),
+        {k: int(v) for k, v in kinds.items()},
+    )
 
 
-def _series_evaluation_set(feed: FeedConfig, holdout: pd.DataFrame, numeric: list[str], random_state: int) -> EvaluationSet:
+def _series_evaluation_set(
+    feed: FeedConfig, holdout: pd.DataFrame, numeric: list[str], random_state: int
+) -> EvaluationSet:
     """A time-aware feed's label-free evaluation: series anomalies (spikes, shifts, variance, stuck,
     contextual) injected *into* the holdout before the models derive their features, so lags and
     windows see them as they would see a real fault; untouched holdout rows are the normal class
@@ -127,10 +158,21 @@ def _series_evaluation_set(feed: FeedConfig, holdout: pd.DataFrame, numeric: lis
     from pynomaly_core.evaluation.series_synthetic import KINDS, RUN_ROWS, inject_series
 
     per_event = (1 + sum(RUN_ROWS) / 2 * (len(KINDS) - 1)) / len(KINDS)
-    n_events = max(len(KINDS), min(int(np.ceil(feed.lifecycle.synthetic_anomalies / per_event)),
-                                   int(0.2 * len(holdout) / per_event)))
-    injected = inject_series(holdout.reset_index(drop=True), event_time=feed.event_time, columns=numeric,
-                             entity=feed.entity, n_events=n_events, random_state=random_state)
+    n_events = max(
+        len(KINDS),
+        min(
+            int(np.ceil(feed.lifecycle.synthetic_anomalies / per_event)),
+            int(0.2 * len(holdout) / per_event),
+        ),
+    )
+    injected = inject_series(
+        holdout.reset_index(drop=True),
+        event_time=feed.event_time,
+        columns=numeric,
+        entity=feed.entity,
+        n_events=n_events,
+        random_state=random_state,
+    )
     y = injected.y.astype(int)
     if y.sum() == 0 or (y == 0).sum() == 0:
         raise ValueError(
@@ -142,18 +184,29 @@ def _series_evaluation_set(feed: FeedConfig, holdout: pd.DataFrame, numeric: lis
     # row order does not change derived features, which follow event time
     order = np.r_[np.flatnonzero(y == 0), np.flatnonzero(y == 1)]
     frame = injected.frame[holdout.columns].iloc[order].reset_index(drop=True)
-    return EvaluationSet(frame, y[order], "synthetic", int((y == 0).sum()), int(y.sum()),
-                         {str(k): int(v) for k, v in kinds.items()})
+    return EvaluationSet(
+        frame,
+        y[order],
+        "synthetic",
+        int((y == 0).sum()),
+        int(y.sum()),
+        {str(k): int(v) for k, v in kinds.items()},
+    )
 
 
 def score_models(models: dict[str, AnomalyModel], evalset: EvaluationSet) -> dict[str, np.ndarray]:
     """Raw scores of every model on the evaluation rows (non-finite ones are reported by :func:`evaluate`)."""
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return {name: np.asarray(m.decision_function(evalset.frame), dtype=float) for name, m in models.items()}
+        return {
+            name: np.asarray(m.decision_function(evalset.frame), dtype=float)
+            for name, m in models.items()
+        }
 
 
-def evaluate(candidates: list[Candidate], evalset: EvaluationSet, scores: dict[str, np.ndarray]) -> pd.DataFrame:
+def evaluate(
+    candidates: list[Candidate], evalset: EvaluationSet, scores: dict[str, np.ndarray]
+) -> pd.DataFrame:
     """One row per candidate: fit time, metrics on the evaluation set, label-free evidence."""
     from pynomaly_core.evaluation.compare import metrics
 
@@ -165,7 +218,9 @@ def evaluate(candidates: list[Candidate], evalset: EvaluationSet, scores: dict[s
             if np.isfinite(s).all():
                 row.update(metrics(evalset.y, s))
             else:
-                row["error"] = f"{int((~np.isfinite(s)).sum())} non-finite scores on the evaluation set"
+                row["error"] = (
+                    f"{int((~np.isfinite(s)).sum())} non-finite scores on the evaluation set"
+                )
         rows.append(row)
     table = pd.DataFrame(rows).set_index("detector")
     ok = [c.name for c in candidates if c.model is not None and table.loc[c.name, "error"] is None]
@@ -173,8 +228,12 @@ def evaluate(candidates: list[Candidate], evalset: EvaluationSet, scores: dict[s
         from pynomaly_core.evaluation.labelfree import label_free_evidence
 
         h = evalset.n_holdout
-        evidence = label_free_evidence({n: scores[n][:h] for n in ok}, {n: scores[n][h:] for n in ok})
-        table = table.join(evidence.drop(columns=[c for c in evidence.columns if c in table.columns]), how="left")
+        evidence = label_free_evidence(
+            {n: scores[n][:h] for n in ok}, {n: scores[n][h:] for n in ok}
+        )
+        table = table.join(
+            evidence.drop(columns=[c for c in evidence.columns if c in table.columns]), how="left"
+        )
     return table
 
 
@@ -183,12 +242,17 @@ def choose_challenger(evaluation: pd.DataFrame, kind: EvaluationKind) -> str:
     fit time); on synthetic sets the label-free rule of :mod:`pynomaly_core.evaluation.labelfree`."""
     usable = evaluation[evaluation["error"].isna()]
     if usable.empty:
-        raise ValueError("every candidate failed: " + "; ".join(f"{i}: {e}" for i, e in evaluation["error"].items()))
+        raise ValueError(
+            "every candidate failed: "
+            + "; ".join(f"{i}: {e}" for i, e in evaluation["error"].items())
+        )
     if kind == "synthetic" and "selection_score" in usable:
         from pynomaly_core.evaluation.labelfree import select
 
         return select(usable)
-    ranked = usable.sort_values(["average_precision", "roc_auc", "fit_seconds"], ascending=[False, False, True])
+    ranked = usable.sort_values(
+        ["average_precision", "roc_auc", "fit_seconds"], ascending=[False, False, True]
+    )
     return str(ranked.index[0])
 
 
@@ -229,7 +293,7 @@ def read_evaluation_frame(store: FrameStore, feed: str, batch: str) -> StoredEva
     key = [feed, *EVALUATION_STAGE]
     frame = store.read(key, batch)
     score_columns = [c for c in frame.columns if str(c).startswith(SCORE_PREFIX)]
-    scores = {str(c)[len(SCORE_PREFIX):]: frame[c].to_numpy(dtype=float) for c in score_columns}
+    scores = {str(c)[len(SCORE_PREFIX) :]: frame[c].to_numpy(dtype=float) for c in score_columns}
     y = frame[LABEL_COLUMN].to_numpy()
     features = frame.drop(columns=[LABEL_COLUMN, *score_columns])
     return StoredEvaluation(features, y, scores, store.path(key, batch))

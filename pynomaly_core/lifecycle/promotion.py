@@ -109,30 +109,60 @@ def promote(
     if incumbent is not None:
         try:
             incumbent_model = _version_record(feed, incumbent).load(signing_key)
-            incumbent_scores = np.asarray(incumbent_model.decision_function(evalset.frame), dtype=float)
+            incumbent_scores = np.asarray(
+                incumbent_model.decision_function(evalset.frame), dtype=float
+            )
         except Exception as exc:  # noqa: BLE001 - an unreadable or tampered champion cannot defend its title
             note = f"current champion version {incumbent.version} could not be loaded: {exc}"
             log.warning(note)
             incumbent_model, incumbent_scores = None, None
-    decision = decide(feed, evalset, challenger, stored.scores_of(challenger), incumbent_scores,
-                      forced=candidate is not None, incumbent_note=note,
-                      random_state=feed.detector.random_state or 0)
+    decision = decide(
+        feed,
+        evalset,
+        challenger,
+        stored.scores_of(challenger),
+        incumbent_scores,
+        forced=candidate is not None,
+        incumbent_note=note,
+        random_state=feed.detector.random_state or 0,
+    )
     _move_aliases(tracker, feed.name, decision, chal["mlflow_version"], incumbent)
     cmp = decision.comparison or {}
     tracker.log_decision(
-        feed.name, chal["mlflow_run_id"],
-        decision="champion" if decision.promote else "rejected", reason=decision.reason,
+        feed.name,
+        chal["mlflow_run_id"],
+        decision="champion" if decision.promote else "rejected",
+        reason=decision.reason,
         metrics={k: cmp.get(k) for k in ("delta", "ci_low", "ci_high", "p_value", "score_a")},
-        tags={"pynomaly.gate": "passed" if decision.gate_passed else "weak" if decision.weak_first else "failed",
-              "pynomaly.decided_by_dagster_run": run_id},
+        tags={
+            "pynomaly.gate": "passed"
+            if decision.gate_passed
+            else "weak"
+            if decision.weak_first
+            else "failed",
+            "pynomaly.decided_by_dagster_run": run_id,
+        },
     )
-    record = _champion_now(feed, tracker, decision, chal, evalset, incumbent_model, incumbent_scores, signing_key,
-                           candidates.get("training_days") or ())
+    record = _champion_now(
+        feed,
+        tracker,
+        decision,
+        chal,
+        evalset,
+        incumbent_model,
+        incumbent_scores,
+        signing_key,
+        candidates.get("training_days") or (),
+    )
     return Promotion(record, decision, chal, evalset.kind, tracker.registered_model_name(feed.name))
 
 
 def _challenger(
-    feed: FeedConfig, batch: str, usable: dict[str, dict[str, Any]], evalset: EvaluationSet, forced: str | None
+    feed: FeedConfig,
+    batch: str,
+    usable: dict[str, dict[str, Any]],
+    evalset: EvaluationSet,
+    forced: str | None,
 ) -> str:
     """The forced candidate, else the best usable one by :func:`~pynomaly_core.lifecycle.choose_challenger`."""
     if forced is not None:
@@ -144,8 +174,12 @@ def _challenger(
         return forced
     if not usable:
         raise LifecycleError(f"feed {feed.name!r}: training batch {batch} has no usable candidate")
-    table = pd.DataFrame({n: {**r["metrics"], "fit_seconds": r["fit_seconds"], "error": None}
-                          for n, r in usable.items()}).T
+    table = pd.DataFrame(
+        {
+            n: {**r["metrics"], "fit_seconds": r["fit_seconds"], "error": None}
+            for n, r in usable.items()
+        }
+    ).T
     for col in table.columns:
         if col != "error":
             table[col] = pd.to_numeric(table[col])
@@ -155,15 +189,23 @@ def _challenger(
 def _version_record(feed: FeedConfig, info: ModelVersionInfo) -> ChampionRecord:
     """The record of a registered version, enough to load it (its tags name the directory and digest)."""
     return ChampionRecord(
-        feed=feed.name, version=info.version, path=info.model_dir, detector=info.detector,
-        manifest_sha256=info.manifest_sha256, mlflow_run_id=info.run_id,
+        feed=feed.name,
+        version=info.version,
+        path=info.model_dir,
+        detector=info.detector,
+        manifest_sha256=info.manifest_sha256,
+        mlflow_run_id=info.run_id,
         reason=f"registered version {info.version} has no tag pynomaly.model_dir",
         training_days=parse_days(info.tags.get(TAG_TRAINING_DAYS)),
     )
 
 
 def _move_aliases(
-    tracker: Tracker, feed: str, decision: Decision, challenger_version: str, incumbent: ModelVersionInfo | None
+    tracker: Tracker,
+    feed: str,
+    decision: Decision,
+    challenger_version: str,
+    incumbent: ModelVersionInfo | None,
 ) -> None:
     """A promotion moves ``champion`` and keeps the previous champion as ``challenger``; a rejection
     points ``challenger`` at the rejected candidate."""
@@ -192,13 +234,25 @@ def _champion_now(
     current = tracker.get_alias(feed.name, CHAMPION_ALIAS)
     if current is None:
         return ChampionRecord.none(feed.name, decision.reason)
-    common = {"mlflow_run_id": current.run_id, "registered_model": tracker.registered_model_name(feed.name),
-              "promoted": decision.promote, "reason": decision.reason, "evaluation": evalset.kind}
+    common = {
+        "mlflow_run_id": current.run_id,
+        "registered_model": tracker.registered_model_name(feed.name),
+        "promoted": decision.promote,
+        "reason": decision.reason,
+        "evaluation": evalset.kind,
+    }
     if decision.promote:
         return ChampionRecord(
-            feed=feed.name, detector=decision.challenger, version=current.version, path=chal["model_dir"],
-            manifest_sha256=chal["manifest_sha256"], threshold=chal["threshold"], run_url=chal["run_url"],
-            metrics=chal["metrics"], training_days=tuple(training_days), **common,
+            feed=feed.name,
+            detector=decision.challenger,
+            version=current.version,
+            path=chal["model_dir"],
+            manifest_sha256=chal["manifest_sha256"],
+            threshold=chal["threshold"],
+            run_url=chal["run_url"],
+            metrics=chal["metrics"],
+            training_days=tuple(training_days),
+            **common,
         )
     from pynomaly_core.evaluation.compare import metrics
 
@@ -206,6 +260,9 @@ def _champion_now(
     # the alias did not move, so the champion is the incumbent loaded above
     model = incumbent_model or kept.load(signing_key)
     return dataclasses.replace(
-        kept, threshold=float(model.threshold_), run_url=tracker.run_url(current.run_id),
-        metrics=metrics(evalset.y, incumbent_scores) if incumbent_scores is not None else {}, **common,
+        kept,
+        threshold=float(model.threshold_),
+        run_url=tracker.run_url(current.run_id),
+        metrics=metrics(evalset.y, incumbent_scores) if incumbent_scores is not None else {},
+        **common,
     )

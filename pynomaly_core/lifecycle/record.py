@@ -92,12 +92,21 @@ class ChampionRecord:
         if not self.exists:
             return {"feed": self.feed, "version": None, "path": None, "reason": self.reason}
         return {
-            "feed": self.feed, "detector": self.detector, "version": self.version, "path": self.path,
-            "manifest_sha256": self.manifest_sha256, "threshold": self.threshold,
-            "mlflow_run_id": self.mlflow_run_id, "registered_model": self.registered_model,
-            "run_url": self.run_url, "promoted": self.promoted, "reason": self.reason,
-            "evaluation": self.evaluation, "metrics": dict(self.metrics),
-            "training_days": list(self.training_days), "window_first": self.window_first,
+            "feed": self.feed,
+            "detector": self.detector,
+            "version": self.version,
+            "path": self.path,
+            "manifest_sha256": self.manifest_sha256,
+            "threshold": self.threshold,
+            "mlflow_run_id": self.mlflow_run_id,
+            "registered_model": self.registered_model,
+            "run_url": self.run_url,
+            "promoted": self.promoted,
+            "reason": self.reason,
+            "evaluation": self.evaluation,
+            "metrics": dict(self.metrics),
+            "training_days": list(self.training_days),
+            "window_first": self.window_first,
             "window_last": self.window_last,
         }
 

@@ -50,7 +50,9 @@ def format_days(days: Iterable[str]) -> str:
     ordered = sorted({day_of(d) for d in days})
     runs: list[list[str]] = []
     for day in ordered:
-        if runs and dt.date.fromisoformat(day) - dt.date.fromisoformat(runs[-1][-1]) == dt.timedelta(days=1):
+        if runs and dt.date.fromisoformat(day) - dt.date.fromisoformat(
+            runs[-1][-1]
+        ) == dt.timedelta(days=1):
             runs[-1].append(day)
         else:
             runs.append([day])
@@ -115,14 +117,24 @@ def retrain_days(feed: FeedConfig, recent_override: int | None = None) -> tuple[
     ``training.window_days``; ``recent_override`` (the run config's ``window_days``) wins.
     """
     setting = feed.training.retrain_window
-    reference = feed.training.window_days if setting.reference_days is None else setting.reference_days
-    recent = (recent_override or setting.recent_days or feed.monitoring.retrain_window_days
-              or feed.training.window_days)
+    reference = (
+        feed.training.window_days if setting.reference_days is None else setting.reference_days
+    )
+    recent = (
+        recent_override
+        or setting.recent_days
+        or feed.monitoring.retrain_window_days
+        or feed.training.window_days
+    )
     return reference, recent
 
 
 def retrain_window(
-    feed: FeedConfig, end: dt.date, champion_days: Sequence[str], *, recent_override: int | None = None
+    feed: FeedConfig,
+    end: dt.date,
+    champion_days: Sequence[str],
+    *,
+    recent_override: int | None = None,
 ) -> WindowPlan:
     """The window of ``<feed>__retrain``: the last reference days of the champion's training window
     (``champion_days``; none before the first champion) plus the recent days ending at ``end``.
@@ -166,25 +178,36 @@ def rescoring_verdict(
     version = str(record.version)
     day = day_of(partition)
     if previous_version is None or str(previous_version) == version:
-        return RescoringVerdict(True, f"partition {partition}: scored by version {version}", previous_version)
+        return RescoringVerdict(
+            True, f"partition {partition}: scored by version {version}", previous_version
+        )
     last = record.window_last
     if last is None:
         return RescoringVerdict(
-            True, f"partition {partition}: rescored by version {version} (previously version {previous_version}); "
-            "the champion records no training window to judge hindsight by", previous_version,
+            True,
+            f"partition {partition}: rescored by version {version} (previously version {previous_version}); "
+            "the champion records no training window to judge hindsight by",
+            previous_version,
         )
     if day > last:
         return RescoringVerdict(
-            True, f"partition {partition}: rescored by version {version} (previously version {previous_version}), "
-            f"trained on {format_days(record.training_days)}, before this day", previous_version,
+            True,
+            f"partition {partition}: rescored by version {version} (previously version {previous_version}), "
+            f"trained on {format_days(record.training_days)}, before this day",
+            previous_version,
         )
     where = "inside" if day >= (record.window_first or last) else "before"
-    seen = (f"champion version {version} of feed {record.feed!r} was trained on {format_days(record.training_days)}, "
-            f"and partition {partition} lies {where} that window")
+    seen = (
+        f"champion version {version} of feed {record.feed!r} was trained on {format_days(record.training_days)}, "
+        f"and partition {partition} lies {where} that window"
+    )
     if allow_hindsight:
         return RescoringVerdict(
-            True, f"{seen}: rescored with hindsight on request (allow_hindsight); previously scored by version "
-            f"{previous_version}", previous_version, hindsight=True,
+            True,
+            f"{seen}: rescored with hindsight on request (allow_hindsight); previously scored by version "
+            f"{previous_version}",
+            previous_version,
+            hindsight=True,
         )
     return RescoringVerdict(
         False,

@@ -103,7 +103,9 @@ def recorded_scores_from_frame_store(frame_store: Any, feed: str) -> RecordedSco
     return lookup
 
 
-def _compare(rescored: np.ndarray, recorded: np.ndarray, rtol: float, atol: float) -> tuple[float, bool]:
+def _compare(
+    rescored: np.ndarray, recorded: np.ndarray, rtol: float, atol: float
+) -> tuple[float, bool]:
     """(max |difference|, all within tolerance); NaN equals NaN, NaN vs a number differs by inf."""
     with np.errstate(all="ignore"):
         diff = np.abs(rescored - recorded)
@@ -127,13 +129,22 @@ def _check_one(
     from pynomaly_core.detectors.persistence import load_object
 
     health = VersionHealth(
-        version=info.version, detector=info.detector, aliases=list(info.aliases), loaded=False,
-        max_abs_diff=None, rows_compared=0, reproducible=False, error=None, archived_now=False,
+        version=info.version,
+        detector=info.detector,
+        aliases=list(info.aliases),
+        loaded=False,
+        max_abs_diff=None,
+        rows_compared=0,
+        reproducible=False,
+        error=None,
+        archived_now=False,
         model_dir=info.model_dir,
     )
     where = f"registered model {info.registered_model!r} version {info.version} ({info.detector or 'unknown detector'})"
     if not info.model_dir:
-        health.error = f"{where} has no version tag 'pynomaly.model_dir': its model cannot be located"
+        health.error = (
+            f"{where} has no version tag 'pynomaly.model_dir': its model cannot be located"
+        )
         return health
     if not info.manifest_sha256:
         health.error = (
@@ -152,10 +163,14 @@ def _check_one(
     try:
         recorded = recorded_scores(info)
     except Exception as exc:  # noqa: BLE001 - a missing or unreadable sample is a finding, not a crash
-        health.error = f"{where}: its recorded scores could not be read: {type(exc).__name__}: {exc}"
+        health.error = (
+            f"{where}: its recorded scores could not be read: {type(exc).__name__}: {exc}"
+        )
         return health
     if recorded is None:
-        health.error = f"{where}: no recorded sample of scores to compare with (not logged by the lifecycle)"
+        health.error = (
+            f"{where}: no recorded sample of scores to compare with (not logged by the lifecycle)"
+        )
         return health
     frame, scores = recorded
     frame = frame.head(sample_rows)
@@ -168,10 +183,14 @@ def _check_one(
             warnings.simplefilter("ignore", RuntimeWarning)
             rescored = np.asarray(model.decision_function(frame), dtype=float).reshape(-1)
     except Exception as exc:  # noqa: BLE001 - e.g. a preprocessing change rejects the columns
-        health.error = f"{where}: re-scoring its recorded sample failed: {type(exc).__name__}: {exc}"
+        health.error = (
+            f"{where}: re-scoring its recorded sample failed: {type(exc).__name__}: {exc}"
+        )
         return health
     if rescored.shape != expected.shape:
-        health.error = f"{where}: re-scoring gave {rescored.size} scores for {expected.size} recorded rows"
+        health.error = (
+            f"{where}: re-scoring gave {rescored.size} scores for {expected.size} recorded rows"
+        )
         return health
     health.rows_compared = int(expected.size)
     health.max_abs_diff, health.reproducible = _compare(rescored, expected, rtol, atol)
@@ -235,7 +254,9 @@ def check_model_versions(
         try:
             info = tracker.get_version(feed, listed.version)
         except Exception:  # noqa: BLE001 - deleted meanwhile: check what was listed, archive nothing
-            info = dataclasses.replace(listed, aliases=["(unknown: the version could not be re-read)"])
+            info = dataclasses.replace(
+                listed, aliases=["(unknown: the version could not be re-read)"]
+            )
         health = _check_one(info, recorded_scores, sample_rows, rtol, atol, signing_key)
         if archive and not info.aliases and not info.archived:
             try:
@@ -261,9 +282,14 @@ def health_section(results: Iterable[VersionHealth]) -> dict[str, Any]:
         "archived_now": sum(r.archived_now for r in rows),
         "versions": [
             {
-                "version": r.version, "detector": r.detector, "aliases": ", ".join(r.aliases),
-                "loaded": r.loaded, "reproducible": r.reproducible, "rows_compared": r.rows_compared,
-                "max_abs_diff": r.max_abs_diff, "archived_now": r.archived_now,
+                "version": r.version,
+                "detector": r.detector,
+                "aliases": ", ".join(r.aliases),
+                "loaded": r.loaded,
+                "reproducible": r.reproducible,
+                "rows_compared": r.rows_compared,
+                "max_abs_diff": r.max_abs_diff,
+                "archived_now": r.archived_now,
                 "error": r.error or r.archive_error,
             }
             for r in rows
@@ -277,7 +303,9 @@ def champion_rows(frames: Sequence[pd.DataFrame], version: str) -> pd.DataFrame:
     return scored[scored["model_version"].astype(str) == str(version)].reset_index(drop=True)
 
 
-def champion_week(scored: pd.DataFrame, labels: pd.Series, version: str, top_k: int) -> dict[str, Any]:
+def champion_week(
+    scored: pd.DataFrame, labels: pd.Series, version: str, top_k: int
+) -> dict[str, Any]:
     """The champion's week for the report: rows and labelled rows, and its labelled metrics.
 
     ``scored`` are the champion's rows (:func:`champion_rows`), ``labels`` their known labels
@@ -286,8 +314,12 @@ def champion_week(scored: pd.DataFrame, labels: pd.Series, version: str, top_k: 
     """
     known = labels.notna().to_numpy()
     y = labels[known].astype(int).to_numpy()
-    week: dict[str, Any] = {"champion_version": str(version), "rows": len(scored),
-                            "labelled_rows": int(known.sum()), "labelled_anomalies": int(y.sum())}
+    week: dict[str, Any] = {
+        "champion_version": str(version),
+        "rows": len(scored),
+        "labelled_rows": int(known.sum()),
+        "labelled_anomalies": int(y.sum()),
+    }
     if y.sum() >= 1 and (y == 0).sum() >= 1:
         week.update(labelled_metrics(y, scored.loc[known, "score"].to_numpy(float), top_k))
     return week

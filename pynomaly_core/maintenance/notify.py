@@ -57,8 +57,11 @@ class NotifyResult:
 
 def _utc(moment: dt.datetime) -> dt.datetime:
     if moment.tzinfo is None:
-        raise ValueError(f"now must be timezone-aware (e.g. datetime.now(timezone.utc)), got naive {moment}")
+        raise ValueError(
+            f"now must be timezone-aware (e.g. datetime.now(timezone.utc)), got naive {moment}"
+        )
     return moment.astimezone(dt.UTC)
+
 
 def notify(
     engine: sa.Engine,
@@ -88,7 +91,9 @@ def notify(
     if not isinstance(kind, str) or not kind.strip() or "\x00" in kind:
         raise ValueError(f"notification kind must be a non-empty string, got {kind!r}")
     if severity not in NOTIFICATION_SEVERITIES:
-        raise ValueError(f"notification severity {severity!r}: allowed {list(NOTIFICATION_SEVERITIES)}")
+        raise ValueError(
+            f"notification severity {severity!r}: allowed {list(NOTIFICATION_SEVERITIES)}"
+        )
     if cooldown < dt.timedelta(0):
         raise ValueError(f"notification cooldown must not be negative, got {cooldown}")
     moment = _utc(now or dt.datetime.now(dt.UTC))
@@ -102,37 +107,75 @@ def notify(
     ensure_table(engine, NOTIFICATIONS_TABLE, schema)
     holding = _record_unless_recent(engine, row, moment - cooldown, **partition)
     if holding is not None:
-        return NotifyResult(sent=False, delivered=None, error=None,
-                            suppressed_reason=_suppressed_reason(holding, feed, kind, cooldown))
+        return NotifyResult(
+            sent=False,
+            delivered=None,
+            error=None,
+            suppressed_reason=_suppressed_reason(holding, feed, kind, cooldown),
+        )
     if webhook_url is None:
-        return NotifyResult(sent=True, suppressed_reason=None, delivered=None, error=None,
-                            notification_id=notification_id)
-    body = json.dumps({
-        "notification_id": notification_id, "feed": feed, "kind": kind, "severity": severity,
-        "created_at": moment.isoformat(), "message": message, "payload": json.loads(payload_text),
-    }).encode()
+        return NotifyResult(
+            sent=True,
+            suppressed_reason=None,
+            delivered=None,
+            error=None,
+            notification_id=notification_id,
+        )
+    body = json.dumps(
+        {
+            "notification_id": notification_id,
+            "feed": feed,
+            "kind": kind,
+            "severity": severity,
+            "created_at": moment.isoformat(),
+            "message": message,
+            "payload": json.loads(payload_text),
+        }
+    ).encode()
     error = _post(webhook_url, body, timeout_s)
     if error is not None:
         error = _redact(error, webhook_url)
-    outcome = row.assign(delivered=pd.array([error is None], dtype="boolean"), delivery_error=[error])
+    outcome = row.assign(
+        delivered=pd.array([error is None], dtype="boolean"), delivery_error=[error]
+    )
     upsert_rows(engine, NOTIFICATIONS_TABLE, outcome, **partition)
-    return NotifyResult(sent=True, suppressed_reason=None, delivered=error is None, error=error,
-                        notification_id=notification_id)
+    return NotifyResult(
+        sent=True,
+        suppressed_reason=None,
+        delivered=error is None,
+        error=error,
+        notification_id=notification_id,
+    )
 
 
-def _notification_row(kind: str, moment: dt.datetime, severity: str, message: str, payload_text: str,
-                      webhook: bool) -> pd.DataFrame:
+def _notification_row(
+    kind: str, moment: dt.datetime, severity: str, message: str, payload_text: str, webhook: bool
+) -> pd.DataFrame:
     """The notification's row of ``NOTIFICATIONS_TABLE``, not delivered yet (``delivered`` NULL)."""
-    return pd.DataFrame({
-        "notification_id": [uuid.uuid4().hex], "kind": [kind], "created_at": [pd.Timestamp(moment)],
-        "severity": [severity], "message": [message], "payload": [payload_text],
-        "channel": ["webhook" if webhook else "table"],
-        "delivered": pd.array([None], dtype="boolean"), "delivery_error": pd.Series([None], dtype=object),
-    })
+    return pd.DataFrame(
+        {
+            "notification_id": [uuid.uuid4().hex],
+            "kind": [kind],
+            "created_at": [pd.Timestamp(moment)],
+            "severity": [severity],
+            "message": [message],
+            "payload": [payload_text],
+            "channel": ["webhook" if webhook else "table"],
+            "delivered": pd.array([None], dtype="boolean"),
+            "delivery_error": pd.Series([None], dtype=object),
+        }
+    )
 
 
-def _record_unless_recent(engine: sa.Engine, row: pd.DataFrame, since: dt.datetime, *, feed: str,
-                          partition_date: str, schema: str | None) -> pd.Series | None:
+def _record_unless_recent(
+    engine: sa.Engine,
+    row: pd.DataFrame,
+    since: dt.datetime,
+    *,
+    feed: str,
+    partition_date: str,
+    schema: str | None,
+) -> pd.Series | None:
     """Commit ``row`` unless a notification of its feed and kind recorded after ``since`` holds the cooldown.
 
     One transaction. The insert comes first: on SQLite it takes the write lock, so a concurrent
@@ -146,9 +189,21 @@ def _record_unless_recent(engine: sa.Engine, row: pd.DataFrame, since: dt.dateti
         transaction = conn.begin()
         try:
             lock_rows(conn, NOTIFICATIONS_TABLE, feed, kind, "notify", schema=schema)
-            insert_rows(conn, NOTIFICATIONS_TABLE, row, feed=feed, partition_date=partition_date, schema=schema)
-            recent = select_rows(conn, NOTIFICATIONS_TABLE, equal={"feed": feed, "kind": kind},
-                                 after={"created_at": since}, schema=schema)
+            insert_rows(
+                conn,
+                NOTIFICATIONS_TABLE,
+                row,
+                feed=feed,
+                partition_date=partition_date,
+                schema=schema,
+            )
+            recent = select_rows(
+                conn,
+                NOTIFICATIONS_TABLE,
+                equal={"feed": feed, "kind": kind},
+                after={"created_at": since},
+                schema=schema,
+            )
             others = recent["notification_id"] != row.at[0, "notification_id"]
             holding = recent[others & recent["delivered"].fillna(True).astype(bool)]
             if len(holding):
@@ -165,8 +220,11 @@ def _record_unless_recent(engine: sa.Engine, row: pd.DataFrame, since: dt.dateti
 def _suppressed_reason(holding: pd.Series, feed: str, kind: str, cooldown: dt.timedelta) -> str:
     when = holding["created_at"].to_pydatetime()
     delivered = holding["delivered"]
-    state = "recorded only" if holding["channel"] == "table" else (
-        "delivered" if pd.notna(delivered) and bool(delivered) else "delivery in flight")
+    state = (
+        "recorded only"
+        if holding["channel"] == "table"
+        else ("delivered" if pd.notna(delivered) and bool(delivered) else "delivery in flight")
+    )
     return (
         f"a {kind!r} notification of feed {feed!r} was sent at {when.isoformat()} ({state}), "
         f"within the cooldown of {cooldown}; the next one is allowed after "
@@ -179,8 +237,13 @@ def _redact(text: str, secret: str | None) -> str:
     if not secret:
         return text
     parts = urllib.parse.urlsplit(secret)
-    for piece in (secret, secret.rstrip("/"), parts.path + (f"?{parts.query}" if parts.query else ""),
-                  parts.query, parts.netloc):
+    for piece in (
+        secret,
+        secret.rstrip("/"),
+        parts.path + (f"?{parts.query}" if parts.query else ""),
+        parts.query,
+        parts.netloc,
+    ):
         if piece and len(piece) > 1 and piece != "/":
             text = text.replace(piece, "***")
     return text
@@ -192,11 +255,15 @@ def _post(url: str, body: bytes, timeout_s: float) -> str | None:
     if scheme not in ("http", "https"):
         return f"notification webhook ({WEBHOOK_URL_ENV}) must be an http(s) URL, got scheme {scheme!r}"
     request = urllib.request.Request(
-        url, data=body, method="POST",
+        url,
+        data=body,
+        method="POST",
         headers={"Content-Type": "application/json", "User-Agent": "pynomaly-maintenance"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # the scheme is checked above
+        with urllib.request.urlopen(
+            request, timeout=timeout_s
+        ) as response:  # the scheme is checked above
             response.read()
             status = response.status
     except urllib.error.HTTPError as exc:

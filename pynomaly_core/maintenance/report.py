@@ -66,8 +66,10 @@ def _cell(value: Any) -> str:
 
 
 def _key_value_table(values: Mapping[str, Any]) -> str:
-    rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{_cell(v)}</td></tr>" for k, v in values.items())
-    return f"<table class=\"kv\">{rows}</table>"
+    rows = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{_cell(v)}</td></tr>" for k, v in values.items()
+    )
+    return f'<table class="kv">{rows}</table>'
 
 
 def _records_table(records: list[dict]) -> str:
@@ -76,9 +78,10 @@ def _records_table(records: list[dict]) -> str:
         columns += [str(k) for k in record if str(k) not in columns]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{_cell(record.get(c))}</td>" for c in columns) + "</tr>" for record in records
+        "<tr>" + "".join(f"<td>{_cell(record.get(c))}</td>" for c in columns) + "</tr>"
+        for record in records
     )
-    return f"<table class=\"records\"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<table class="records"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 _CSS = (
@@ -89,7 +92,9 @@ _CSS = (
 )
 
 
-def render_report(feed: str, week: str, sections: dict[str, dict], out_dir: Path) -> tuple[Path, Path]:
+def render_report(
+    feed: str, week: str, sections: dict[str, dict], out_dir: Path
+) -> tuple[Path, Path]:
     """Write the week's report: one self-contained HTML page and one JSON file.
 
     The HTML has one section per entry of ``sections`` (``quality``, ``drift``,
@@ -105,18 +110,23 @@ def render_report(feed: str, week: str, sections: dict[str, dict], out_dir: Path
     """
     for what, value in (("feed", feed), ("week", week)):
         if not isinstance(value, str) or _SAFE_NAME.fullmatch(value) is None:
-            raise ValueError(f"report {what} {value!r} must be 1-128 characters from [A-Za-z0-9_.-] (it names the file)")
+            raise ValueError(
+                f"report {what} {value!r} must be 1-128 characters from [A-Za-z0-9_.-] (it names the file)"
+            )
     for name, section in sections.items():
         if not isinstance(section, Mapping):
             raise TypeError(f"report section {name!r} must be a dict, got {type(section).__name__}")
-    ordered = [s for s in SECTION_ORDER if s in sections] + [s for s in sections if s not in SECTION_ORDER]
+    ordered = [s for s in SECTION_ORDER if s in sections] + [
+        s for s in sections if s not in SECTION_ORDER
+    ]
     generated = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     safe_sections = {name: json_safe(sections[name]) for name in ordered}
     document = {"feed": feed, "week": week, "generated_at": generated, "sections": safe_sections}
 
     title = f"Pynomaly weekly maintenance: {feed}, week {week}"
     parts = [
-        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>",
         f"<h1>{html.escape(title)}</h1><p>Generated {html.escape(generated)}.</p>",
     ]
@@ -162,8 +172,13 @@ def crossed_thresholds(sections: dict[str, dict], thresholds: dict[str, float]) 
     """
     unknown = [k for k in thresholds if k.startswith(("max_", "min_")) and k not in THRESHOLDS]
     if unknown:
-        raise ValueError(f"unknown notification threshold(s) {unknown}; known: {sorted(THRESHOLDS)}")
-    limits = {"max_unreproducible_versions": 0.0, **{k: v for k, v in thresholds.items() if k in THRESHOLDS}}
+        raise ValueError(
+            f"unknown notification threshold(s) {unknown}; known: {sorted(THRESHOLDS)}"
+        )
+    limits = {
+        "max_unreproducible_versions": 0.0,
+        **{k: v for k, v in thresholds.items() if k in THRESHOLDS},
+    }
     reasons = []
     for key, limit in limits.items():
         if limit is None:
@@ -197,12 +212,25 @@ def json_safe(value: Any) -> Any:
         return value
     return str(value)
 
-QUALITY_KEYS = ("success", "success_percent", "evaluated", "failed", "rows", "docs_path", "failures")
+
+QUALITY_KEYS = (
+    "success",
+    "success_percent",
+    "evaluated",
+    "failed",
+    "rows",
+    "docs_path",
+    "failures",
+)
 """What the report keeps of the ``data_quality_report`` summary."""
 
 
 def _finite(values: list) -> list[float]:
-    return [float(v) for v in values if v is not None and isinstance(v, (int, float)) and math.isfinite(v)]
+    return [
+        float(v)
+        for v in values
+        if v is not None and isinstance(v, (int, float)) and math.isfinite(v)
+    ]
 
 
 def weekly_sections(
@@ -228,18 +256,35 @@ def weekly_sections(
             "days": len(drift_days),
             "drift_share": _finite([_judged_share(d) for d in drift_days]),
             "score_psi": _finite([d.get("score_psi") for d in drift_days]),
-            "per_day": [{"day": d.get("partition"), "drift_share": _judged_share(d),
-                         "score_psi": d.get("score_psi"), "alert_rate": d.get("alert_rate"),
-                         "drifted": ", ".join(_judged_features(d))} for d in drift_days],
+            "per_day": [
+                {
+                    "day": d.get("partition"),
+                    "drift_share": _judged_share(d),
+                    "score_psi": d.get("score_psi"),
+                    "alert_rate": d.get("alert_rate"),
+                    "drifted": ", ".join(_judged_features(d)),
+                }
+                for d in drift_days
+            ],
         },
         "performance": {
             "days": len(performance_days),
             "average_precision": _finite([p.get("average_precision") for p in performance_days]),
-            "degraded_days": [p["partition"] for p in performance_days if p.get("severity") != "ok"],
-            "per_day": [{"day": p.get("partition"), "mode": p.get("mode"), "severity": p.get("severity"),
-                         "average_precision": p.get("average_precision"), "canary_recall": p.get("canary_recall"),
-                         "alert_rate": p.get("alert_rate"), "model_version": p.get("model_version")}
-                        for p in performance_days],
+            "degraded_days": [
+                p["partition"] for p in performance_days if p.get("severity") != "ok"
+            ],
+            "per_day": [
+                {
+                    "day": p.get("partition"),
+                    "mode": p.get("mode"),
+                    "severity": p.get("severity"),
+                    "average_precision": p.get("average_precision"),
+                    "canary_recall": p.get("canary_recall"),
+                    "alert_rate": p.get("alert_rate"),
+                    "model_version": p.get("model_version"),
+                }
+                for p in performance_days
+            ],
         },
         "retrains": {"count": len(retrains), "runs": retrains},
         "cleanup": dict(cleanup),
@@ -260,4 +305,3 @@ def _judged_features(day: dict) -> list[str]:
     if day.get("abnormal_feature_share") is not None:
         return list(day.get("abnormal_features") or [])
     return list(day.get("drifted_columns") or [])
-

@@ -110,7 +110,7 @@ def _is_protected(path: Path, protected: set[Path]) -> bool:
 
 def _is_evaluation_frame(path: Path) -> bool:
     """A candidates' evaluation frame (``.../detector_candidates/evaluation/<batch>.parquet``)."""
-    return tuple(path.parent.parts[-len(EVALUATION_STAGE):]) == EVALUATION_STAGE
+    return tuple(path.parent.parts[-len(EVALUATION_STAGE) :]) == EVALUATION_STAGE
 
 
 def _check_file_root(kind: str, root: Path) -> Path:
@@ -197,14 +197,18 @@ def retention_cleanup(
         protected |= _protected_by_registry(tracker, feed, frame_store)
     for kind, (directory, days) in file_dirs.items():
         if kind in result.removed:
-            raise ValueError(f"file kind {kind!r} is also a table of table_days: give it another name")
+            raise ValueError(
+                f"file kind {kind!r} is also a table of table_days: give it another name"
+            )
         cutoff = _cutoff(today, days, f"retention of file kind {kind!r} ({directory})")
         root = _check_file_root(kind, Path(directory))
         result.cutoffs[kind] = cutoff.isoformat()
         result.removed[kind] = 0
         if not root.is_dir():
             continue
-        removed, freed, kept = _remove_old_entries(root, cutoff, protected, registry_known=tracker is not None)
+        removed, freed, kept = _remove_old_entries(
+            root, cutoff, protected, registry_known=tracker is not None
+        )
         result.removed[kind] += removed
         result.freed_bytes += freed
         result.kept_models += kept
@@ -218,8 +222,14 @@ def _cutoff(today: dt.date, days: int, what: str) -> dt.date:
     return today - dt.timedelta(days=int(days))
 
 
-def _clean_tables(engine: sa.Engine, feed: str, today: dt.date, table_days: Mapping[str, int],
-                  schema: str | None, result: CleanupResult) -> None:
+def _clean_tables(
+    engine: sa.Engine,
+    feed: str,
+    today: dt.date,
+    table_days: Mapping[str, int],
+    schema: str | None,
+    result: CleanupResult,
+) -> None:
     """Delete ``feed``'s rows older than each table's retention, one transaction per table."""
     for name, days in table_days.items():
         validate_identifier(name)
@@ -231,7 +241,9 @@ def _clean_tables(engine: sa.Engine, feed: str, today: dt.date, table_days: Mapp
         result.removed[name] = count or 0
 
 
-def _remove_old_entries(root: Path, cutoff: dt.date, protected: set[Path], *, registry_known: bool) -> tuple[int, int, int]:
+def _remove_old_entries(
+    root: Path, cutoff: dt.date, protected: set[Path], *, registry_known: bool
+) -> tuple[int, int, int]:
     """Remove the files and model directories under ``root`` dated before ``cutoff``.
 
     Returns ``(entries removed, bytes freed, registry-owned entries kept)``. Model directories and
@@ -284,4 +296,3 @@ def cleanup_section(result: CleanupResult) -> dict[str, Any]:
         "kept_models": result.kept_models,
         "skipped_tables": ", ".join(result.skipped_tables),
     }
-

@@ -58,7 +58,10 @@ def mask_uri(uri: str) -> str:
     if password:
         masked = masked.replace(f":{password}@", ":***@", 1)
     return re.sub(
-        r"([?&](?:password|passwd|pwd|token|secret|access_token)=)[^&#]*", r"\1***", masked, flags=re.IGNORECASE
+        r"([?&](?:password|passwd|pwd|token|secret|access_token)=)[^&#]*",
+        r"\1***",
+        masked,
+        flags=re.IGNORECASE,
     )
 
 
@@ -103,8 +106,17 @@ def default_pip_requirements() -> list[str]:
     them is instant. ``pynomaly`` itself is listed too: the pyfunc imports it to load the model.
     """
     reqs = []
-    for dist in ("mlflow", "pynomaly", "pyod", "scikit-learn", "numpy", "pandas", "joblib", "pydantic",
-                 "pyyaml"):
+    for dist in (
+        "mlflow",
+        "pynomaly",
+        "pyod",
+        "scikit-learn",
+        "numpy",
+        "pandas",
+        "joblib",
+        "pydantic",
+        "pyyaml",
+    ):
         ver = _package_version(dist)
         if ver is not None:
             reqs.append(f"{dist}=={ver}")

@@ -179,8 +179,12 @@ class Tracker:
         if scheme in {"http", "https"}:
             self._check_server()
         try:
-            client = mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
-            client.search_experiments(max_results=1)  # opens the store (migrations) / checks the server
+            client = mlflow.MlflowClient(
+                tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
+            )
+            client.search_experiments(
+                max_results=1
+            )  # opens the store (migrations) / checks the server
         except Exception as exc:  # a bad scheme, an unreadable database, a refused login
             raise self._error("cannot be used", exc) from exc
         return client
@@ -221,7 +225,9 @@ class Tracker:
                     else f"{root.rstrip('/')}/{self.experiment_prefix}/{feed}"
                 )
             try:
-                exp_id = client.create_experiment(name, artifact_location=location, tags={TAG_FEED: feed})
+                exp_id = client.create_experiment(
+                    name, artifact_location=location, tags={TAG_FEED: feed}
+                )
             except MlflowException as exc:  # created concurrently by another process
                 if _error_code(exc) != "RESOURCE_ALREADY_EXISTS":
                     raise
@@ -307,17 +313,26 @@ class Tracker:
             record.version = str(mv.version)
         return record
 
-    def _log_run_data(self, run_id: str, params: Mapping[str, Any], metrics: Mapping[str, float],
-                      evaluation: pd.DataFrame | None) -> None:
+    def _log_run_data(
+        self,
+        run_id: str,
+        params: Mapping[str, Any],
+        metrics: Mapping[str, float],
+        evaluation: pd.DataFrame | None,
+    ) -> None:
         """A run's params and metrics (None values skipped), 100 per call, and its evaluation table."""
         from mlflow.entities import Metric, Param
 
         now_ms = int(time.time() * 1000)
-        metric_list = [Metric(str(k), float(v), now_ms, 0) for k, v in metrics.items() if v is not None]
+        metric_list = [
+            Metric(str(k), float(v), now_ms, 0) for k, v in metrics.items() if v is not None
+        ]
         param_list = [Param(str(k), _param_value(v)) for k, v in params.items()]
         for start in range(0, max(len(param_list), len(metric_list), 1), 100):
             self.client.log_batch(
-                run_id, metrics=metric_list[start : start + 100], params=param_list[start : start + 100]
+                run_id,
+                metrics=metric_list[start : start + 100],
+                params=param_list[start : start + 100],
             )
         if evaluation is not None:
             self.client.log_table(run_id, data=evaluation, artifact_file=EVALUATION_ARTIFACT)
@@ -363,8 +378,14 @@ class Tracker:
         # SQL registry resolves a models:/ source with a client on the *global* tracking URI
         # (a TODO in mlflow/store/model_registry/sqlalchemy_store.py), which may be another backend.
         model_id = getattr(model_info, "model_id", None)
-        source = client.get_logged_model(model_id).artifact_location if model_id else model_info.model_uri
-        return client.create_model_version(name, source=source, run_id=run_id, tags=tags, model_id=model_id)
+        source = (
+            client.get_logged_model(model_id).artifact_location
+            if model_id
+            else model_info.model_uri
+        )
+        return client.create_model_version(
+            name, source=source, run_id=run_id, tags=tags, model_id=model_id
+        )
 
     def load_pyfunc(self, model_uri: str):
         """``mlflow.pyfunc.load_model(model_uri)`` against this tracker's backend.
@@ -405,21 +426,29 @@ class Tracker:
         if reason is not None:
             all_tags[TAG_PROMOTION_REASON] = _tag_value(reason)
         now_ms = int(time.time() * 1000)
-        metric_list = [Metric(str(k), float(v), now_ms, 0) for k, v in (metrics or {}).items() if v is not None]
+        metric_list = [
+            Metric(str(k), float(v), now_ms, 0) for k, v in (metrics or {}).items() if v is not None
+        ]
         tag_list = [RunTag(k, v) for k, v in all_tags.items()]
         for start in range(0, max(len(metric_list), len(tag_list), 1), 100):
-            client.log_batch(run_id, metrics=metric_list[start : start + 100], tags=tag_list[start : start + 100])
+            client.log_batch(
+                run_id, metrics=metric_list[start : start + 100], tags=tag_list[start : start + 100]
+            )
         version_tags = {k: v for k, v in all_tags.items() if k.startswith("pynomaly.promotion")}
         if version_tags:
             for info in self.list_versions(feed):
                 if info.run_id == run_id:
                     for key, value in version_tags.items():
-                        client.set_model_version_tag(info.registered_model, info.version, key, value)
+                        client.set_model_version_tag(
+                            info.registered_model, info.version, key, value
+                        )
 
     # ------------------------------------------------------------ aliases
     def set_alias(self, feed: str, alias: str, version: str | int) -> None:
         """Point ``alias`` (e.g. ``champion``) at ``version``, moving it if it pointed elsewhere."""
-        self.client.set_registered_model_alias(self.registered_model_name(feed), alias, str(version))
+        self.client.set_registered_model_alias(
+            self.registered_model_name(feed), alias, str(version)
+        )
 
     def get_alias(self, feed: str, alias: str) -> ModelVersionInfo | None:
         """The version ``alias`` points at; None if the alias or the registered model does not exist."""
@@ -484,7 +513,9 @@ class Tracker:
             return
         for info in versions:
             if not info.aliases:
-                info.aliases = [alias for alias, version in aliases.items() if str(version) == info.version]
+                info.aliases = [
+                    alias for alias, version in aliases.items() if str(version) == info.version
+                ]
 
     def archive_version(self, feed: str, version: str | int, reason: str) -> ModelVersionInfo:
         """Mark ``version`` retired with the tags ``pynomaly.archived=true`` (+ reason, time).

@@ -28,7 +28,9 @@ def anomaly_rows(
     columns = [c.name for c in ANOMALY_TABLE.frame_columns]
     frame = scores.copy()
     frame["record_key"] = frame["record_key"].astype(str)
-    explained = explanations.drop_duplicates("record_key").assign(record_key=lambda f: f["record_key"].astype(str))
+    explained = explanations.drop_duplicates("record_key").assign(
+        record_key=lambda f: f["record_key"].astype(str)
+    )
     frame = frame.merge(explained, on="record_key", how="left", validate="many_to_one")
     if len(frame) != len(scores):
         raise ValueError(

@@ -24,7 +24,12 @@ from pynomaly_core.warehouse.views import create_views
 
 __all__ = ["WAREHOUSE_TABLES", "ensure_warehouse"]
 
-WAREHOUSE_TABLES: tuple[TableSpec, ...] = (ANOMALY_TABLE, FEEDBACK_TABLE, QUARANTINE_TABLE, NOTIFICATIONS_TABLE)
+WAREHOUSE_TABLES: tuple[TableSpec, ...] = (
+    ANOMALY_TABLE,
+    FEEDBACK_TABLE,
+    QUARANTINE_TABLE,
+    NOTIFICATIONS_TABLE,
+)
 """The tables Pynomaly writes, in creation order (``docs/anomaly_table.md``)."""
 
 

@@ -64,18 +64,26 @@ def upsert_feedback(
         validate_feed(feed)
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from exc
-    if not isinstance(verdicts, pd.DataFrame) or not {"record_key", "verdict"} <= set(verdicts.columns):
-        raise ValueError(f"{where}: verdicts must be a DataFrame with columns record_key, verdict, reviewer, "
-                         "note, reviewed_at")
+    if not isinstance(verdicts, pd.DataFrame) or not {"record_key", "verdict"} <= set(
+        verdicts.columns
+    ):
+        raise ValueError(
+            f"{where}: verdicts must be a DataFrame with columns record_key, verdict, reviewer, "
+            "note, reviewed_at"
+        )
     problems = _bad_verdicts(verdicts) + _bad_keys(engine, verdicts, feed, day, schema)
     if problems:
         raise ValueError(f"{where}: nothing was written; " + "; ".join(problems))
     ensure_table(engine, FEEDBACK_TABLE, schema)
-    return upsert_rows(engine, FEEDBACK_TABLE, verdicts, feed=feed, partition_date=partition_date, schema=schema)
+    return upsert_rows(
+        engine, FEEDBACK_TABLE, verdicts, feed=feed, partition_date=partition_date, schema=schema
+    )
 
 
 def _listed(rows: pd.DataFrame, column: str) -> str:
-    shown = ", ".join(f"index {index!r}: {value!r}" for index, value in rows[column].head(_SHOWN_ROWS).items())
+    shown = ", ".join(
+        f"index {index!r}: {value!r}" for index, value in rows[column].head(_SHOWN_ROWS).items()
+    )
     return shown + (f" (and {len(rows) - _SHOWN_ROWS} more)" if len(rows) > _SHOWN_ROWS else "")
 
 
@@ -83,46 +91,66 @@ def _bad_verdicts(verdicts: pd.DataFrame) -> list[str]:
     bad = verdicts[~verdicts["verdict"].isin(FEEDBACK_VERDICTS)]
     if bad.empty:
         return []
-    return [(f"{len(bad)} row(s) with a verdict other than {list(FEEDBACK_VERDICTS)} "
-            f"(record_key -> verdict) {_pairs(bad)}")]
+    return [
+        (
+            f"{len(bad)} row(s) with a verdict other than {list(FEEDBACK_VERDICTS)} "
+            f"(record_key -> verdict) {_pairs(bad)}"
+        )
+    ]
 
 
 def _pairs(rows: pd.DataFrame) -> str:
-    shown = ", ".join(f"index {index!r}: {key!r} -> {verdict!r}"
-                      for index, key, verdict in zip(rows.index[:_SHOWN_ROWS], rows["record_key"],
-                                                     rows["verdict"], strict=False))
+    shown = ", ".join(
+        f"index {index!r}: {key!r} -> {verdict!r}"
+        for index, key, verdict in zip(
+            rows.index[:_SHOWN_ROWS], rows["record_key"], rows["verdict"], strict=False
+        )
+    )
     return shown + (f" (and {len(rows) - _SHOWN_ROWS} more)" if len(rows) > _SHOWN_ROWS else "")
 
 
-def _bad_keys(engine: sa.Engine, verdicts: pd.DataFrame, feed: str, day: dt.date, schema: str | None) -> list[str]:
+def _bad_keys(
+    engine: sa.Engine, verdicts: pd.DataFrame, feed: str, day: dt.date, schema: str | None
+) -> list[str]:
     """The rows whose record key is missing or was not exported to ``anomaly_scores`` for the partition."""
     keys = verdicts["record_key"]
     missing = verdicts[keys.isna() | ~keys.map(lambda k: isinstance(k, str))]
-    problems = [f"{len(missing)} row(s) without a text record_key: {_listed(missing, 'record_key')}"] if len(missing) else []
+    problems = (
+        [f"{len(missing)} row(s) without a text record_key: {_listed(missing, 'record_key')}"]
+        if len(missing)
+        else []
+    )
     given = verdicts.loc[~verdicts.index.isin(missing.index), "record_key"]
     exported = _exported_keys(engine, given.unique(), feed, day, schema)
     unknown = verdicts.loc[given.index[~given.isin(exported)]]
     if len(unknown):
         table = qualified(engine, ANOMALY_TABLE.name, schema)
-        problems.append(f"{len(unknown)} row(s) whose record_key was not exported to {table} for this feed and "
-                        f"day (a typo, another day, or the day is not scored yet): {_listed(unknown, 'record_key')}")
+        problems.append(
+            f"{len(unknown)} row(s) whose record_key was not exported to {table} for this feed and "
+            f"day (a typo, another day, or the day is not scored yet): {_listed(unknown, 'record_key')}"
+        )
     return problems
 
 
-def _exported_keys(engine: sa.Engine, keys: Iterable[str], feed: str, day: dt.date, schema: str | None) -> set[str]:
+def _exported_keys(
+    engine: sa.Engine, keys: Iterable[str], feed: str, day: dt.date, schema: str | None
+) -> set[str]:
     """Those of ``keys`` that ``anomaly_scores`` holds for ``(feed, day)``; none when the table does not exist."""
     keys = list(keys)
     if not keys or not sa.inspect(engine).has_table(ANOMALY_TABLE.name, schema=schema):
         return set()
     dialect = dialect_of(engine)
-    table = table_clause(engine, ANOMALY_TABLE.name, ("feed", "partition_date", "record_key"), schema)
+    table = table_clause(
+        engine, ANOMALY_TABLE.name, ("feed", "partition_date", "record_key"), schema
+    )
     params = partition_params(dialect, feed, day)
     found: set[str] = set()
     with engine.connect() as conn:
         for start in range(0, len(keys), _KEYS_PER_QUERY):
             query = sa.select(table.c.record_key).where(
-                table.c.feed == params["feed"], table.c.partition_date == params["day"],
-                table.c.record_key.in_(keys[start:start + _KEYS_PER_QUERY]),
+                table.c.feed == params["feed"],
+                table.c.partition_date == params["day"],
+                table.c.record_key.in_(keys[start : start + _KEYS_PER_QUERY]),
             )
             found.update(conn.execute(query).scalars())
     return found
@@ -143,13 +171,18 @@ def read_feedback(
     """
     ensure_table(engine, FEEDBACK_TABLE, schema)
     dialect = dialect_of(engine)
-    table = table_clause(engine, FEEDBACK_TABLE.name, tuple(c.name for c in FEEDBACK_TABLE.columns), schema)
+    table = table_clause(
+        engine, FEEDBACK_TABLE.name, tuple(c.name for c in FEEDBACK_TABLE.columns), schema
+    )
     first, last = partition_day(start), partition_day(end)
     params = partition_params(dialect, feed, first)
     query = (
         sa.select(table.c.record_key, table.c.partition_date, table.c.verdict)
-        .where(table.c.feed == params["feed"], table.c.partition_date >= params["day"],
-               table.c.partition_date <= sql_day(dialect, last))
+        .where(
+            table.c.feed == params["feed"],
+            table.c.partition_date >= params["day"],
+            table.c.partition_date <= sql_day(dialect, last),
+        )
         .order_by(table.c.reviewed_at)
     )
     with engine.connect() as conn:

@@ -83,8 +83,14 @@ def _constraint_errors(spec: TableSpec, table: str, feed: str, day: dt.date) -> 
         ) from exc
 
 
-def _prepare(bind: sa.Engine | sa.Connection, spec: TableSpec, frame: pd.DataFrame, feed: str,
-             partition_date: str, schema: str | None) -> tuple[Dialect, str, dt.date, pa.Table]:
+def _prepare(
+    bind: sa.Engine | sa.Connection,
+    spec: TableSpec,
+    frame: pd.DataFrame,
+    feed: str,
+    partition_date: str,
+    schema: str | None,
+) -> tuple[Dialect, str, dt.date, pa.Table]:
     """What every write checks first: the dialect, the qualified table, the partition's day and the validated rows."""
     dialect = dialect_of(bind)
     table = qualified(bind, spec.name, schema)
@@ -97,7 +103,9 @@ def _table(bind: sa.Engine | sa.Connection, spec: TableSpec, schema: str | None)
     return table_clause(bind, spec.name, tuple(c.name for c in spec.columns), schema)
 
 
-def _in_partition(table: sa.TableClause, dialect: Dialect, feed: str, day: dt.date) -> sa.ColumnElement[bool]:
+def _in_partition(
+    table: sa.TableClause, dialect: Dialect, feed: str, day: dt.date
+) -> sa.ColumnElement[bool]:
     params = partition_params(dialect, feed, day)
     return sa.and_(table.c.feed == params["feed"], table.c.partition_date == params["day"])
 
@@ -112,7 +120,9 @@ def lock_rows(conn: sa.Connection, spec: TableSpec, *parts: str, schema: str | N
         advisory_lock(conn, qualified(conn, spec.name, schema), *parts)
 
 
-def _load(conn: sa.Connection, dialect: Dialect, spec: TableSpec, table: sa.TableClause, data: pa.Table) -> None:
+def _load(
+    conn: sa.Connection, dialect: Dialect, spec: TableSpec, table: sa.TableClause, data: pa.Table
+) -> None:
     """Append ``data`` (validated, columns in ``spec`` order) to ``table`` in the open transaction."""
     names = [c.name for c in spec.columns]
     if dialect == "postgresql":
@@ -129,7 +139,9 @@ def _load(conn: sa.Connection, dialect: Dialect, spec: TableSpec, table: sa.Tabl
         # tuples: a dict per row (conn.execute) costs more than the insert itself on large days
         statement = sa.insert(table).compile(dialect=conn.dialect, column_keys=names)
         if list(statement.positiontup or ()) != names:
-            raise RuntimeError(f"compiled INSERT into {spec.name!r} binds {statement.positiontup}, expected {names}")
+            raise RuntimeError(
+                f"compiled INSERT into {spec.name!r} binds {statement.positiontup}, expected {names}"
+            )
         conn.exec_driver_sql(statement.string, sqlite_rows(spec, data))
 
 
@@ -184,8 +196,15 @@ def replace_partition(
     return data.num_rows
 
 
-def insert_rows(conn: sa.Connection, spec: TableSpec, frame: pd.DataFrame, *, feed: str, partition_date: str,
-                schema: str | None = None) -> int:
+def insert_rows(
+    conn: sa.Connection,
+    spec: TableSpec,
+    frame: pd.DataFrame,
+    *,
+    feed: str,
+    partition_date: str,
+    schema: str | None = None,
+) -> int:
     """Append ``frame``'s rows to partition ``(feed, partition_date)`` inside the caller's transaction.
 
     For writes that must be decided together with a read in one transaction (e.g. record a
@@ -199,8 +218,15 @@ def insert_rows(conn: sa.Connection, spec: TableSpec, frame: pd.DataFrame, *, fe
     return data.num_rows
 
 
-def upsert_rows(engine: sa.Engine, spec: TableSpec, frame: pd.DataFrame, *, feed: str, partition_date: str,
-                schema: str | None = None) -> int:
+def upsert_rows(
+    engine: sa.Engine,
+    spec: TableSpec,
+    frame: pd.DataFrame,
+    *,
+    feed: str,
+    partition_date: str,
+    schema: str | None = None,
+) -> int:
     """Insert ``frame``'s rows into partition ``(feed, partition_date)``, replacing rows with the same primary key.
 
     One transaction; ``INSERT ... ON CONFLICT (primary key) DO UPDATE`` on both backends, so
@@ -215,16 +241,27 @@ def upsert_rows(engine: sa.Engine, spec: TableSpec, frame: pd.DataFrame, *, feed
     table = _table(engine, spec, schema)
     insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
     # bound as "v_<column>" (a column's own name is reserved for VALUES); JSON text is cast to JSONB
-    insert = insert.values({
-        c.name: sa.cast(sa.bindparam(f"v_{c.name}"), postgresql.JSONB)
-        if dialect == "postgresql" and c.kind == "json" else sa.bindparam(f"v_{c.name}")
-        for c in spec.columns
-    })
-    updates = {c.name: insert.excluded[c.name] for c in spec.columns if c.name not in spec.primary_key}
+    insert = insert.values(
+        {
+            c.name: sa.cast(sa.bindparam(f"v_{c.name}"), postgresql.JSONB)
+            if dialect == "postgresql" and c.kind == "json"
+            else sa.bindparam(f"v_{c.name}")
+            for c in spec.columns
+        }
+    )
+    updates = {
+        c.name: insert.excluded[c.name] for c in spec.columns if c.name not in spec.primary_key
+    }
     keys = [table.c[c] for c in spec.primary_key]
-    statement = (insert.on_conflict_do_update(index_elements=keys, set_=updates) if updates
-                 else insert.on_conflict_do_nothing(index_elements=keys))
-    rows = [{f"v_{c.name}": v for c, v in zip(spec.columns, row, strict=True)} for row in bind_rows(dialect, spec, data)]
+    statement = (
+        insert.on_conflict_do_update(index_elements=keys, set_=updates)
+        if updates
+        else insert.on_conflict_do_nothing(index_elements=keys)
+    )
+    rows = [
+        {f"v_{c.name}": v for c, v in zip(spec.columns, row, strict=True)}
+        for row in bind_rows(dialect, spec, data)
+    ]
     with _constraint_errors(spec, name, feed, day), engine.begin() as conn:
         conn.execute(statement, rows)
     return data.num_rows
@@ -245,7 +282,9 @@ def delete_before(
         if not sa.inspect(conn).has_table(table_name, schema=schema):
             return None
         result = conn.execute(
-            sa.delete(table).where(table.c.feed == feed, table.c.partition_date < sql_day(dialect, before))
+            sa.delete(table).where(
+                table.c.feed == feed, table.c.partition_date < sql_day(dialect, before)
+            )
         )
         return int(result.rowcount)
 
@@ -253,8 +292,9 @@ def delete_before(
 # --- reading back ---------------------------------------------------------------
 
 
-def _select(conn: sa.Connection, spec: TableSpec, table: sa.TableClause,
-            *conditions: sa.ColumnElement[bool]) -> pd.DataFrame:
+def _select(
+    conn: sa.Connection, spec: TableSpec, table: sa.TableClause, *conditions: sa.ColumnElement[bool]
+) -> pd.DataFrame:
     """All columns of the rows matching every condition, in ``spec.order_by`` order."""
     query = sa.select(*(table.c[c.name] for c in spec.columns)).where(*conditions)
     rows = conn.execute(query.order_by(*(table.c[c] for c in spec.order_by))).all()
@@ -280,11 +320,14 @@ def read_partition(
     dialect = dialect_of(engine)
     table = _table(engine, spec, schema)
     with engine.connect() as conn:
-        return _select(conn, spec, table, _in_partition(table, dialect, feed, partition_day(partition_date)))
+        return _select(
+            conn, spec, table, _in_partition(table, dialect, feed, partition_day(partition_date))
+        )
 
 
-def count_partition(engine: sa.Engine, spec: TableSpec, *, feed: str, partition_date: str,
-                    schema: str | None = None) -> int:
+def count_partition(
+    engine: sa.Engine, spec: TableSpec, *, feed: str, partition_date: str, schema: str | None = None
+) -> int:
     """The number of rows stored in one ``(feed, partition_date)`` partition of ``spec``."""
     dialect = dialect_of(engine)
     table = _table(engine, spec, schema)
@@ -300,7 +343,9 @@ def _bind_value(dialect: Dialect, spec: TableSpec, name: str, value: Any) -> Any
     if column is None:
         raise ValueError(f"table {spec.name!r} has no column {name!r}")
     if column.kind == "json":
-        raise ValueError(f"column {name!r} of table {spec.name!r} is JSON: rows cannot be selected by it")
+        raise ValueError(
+            f"column {name!r} of table {spec.name!r} is JSON: rows cannot be selected by it"
+        )
     if column.kind == "timestamp":
         return sql_time(dialect, value)
     if column.kind == "date":

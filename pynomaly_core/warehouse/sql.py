@@ -139,16 +139,23 @@ def sql_name(name: str) -> str:
     return validate_identifier(name)
 
 
-def table_clause(bind: sa.Engine | sa.Connection, name: str, columns: tuple[str, ...] = (),
-                 schema: str | None = None) -> sa.TableClause:
+def table_clause(
+    bind: sa.Engine | sa.Connection,
+    name: str,
+    columns: tuple[str, ...] = (),
+    schema: str | None = None,
+) -> sa.TableClause:
     """A Core table ``name`` (in ``schema``, PostgreSQL only) with untyped ``columns``, for Core statements.
 
     Columns are untyped on purpose: values are bound as :func:`sql_day` and :func:`sql_time` made
     them, with no SQLAlchemy type conversion, so SQLite's ISO text stays byte-for-byte what the
     loader wrote.
     """
-    table = sa.table(sql_name(name), *(sa.column(sql_name(c)) for c in columns),
-                     schema=None if schema is None else sql_name(schema))
+    table = sa.table(
+        sql_name(name),
+        *(sa.column(sql_name(c)) for c in columns),
+        schema=None if schema is None else sql_name(schema),
+    )
     if schema is not None and dialect_of(bind) == "sqlite":
         raise ValueError(f"schema {schema!r} given for table {name!r}: schemas need PostgreSQL")
     return table
@@ -203,7 +210,11 @@ def sql_time(dialect: Dialect, moment: dt.datetime) -> dt.datetime | str:
     """A timezone-aware ``moment`` as bound on ``dialect``: TIMESTAMPTZ, or SQLite's UTC ISO text."""
     if moment.tzinfo is None:
         raise ValueError(f"a warehouse timestamp must be timezone-aware, got naive {moment}")
-    return moment if dialect == "postgresql" else moment.astimezone(dt.UTC).strftime(SQLITE_TIME_FORMAT)
+    return (
+        moment
+        if dialect == "postgresql"
+        else moment.astimezone(dt.UTC).strftime(SQLITE_TIME_FORMAT)
+    )
 
 
 def partition_params(dialect: Dialect, feed: str, day: dt.date) -> dict[str, Any]:

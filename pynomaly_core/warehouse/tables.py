@@ -124,7 +124,9 @@ class Column:
         if self.bounds is not None and self.kind != "float":
             raise ValueError(f"column {self.name!r}: 'bounds' applies to float columns only")
         if self.check and self.allowed is None:
-            raise ValueError(f"column {self.name!r}: 'check' enforces 'allowed' values, and it has none")
+            raise ValueError(
+                f"column {self.name!r}: 'check' enforces 'allowed' values, and it has none"
+            )
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,9 @@ class TableSpec:
             column = by_name.get(name)
             if column is None or column.kind != kind or column.nullable:
                 raise ValueError(f"table {self.name!r} needs a NOT NULL {kind} column {name!r}")
-        for name in self.primary_key + self.order_by + tuple(c for index in self.indexes for c in index):
+        for name in (
+            self.primary_key + self.order_by + tuple(c for index in self.indexes for c in index)
+        ):
             if name not in by_name:
                 raise ValueError(f"table {self.name!r} has no column {name!r}")
         for name in self.primary_key:
@@ -285,7 +289,9 @@ NOTIFICATIONS_TABLE = TableSpec(
     ),
     primary_key=("notification_id",),
     order_by=("created_at", "notification_id"),
-    indexes=(("feed", "kind", "created_at"),),  # the cooldown query of pynomaly_core.maintenance.notify
+    indexes=(
+        ("feed", "kind", "created_at"),
+    ),  # the cooldown query of pynomaly_core.maintenance.notify
 )
 """Notifications of the maintenance jobs; ``partition_date`` is the UTC day of ``created_at``.
 
@@ -354,8 +360,9 @@ def ensure_table(engine: sa.Engine, spec: TableSpec, schema: str | None = None) 
         create_views(engine, schema)
 
 
-def _sa_table(bind: sa.Engine | sa.Connection, spec: TableSpec, schema: str | None,
-              name: str | None = None) -> sa.Table:
+def _sa_table(
+    bind: sa.Engine | sa.Connection, spec: TableSpec, schema: str | None, name: str | None = None
+) -> sa.Table:
     """``spec`` as a typed SQLAlchemy table (named ``name``, default ``spec.name``) for the DDL constructs."""
     table_clause(bind, spec.name, schema=schema)  # refuses a schema on SQLite, naming the table
     types = _SQL_TYPES[dialect_of(bind)]
@@ -365,7 +372,11 @@ def _sa_table(bind: sa.Engine | sa.Connection, spec: TableSpec, schema: str | No
         sa.MetaData(),
         *(sa.Column(sql_name(c.name), types[c.kind], nullable=c.nullable) for c in spec.columns),
         *([sa.PrimaryKeyConstraint(*map(sql_name, spec.primary_key))] if spec.primary_key else []),
-        *(sa.CheckConstraint(_allowed(c), name=sql_name(spec.check_name(c.name))) for c in spec.columns if c.check),
+        *(
+            sa.CheckConstraint(_allowed(c), name=sql_name(spec.check_name(c.name)))
+            for c in spec.columns
+            if c.check
+        ),
         schema=None if schema is None else sql_name(schema),
     )
     indexes = list(spec.indexes)
@@ -388,12 +399,16 @@ def _add_missing_columns(conn: sa.Connection, spec: TableSpec, schema: str | Non
     missing = [c for c in spec.columns if c.name not in existing]
     required = [c.name for c in missing if not c.nullable]
     if required:
-        raise ValueError(f"existing table {table} lacks NOT NULL column(s) {required}; migrate or drop it")
+        raise ValueError(
+            f"existing table {table} lacks NOT NULL column(s) {required}; migrate or drop it"
+        )
     types = _SQL_TYPES[dialect_of(conn)]
     for column in missing:
         sql_type = types[column.kind].compile(dialect=conn.dialect)
         # nosec B608 - DDL: SQLAlchemy has no ADD COLUMN construct; names are validated and preparer-quoted
-        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {quote(conn, column.name)} {sql_type}"))
+        conn.execute(
+            sa.text(f"ALTER TABLE {table} ADD COLUMN {quote(conn, column.name)} {sql_type}")
+        )
 
 
 def _pending(conn: sa.Connection, spec: TableSpec, schema: str | None) -> _Migration:
@@ -402,12 +417,16 @@ def _pending(conn: sa.Connection, spec: TableSpec, schema: str | None) -> _Migra
     types = {c["name"]: c["type"] for c in inspector.get_columns(spec.name, schema=schema)}
     checks = {c["name"] for c in inspector.get_check_constraints(spec.name, schema=schema)}
     return _Migration(
-        to_int=tuple(c for c in spec.columns if c.kind == "int" and isinstance(types[c.name], sa.String)),
+        to_int=tuple(
+            c for c in spec.columns if c.kind == "int" and isinstance(types[c.name], sa.String)
+        ),
         checks=tuple(c for c in spec.columns if c.check and spec.check_name(c.name) not in checks),
     )
 
 
-def _refuse_misfits(conn: sa.Connection, spec: TableSpec, schema: str | None, migration: _Migration) -> None:
+def _refuse_misfits(
+    conn: sa.Connection, spec: TableSpec, schema: str | None, migration: _Migration
+) -> None:
     """``ValueError`` naming the rows that a conversion or a new constraint would not accept."""
     table = qualified(conn, spec.name, schema)
     key = spec.primary_key or PARTITION_COLUMNS
@@ -425,11 +444,18 @@ def _refuse_misfits(conn: sa.Connection, spec: TableSpec, schema: str | None, mi
             )
     for column in migration.checks:
         misfit = sa.and_(source.c[column.name].is_not(None), sa.not_(_allowed(column)))
-        query = sa.select(*(source.c[c] for c in (*key, column.name))).where(misfit).limit(_SHOWN_ROWS + 1)
+        query = (
+            sa.select(*(source.c[c] for c in (*key, column.name)))
+            .where(misfit)
+            .limit(_SHOWN_ROWS + 1)
+        )
         rows = conn.execute(query).all()
         if rows:
             shown = "; ".join(
-                ", ".join(f"{name}={value!r}" for name, value in zip((*key, column.name), row, strict=True))
+                ", ".join(
+                    f"{name}={value!r}"
+                    for name, value in zip((*key, column.name), row, strict=True)
+                )
                 for row in rows[:_SHOWN_ROWS]
             )
             more = " (and more)" if len(rows) > _SHOWN_ROWS else ""
@@ -451,7 +477,9 @@ def _drop_views(conn: sa.Connection, schema: str | None) -> None:
         conn.execute(DropView(table_clause(conn, view, schema=schema), if_exists=True))
 
 
-def _migrate_postgres(conn: sa.Connection, spec: TableSpec, schema: str | None, migration: _Migration) -> None:
+def _migrate_postgres(
+    conn: sa.Connection, spec: TableSpec, schema: str | None, migration: _Migration
+) -> None:
     """Convert and constrain in place with ``ALTER TABLE``, inside the caller's transaction."""
     _refuse_misfits(conn, spec, schema, migration)
     table = qualified(conn, spec.name, schema)
@@ -463,7 +491,11 @@ def _migrate_postgres(conn: sa.Connection, spec: TableSpec, schema: str | None, 
         try:
             with conn.begin_nested():
                 # nosec B608 - DDL: SQLAlchemy has no ALTER COLUMN construct; names are validated and preparer-quoted
-                conn.execute(sa.text(f"ALTER TABLE {table} ALTER COLUMN {name} TYPE {bigint} USING CAST({name} AS {bigint})"))
+                conn.execute(
+                    sa.text(
+                        f"ALTER TABLE {table} ALTER COLUMN {name} TYPE {bigint} USING CAST({name} AS {bigint})"
+                    )
+                )
         except sa.exc.DBAPIError as exc:
             raise ValueError(
                 f"cannot convert column {column.name!r} of table {table} to an integer: {exc.orig}. A view of "
@@ -471,7 +503,9 @@ def _migrate_postgres(conn: sa.Connection, spec: TableSpec, schema: str | None, 
             ) from exc
     checked = {c.name for c in migration.checks}
     for constraint in _sa_table(conn, spec, schema).constraints:
-        if isinstance(constraint, sa.CheckConstraint) and constraint.name in {spec.check_name(c) for c in checked}:
+        if isinstance(constraint, sa.CheckConstraint) and constraint.name in {
+            spec.check_name(c) for c in checked
+        }:
             conn.execute(AddConstraint(constraint))
 
 
@@ -495,18 +529,26 @@ def _rebuild_sqlite(engine: sa.Engine, spec: TableSpec) -> None:
         target = _sa_table(conn, spec, None, name=staging)
         for column in extra:
             target.append_column(sa.Column(sql_name(column["name"]), column["type"], nullable=True))
-        for index in list(target.indexes):  # the indexes are created under the final name afterwards
+        for index in list(
+            target.indexes
+        ):  # the indexes are created under the final name afterwards
             target.indexes.discard(index)
         conn.execute(CreateTable(target))
         source = table_clause(conn, spec.name, tuple(c.name for c in target.columns))
         converted = {c.name for c in migration.to_int}
-        selected = [sa.cast(source.c[c.name], sa.INTEGER) if c.name in converted else source.c[c.name]
-                    for c in target.columns]
-        conn.execute(sa.insert(target).from_select([c.name for c in target.columns], sa.select(*selected)))
+        selected = [
+            sa.cast(source.c[c.name], sa.INTEGER) if c.name in converted else source.c[c.name]
+            for c in target.columns
+        ]
+        conn.execute(
+            sa.insert(target).from_select([c.name for c in target.columns], sa.select(*selected))
+        )
         conn.execute(sa.schema.DropTable(sa.Table(sql_name(spec.name), sa.MetaData())))
         try:
             # nosec B608 - DDL: SQLAlchemy has no RENAME construct; names are validated and preparer-quoted
-            conn.execute(sa.text(f"ALTER TABLE {quote(conn, staging)} RENAME TO {quote(conn, spec.name)}"))
+            conn.execute(
+                sa.text(f"ALTER TABLE {quote(conn, staging)} RENAME TO {quote(conn, spec.name)}")
+            )
         except sa.exc.DBAPIError as exc:
             raise ValueError(
                 f"cannot rebuild table {table}: {exc.orig}. A view of your own that reads it blocks the "

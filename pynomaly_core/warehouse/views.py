@@ -46,40 +46,83 @@ def _view_selects(bind: sa.Engine | sa.Connection, schema: str | None) -> dict[s
     s = table.alias("s")
     # typed boolean, without a CAST in the SQL (SQLite stores 0/1)
     flagged = sa.type_coerce(s.c.is_anomaly, sa.Boolean)
-    reviewed = sa.and_(feedback.c.feed == s.c.feed, feedback.c.partition_date == s.c.partition_date,
-                       feedback.c.record_key == s.c.record_key)
-    summary = sa.select(
-        s.c.feed, s.c.partition_date,
-        sa.func.count().label("rows"),
-        _count_if(flagged).label("anomalies"),
-        sa.func.avg(sa.cast(sa.case((flagged, 1), else_=0), sa.Double)).label("anomaly_rate"),
-        *(_count_if(s.c.severity == level).label(level) for level in SEVERITIES if level != "none"),
-        sa.func.avg(s.c.score).label("mean_score"),
-        sa.func.max(s.c.score).label("max_score"),
-        _count_if(feedback.c.verdict == "confirmed").label("confirmed"),
-        _count_if(feedback.c.verdict == "rejected").label("rejected"),
-        sa.func.max(s.c.model_version).label("model_version"),
-        sa.func.count(sa.distinct(s.c.model_version)).label("model_versions"),
-    ).select_from(s.outerjoin(feedback, reviewed)).group_by(s.c.feed, s.c.partition_date)
+    reviewed = sa.and_(
+        feedback.c.feed == s.c.feed,
+        feedback.c.partition_date == s.c.partition_date,
+        feedback.c.record_key == s.c.record_key,
+    )
+    summary = (
+        sa.select(
+            s.c.feed,
+            s.c.partition_date,
+            sa.func.count().label("rows"),
+            _count_if(flagged).label("anomalies"),
+            sa.func.avg(sa.cast(sa.case((flagged, 1), else_=0), sa.Double)).label("anomaly_rate"),
+            *(
+                _count_if(s.c.severity == level).label(level)
+                for level in SEVERITIES
+                if level != "none"
+            ),
+            sa.func.avg(s.c.score).label("mean_score"),
+            sa.func.max(s.c.score).label("max_score"),
+            _count_if(feedback.c.verdict == "confirmed").label("confirmed"),
+            _count_if(feedback.c.verdict == "rejected").label("rejected"),
+            sa.func.max(s.c.model_version).label("model_version"),
+            sa.func.count(sa.distinct(s.c.model_version)).label("model_versions"),
+        )
+        .select_from(s.outerjoin(feedback, reviewed))
+        .group_by(s.c.feed, s.c.partition_date)
+    )
 
     scores = table.alias("a")
     is_anomaly = sa.type_coerce(scores.c.is_anomaly, sa.Boolean)
-    rank = sa.func.row_number().over(partition_by=(scores.c.feed, scores.c.partition_date),
-                                     order_by=(scores.c.score.desc(), scores.c.record_key))
+    rank = sa.func.row_number().over(
+        partition_by=(scores.c.feed, scores.c.partition_date),
+        order_by=(scores.c.score.desc(), scores.c.record_key),
+    )
     ranked = sa.select(*scores.c, rank.label("anomaly_rank")).where(is_anomaly).subquery("s")
-    reviewed = sa.and_(feedback.c.feed == ranked.c.feed, feedback.c.partition_date == ranked.c.partition_date,
-                       feedback.c.record_key == ranked.c.record_key)
-    explanation = [ranked.c[f"{part}_{i}"] for i in (1, 2, 3) for part in ("feature", "contribution")]
-    top = sa.select(
-        *(ranked.c[name] for name in ("feed", "partition_date", "anomaly_rank", "record_key", "event_time", "score",
-                                      "normalized_score", "p_value", "severity", "model_name", "model_version",
-                                      "run_id", "explanation_method")),
-        *explanation, ranked.c.top_features,
-        feedback.c.verdict, feedback.c.reviewer, feedback.c.reviewed_at,
-    ).select_from(ranked.outerjoin(feedback, reviewed)).where(ranked.c.anomaly_rank <= ANOMALY_TOP_N)
+    reviewed = sa.and_(
+        feedback.c.feed == ranked.c.feed,
+        feedback.c.partition_date == ranked.c.partition_date,
+        feedback.c.record_key == ranked.c.record_key,
+    )
+    explanation = [
+        ranked.c[f"{part}_{i}"] for i in (1, 2, 3) for part in ("feature", "contribution")
+    ]
+    top = (
+        sa.select(
+            *(
+                ranked.c[name]
+                for name in (
+                    "feed",
+                    "partition_date",
+                    "anomaly_rank",
+                    "record_key",
+                    "event_time",
+                    "score",
+                    "normalized_score",
+                    "p_value",
+                    "severity",
+                    "model_name",
+                    "model_version",
+                    "run_id",
+                    "explanation_method",
+                )
+            ),
+            *explanation,
+            ranked.c.top_features,
+            feedback.c.verdict,
+            feedback.c.reviewer,
+            feedback.c.reviewed_at,
+        )
+        .select_from(ranked.outerjoin(feedback, reviewed))
+        .where(ranked.c.anomaly_rank <= ANOMALY_TOP_N)
+    )
 
     versions = sa.select(
-        scores.c.feed, scores.c.model_name, scores.c.model_version,
+        scores.c.feed,
+        scores.c.model_name,
+        scores.c.model_version,
         sa.func.min(scores.c.partition_date).label("first_partition"),
         sa.func.max(scores.c.partition_date).label("last_partition"),
         sa.func.count(sa.distinct(scores.c.partition_date)).label("partitions"),

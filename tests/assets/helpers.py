@@ -12,7 +12,13 @@ from pynomaly_assets.feed_context import load_feed_contexts
 
 SMALL_DEMO = {
     "name": "demo_small",
-    "source": {"kind": "demo", "seed": 3, "machines": 2, "interval_minutes": 15, "anomaly_rate": 0.03},
+    "source": {
+        "kind": "demo",
+        "seed": 3,
+        "machines": 2,
+        "interval_minutes": 15,
+        "anomaly_rate": 0.03,
+    },
     "event_time": "event_time",
     "record_key": "reading_id",
     "label": "is_anomaly",
@@ -43,16 +49,25 @@ def definitions_for(feeds_dir: Path) -> dg.Definitions:
     return build_definitions(load_feed_contexts(feeds_dir))
 
 
-def run_job(defs: dg.Definitions, instance: dg.DagsterInstance, job: str, partition: str | None = None,
-            run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+def run_job(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    job: str,
+    partition: str | None = None,
+    run_config: dict | None = None,
+) -> dg.ExecuteInProcessResult:
     return defs.resolve_job_def(job).execute_in_process(
-        instance=instance, partition_key=partition, run_config=run_config or {}, raise_on_error=False
+        instance=instance,
+        partition_key=partition,
+        run_config=run_config or {},
+        raise_on_error=False,
     )
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:
     return "\n".join(
-        e.step_failure_data.error.message for e in result.all_events
+        e.step_failure_data.error.message
+        for e in result.all_events
         if e.is_step_failure and e.step_failure_data.error is not None
     )
 
@@ -66,8 +81,12 @@ def check_results(instance: dg.DagsterInstance, run_id: str) -> dict[str, bool]:
     return out
 
 
-def latest_metadata(instance: dg.DagsterInstance, key: list[str], partition: str | None = None) -> dict:
-    event = instance.get_latest_materialization_event(dg.AssetKey(key)) if partition is None else None
+def latest_metadata(
+    instance: dg.DagsterInstance, key: list[str], partition: str | None = None
+) -> dict:
+    event = (
+        instance.get_latest_materialization_event(dg.AssetKey(key)) if partition is None else None
+    )
     if partition is not None:
         records = instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=dg.AssetKey(key), asset_partitions=[partition]), limit=1

@@ -30,7 +30,9 @@ HEADER = "id,ts,temp,kind\n"
 
 
 def good_rows(day: str, n: int = 40) -> str:
-    return "".join(f"r{i},{day}T{i % 24:02d}:00:00Z,{20 + i % 7}.5,{'ab'[i % 2]}\n" for i in range(n))
+    return "".join(
+        f"r{i},{day}T{i % 24:02d}:00:00Z,{20 + i % 7}.5,{'ab'[i % 2]}\n" for i in range(n)
+    )
 
 
 @pytest.fixture
@@ -40,8 +42,14 @@ def env(tmp_path, monkeypatch):
     (feeds / "landing").mkdir()
     defs = definitions_for(feeds)
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-        yield {"defs": defs, "instance": instance, "landing": feeds / "landing",
-               "warehouse": sa.create_engine(f"sqlite:///{tmp_path / 'pynomaly_home' / 'warehouse.db'}")}
+        yield {
+            "defs": defs,
+            "instance": instance,
+            "landing": feeds / "landing",
+            "warehouse": sa.create_engine(
+                f"sqlite:///{tmp_path / 'pynomaly_home' / 'warehouse.db'}"
+            ),
+        }
 
 
 def ingest(env, day):
@@ -49,17 +57,22 @@ def ingest(env, day):
 
 
 def quarantine(env, day) -> pd.DataFrame:
-    return pd.read_sql(sa.text("SELECT * FROM quarantine WHERE partition_date = :d"), env["warehouse"],
-                       params={"d": day})
+    return pd.read_sql(
+        sa.text("SELECT * FROM quarantine WHERE partition_date = :d"),
+        env["warehouse"],
+        params={"d": day},
+    )
 
 
 def test_wrong_types_nan_inf_and_out_of_range_are_quarantined_with_reasons(env):
     day = "2026-11-02"
-    bad = (f"x1,{day}T01:00:00Z,warm,a\n"        # wrong type
-           f"x2,{day}T02:00:00Z,NaN,a\n"         # NaN in a non-nullable column
-           f"x3,{day}T03:00:00Z,inf,b\n"         # infinite
-           f"x4,{day}T04:00:00Z,120,b\n"         # out of range
-           f"x5,{day}T05:00:00Z,20,c\n")         # unknown category
+    bad = (
+        f"x1,{day}T01:00:00Z,warm,a\n"  # wrong type
+        f"x2,{day}T02:00:00Z,NaN,a\n"  # NaN in a non-nullable column
+        f"x3,{day}T03:00:00Z,inf,b\n"  # infinite
+        f"x4,{day}T04:00:00Z,120,b\n"  # out of range
+        f"x5,{day}T05:00:00Z,20,c\n"
+    )  # unknown category
     (env["landing"] / f"{day}.csv").write_text(HEADER + good_rows(day, 80) + bad)
     result = ingest(env, day)
     assert result.success, failure_message(result)
@@ -98,7 +111,9 @@ def test_missing_column_fails_naming_the_file_and_column(env):
 
 def test_extra_column_fails_naming_it(env):
     day = "2026-11-05"
-    (env["landing"] / f"{day}.csv").write_text("id,ts,temp,kind,surprise\n" + f"r1,{day}T01:00:00Z,20,a,1\n")
+    (env["landing"] / f"{day}.csv").write_text(
+        "id,ts,temp,kind,surprise\n" + f"r1,{day}T01:00:00Z,20,a,1\n"
+    )
     result = ingest(env, day)
     assert not result.success
     assert "unexpected column(s) ['surprise']" in failure_message(result)
@@ -140,5 +155,7 @@ def test_failed_blocking_check_keeps_the_day_out_of_scoring(env):
     (env["landing"] / f"{bad_day}.csv").write_text(HEADER + good_rows(bad_day, 10) + bad)
     daily = run_job(env["defs"], env["instance"], "sensors_csv__daily", bad_day)
     assert not daily.success
-    materialized = env["instance"].get_materialized_partitions(dg.AssetKey(["sensors_csv", "anomaly_scores"]))
+    materialized = env["instance"].get_materialized_partitions(
+        dg.AssetKey(["sensors_csv", "anomaly_scores"])
+    )
     assert bad_day not in materialized

@@ -10,9 +10,23 @@ from tests.assets.helpers import SMALL_DEMO, definitions_for, write_feed
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ["torch", "tensorflow", "shap", "evidently", "mlflow", "great_expectations"]
-STAGES = ["raw", "validated", "training_window", "detector_candidates", "champion", "monitoring_reference",
-          "anomaly_scores", "explanations", "drift_report", "detector_performance", "anomaly_table",
-          "data_quality_report", "model_health", "retention_cleanup", "maintenance_report"]
+STAGES = [
+    "raw",
+    "validated",
+    "training_window",
+    "detector_candidates",
+    "champion",
+    "monitoring_reference",
+    "anomaly_scores",
+    "explanations",
+    "drift_report",
+    "detector_performance",
+    "anomaly_table",
+    "data_quality_report",
+    "model_health",
+    "retention_cleanup",
+    "maintenance_report",
+]
 
 
 def test_default_definitions_have_the_demo_feed_graph():
@@ -21,8 +35,13 @@ def test_default_definitions_have_the_demo_feed_graph():
     keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
     assert keys == {f"demo_telemetry/{stage}" for stage in STAGES}
     assert {j.name for j in defs.resolve_all_job_defs()} >= {
-        "demo_telemetry__ingest", "demo_telemetry__train", "demo_telemetry__score", "demo_telemetry__daily",
-        "demo_telemetry__retrain", "demo_telemetry__maintenance"}
+        "demo_telemetry__ingest",
+        "demo_telemetry__train",
+        "demo_telemetry__score",
+        "demo_telemetry__daily",
+        "demo_telemetry__retrain",
+        "demo_telemetry__maintenance",
+    }
 
 
 def test_monitoring_checks_never_block_and_the_sensor_runs_by_default():
@@ -32,11 +51,18 @@ def test_monitoring_checks_never_block_and_the_sensor_runs_by_default():
     for stage in ("drift_report", "detector_performance", "data_quality_report", "model_health"):
         for spec in defs.resolve_assets_def(dg.AssetKey(["demo_telemetry", stage])).check_specs:
             declared[spec.name] = spec.blocking
-    assert declared == {"drift_within_bounds": False, "performance_not_degraded": False,
-                        "expectations_met": False, "versions_reproducible": False}
+    assert declared == {
+        "drift_within_bounds": False,
+        "performance_not_degraded": False,
+        "expectations_met": False,
+        "versions_reproducible": False,
+    }
     sensor = defs.resolve_sensor_def("demo_telemetry__retrain_sensor")
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
-    assert {t.job_name for t in sensor.targets} == {"demo_telemetry__retrain", "demo_telemetry__score"}
+    assert {t.job_name for t in sensor.targets} == {
+        "demo_telemetry__retrain",
+        "demo_telemetry__score",
+    }
 
 
 def test_two_feeds_get_separate_prefixed_assets(tmp_path):
@@ -51,7 +77,10 @@ def test_two_feeds_get_separate_prefixed_assets(tmp_path):
 def test_blocking_checks_are_declared_on_validated():
     from pynomaly_assets.definitions import defs
 
-    specs = {s.name: s for s in defs.resolve_assets_def(dg.AssetKey(["demo_telemetry", "validated"])).check_specs}
+    specs = {
+        s.name: s
+        for s in defs.resolve_assets_def(dg.AssetKey(["demo_telemetry", "validated"])).check_specs
+    }
     assert set(specs) == {"row_accounting", "schema_pass_rate", "min_rows"}
     assert all(s.blocking for s in specs.values())
 
@@ -66,24 +95,41 @@ def test_promotion_gate_is_a_blocking_check_on_champion():
 def test_dagster_definitions_validate_passes():
     proc = subprocess.run(
         [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
-        cwd=REPO, capture_output=True, text=True, timeout=180, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_dg_check_defs_passes():
     dg_cli = Path(sys.executable).parent / "dg"
-    proc = subprocess.run([str(dg_cli), "check", "defs"], cwd=REPO, capture_output=True, text=True, timeout=180, check=False)
+    proc = subprocess.run(
+        [str(dg_cli), "check", "defs"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "All definitions loaded successfully" in proc.stdout + proc.stderr
 
 
 def test_importing_the_code_location_imports_no_heavy_framework():
     code = (
-        "import sys, pynomaly_assets.definitions;"
-        f"print([m for m in {HEAVY!r} if m in sys.modules])"
+        f"import sys, pynomaly_assets.definitions;print([m for m in {HEAVY!r} if m in sys.modules])"
     )
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
 
@@ -104,7 +150,10 @@ def test_executor_comes_from_the_environment(tmp_path, monkeypatch):
     # Dagster's default: subprocesses, or one process with execution: {config: {in_process: {}}}
     assert default.executor_def.name == "multi_or_in_process_executor"
     monkeypatch.setenv("PYNOMALY_EXECUTOR", "multiprocess")
-    assert definitions_for(tmp_path).resolve_job_def("demo_small__score").executor_def.name == "multiprocess"
+    assert (
+        definitions_for(tmp_path).resolve_job_def("demo_small__score").executor_def.name
+        == "multiprocess"
+    )
     monkeypatch.setenv("PYNOMALY_EXECUTOR", "k8s")
     k8s = definitions_for(tmp_path).resolve_job_def("demo_small__train")
     assert k8s.executor_def.name == "k8s"

@@ -53,10 +53,17 @@ def telemetry(day: str, machines: int = 3, seed: int = 0) -> pd.DataFrame:
         hours = ts.hour + ts.minute / 60
         temperature = np.asarray(50 + 8 * np.sin(2 * np.pi * hours / 24)) + rng.normal(0, 0.4, 288)
         temperature[rng.choice(288, 2, replace=False)] += 15
-        frames.append(pd.DataFrame({
-            "id": [f"{day}-m{m}-{i}" for i in range(288)], "ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "machine": f"m{m}", "temperature": temperature.round(3), "load": rng.uniform(20, 80, 288).round(2),
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "id": [f"{day}-m{m}-{i}" for i in range(288)],
+                    "ts": ts.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "machine": f"m{m}",
+                    "temperature": temperature.round(3),
+                    "load": rng.uniform(20, 80, 288).round(2),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -74,8 +81,12 @@ def env(tmp_path_factory):
     defs = definitions_for(feeds)
     with dg.instance_for_test(temp_dir=str(root)) as instance:
         results = {("ingest", day): run_job(defs, instance, f"{NAME}__ingest", day) for day in DAYS}
-        results["train"] = run_job(defs, instance, f"{NAME}__train", run_config={
-            "ops": {f"{NAME}__training_window": {"config": {"end_date": DAYS[-1]}}}})
+        results["train"] = run_job(
+            defs,
+            instance,
+            f"{NAME}__train",
+            run_config={"ops": {f"{NAME}__training_window": {"config": {"end_date": DAYS[-1]}}}},
+        )
         # day 3 alone: the only history it can see is day 2's validated partition
         results["score"] = run_job(defs, instance, f"{NAME}__score", DAYS[-1])
         yield {"results": results, "home": root / "home", "instance": instance}
@@ -92,15 +103,24 @@ def test_a_day_scored_alone_equals_the_day_in_one_long_frame(env):
     from pynomaly_core.storage import FrameStore, JsonStore
 
     frames = FrameStore(env["home"] / "frames")
-    key = (env["home"] / ".signing_key").read_text().strip().encode()  # the module's home, not this test's
-    model = ChampionRecord.from_value(JsonStore(env["home"] / "values").read([NAME, "champion"])).load(key)
-    assert model.derivation is not None and "temperature__rolling_zscore_12" in model.preprocessor_.feature_names_out_
+    key = (
+        (env["home"] / ".signing_key").read_text().strip().encode()
+    )  # the module's home, not this test's
+    model = ChampionRecord.from_value(
+        JsonStore(env["home"] / "values").read([NAME, "champion"])
+    ).load(key)
+    assert (
+        model.derivation is not None
+        and "temperature__rolling_zscore_12" in model.preprocessor_.feature_names_out_
+    )
     long = pd.concat([frames.read([NAME, "validated"], day) for day in DAYS], ignore_index=True)
     expected = pd.Series(model.decision_function(long), index=long["id"].astype(str))
     scored = frames.read([NAME, "anomaly_scores"], DAYS[-1])
     assert len(scored) == 3 * 288
     got = scored.set_index(scored["record_key"].astype(str))["score"]
-    np.testing.assert_allclose(got.to_numpy(), expected.loc[got.index].to_numpy(), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(
+        got.to_numpy(), expected.loc[got.index].to_numpy(), rtol=0, atol=1e-9
+    )
     # the warm-up matters: without day 2 the first rows of each machine score differently
     cold = model.decision_function(frames.read([NAME, "validated"], DAYS[-1]))
     assert not np.allclose(np.sort(cold), np.sort(got.to_numpy()), rtol=0, atol=1e-9)

@@ -35,8 +35,12 @@ def feed(detector: dict, **lifecycle) -> dict:
     data["name"] = FEED
     data["source"]["anomaly_rate"] = 0.08
     data["detector"] = detector
-    data["lifecycle"] = {"candidates": [detector["name"]], "min_labelled_anomalies": 5,
-                         "n_boot": 500, **lifecycle}
+    data["lifecycle"] = {
+        "candidates": [detector["name"]],
+        "min_labelled_anomalies": 5,
+        "n_boot": 500,
+        **lifecycle,
+    }
     data["explanations"] = {"top_k": 5}
     return data
 
@@ -62,7 +66,12 @@ def story(tmp_path_factory):
 
         def train(detector: dict, run_config: dict | None = None, **lifecycle) -> dict:
             write_feed(feeds, feed(detector, **lifecycle))
-            result = run_job(definitions_for(feeds), instance, f"{FEED}__train", run_config={**window, **(run_config or {})})
+            result = run_job(
+                definitions_for(feeds),
+                instance,
+                f"{FEED}__train",
+                run_config={**window, **(run_config or {})},
+            )
             return {
                 "result": result,
                 "checks": check_results(instance, result.run_id),
@@ -76,12 +85,20 @@ def story(tmp_path_factory):
         steps["first_score"] = run_job(definitions_for(feeds), instance, f"{FEED}__score", DAYS[0])
         steps["first_score_meta"] = latest_metadata(instance, [FEED, "anomaly_scores"], DAYS[0])
         steps["better"] = train(STRONG)
-        steps["forced_worse"] = train(WEAK, {"ops": {f"{FEED}__champion": {"config": {"candidate": "HBOS"}}}})
+        steps["forced_worse"] = train(
+            WEAK, {"ops": {f"{FEED}__champion": {"config": {"candidate": "HBOS"}}}}
+        )
         steps["score"] = run_job(definitions_for(feeds), instance, f"{FEED}__score", DAYS[-1])
-        steps["hindsight_refused"] = run_job(definitions_for(feeds), instance, f"{FEED}__score", DAYS[0])
+        steps["hindsight_refused"] = run_job(
+            definitions_for(feeds), instance, f"{FEED}__score", DAYS[0]
+        )
         steps["hindsight_asked"] = run_job(
-            definitions_for(feeds), instance, f"{FEED}__score", DAYS[0],
-            run_config={"ops": {f"{FEED}__anomaly_scores": {"config": {"allow_hindsight": True}}}})
+            definitions_for(feeds),
+            instance,
+            f"{FEED}__score",
+            DAYS[0],
+            run_config={"ops": {f"{FEED}__anomaly_scores": {"config": {"allow_hindsight": True}}}},
+        )
         yield {"steps": steps, "instance": instance, "home": root / "home", "tracker": tracker}
     mp.undo()
 
@@ -101,13 +118,17 @@ def test_a_weak_first_model_becomes_champion_with_a_warning_and_scores(story):
     auc = first["meta"]["challenger_roc_auc"]
     assert auc < 0.99
     assert gate.description.startswith(
-        f"first champion promoted on weak evidence: ROC-AUC {auc:.3f} < lifecycle.min_auc 0.99")
+        f"first champion promoted on weak evidence: ROC-AUC {auc:.3f} < lifecycle.min_auc 0.99"
+    )
     assert first["meta"]["gate"] == "weak first champion"
     assert first["meta"]["champion_training_days"] == f"{DAYS[0]}..{DAYS[-1]}"
     scored = story["steps"]["first_score"]
     assert scored.success, failure_message(scored)
     meta = story["steps"]["first_score_meta"]
-    assert meta["model_version"] == first["champion"].version and meta["previous_model_version"] == "none"
+    assert (
+        meta["model_version"] == first["champion"].version
+        and meta["previous_model_version"] == "none"
+    )
 
 
 def test_better_challenger_replaces_the_champion(story):
@@ -116,7 +137,9 @@ def test_better_challenger_replaces_the_champion(story):
     assert better["meta"]["decision"] == "promoted", better["meta"]["reason"]
     assert better["meta"]["delta_ap_ci_low"] > 0
     assert better["champion"].detector == "KNN"
-    assert better["challenger"].version == first["champion"].version  # the previous champion: rollback target
+    assert (
+        better["challenger"].version == first["champion"].version
+    )  # the previous champion: rollback target
     # the decision is recorded on the challenger's MLflow run and version
     run = story["tracker"].client.get_run(better["champion"].run_id)
     assert run.data.tags["pynomaly.promotion"] == "champion"
@@ -138,7 +161,9 @@ def test_forced_worse_challenger_is_blocked_and_scoring_keeps_the_champion(story
         f"SELECT DISTINCT model_name, model_version FROM anomaly_scores WHERE partition_date = '{DAYS[-1]}'",
         sa.create_engine(f"sqlite:///{story['home'] / 'warehouse.db'}"),
     )
-    assert exported.to_dict("records") == [{"model_name": "KNN", "model_version": int(better["champion"].version)}]
+    assert exported.to_dict("records") == [
+        {"model_name": "KNN", "model_version": int(better["champion"].version)}
+    ]
 
 
 def test_the_new_champion_does_not_rescore_a_day_it_was_trained_on_unless_asked(story):
@@ -147,10 +172,18 @@ def test_the_new_champion_does_not_rescore_a_day_it_was_trained_on_unless_asked(
     refused = story["steps"]["hindsight_refused"]
     assert not refused.success
     message = failure_message(refused)
-    assert f"champion version {better['champion'].version} of feed '{FEED}' was trained on {DAYS[0]}..{DAYS[-1]}" in message
-    assert f"partition {DAYS[0]} lies inside that window: it was scored by version {first['champion'].version}" in message
-    assert (f"set run config allow_hindsight: true on {FEED}/anomaly_scores "
-            f"(ops: {{{FEED}__anomaly_scores: {{config: {{allow_hindsight: true}}}}}})") in message
+    assert (
+        f"champion version {better['champion'].version} of feed '{FEED}' was trained on {DAYS[0]}..{DAYS[-1]}"
+        in message
+    )
+    assert (
+        f"partition {DAYS[0]} lies inside that window: it was scored by version {first['champion'].version}"
+        in message
+    )
+    assert (
+        f"set run config allow_hindsight: true on {FEED}/anomaly_scores "
+        f"(ops: {{{FEED}__anomaly_scores: {{config: {{allow_hindsight: true}}}}}})"
+    ) in message
     asked = story["steps"]["hindsight_asked"]
     assert asked.success, failure_message(asked)
     meta = latest_metadata(story["instance"], [FEED, "anomaly_scores"], DAYS[0])

@@ -40,16 +40,22 @@ from tests.assets.helpers import (
     write_feed,
 )
 
-TIMESERIES = Path(os.environ.get("PYNOMALY_TIMESERIES_DIR",
-                                 Path(__file__).resolve().parents[3] / "shared" / "datasets" / "timeseries"))
+TIMESERIES = Path(
+    os.environ.get(
+        "PYNOMALY_TIMESERIES_DIR",
+        Path(__file__).resolve().parents[3] / "shared" / "datasets" / "timeseries",
+    )
+)
 #: the shared NAB series the story runs on (see the module docstring)
 WEAK_SERIES = "realAWSCloudwatch/ec2_cpu_utilization_825cc2.csv"
 SERIES = os.environ.get("PYNOMALY_REAL_SERIES", WEAK_SERIES)
 FEED = "cpu"
 FIRST_WEEK = 7
 
-pytestmark = pytest.mark.skipif(not (TIMESERIES / "nab" / SERIES).exists(),
-                                reason=f"shared NAB data not found at {TIMESERIES / 'nab'} ($PYNOMALY_TIMESERIES_DIR)")
+pytestmark = pytest.mark.skipif(
+    not (TIMESERIES / "nab" / SERIES).exists(),
+    reason=f"shared NAB data not found at {TIMESERIES / 'nab'} ($PYNOMALY_TIMESERIES_DIR)",
+)
 
 
 def readme_feed(start: str) -> dict:
@@ -94,7 +100,9 @@ class Daemon:
     def tick(self, max_ticks: int = 4) -> None:
         sensor = self.defs.resolve_sensor_def(f"{FEED}__retrain_sensor")
         for _ in range(max_ticks):
-            with dg.build_sensor_context(instance=self.instance, cursor=self.cursor, definitions=self.defs) as ctx:
+            with dg.build_sensor_context(
+                instance=self.instance, cursor=self.cursor, definitions=self.defs
+            ) as ctx:
                 data = sensor.evaluate_tick(ctx)
             self.cursor = data.cursor
             if not data.run_requests:
@@ -102,14 +110,21 @@ class Daemon:
             for request in data.run_requests:
                 self.requests.append(request)
                 result = self.defs.resolve_job_def(request.job_name).execute_in_process(
-                    instance=self.instance, partition_key=request.partition_key,
-                    run_config=request.run_config or {}, tags=request.tags, raise_on_error=False)
+                    instance=self.instance,
+                    partition_key=request.partition_key,
+                    run_config=request.run_config or {},
+                    tags=request.tags,
+                    raise_on_error=False,
+                )
                 if result.success:
                     continue
                 message = failure_message(result)
-                gate = request.job_name.endswith("__retrain") and "champion: promotion_gate" in message
+                gate = (
+                    request.job_name.endswith("__retrain") and "champion: promotion_gate" in message
+                )
                 (self.blocked if gate else self.failed).append(
-                    f"{request.job_name}[{request.partition_key}]: {message}")
+                    f"{request.job_name}[{request.partition_key}]: {message}"
+                )
 
 
 @pytest.fixture(scope="module")
@@ -144,18 +159,27 @@ def real(tmp_path_factory):
             for job in ("ingest", "score"):
                 result = run_job(defs, instance, f"{FEED}__{job}", day)
                 out["scored" if job == "score" else "ingested"] = {
-                    **out.get("scored" if job == "score" else "ingested", {}), day: result}
+                    **out.get("scored" if job == "score" else "ingested", {}),
+                    day: result,
+                }
             daemon.tick()
         out["daemon"] = daemon
         out["instance"] = instance
         out["table"] = pd.read_sql(
             "SELECT partition_date, event_time, is_anomaly, model_version FROM anomaly_scores WHERE feed = 'cpu'",
-            sa.create_engine(f"sqlite:///{root / 'home' / 'warehouse.db'}"))
+            sa.create_engine(f"sqlite:///{root / 'home' / 'warehouse.db'}"),
+        )
         out["checks"] = {day: check_results(instance, r.run_id) for day, r in out["scored"].items()}
         out["left_alone"] = left_alone(out["first_value"], root / "home", days)
         out["champions"] = [
-            {k: meta[k].value for k in ("decision", "champion_version", "champion_training_days", "gate") if k in meta}
-            for r in reversed(instance.fetch_materializations(dg.AssetKey([FEED, "champion"]), limit=100).records)
+            {
+                k: meta[k].value
+                for k in ("decision", "champion_version", "champion_training_days", "gate")
+                if k in meta
+            }
+            for r in reversed(
+                instance.fetch_materializations(dg.AssetKey([FEED, "champion"]), limit=100).records
+            )
             for meta in [r.asset_materialization.metadata]
         ]
         yield out
@@ -171,8 +195,15 @@ def left_alone(first_value: dict, home: Path, days: list[str]) -> pd.DataFrame:
     frames = []
     for day in days:
         validated = FrameStore(home / "frames").read([FEED, "validated"], day)
-        frames.append(pd.DataFrame({"partition_date": day, "event_time": validated["timestamp"],
-                                    "is_anomaly": model.decision_function(validated) > model.threshold_}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "partition_date": day,
+                    "event_time": validated["timestamp"],
+                    "is_anomaly": model.decision_function(validated) > model.threshold_,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -195,7 +226,9 @@ def test_a_real_metric_configured_as_in_the_readme_gets_a_champion_and_scores_ev
     assert champion["gate"] in ("passed", "weak first champion"), champion
     if SERIES == WEAK_SERIES:  # the case: every candidate below lifecycle.min_auc
         assert champion["gate"] == "weak first champion", champion
-        records = real["instance"].all_logs(train.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
+        records = real["instance"].all_logs(
+            train.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION
+        )
         gate = next(r.dagster_event.event_specific_data for r in records)
         assert gate.passed is False and gate.severity == dg.AssetCheckSeverity.WARN
         assert gate.description.startswith("first champion promoted on weak evidence: ROC-AUC ")
@@ -216,20 +249,35 @@ def test_flags_outside_the_labelled_windows_do_not_grow_after_the_sensor_acts(re
     first = str(real["first_champion"]["champion_version"])
     loop = flags_outside_windows(table)
     alone = flags_outside_windows(real["left_alone"])
-    versions = table.groupby(table["partition_date"].astype(str))["model_version"].agg(lambda v: set(v.astype(str)))
+    versions = table.groupby(table["partition_date"].astype(str))["model_version"].agg(
+        lambda v: set(v.astype(str))
+    )
     before = [d for d in loop.index if versions[d] == {first}]
     after = [d for d in loop.index if first not in versions[d]]
     report = {
-        "first_gate": real["first_champion"]["gate"], "champions": real["champions"],
+        "first_gate": real["first_champion"]["gate"],
+        "champions": real["champions"],
         "retrains": sum(r.job_name.endswith("__retrain") for r in real["daemon"].requests),
         "retrains_blocked_by_gate": len(real["daemon"].blocked),
-        "rescores": [r.partition_key for r in real["daemon"].requests if r.job_name.endswith("__score")],
-        "per_day": {d: {"version": sorted(versions[d]), "flags_outside": int(loop[d]),
-                        "first_champion_alone": int(alone[d])} for d in loop.index},
+        "rescores": [
+            r.partition_key for r in real["daemon"].requests if r.job_name.endswith("__score")
+        ],
+        "per_day": {
+            d: {
+                "version": sorted(versions[d]),
+                "flags_outside": int(loop[d]),
+                "first_champion_alone": int(alone[d]),
+            }
+            for d in loop.index
+        },
         "before_sensor_per_day": round(float(loop[before].mean()), 2),
         "after_sensor_per_day": round(float(loop[after].mean()), 2) if after else None,
-        "first_champion_alone_on_those_days": round(float(alone[after].mean()), 2) if after else None,
-        "check_failures": {d: [k for k, ok in c.items() if ok is False] for d, c in real["checks"].items()},
+        "first_champion_alone_on_those_days": round(float(alone[after].mean()), 2)
+        if after
+        else None,
+        "check_failures": {
+            d: [k for k, ok in c.items() if ok is False] for d, c in real["checks"].items()
+        },
     }
     print(json.dumps(report, indent=1))
     # the first week keeps the first champion's scores: no later model rescored a day it had seen

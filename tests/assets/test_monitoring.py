@@ -39,14 +39,26 @@ DAYS = [*CALM, "2026-11-05", *DRIFTED, AFTER]
 def feed_dict(**monitoring) -> dict:
     data = copy.deepcopy(SMALL_DEMO)
     data["name"] = FEED
-    data["source"].update({"machines": 3, "interval_minutes": 10, "anomaly_rate": 0.05,
-                           "drift_date": "2026-11-06", "drift_strength": 2.0})
+    data["source"].update(
+        {
+            "machines": 3,
+            "interval_minutes": 10,
+            "anomaly_rate": 0.05,
+            "drift_date": "2026-11-06",
+            "drift_strength": 2.0,
+        }
+    )
     data["detector"] = {"name": "KNN", "contamination": 0.05}
     data["training"] = {"window_days": 4, "min_rows": 200, "retrain_window": {"recent_days": 3}}
     data["lifecycle"] = {"candidates": ["KNN"], "min_labelled_anomalies": 5, "n_boot": 300}
     data["explanations"] = {"top_k": 3, "max_background": 10}
-    data["monitoring"] = {"cooldown_hours": 0, "drift_sample_rows": 1000,
-                          "reference_sample_rows": 1000, "canary_rows": 100, **monitoring}
+    data["monitoring"] = {
+        "cooldown_hours": 0,
+        "drift_sample_rows": 1000,
+        "reference_sample_rows": 1000,
+        "canary_rows": 100,
+        **monitoring,
+    }
     return data
 
 
@@ -57,12 +69,16 @@ def evaluate(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | N
     return data
 
 
-def execute(defs, instance, request: dg.RunRequest, run_config: dict | None = None) -> dg.ExecuteInProcessResult:
+def execute(
+    defs, instance, request: dg.RunRequest, run_config: dict | None = None
+) -> dg.ExecuteInProcessResult:
     job = defs.resolve_job_def(request.job_name)
     return job.execute_in_process(
-        instance=instance, partition_key=request.partition_key, run_config={**(request.run_config or {}),
-                                                                            **(run_config or {})},
-        tags=request.tags, raise_on_error=False,
+        instance=instance,
+        partition_key=request.partition_key,
+        run_config={**(request.run_config or {}), **(run_config or {})},
+        tags=request.tags,
+        raise_on_error=False,
     )
 
 
@@ -135,14 +151,20 @@ def story(tmp_path_factory):
             assert result.success, failure_message(result)
             out["after"][request.partition_key] = {
                 "run_id": result.run_id,
-                "performance": latest_metadata(instance, [FEED, "detector_performance"], request.partition_key),
+                "performance": latest_metadata(
+                    instance, [FEED, "detector_performance"], request.partition_key
+                ),
                 "drift": latest_metadata(instance, [FEED, "drift_report"], request.partition_key),
-                "scores": latest_metadata(instance, [FEED, "anomaly_scores"], request.partition_key),
+                "scores": latest_metadata(
+                    instance, [FEED, "anomaly_scores"], request.partition_key
+                ),
             }
         out["fourth_tick"] = evaluate(defs, instance, third.cursor)
         # a plain rescore of a drifted day by the new champion, which has seen it, is refused
         out["hindsight"] = run_job(defs, instance, f"{FEED}__score", DRIFTED[-1])
-        out["drifted_scores"] = {day: latest_metadata(instance, [FEED, "anomaly_scores"], day) for day in DRIFTED}
+        out["drifted_scores"] = {
+            day: latest_metadata(instance, [FEED, "anomaly_scores"], day) for day in DRIFTED
+        }
         yield out
     mp.undo()
 
@@ -161,7 +183,10 @@ def test_drifted_days_fail_performance_with_error_severity(story):
         evaluation = check_of(story["instance"], before["run_id"], "performance_not_degraded")
         assert evaluation.passed is False
         assert evaluation.severity == dg.AssetCheckSeverity.ERROR
-        assert before["performance"]["average_precision"] < before["performance"]["baseline_average_precision"] - 0.25
+        assert (
+            before["performance"]["average_precision"]
+            < before["performance"]["baseline_average_precision"] - 0.25
+        )
         # the drift report sees the shifted sensors and the flood of alerts
         assert {"temperature_c", "vibration_mm_s"} <= set(before["drift"]["drifted_columns"])
         assert before["drift"]["alert_rate_ratio"] > 3
@@ -218,9 +243,16 @@ def test_sensor_rescores_only_the_day_after_the_new_window_and_it_recovers(story
     assert check_results(story["instance"], before["run_id"])["performance_not_degraded"] is False
     assert after["performance"]["model_version"] == new
     assert (after["scores"]["model_version"], after["scores"]["previous_model_version"]) == (
-        new, story["first_champion"])
-    assert check_results(story["instance"], after["run_id"])["performance_not_degraded"] is True, after
-    assert after["performance"]["average_precision"] > before["performance"]["average_precision"] + 0.25
+        new,
+        story["first_champion"],
+    )
+    assert check_results(story["instance"], after["run_id"])["performance_not_degraded"] is True, (
+        after
+    )
+    assert (
+        after["performance"]["average_precision"]
+        > before["performance"]["average_precision"] + 0.25
+    )
     assert after["drift"]["alert_rate_ratio"] < before["drift"]["alert_rate_ratio"]
     assert not story["fourth_tick"].run_requests
 
@@ -231,7 +263,10 @@ def test_drifted_days_keep_their_first_scores_without_hindsight(story):
     refused = story["hindsight"]
     assert not refused.success
     message = failure_message(refused)
-    assert f"partition {DRIFTED[-1]} lies inside that window" in message and "allow_hindsight: true" in message
+    assert (
+        f"partition {DRIFTED[-1]} lies inside that window" in message
+        and "allow_hindsight: true" in message
+    )
 
 
 def test_cooldown_keeps_failures_pending(story, tmp_path, monkeypatch):
@@ -252,13 +287,17 @@ def test_cooldown_keeps_failures_pending(story, tmp_path, monkeypatch):
     ensure_table(engine, FEEDBACK_TABLE)
     import pandas as pd
 
-    scores = pd.read_parquet(next((story["root"] / "home" / "frames").rglob(f"{FEED}/anomaly_scores/{DRIFTED[-1]}*")))
+    scores = pd.read_parquet(
+        next((story["root"] / "home" / "frames").rglob(f"{FEED}/anomaly_scores/{DRIFTED[-1]}*"))
+    )
     assert len(scores)
     write_feed(feeds, feed_dict(cooldown_hours=12))
     defs = definitions_for(feeds)
     result = run_job(defs, instance, f"{FEED}__score", day)
     assert result.success, failure_message(result)
-    scored = pd.read_parquet(next((story["root"] / "home" / "frames").rglob(f"{FEED}/anomaly_scores/{day}*")))
+    scored = pd.read_parquet(
+        next((story["root"] / "home" / "frames").rglob(f"{FEED}/anomaly_scores/{day}*"))
+    )
     # true anomalies rejected, 20 random normal rows confirmed: the detector now looks blind
     truly = scored[scored["label"] == 1]
     fake = scored[scored["label"] == 0].sample(20, random_state=0)
@@ -268,10 +307,14 @@ def test_cooldown_keeps_failures_pending(story, tmp_path, monkeypatch):
     with engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM anomaly_feedback WHERE feed = :feed"), {"feed": FEED})
         conn.execute(
-            sa.text("INSERT INTO anomaly_feedback (feed, partition_date, record_key, verdict, reviewer, reviewed_at) "
-                    "VALUES (:feed, :day, :key, :verdict, 'test', CURRENT_TIMESTAMP)"),
-            [{"feed": FEED, "day": day, "key": str(k), "verdict": v}
-             for k, v in zip(verdicts["record_key"], verdicts["verdict"])],
+            sa.text(
+                "INSERT INTO anomaly_feedback (feed, partition_date, record_key, verdict, reviewer, reviewed_at) "
+                "VALUES (:feed, :day, :key, :verdict, 'test', CURRENT_TIMESTAMP)"
+            ),
+            [
+                {"feed": FEED, "day": day, "key": str(k), "verdict": v}
+                for k, v in zip(verdicts["record_key"], verdicts["verdict"])
+            ],
         )
     result = run_job(defs, instance, f"{FEED}__score", day)
     assert result.success, failure_message(result)
@@ -292,15 +335,21 @@ def test_schedules_pick_the_period_that_ended(story):
     assert daily.cron_schedule == "0 1 * * *"
     assert daily.default_status == dg.DefaultScheduleStatus.STOPPED
     repo = defs.get_repository_def()
-    with dg.build_schedule_context(instance=story["instance"], repository_def=repo,
-                                   scheduled_execution_time=dt.datetime(2026, 11, 9, 1, tzinfo=dt.UTC)) as ctx:
+    with dg.build_schedule_context(
+        instance=story["instance"],
+        repository_def=repo,
+        scheduled_execution_time=dt.datetime(2026, 11, 9, 1, tzinfo=dt.UTC),
+    ) as ctx:
         data = daily.evaluate_tick(ctx)
     assert [r.partition_key for r in data.run_requests] == ["2026-11-08"]
     weekly = defs.resolve_schedule_def(f"{FEED}__maintenance_schedule")
     assert weekly.cron_schedule == "0 3 * * 1"
     assert weekly.execution_timezone == "UTC"
-    with dg.build_schedule_context(instance=story["instance"], repository_def=repo,
-                                   scheduled_execution_time=dt.datetime(2026, 11, 16, 3, tzinfo=dt.UTC)) as ctx:
+    with dg.build_schedule_context(
+        instance=story["instance"],
+        repository_def=repo,
+        scheduled_execution_time=dt.datetime(2026, 11, 16, 3, tzinfo=dt.UTC),
+    ) as ctx:
         data = weekly.evaluate_tick(ctx)
     assert [r.partition_key for r in data.run_requests] == ["2026-11-09"]
 
@@ -348,9 +397,14 @@ def test_weekly_maintenance_reports_cleans_and_notifies(story, tmp_path, monkeyp
     defs = definitions_for(feeds)
     engine = make_engine(warehouse_url_default())
     with engine.connect() as conn:
-        before = dict(conn.execute(sa.text(
-            "SELECT partition_date, COUNT(*) FROM anomaly_scores WHERE feed = :f GROUP BY partition_date"),
-            {"f": FEED}).all())
+        before = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT partition_date, COUNT(*) FROM anomaly_scores WHERE feed = :f GROUP BY partition_date"
+                ),
+                {"f": FEED},
+            ).all()
+        )
     week = "2026-11-02"
     result = run_job(defs, instance, f"{FEED}__maintenance", week)
     assert result.success, failure_message(result)
@@ -367,8 +421,9 @@ def test_weekly_maintenance_reports_cleans_and_notifies(story, tmp_path, monkeyp
     old = {str(d): n for d, n in before.items() if str(d) < "2026-11-06"}
     assert old and cleanup["removed_anomaly_scores"] == sum(old.values())
     with engine.connect() as conn:
-        left = conn.execute(sa.text("SELECT MIN(partition_date) FROM anomaly_scores WHERE feed = :f"),
-                            {"f": FEED}).scalar_one()
+        left = conn.execute(
+            sa.text("SELECT MIN(partition_date) FROM anomaly_scores WHERE feed = :f"), {"f": FEED}
+        ).scalar_one()
     assert str(left) >= "2026-11-06"
 
     report = latest_metadata(instance, [FEED, "maintenance_report"], week)
@@ -378,11 +433,17 @@ def test_weekly_maintenance_reports_cleans_and_notifies(story, tmp_path, monkeyp
     assert report["notification"].startswith("sent") and len(received) == 1
     assert received[0]["feed"] == FEED and "max_retrains" in json.dumps(received[0])
     with engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT kind, message FROM notifications WHERE feed = :f"), {"f": FEED}).all()
+        rows = conn.execute(
+            sa.text("SELECT kind, message FROM notifications WHERE feed = :f"), {"f": FEED}
+        ).all()
     assert len(rows) == 1 and url not in rows[0][1]
 
     again = run_job(defs, instance, f"{FEED}__maintenance", week)
     assert again.success, failure_message(again)
-    assert latest_metadata(instance, [FEED, "maintenance_report"], week)["notification"].startswith("suppressed")
+    assert latest_metadata(instance, [FEED, "maintenance_report"], week)["notification"].startswith(
+        "suppressed"
+    )
     assert len(received) == 1
-    assert latest_metadata(instance, [FEED, "retention_cleanup"], week)["removed_anomaly_scores"] == 0
+    assert (
+        latest_metadata(instance, [FEED, "retention_cleanup"], week)["removed_anomaly_scores"] == 0
+    )

@@ -76,7 +76,9 @@ def labelled_days() -> set[str]:
     windows = json.loads((NAB / "combined_windows.json").read_text())[SERIES]
     days = set()
     for start, end in windows:
-        for day in pd.date_range(pd.Timestamp(start).floor("D"), pd.Timestamp(end).floor("D"), freq="D"):
+        for day in pd.date_range(
+            pd.Timestamp(start).floor("D"), pd.Timestamp(end).floor("D"), freq="D"
+        ):
             days.add(str(day.date()))
     return days
 
@@ -89,11 +91,14 @@ def write_days(directory: Path) -> None:
     series["day"] = times.dt.strftime("%Y-%m-%d")
     directory.mkdir(parents=True, exist_ok=True)
     for day in DAYS:
-        series.loc[series["day"] == day, ["reading_id", "timestamp", "value"]].to_csv(directory / f"{day}.csv",
-                                                                                     index=False)
+        series.loc[series["day"] == day, ["reading_id", "timestamp", "value"]].to_csv(
+            directory / f"{day}.csv", index=False
+        )
     # the fault: the last day again, a day later, offset above the largest value of the training days
     last = series[series["day"] == DAYS[-1]].copy()
-    last["timestamp"] = (pd.to_datetime(last["timestamp"]) + pd.Timedelta(days=1)).dt.strftime("%Y-%m-%d %H:%M:%S")
+    last["timestamp"] = (pd.to_datetime(last["timestamp"]) + pd.Timedelta(days=1)).dt.strftime(
+        "%Y-%m-%d %H:%M:%S"
+    )
     last["value"] = last["value"] + series.loc[series["day"].isin(DAYS[:14]), "value"].max()
     last["reading_id"] += len(series)
     last[["reading_id", "timestamp", "value"]].to_csv(directory / f"{FAULT_DAY}.csv", index=False)
@@ -116,7 +121,7 @@ def run_story(root: Path, **monitoring) -> dict:
     out: dict = {"days": {}}
     (root / "dagster").mkdir()
     with dg.instance_for_test(temp_dir=str(root / "dagster")) as instance:
-        training = DAYS[:DAYS.index(TRAIN_END) + 1]
+        training = DAYS[: DAYS.index(TRAIN_END) + 1]
         for day in training:
             result = run_job(defs, instance, f"{FEED}__ingest", day)
             assert result.success, failure_message(result)
@@ -124,16 +129,25 @@ def run_story(root: Path, **monitoring) -> dict:
         train = run_job(defs, instance, f"{FEED}__train", run_config=window)
         assert train.success, failure_message(train)
         out["reference"] = latest_metadata(instance, [FEED, "monitoring_reference"])
-        for day in [*DAYS, FAULT_DAY]:  # the later days as the daily schedule runs them: ingest and score
-            result = run_job(defs, instance, f"{FEED}__{'score' if day in training else 'daily'}", day)
+        for day in [
+            *DAYS,
+            FAULT_DAY,
+        ]:  # the later days as the daily schedule runs them: ingest and score
+            result = run_job(
+                defs, instance, f"{FEED}__{'score' if day in training else 'daily'}", day
+            )
             assert result.success, failure_message(result)
             drift = check_of(instance, result.run_id, "drift_within_bounds")
             perf = check_of(instance, result.run_id, "performance_not_degraded")
             out["days"][day] = {
-                "drift_passed": drift.passed, "drift_severity": drift.severity.value,
-                "drift": drift.description, "drift_rule": drift.metadata["rule"].value,
-                "performance_passed": perf.passed, "performance_severity": perf.severity.value,
-                "performance": perf.description, "performance_rule": perf.metadata["rule"].value,
+                "drift_passed": drift.passed,
+                "drift_severity": drift.severity.value,
+                "drift": drift.description,
+                "drift_rule": drift.metadata["rule"].value,
+                "performance_passed": perf.passed,
+                "performance_severity": perf.severity.value,
+                "performance": perf.description,
+                "performance_rule": perf.metadata["rule"].value,
                 "alert_rate": latest_metadata(instance, [FEED, "drift_report"], day)["alert_rate"],
                 "checks": check_results(instance, result.run_id),
             }
@@ -144,21 +158,33 @@ def summarize(out: dict, name: str) -> dict:
     windows = labelled_days()
     normal = [d for d in DAYS if d not in windows]
     labelled = [d for d in DAYS if d in windows]
-    failed = {d for d in DAYS if not (out["days"][d]["drift_passed"] and out["days"][d]["performance_passed"])}
+    failed = {
+        d
+        for d in DAYS
+        if not (out["days"][d]["drift_passed"] and out["days"][d]["performance_passed"])
+    }
     summary = {
-        "rules": name, "normal_days": len(normal), "labelled_days": len(labelled),
+        "rules": name,
+        "normal_days": len(normal),
+        "labelled_days": len(labelled),
         "normal_days_failed": sorted(failed & set(normal)),
         "normal_days_drift_failed": sum(not out["days"][d]["drift_passed"] for d in normal),
-        "normal_days_performance_failed": sum(not out["days"][d]["performance_passed"] for d in normal),
+        "normal_days_performance_failed": sum(
+            not out["days"][d]["performance_passed"] for d in normal
+        ),
         "labelled_days_failed": sorted(failed & set(labelled)),
-        "flags_per_normal_day": float(np.mean([out["days"][d]["alert_rate"] for d in normal]) * 288),
+        "flags_per_normal_day": float(
+            np.mean([out["days"][d]["alert_rate"] for d in normal]) * 288
+        ),
     }
     print(f"\n{SERIES} ({name}): " + json.dumps(summary))
     for day, v in out["days"].items():
         mark = "W" if day in windows else ("F" if day == FAULT_DAY else " ")
-        print(f"{day} {mark} drift={'ok ' if v['drift_passed'] else v['drift_severity']:<5} "
-              f"perf={'ok ' if v['performance_passed'] else v['performance_severity']:<5} | {v['drift']} | "
-              f"{v['performance']}")
+        print(
+            f"{day} {mark} drift={'ok ' if v['drift_passed'] else v['drift_severity']:<5} "
+            f"perf={'ok ' if v['performance_passed'] else v['performance_severity']:<5} | {v['drift']} | "
+            f"{v['performance']}"
+        )
     target = os.environ.get("PYNOMALY_REAL_MONITORING_OUT")
     if target:
         path = Path(target)
@@ -187,7 +213,9 @@ def test_the_reference_measures_the_feeds_normal_days(story):
     reference = story["reference"]
     assert reference["normal_profile"] == "built"
     assert reference["normal_days"] >= 13  # the 14 training days, a partial one at most left out
-    assert reference["canaries"] == "series"  # one numeric feature: tabular canaries are meaningless
+    assert (
+        reference["canaries"] == "series"
+    )  # one numeric feature: tabular canaries are meaningless
     assert {"psi_value_limit", "score_psi_limit", "alert_rate_limit"} <= set(reference)
     for day in DAYS:
         assert story["days"][day]["drift_rule"] == "normal_days"
@@ -210,12 +238,16 @@ def test_a_level_shift_on_real_data_still_fails_both_checks(story):
     fault = story["days"][FAULT_DAY]
     assert fault["drift_passed"] is False and fault["drift_severity"] == "ERROR", fault["drift"]
     assert "PSI of value" in fault["drift"]
-    assert fault["performance_passed"] is False and fault["performance_severity"] == "ERROR", fault["performance"]
+    assert fault["performance_passed"] is False and fault["performance_severity"] == "ERROR", fault[
+        "performance"
+    ]
     assert "alert rate" in fault["performance"]
 
 
-@pytest.mark.skipif(os.environ.get("PYNOMALY_REAL_MONITORING_FIXED") != "1",
-                    reason="the fixed cut-offs' pass runs with PYNOMALY_REAL_MONITORING_FIXED=1 (doubles the time)")
+@pytest.mark.skipif(
+    os.environ.get("PYNOMALY_REAL_MONITORING_FIXED") != "1",
+    reason="the fixed cut-offs' pass runs with PYNOMALY_REAL_MONITORING_FIXED=1 (doubles the time)",
+)
 def test_the_fixed_cut_offs_cry_wolf_on_the_same_days(tmp_path, monkeypatch, story):
     """The rules before the profile: what the normal-day profile fixes (measured, and reported)."""
     monkeypatch.setenv("PYNOMALY_HOME", str(tmp_path / "home"))

@@ -33,8 +33,14 @@ def pipeline(tmp_path_factory):
         results = {}
         for day in DAYS:
             results[("ingest", day)] = run_job(defs, instance, f"{FEED}__ingest", day)
-        results["train"] = run_job(defs, instance, f"{FEED}__train", run_config={
-            "ops": {f"{FEED}__training_window": {"config": {"end_date": "2026-11-03"}}}})
+        results["train"] = run_job(
+            defs,
+            instance,
+            f"{FEED}__train",
+            run_config={
+                "ops": {f"{FEED}__training_window": {"config": {"end_date": "2026-11-03"}}}
+            },
+        )
         for day in DAYS:
             results[("score", day)] = run_job(defs, instance, f"{FEED}__score", day)
         from pynomaly_core.storage import JsonStore
@@ -42,7 +48,13 @@ def pipeline(tmp_path_factory):
         def values(stage):
             return JsonStore(root / "home" / "values").read([FEED, stage])
 
-        yield {"defs": defs, "instance": instance, "results": results, "home": root / "home", "values": values}
+        yield {
+            "defs": defs,
+            "instance": instance,
+            "results": results,
+            "home": root / "home",
+            "values": values,
+        }
     mp.undo()
 
 
@@ -58,7 +70,10 @@ def test_every_run_succeeds(pipeline):
 def test_validated_checks_pass_on_clean_demo_data(pipeline):
     result = pipeline["results"][("ingest", DAYS[0])]
     assert check_results(pipeline["instance"], result.run_id) == {
-        "row_accounting": True, "schema_pass_rate": True, "min_rows": True}
+        "row_accounting": True,
+        "schema_pass_rate": True,
+        "min_rows": True,
+    }
 
 
 def test_training_window_reads_only_its_window(pipeline):
@@ -70,7 +85,9 @@ def test_training_window_reads_only_its_window(pipeline):
 def test_candidates_are_evaluated_on_the_holdout_and_logged_to_mlflow(pipeline):
     meta = latest_metadata(pipeline["instance"], [FEED, "detector_candidates"])
     assert meta["training_rows"] == 2 * 2 * 96 and meta["holdout_rows"] == 2 * 96
-    assert meta["evaluation"] == "synthetic"  # labels are fewer than lifecycle.min_labelled_anomalies
+    assert (
+        meta["evaluation"] == "synthetic"
+    )  # labels are fewer than lifecycle.min_labelled_anomalies
     assert meta["evaluation_rows"] == 2 * 96 + 500 and meta["evaluation_anomalies"] == 500
     assert "| KNN" in meta["candidates"] and "roc_auc" in meta["candidates"]
     # a candidate that cannot score (PyOD's PCA divides by a zero-variance component here) is
@@ -90,16 +107,23 @@ def test_candidates_are_evaluated_on_the_holdout_and_logged_to_mlflow(pipeline):
 def test_champion_is_registered_in_mlflow_and_passes_the_gate(pipeline):
     meta = latest_metadata(pipeline["instance"], [FEED, "champion"])
     assert meta["decision"] == "promoted" and meta["reason"].startswith("no current champion")
-    assert check_results(pipeline["instance"], pipeline["results"]["train"].run_id) == {"promotion_gate": True}
+    assert check_results(pipeline["instance"], pipeline["results"]["train"].run_id) == {
+        "promotion_gate": True
+    }
     from pynomaly_core.tracking import Tracker
 
-    champion = Tracker(f"sqlite:///{pipeline['home'] / 'mlflow' / 'mlflow.db'}").get_alias(FEED, "champion")
+    champion = Tracker(f"sqlite:///{pipeline['home'] / 'mlflow' / 'mlflow.db'}").get_alias(
+        FEED, "champion"
+    )
     assert champion is not None and champion.version == meta["champion_version"]
     assert champion.detector == meta["champion_detector"]
     # the champion records the days it was trained on: the days it may not rescore with hindsight
     assert meta["champion_training_days"] == "2026-11-01..2026-11-03"
     value = pipeline["values"]("champion")
-    assert value["training_days"] == DAYS[:3] and (value["window_first"], value["window_last"]) == (DAYS[0], DAYS[2])
+    assert value["training_days"] == DAYS[:3] and (value["window_first"], value["window_last"]) == (
+        DAYS[0],
+        DAYS[2],
+    )
 
 
 def test_scores_metadata_has_rates_histogram_and_label_metrics(pipeline):
@@ -110,18 +134,30 @@ def test_scores_metadata_has_rates_histogram_and_label_metrics(pipeline):
     assert isinstance(meta["roc_auc"], float) and meta["roc_auc"] > 0.8
     assert isinstance(meta["average_precision"], float)
     champion = latest_metadata(pipeline["instance"], [FEED, "champion"])
-    assert meta["model_version"] == champion["champion_version"] and meta["previous_model_version"] == "none"
+    assert (
+        meta["model_version"] == champion["champion_version"]
+        and meta["previous_model_version"] == "none"
+    )
 
 
 def test_anomaly_table_has_one_row_per_scored_record_for_every_day(pipeline):
     with warehouse(pipeline["home"]).connect() as conn:
-        counts = dict(conn.execute(sa.text(
-            "SELECT partition_date, COUNT(*) FROM anomaly_scores WHERE feed = :f GROUP BY partition_date"),
-            {"f": FEED}).all())
+        counts = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT partition_date, COUNT(*) FROM anomaly_scores WHERE feed = :f GROUP BY partition_date"
+                ),
+                {"f": FEED},
+            ).all()
+        )
     assert {str(k): v for k, v in counts.items()} == {d: 2 * 96 for d in DAYS}
     meta = latest_metadata(pipeline["instance"], [FEED, "anomaly_table"], DAYS[0])
     assert meta["dagster/row_count"] == 2 * 96
-    assert {c.name for c in meta["dagster/column_schema"].columns} >= {"score", "is_anomaly", "record_key"}
+    assert {c.name for c in meta["dagster/column_schema"].columns} >= {
+        "score",
+        "is_anomaly",
+        "record_key",
+    }
 
 
 def test_anomaly_table_rows_carry_model_identity_and_run(pipeline):
@@ -133,13 +169,19 @@ def test_anomaly_table_rows_carry_model_identity_and_run(pipeline):
 
 
 def test_rerunning_a_partition_leaves_exactly_one_copy(pipeline, monkeypatch):
-    monkeypatch.setenv("PYNOMALY_HOME", str(pipeline["home"]))  # the module's home holds the signing key
+    monkeypatch.setenv(
+        "PYNOMALY_HOME", str(pipeline["home"])
+    )  # the module's home holds the signing key
     rerun = run_job(pipeline["defs"], pipeline["instance"], f"{FEED}__score", DAYS[1])
     assert rerun.success, failure_message(rerun)
     with warehouse(pipeline["home"]).connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT COUNT(*), COUNT(DISTINCT record_key), MAX(run_id) FROM anomaly_scores "
-            "WHERE feed = :f AND partition_date = :d"), {"f": FEED, "d": DAYS[1]}).one()
+        rows = conn.execute(
+            sa.text(
+                "SELECT COUNT(*), COUNT(DISTINCT record_key), MAX(run_id) FROM anomaly_scores "
+                "WHERE feed = :f AND partition_date = :d"
+            ),
+            {"f": FEED, "d": DAYS[1]},
+        ).one()
     assert rows[0] == rows[1] == 2 * 96
     assert rows[2] == rerun.run_id
     # the same champion scoring a day again is no hindsight; the metadata names the version it replaced
@@ -148,7 +190,9 @@ def test_rerunning_a_partition_leaves_exactly_one_copy(pipeline, monkeypatch):
 
 
 def test_views_summarize_the_exported_days(pipeline):
-    summary = pd.read_sql("SELECT * FROM anomaly_daily_summary WHERE feed = 'demo_small'", warehouse(pipeline["home"]))
+    summary = pd.read_sql(
+        "SELECT * FROM anomaly_daily_summary WHERE feed = 'demo_small'", warehouse(pipeline["home"])
+    )
     assert len(summary) == len(DAYS)
     assert (summary["rows"] == 2 * 96).all()
 

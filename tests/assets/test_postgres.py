@@ -26,12 +26,18 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 def postgres_env(tmp_path, monkeypatch):
-    with temporary_database("pynomaly_wh") as warehouse_url, temporary_database("pynomaly_dagster") as dagster_url:
+    with (
+        temporary_database("pynomaly_wh") as warehouse_url,
+        temporary_database("pynomaly_dagster") as dagster_url,
+    ):
         monkeypatch.setenv("PYNOMALY_WAREHOUSE_URL", warehouse_url)
         monkeypatch.setenv("PYNOMALY_WAREHOUSE_SCHEMA", "anomalies")
         # dagster-postgres binds NOTIFY parameters client-side, which only psycopg2 does;
         # SQLAlchemy 2.1 defaults postgresql:// to psycopg 3, so name the driver explicitly
-        monkeypatch.setenv("PYNOMALY_DAGSTER_PG_URL", dagster_url.replace("postgresql+psycopg://", "postgresql+psycopg2://"))
+        monkeypatch.setenv(
+            "PYNOMALY_DAGSTER_PG_URL",
+            dagster_url.replace("postgresql+psycopg://", "postgresql+psycopg2://"),
+        )
         home = tmp_path / "dagster_home"
         home.mkdir()
         shutil.copy(REPO / "docker" / "dagster.yaml", home / "dagster.yaml")
@@ -40,8 +46,12 @@ def postgres_env(tmp_path, monkeypatch):
         defs = definitions_for(tmp_path / "feeds")
         instance = dg.DagsterInstance.from_config(str(home))
         try:
-            yield {"defs": defs, "instance": instance, "warehouse": sa.create_engine(warehouse_url),
-                   "dagster_db": sa.create_engine(dagster_url)}
+            yield {
+                "defs": defs,
+                "instance": instance,
+                "warehouse": sa.create_engine(warehouse_url),
+                "dagster_db": sa.create_engine(dagster_url),
+            }
         finally:
             instance.dispose()
 
@@ -63,16 +73,34 @@ def test_graph_runs_on_postgres_and_rerun_leaves_one_copy(postgres_env):
     assert rerun.success, failure_message(rerun)
 
     with env["warehouse"].connect() as conn:
-        per_day = dict(conn.execute(sa.text(
-            "SELECT partition_date::text, COUNT(*) FROM anomalies.anomaly_scores WHERE feed = :f "
-            "GROUP BY partition_date"), {"f": FEED}).all())
-        distinct_keys = conn.execute(sa.text(
-            "SELECT COUNT(DISTINCT record_key) FROM anomalies.anomaly_scores WHERE partition_date = :d"),
-            {"d": DAYS[0]}).scalar_one()
-        run_ids = conn.execute(sa.text(
-            "SELECT DISTINCT run_id FROM anomalies.anomaly_scores WHERE partition_date = :d"),
-            {"d": DAYS[0]}).scalars().all()
-        summary_rows = conn.execute(sa.text("SELECT COUNT(*) FROM anomalies.anomaly_daily_summary")).scalar_one()
+        per_day = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT partition_date::text, COUNT(*) FROM anomalies.anomaly_scores WHERE feed = :f "
+                    "GROUP BY partition_date"
+                ),
+                {"f": FEED},
+            ).all()
+        )
+        distinct_keys = conn.execute(
+            sa.text(
+                "SELECT COUNT(DISTINCT record_key) FROM anomalies.anomaly_scores WHERE partition_date = :d"
+            ),
+            {"d": DAYS[0]},
+        ).scalar_one()
+        run_ids = (
+            conn.execute(
+                sa.text(
+                    "SELECT DISTINCT run_id FROM anomalies.anomaly_scores WHERE partition_date = :d"
+                ),
+                {"d": DAYS[0]},
+            )
+            .scalars()
+            .all()
+        )
+        summary_rows = conn.execute(
+            sa.text("SELECT COUNT(*) FROM anomalies.anomaly_daily_summary")
+        ).scalar_one()
     assert per_day == {d: 2 * 96 for d in DAYS}
     assert distinct_keys == 2 * 96
     assert run_ids == [rerun.run_id]
@@ -110,11 +138,19 @@ def test_sensor_and_weekly_maintenance_on_postgres(postgres_env):
     result = run_job(defs, instance, f"{FEED}__maintenance", week)
     assert result.success, failure_message(result)
     with env["warehouse"].connect() as conn:
-        tables = set(conn.execute(sa.text(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'anomalies'")).scalars())
+        tables = set(
+            conn.execute(
+                sa.text(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'anomalies'"
+                )
+            ).scalars()
+        )
     assert {"anomaly_scores", "quarantine"} <= tables
     record = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey([FEED, "maintenance_report"]), asset_partitions=[week]), limit=1,
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey([FEED, "maintenance_report"]), asset_partitions=[week]
+        ),
+        limit=1,
     ).records[0]
     meta = record.event_log_entry.asset_materialization.metadata
     assert Path(meta["report_html"].value).exists()

@@ -8,7 +8,9 @@ from pynomaly_assets.resources import ModelStoreResource, default_resources
 from pynomaly_core.signing import KEY_ENV
 
 
-def test_model_store_key_is_the_configured_secret_else_the_installation_key(isolated_home, monkeypatch):
+def test_model_store_key_is_the_configured_secret_else_the_installation_key(
+    isolated_home, monkeypatch
+):
     store = ModelStoreResource(base_dir=str(isolated_home / "models"), signing_secret="configured")
     assert store.signing_key() == b"configured"
     default = ModelStoreResource(base_dir=str(isolated_home / "models"))

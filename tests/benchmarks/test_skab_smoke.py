@@ -54,8 +54,11 @@ def test_smoke_run_prints_ours_next_to_the_baselines_and_the_leaderboard(capsys)
     number = r"([0-9]+\.[0-9]+)"
     for detector in ("ConvAE", "LSTMAE", "PCA_TQ"):
         for rule in ("training", "normal-run"):
-            found = re.search(rf"\| {detector} \(ours\) \| 0\.01 \| {rule} \| {number} \| {number} \| "
-                              rf"{number} \|", out)
+            found = re.search(
+                rf"\| {detector} \(ours\) \| 0\.01 \| {rule} \| {number} \| {number} \| "
+                rf"{number} \|",
+                out,
+            )
             assert found, f"no {detector} {rule} line in:\n{out}"
             f1, far, mar = map(float, found.groups())
             assert 0 <= f1 <= 1 and 0 <= far <= 100 and 0 <= mar <= 100

@@ -79,7 +79,11 @@ def _figures(pattern: str, text: str, count: int = 1) -> list[float]:
     """The numbers ``pattern`` captures in ``text``; fails unless it matches ``count`` times or more."""
     found = re.findall(pattern, text)
     assert len(found) >= count, f"expected {count} x {pattern!r} in the report:\n{text}"
-    values = [float(v.replace(",", "")) for match in found for v in (match if isinstance(match, tuple) else (match,))]
+    values = [
+        float(v.replace(",", ""))
+        for match in found
+        for v in (match if isinstance(match, tuple) else (match,))
+    ]
     assert all(math.isfinite(v) and v >= 0 for v in values), (pattern, values)
     return values
 
@@ -98,8 +102,11 @@ NAB_DIR = REPO_ROOT.parent / "shared" / "datasets" / "timeseries" / "nab"
 def test_every_benchmark_script_has_a_smoke_test():
     """A script counts as covered when a test module here names it (``"name"`` or ``name.py``)."""
     tests = "".join(p.read_text() for p in Path(__file__).parent.glob("test_*.py"))
-    missing = sorted(p.name for p in (REPO_ROOT / "benchmarks").glob("*.py")
-                     if f'"{p.stem}"' not in tests and p.name not in tests)
+    missing = sorted(
+        p.name
+        for p in (REPO_ROOT / "benchmarks").glob("*.py")
+        if f'"{p.stem}"' not in tests and p.name not in tests
+    )
     assert not missing, f"no smoke test in tests/benchmarks/ runs {missing}"
 
 
@@ -111,24 +118,50 @@ def test_machine_describes_cpu_time_and_load():
 
 
 def test_scoring_prints_pipeline_over_detector_ratios(capsys):
-    ratios, out = _run("scoring", ["--rows", "3000", "--train-rows", "2000", "--detectors", "IForest,HBOS",
-                                   "--repeats", "1"], capsys)
+    ratios, out = _run(
+        "scoring",
+        ["--rows", "3000", "--train-rows", "2000", "--detectors", "IForest,HBOS", "--repeats", "1"],
+        capsys,
+    )
     assert set(ratios) == {"IForest", "HBOS"} and all(r > 0 for r in ratios.values())
     _figures(r"\n(?:IForest|HBOS)\s+" + NUMBER + r"\s+" + NUMBER + r"\s+" + NUMBER, out, count=2)
 
 
 def test_streaming_prints_memory_and_throughput_ratios(capsys, tmp_path):
-    ratios, out = _run("streaming", ["--rows", "2000", "--scale", "2", "--chunk-rows", "1000", "--train-rows", "1000",
-                                     "--workdir", str(tmp_path), "--one-process"], capsys)
-    assert set(ratios) == {"rss_streaming", "rss_with_metadata", "rss_in_memory", "streamed_vs_score",
-                           "streamed_vs_detector"}
+    ratios, out = _run(
+        "streaming",
+        [
+            "--rows",
+            "2000",
+            "--scale",
+            "2",
+            "--chunk-rows",
+            "1000",
+            "--train-rows",
+            "1000",
+            "--workdir",
+            str(tmp_path),
+            "--one-process",
+        ],
+        capsys,
+    )
+    assert set(ratios) == {
+        "rss_streaming",
+        "rss_with_metadata",
+        "rss_in_memory",
+        "streamed_vs_score",
+        "streamed_vs_detector",
+    }
     _figures(r"streaming " + NUMBER + r"x, with metadata " + NUMBER + r"x", out)
     _figures(NUMBER + r"x AnomalyModel.score on one chunk, " + NUMBER + r"x the detector", out)
 
 
 def test_drift_prints_floor_and_evidently_ratios_and_agreement(capsys):
-    _, out = _run("drift", ["--rows", "3000", "--columns", "4", "--drifted", "2", "--repeats", "1", "--skip-demo"],
-                  capsys)
+    _, out = _run(
+        "drift",
+        ["--rows", "3000", "--columns", "4", "--drifted", "2", "--repeats", "1", "--skip-demo"],
+        capsys,
+    )
     _figures(r"ours / floor = " + NUMBER, out)
     _figures(r"evidently / ours = " + NUMBER, out)
     agree, total = _figures(r"ours vs Evidently on all rows: (\d+)/(\d+) agree", out)
@@ -136,8 +169,24 @@ def test_drift_prints_floor_and_evidently_ratios_and_agreement(capsys):
 
 
 def test_explain_prints_explain_over_score_and_method_ratios(capsys):
-    _, out = _run("explain", ["--rows", "2000", "--train-rows", "1000", "--compare-rows", "3", "--background", "5",
-                              "--repeats", "1", "--no-shap-reference", "--no-permutation"], capsys)
+    _, out = _run(
+        "explain",
+        [
+            "--rows",
+            "2000",
+            "--train-rows",
+            "1000",
+            "--compare-rows",
+            "3",
+            "--background",
+            "5",
+            "--repeats",
+            "1",
+            "--no-shap-reference",
+            "--no-permutation",
+        ],
+        capsys,
+    )
     assert len(_figures(r"explain/score = " + NUMBER, out, count=2)) == 2  # cold and warm
     _figures(r"tree: explain\(method='tree'\) \[ours\]\s+" + NUMBER + r"\s+" + NUMBER, out)
     (difference,) = _figures(r"max \|difference\| " + NUMBER, out)
@@ -146,13 +195,35 @@ def test_explain_prints_explain_over_score_and_method_ratios(capsys):
 
 @pytest.mark.postgres
 def test_export_copy_builds_its_frame_from_the_table_spec_and_prints_its_ratios(capsys):
-    with temporary_database():  # skips (or fails, with PYNOMALY_TEST_PG_URL set) when the server is unreachable
+    with (
+        temporary_database()
+    ):  # skips (or fails, with PYNOMALY_TEST_PG_URL set) when the server is unreachable
         pass
-    code, out = _run("export_copy", ["--rows", "1000", "--repeats", "1", "--to-sql-rows", "100",
-                                     "--server-url", server_url().render_as_string(hide_password=False)], capsys)
+    code, out = _run(
+        "export_copy",
+        [
+            "--rows",
+            "1000",
+            "--repeats",
+            "1",
+            "--to-sql-rows",
+            "100",
+            "--server-url",
+            server_url().render_as_string(hide_password=False),
+        ],
+        capsys,
+    )
     assert code == 0
     _figures(r"ours / reference = " + NUMBER, out)
-    _figures(r"ours / floor = " + NUMBER + r"; to_sql / ours = " + NUMBER + r"; CSV / binary = " + NUMBER, out)
+    _figures(
+        r"ours / floor = "
+        + NUMBER
+        + r"; to_sql / ours = "
+        + NUMBER
+        + r"; CSV / binary = "
+        + NUMBER,
+        out,
+    )
     assert "(a) and (b) stored identical rows" in out
 
 
@@ -166,18 +237,28 @@ def test_export_copy_frame_fills_any_column_the_table_gains():
     wider = TableSpec(
         name="anomaly_scores_plus",
         columns=ANOMALY_TABLE.columns
-        + tuple(Column(f"new_{kind}_{int(nullable)}", kind, nullable=nullable)
-                for kind in kinds for nullable in (False, True))
-        + (Column("new_choice", "text", allowed=frozenset({"a", "b"})), Column("new_share", "float", bounds=(0, 1))),
+        + tuple(
+            Column(f"new_{kind}_{int(nullable)}", kind, nullable=nullable)
+            for kind in kinds
+            for nullable in (False, True)
+        )
+        + (
+            Column("new_choice", "text", allowed=frozenset({"a", "b"})),
+            Column("new_share", "float", bounds=(0, 1)),
+        ),
         primary_key=ANOMALY_TABLE.primary_key,
     )
     frame = _load("export_copy").synthetic_scores(500, 0.05, seed=1, spec=wider)
     assert list(frame.columns) == [c.name for c in wider.frame_columns]
-    assert to_arrow(wider, frame, feed="bench", day=dt.date(2024, 5, 1)).num_rows == 500  # the spec accepts it
+    assert (
+        to_arrow(wider, frame, feed="bench", day=dt.date(2024, 5, 1)).num_rows == 500
+    )  # the spec accepts it
 
 
 def test_knn_prints_speed_ups_at_identical_scores(capsys):
-    code, out = _run("knn", ["--n-train", "300", "--n-test", "300", "--features", "4", "--lof"], capsys)
+    code, out = _run(
+        "knn", ["--n-train", "300", "--n-test", "300", "--features", "4", "--lof"], capsys
+    )
     assert code == 0
     assert len(_figures(r"\*\*" + NUMBER + r"x\*\*", out, count=2)) == 2  # KNN and LOF
     differences = _figures(r"\| " + NUMBER + r" \| " + NUMBER + r" \|\n", out, count=2)
@@ -187,35 +268,87 @@ def test_knn_prints_speed_ups_at_identical_scores(capsys):
 def test_load_time_prints_location_over_dagster_ratio(capsys):
     _, out = _run("load_time", ["--repeats", "1"], capsys)
     _figures(r"ratio code location / dagster alone: " + NUMBER, out)
-    assert re.search(r"pynomaly_assets.definitions\s+\S+\s+\S+\s+none", out), out  # no heavy framework imported
+    assert re.search(r"pynomaly_assets.definitions\s+\S+\s+\S+\s+none", out), (
+        out
+    )  # no heavy framework imported
 
 
 @needs_adbench
 def test_adbench_prints_ours_against_the_wrapped_library_and_published(capsys, tmp_path):
-    code, out = _run("adbench", ["--detectors", "IForest,HBOS", "--datasets", "WBC", "--seeds", "1",
-                                 "--max-seconds-per-fit", "0", "--out", str(tmp_path / "results.csv")], capsys)
+    code, out = _run(
+        "adbench",
+        [
+            "--detectors",
+            "IForest,HBOS",
+            "--datasets",
+            "WBC",
+            "--seeds",
+            "1",
+            "--max-seconds-per-fit",
+            "0",
+            "--out",
+            str(tmp_path / "results.csv"),
+        ],
+        capsys,
+    )
     assert code == 0
     for detector in ("IForest", "HBOS"):
         ours, reference, difference, published = _figures(
-            detector + r"\s+1/1\s+" + NUMBER + r"\s+" + NUMBER + r"\s+" + NUMBER + r"\s+" + NUMBER, out)
+            detector + r"\s+1/1\s+" + NUMBER + r"\s+" + NUMBER + r"\s+" + NUMBER + r"\s+" + NUMBER,
+            out,
+        )
         assert ours == reference and difference == 0  # the adapter reproduces the library
         assert 0 < published <= 1  # the published ADBench ROC-AUC is joined
 
 
 @needs_adbench
 def test_deep_autoencoder_prints_time_ratio_and_matmul_fraction(capsys):
-    code, out = _run("deep_autoencoder", ["--datasets", "WBC", "--seeds", "1", "--epochs", "1", "--pyod-threads", "1",
-                                          "--throughput-features", "8", "--throughput-rows", "2048",
-                                          "--throughput-repeats", "1", "--peak-size", "256"], capsys)
+    code, out = _run(
+        "deep_autoencoder",
+        [
+            "--datasets",
+            "WBC",
+            "--seeds",
+            "1",
+            "--epochs",
+            "1",
+            "--pyod-threads",
+            "1",
+            "--throughput-features",
+            "8",
+            "--throughput-rows",
+            "2048",
+            "--throughput-repeats",
+            "1",
+            "--peak-size",
+            "256",
+        ],
+        capsys,
+    )
     assert code == 0
     _figures(r"time ratio \*\*" + NUMBER + r"\*\*", out)
-    _figures(r"\| 8 \| 2048 \| \d+ \| " + NUMBER + r" \| " + NUMBER + r" \| " + NUMBER, out, count=2)
+    _figures(
+        r"\| 8 \| 2048 \| \d+ \| " + NUMBER + r" \| " + NUMBER + r" \| " + NUMBER, out, count=2
+    )
 
 
 @needs_adbench
 def test_selection_prints_auto_against_iforest(capsys, tmp_path):
-    code, out = _run("selection", ["--datasets", "WBC", "--seeds", "1", "--no-pyod", "--candidates", "IForest,HBOS",
-                                   "--out", str(tmp_path / "selection.csv")], capsys)
+    code, out = _run(
+        "selection",
+        [
+            "--datasets",
+            "WBC",
+            "--seeds",
+            "1",
+            "--no-pyod",
+            "--candidates",
+            "IForest,HBOS",
+            "--out",
+            str(tmp_path / "selection.csv"),
+        ],
+        capsys,
+    )
     assert code == 0
     _figures(r"\nall\s+1\s+" + NUMBER + r"\s+" + NUMBER, out)  # auto and IForest, mean ROC-AUC
     _figures(r"mean \(1 datasets\)\s+" + NUMBER, out, count=2)
@@ -223,8 +356,13 @@ def test_selection_prints_auto_against_iforest(capsys, tmp_path):
 
 @pytest.mark.skipif(not NAB_DIR.is_dir(), reason=f"NAB series not found at {NAB_DIR}")
 def test_monitoring_real_prints_failing_days_under_both_rules(capsys):
-    code, out = _run("monitoring_real", ["--series", "realTweets/Twitter_volume_AAPL.csv", "--days", "5",
-                                         "--train-days", "3"], capsys)
+    code, out = _run(
+        "monitoring_real",
+        ["--series", "realTweets/Twitter_volume_AAPL.csv", "--days", "5", "--train-days", "3"],
+        capsys,
+    )
     assert code == 0
-    figures = _figures(r"normal days failing a check (\d+)/(\d+) \(normal-day profile\) vs (\d+)/(\d+)", out)
+    figures = _figures(
+        r"normal days failing a check (\d+)/(\d+) \(normal-day profile\) vs (\d+)/(\d+)", out
+    )
     assert figures[1] == figures[3] > 0  # both rules judge the same normal days

@@ -37,8 +37,12 @@ def imported_roots(path: Path) -> set[str]:
 def test_the_walk_finds_the_packages():
     modules = core_modules()
     # the walk reaches nested packages, not only top-level modules
-    assert {"pynomaly_core.lifecycle", "pynomaly_core.detectors.persistence",
-            "pynomaly_core.detectors.deep.device", "pynomaly_core.data.config"} <= set(modules)
+    assert {
+        "pynomaly_core.lifecycle",
+        "pynomaly_core.detectors.persistence",
+        "pynomaly_core.detectors.deep.device",
+        "pynomaly_core.data.config",
+    } <= set(modules)
     assert len(modules) > 40
 
 
@@ -57,6 +61,8 @@ def test_importing_every_core_module_loads_no_dagster():
         "    importlib.import_module(name)\n"
         f"print(sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r}))\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"

@@ -13,15 +13,18 @@ from pynomaly_core.data.demo import DemoSettings, generate_day
 from pynomaly_core.detectors import ModelIntegrityError, load_object
 from pynomaly_core.model import AnomalyModel
 
-FEATURES = [FeatureSpec(name=n) for n in ("rpm", "power_kw", "temperature_c", "vibration_mm_s", "pressure_bar")] + [
-    FeatureSpec(name="machine_type", type="category")
-]
+FEATURES = [
+    FeatureSpec(name=n)
+    for n in ("rpm", "power_kw", "temperature_c", "vibration_mm_s", "pressure_bar")
+] + [FeatureSpec(name="machine_type", type="category")]
 SETTINGS = DemoSettings(machines=3, interval_minutes=10, anomaly_rate=0.02)
 
 
 @pytest.fixture(scope="module")
 def fitted():
-    train = pd.concat([generate_day(dt.date(2026, 11, d), SETTINGS) for d in range(1, 5)], ignore_index=True)
+    train = pd.concat(
+        [generate_day(dt.date(2026, 11, d), SETTINGS) for d in range(1, 5)], ignore_index=True
+    )
     return AnomalyModel(FEATURES, "KNN", contamination=0.02).fit(train)
 
 
@@ -129,7 +132,9 @@ def test_scored_p_values_match_calibration_and_survive_save_load(fitted, tmp_pat
 
 def test_semi_supervised_detector_learns_from_the_labels():
     pytest.importorskip("xgboost")
-    train = pd.concat([generate_day(dt.date(2026, 11, d), SETTINGS) for d in range(1, 4)], ignore_index=True)
+    train = pd.concat(
+        [generate_day(dt.date(2026, 11, d), SETTINGS) for d in range(1, 4)], ignore_index=True
+    )
     model = AnomalyModel(FEATURES, "XGBOD", contamination=0.02).fit(train, train["is_anomaly"])
     day = generate_day(dt.date(2026, 11, 6), SETTINGS)
     assert roc_auc_score(day["is_anomaly"], model.score(day)["score"]) > 0.9
@@ -157,8 +162,14 @@ def _reference_score(model: AnomalyModel, frame: pd.DataFrame) -> pd.DataFrame:
         deviation = np.where(numeric, np.abs(X[row]), -np.inf)
         tops[row] = json.dumps([names[j] for j in np.argsort(-deviation)[:3]])
     return pd.DataFrame(
-        {"score": scores, "normalized_score": normalized, "is_anomaly": flags, "p_value": p,
-         "severity": severity(p, flags, model.n_calibration_, model.severity_cutoffs), "top_features": tops},
+        {
+            "score": scores,
+            "normalized_score": normalized,
+            "is_anomaly": flags,
+            "p_value": p,
+            "severity": severity(p, flags, model.n_calibration_, model.severity_cutoffs),
+            "top_features": tops,
+        },
         index=frame.index,
     )
 
@@ -171,9 +182,13 @@ def test_score_equals_the_step_by_step_reference_exactly(fitted):
 
 
 def test_recalibrated_model_scores_equal_the_reference_exactly(fitted):
-    model = AnomalyModel(FEATURES, "HBOS", contamination=0.02).fit(generate_day(dt.date(2026, 11, 1), SETTINGS))
+    model = AnomalyModel(FEATURES, "HBOS", contamination=0.02).fit(
+        generate_day(dt.date(2026, 11, 1), SETTINGS)
+    )
     holdout = generate_day(dt.date(2026, 11, 2), SETTINGS)
-    model.calibrate(np.concatenate([model.detector_.decision_scores_, model.decision_function(holdout)]))
+    model.calibrate(
+        np.concatenate([model.detector_.decision_scores_, model.decision_function(holdout)])
+    )
     day = generate_day(dt.date(2026, 11, 6), SETTINGS)
     pd.testing.assert_frame_equal(model.score(day), _reference_score(model, day), check_exact=True)
 
@@ -188,12 +203,19 @@ def test_score_lookup_equals_interp_and_p_values_bit_for_bit(seed):
     quantiles = np.quantile(train, np.linspace(0, 1, 101))
     levels = np.linspace(0, 1, 101)
     calibration = calibration_set(np.concatenate([train, rng.normal(2.0, 1.0, 50)]))
-    n = calibration.size * (1 + seed % 2)  # also a reduced calibration set standing for a larger one
+    n = calibration.size * (
+        1 + seed % 2
+    )  # also a reduced calibration set standing for a larger one
     knots = np.concatenate([quantiles, calibration])
-    probes = np.concatenate([
-        knots, np.nextafter(knots, np.inf), np.nextafter(knots, -np.inf), rng.uniform(-1, 12, 2_000),
-        [-np.inf, np.inf, np.nan, knots.min() - 1, knots.max() + 1],
-    ])
+    probes = np.concatenate(
+        [
+            knots,
+            np.nextafter(knots, np.inf),
+            np.nextafter(knots, -np.inf),
+            rng.uniform(-1, 12, 2_000),
+            [-np.inf, np.inf, np.nan, knots.min() - 1, knots.max() + 1],
+        ]
+    )
     normalized, p = ScoreLookup(quantiles, levels, calibration, n).lookup(probes)
     np.testing.assert_array_equal(normalized, np.interp(probes, quantiles, levels))
     np.testing.assert_array_equal(p, p_values(probes, calibration, n))

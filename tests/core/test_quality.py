@@ -19,8 +19,14 @@ from pynomaly_core.quality import QualitySpecError, build_suite_spec, run_qualit
 # tests/assets/helpers.py SMALL_DEMO with declared ranges and categories (that module imports dagster)
 FEED = {
     "name": "demo_small",
-    "source": {"kind": "demo", "seed": 3, "machines": 2, "interval_minutes": 15, "anomaly_rate": 0.03,
-               "drift_date": "2026-11-12"},
+    "source": {
+        "kind": "demo",
+        "seed": 3,
+        "machines": 2,
+        "interval_minutes": 15,
+        "anomaly_rate": 0.03,
+        "drift_date": "2026-11-12",
+    },
     "event_time": "event_time",
     "record_key": "reading_id",
     "label": "is_anomaly",
@@ -35,13 +41,16 @@ FEED = {
     ],
     "partitioning": {"start_date": "2026-11-01"},
 }
-SETTINGS = DemoSettings(seed=3, machines=2, interval_minutes=15, anomaly_rate=0.03,
-                        drift_date=dt.date(2026, 11, 12))
+SETTINGS = DemoSettings(
+    seed=3, machines=2, interval_minutes=15, anomaly_rate=0.03, drift_date=dt.date(2026, 11, 12)
+)
 
 
 def validated_days(feed, first: dt.date, days: int) -> pd.DataFrame:
     frames = [
-        validate_partition(generate_day(first + dt.timedelta(days=i), SETTINGS), feed, source="demo").valid
+        validate_partition(
+            generate_day(first + dt.timedelta(days=i), SETTINGS), feed, source="demo"
+        ).valid
         for i in range(days)
     ]
     return pd.concat(frames, ignore_index=True)
@@ -84,8 +93,12 @@ def runs(tmp_path_factory, feed, spec, clean_week, broken_week):
     return {
         "output_dir": output_dir,
         "clean": run_quality(feed, clean_week, spec, run_name="2026-W45", output_dir=output_dir),
-        "drifted": run_quality(feed, drifted_week, spec, run_name="2026-W46", output_dir=output_dir),
-        "broken": run_quality(feed, broken_week, spec, run_name="2026-W45-broken", output_dir=output_dir),
+        "drifted": run_quality(
+            feed, drifted_week, spec, run_name="2026-W46", output_dir=output_dir
+        ),
+        "broken": run_quality(
+            feed, broken_week, spec, run_name="2026-W45-broken", output_dir=output_dir
+        ),
     }
 
 
@@ -103,11 +116,21 @@ def test_spec_derives_schema_expectations_from_the_feed(feed, spec):
     for feature in feed.feature_names:
         assert ("expect_column_values_to_be_in_type_list", feature) in schema
         assert ("expect_column_values_to_not_be_null", feature) in schema
-    rpm_range = next(e for e in spec if e["rule"] == "schema" and e["type"] == "expect_column_values_to_be_between"
-                     and e["kwargs"]["column"] == "rpm")
+    rpm_range = next(
+        e
+        for e in spec
+        if e["rule"] == "schema"
+        and e["type"] == "expect_column_values_to_be_between"
+        and e["kwargs"]["column"] == "rpm"
+    )
     assert (rpm_range["kwargs"]["min_value"], rpm_range["kwargs"]["max_value"]) == (0.0, 5000.0)
-    allowed = next(e for e in spec if e["rule"] == "schema" and e["kwargs"].get("column") == "machine_type"
-                   and e["type"] == "expect_column_values_to_be_in_set")
+    allowed = next(
+        e
+        for e in spec
+        if e["rule"] == "schema"
+        and e["kwargs"].get("column") == "machine_type"
+        and e["type"] == "expect_column_values_to_be_in_set"
+    )
     assert allowed["kwargs"]["value_set"] == ["press", "lathe", "mill"]
     assert ("expect_column_values_to_be_between", "power_kw") not in schema  # no min/max declared
 
@@ -115,21 +138,41 @@ def test_spec_derives_schema_expectations_from_the_feed(feed, spec):
 def test_spec_learns_reference_expectations_and_is_plain_json(spec, reference):
     assert json.loads(json.dumps(spec)) == spec
     assert {e["rule"] for e in spec} == {"schema", "reference"}
-    mean = next(e for e in spec if e["rule"] == "reference" and e["type"] == "expect_column_mean_to_be_between"
-                and e["kwargs"]["column"] == "temperature_c")
+    mean = next(
+        e
+        for e in spec
+        if e["rule"] == "reference"
+        and e["type"] == "expect_column_mean_to_be_between"
+        and e["kwargs"]["column"] == "temperature_c"
+    )
     observed = reference["temperature_c"].mean()
     assert mean["kwargs"]["min_value"] < observed < mean["kwargs"]["max_value"]
-    quantile_range = next(e for e in spec if e["rule"] == "reference"
-                          and e["type"] == "expect_column_values_to_be_between"
-                          and e["kwargs"]["column"] == "temperature_c")
+    quantile_range = next(
+        e
+        for e in spec
+        if e["rule"] == "reference"
+        and e["type"] == "expect_column_values_to_be_between"
+        and e["kwargs"]["column"] == "temperature_c"
+    )
     temperature = reference["temperature_c"]
     widened = 0.5 * temperature.std()
-    assert quantile_range["kwargs"]["min_value"] == pytest.approx(temperature.quantile(0.01) - widened)
-    assert quantile_range["kwargs"]["max_value"] == pytest.approx(temperature.quantile(0.99) + widened)
-    inside = temperature.between(quantile_range["kwargs"]["min_value"], quantile_range["kwargs"]["max_value"]).mean()
+    assert quantile_range["kwargs"]["min_value"] == pytest.approx(
+        temperature.quantile(0.01) - widened
+    )
+    assert quantile_range["kwargs"]["max_value"] == pytest.approx(
+        temperature.quantile(0.99) + widened
+    )
+    inside = temperature.between(
+        quantile_range["kwargs"]["min_value"], quantile_range["kwargs"]["max_value"]
+    ).mean()
     assert quantile_range["kwargs"]["mostly"] == pytest.approx(inside - 0.01, abs=1e-4)
-    categories = next(e for e in spec if e["rule"] == "reference" and e["kwargs"].get("column") == "machine_type"
-                      and e["type"] == "expect_column_values_to_be_in_set")
+    categories = next(
+        e
+        for e in spec
+        if e["rule"] == "reference"
+        and e["kwargs"].get("column") == "machine_type"
+        and e["type"] == "expect_column_values_to_be_in_set"
+    )
     assert sorted(categories["kwargs"]["value_set"]) == sorted(reference["machine_type"].unique())
 
 
@@ -153,8 +196,11 @@ def test_drifted_week_fails_reference_expectations_not_schema_ones(runs):
     failed = {(f["type"], f["column"]) for f in result.failures}
     assert ("expect_column_mean_to_be_between", "temperature_c") in failed
     assert ("expect_column_values_to_be_between", "temperature_c") in failed
-    mean = next(f for f in result.failures if f["type"] == "expect_column_mean_to_be_between"
-                and f["column"] == "temperature_c")
+    mean = next(
+        f
+        for f in result.failures
+        if f["type"] == "expect_column_mean_to_be_between" and f["column"] == "temperature_c"
+    )
     assert mean["observed_value"] > mean["kwargs"]["max_value"]
     assert result.summary()["failed_schema"] == 0
     assert any("temperature_c" in line for line in result.summary()["failures"])
@@ -165,7 +211,9 @@ def test_null_and_duplicate_keys_out_of_range_values_and_a_missing_column_fail_s
 ):
     result = runs["broken"]
     assert not result.success
-    schema_failures = {(f["type"], f["column"]): f for f in result.failures if f["rule"] == "schema"}
+    schema_failures = {
+        (f["type"], f["column"]): f for f in result.failures if f["rule"] == "schema"
+    }
     assert set(schema_failures) == {
         ("expect_column_values_to_not_be_null", "reading_id"),
         ("expect_column_values_to_be_unique", "reading_id"),
@@ -177,7 +225,10 @@ def test_null_and_duplicate_keys_out_of_range_values_and_a_missing_column_fail_s
     assert rpm["unexpected_count"] == 1
     assert rpm["partial_unexpected_list"] == [-50.0]
     assert rpm["unexpected_record_keys"] == [broken_week.loc[10, "reading_id"]]
-    assert schema_failures[("expect_column_values_to_not_be_null", "reading_id")]["unexpected_count"] == 1
+    assert (
+        schema_failures[("expect_column_values_to_not_be_null", "reading_id")]["unexpected_count"]
+        == 1
+    )
 
 
 def test_data_docs_and_result_json_are_written_under_output_dir(runs):
@@ -209,8 +260,12 @@ def test_running_twice_with_the_same_run_name_is_idempotent(runs, feed, spec, cl
 
 
 def test_unknown_expectation_names_feed_column_and_expectation(feed, clean_week, tmp_path):
-    bad = [{"type": "expect_column_values_to_be_purple", "kwargs": {"column": "rpm"}, "rule": "schema"}]
-    with pytest.raises(QualitySpecError, match=r"demo_small.*expect_column_values_to_be_purple.*rpm"):
+    bad = [
+        {"type": "expect_column_values_to_be_purple", "kwargs": {"column": "rpm"}, "rule": "schema"}
+    ]
+    with pytest.raises(
+        QualitySpecError, match=r"demo_small.*expect_column_values_to_be_purple.*rpm"
+    ):
         run_quality(feed, clean_week, bad, run_name="bad-spec", output_dir=tmp_path)
     assert not (tmp_path / "gx").exists()
 
@@ -226,6 +281,11 @@ def test_module_imports_without_great_expectations_and_names_the_extra():
         "except ImportError as exc:\n"
         "    print(exc)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=Path(__file__).resolve().parents[2])
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     assert "pip install 'pynomaly[quality]'" in out.stdout

@@ -18,30 +18,75 @@ from pynomaly_core.retrain import (
     watched,
 )
 
-PERF = MonitoredCheck("drifty/detector_performance:performance_not_degraded", "performance_not_degraded")
+PERF = MonitoredCheck(
+    "drifty/detector_performance:performance_not_degraded", "performance_not_degraded"
+)
 DRIFT = MonitoredCheck("drifty/drift_report:drift_within_bounds", "drift_within_bounds", drift=True)
 CHECKS = [PERF, DRIFT]
 NOW = 1_800_000_000.0
 HOUR = 3600.0
 
 
-def failure(evaluation_id: int, *, check: MonitoredCheck = PERF, severity: str = "error", day: str = "2026-11-06",
-            version: str | None = "2", description: str = "average precision fell") -> CheckFailure:
-    return CheckFailure(check=check, evaluation_id=evaluation_id, evaluated_at=NOW - 60, severity=severity,
-                        partition=day, model_version=version, description=description)
+def failure(
+    evaluation_id: int,
+    *,
+    check: MonitoredCheck = PERF,
+    severity: str = "error",
+    day: str = "2026-11-06",
+    version: str | None = "2",
+    description: str = "average precision fell",
+) -> CheckFailure:
+    return CheckFailure(
+        check=check,
+        evaluation_id=evaluation_id,
+        evaluated_at=NOW - 60,
+        severity=severity,
+        partition=day,
+        model_version=version,
+        description=description,
+    )
 
 
-def run(run_id: str, state: RunState, *, hours_ago: float = 24.0, days: tuple[str, ...] = (),
-        promoted: str | None = None, window_last: str | None = None) -> RetrainRun:
-    return RetrainRun(run_id=run_id, state=state, created=NOW - hours_ago * HOUR, affected_partitions=days,
-                      promoted_version=promoted, window_last=window_last)
+def run(
+    run_id: str,
+    state: RunState,
+    *,
+    hours_ago: float = 24.0,
+    days: tuple[str, ...] = (),
+    promoted: str | None = None,
+    window_last: str | None = None,
+) -> RetrainRun:
+    return RetrainRun(
+        run_id=run_id,
+        state=state,
+        created=NOW - hours_ago * HOUR,
+        affected_partitions=days,
+        promoted_version=promoted,
+        window_last=window_last,
+    )
 
 
-def decide(failures=(), runs=(), *, cursor: RetrainCursor | None = None, champion: str | None = "2",
-           scored: dict | None = None, **settings):
-    return plan(failures, list(runs), NOW, MonitoringSettings(**settings), feed="drifty",
-                sensor="drifty__retrain_sensor", checks=CHECKS, champion_version=champion,
-                cursor=cursor or RetrainCursor(), scored=scored)
+def decide(
+    failures=(),
+    runs=(),
+    *,
+    cursor: RetrainCursor | None = None,
+    champion: str | None = "2",
+    scored: dict | None = None,
+    **settings,
+):
+    return plan(
+        failures,
+        list(runs),
+        NOW,
+        MonitoringSettings(**settings),
+        feed="drifty",
+        sensor="drifty__retrain_sensor",
+        checks=CHECKS,
+        champion_version=champion,
+        cursor=cursor or RetrainCursor(),
+        scored=scored,
+    )
 
 
 def test_failures_ask_for_one_retrain_with_reason_and_days():
@@ -71,8 +116,9 @@ def test_severity_filter_follows_retrain_on():
     warning = [failure(4, severity="warn")]
     ignored = decide(warning)
     assert ignored.retrain is None
-    assert ignored.skip_reason == ("no new failed performance_not_degraded, drift_within_bounds evaluation "
-                                   "for champion 2")
+    assert ignored.skip_reason == (
+        "no new failed performance_not_degraded, drift_within_bounds evaluation for champion 2"
+    )
     assert ignored.cursor.seen == {PERF.key: 4}  # a warning will not count later either
     assert decide(warning, retrain_on="warn").retrain.run_key == "drifty-retrain-4"
 
@@ -98,22 +144,38 @@ def test_drift_failures_count_only_with_retrain_on_drift():
 def test_a_queued_or_running_retrain_keeps_failures_pending():
     cursor = RetrainCursor(seen={PERF.key: 2})
     for state in (RunState.QUEUED, RunState.RUNNING):
-        waiting = decide([failure(5)], [run("0123456789abcdef", state, hours_ago=30)], cursor=cursor,
-                         cooldown_hours=0)
+        waiting = decide(
+            [failure(5)],
+            [run("0123456789abcdef", state, hours_ago=30)],
+            cursor=cursor,
+            cooldown_hours=0,
+        )
         assert waiting.retrain is None
-        assert waiting.skip_reason == f"1 failed check(s) pending: retrain run 01234567 is {state.value}"
+        assert (
+            waiting.skip_reason
+            == f"1 failed check(s) pending: retrain run 01234567 is {state.value}"
+        )
         assert waiting.cursor.seen == {PERF.key: 2}  # the failure is acted on once the run ends
 
 
 def test_cooldown_keeps_failures_pending_until_it_ends():
     cursor = RetrainCursor(seen={PERF.key: 2}, handled=("old",))
     # the cooldown counts from the newest retrain run, whatever its outcome
-    recent = [run("failed", RunState.STOPPED, hours_ago=2), run("old", RunState.SUCCEEDED, hours_ago=20)]
+    recent = [
+        run("failed", RunState.STOPPED, hours_ago=2),
+        run("old", RunState.SUCCEEDED, hours_ago=20),
+    ]
     waiting = decide([failure(5)], recent, cursor=cursor)
     assert waiting.retrain is None
-    assert waiting.skip_reason == "1 failed check(s) pending: last retrain 2.0 h ago, monitoring.cooldown_hours=12.0"
+    assert (
+        waiting.skip_reason
+        == "1 failed check(s) pending: last retrain 2.0 h ago, monitoring.cooldown_hours=12.0"
+    )
     assert waiting.cursor.seen == {PERF.key: 2}
-    later = [run("failed", RunState.STOPPED, hours_ago=13), run("old", RunState.SUCCEEDED, hours_ago=31)]
+    later = [
+        run("failed", RunState.STOPPED, hours_ago=13),
+        run("old", RunState.SUCCEEDED, hours_ago=31),
+    ]
     fired = decide([failure(5)], later, cursor=waiting.cursor)
     assert fired.retrain.run_key == "drifty-retrain-5" and fired.cursor.seen == {PERF.key: 5}
 
@@ -134,49 +196,80 @@ def test_rescoring_once_per_promoted_retrain_without_a_recorded_window():
     ]
     assert first.rescores[0].reason == "rescore with champion version 3 after retrain run promoted"
     assert first.skip_reason is None
-    assert first.cursor.handled == ("keptkeptkept", "promoted")  # oldest first; the running one waits
+    assert first.cursor.handled == (
+        "keptkeptkept",
+        "promoted",
+    )  # oldest first; the running one waits
     second = decide([], runs, champion="3", cursor=first.cursor)
     assert second.rescores == () and second.cursor == first.cursor
     assert second.skip_reason.startswith("no new failed")
     kept = decide([], runs[2:])
-    assert kept.rescores == () and kept.skip_reason == "retrain run keptkept kept the champion; nothing to rescore"
+    assert (
+        kept.rescores == ()
+        and kept.skip_reason == "retrain run keptkept kept the champion; nothing to rescore"
+    )
 
 
 def test_days_inside_the_new_window_keep_their_first_scores():
     """The retrain window ends at the latest validated day: its affected days lie inside it and are
     not rescored (no hindsight); the skip says so."""
-    runs = [run("promoted", RunState.SUCCEEDED, days=("2026-11-06", "2026-11-07"), promoted="3",
-                window_last="2026-11-07")]
+    runs = [
+        run(
+            "promoted",
+            RunState.SUCCEEDED,
+            days=("2026-11-06", "2026-11-07"),
+            promoted="3",
+            window_last="2026-11-07",
+        )
+    ]
     decided = decide([], runs, champion="3", scored={"2026-11-07": "2"})
     assert decided.rescores == () and decided.retrain is None
     assert decided.skip_reason == (
         "retrain run promoted promoted version 3 trained up to 2026-11-07: the affected days "
         "2026-11-06..2026-11-07 lie in or before its window and keep their first scores (no hindsight); "
-        "no day after its window was scored by another version")
+        "no day after its window was scored by another version"
+    )
     assert decided.cursor.handled == ("promoted",)
 
 
 def test_days_after_the_new_window_scored_by_another_version_are_rescored():
     """A day the former champion scored after the window (while the retrain ran) is rescored once; a
     day the new champion scored already is not, nor is an affected day inside the window."""
-    runs = [run("promoted", RunState.SUCCEEDED, days=("2026-11-07", "2026-11-08"), promoted="3",
-                window_last="2026-11-07")]
+    runs = [
+        run(
+            "promoted",
+            RunState.SUCCEEDED,
+            days=("2026-11-07", "2026-11-08"),
+            promoted="3",
+            window_last="2026-11-07",
+        )
+    ]
     scored = {"2026-11-08": "2", "2026-11-09": "2", "2026-11-10": "3"}
     decided = decide([], runs, champion="3", scored=scored)
     assert [(r.partition, r.run_key) for r in decided.rescores] == [
-        ("2026-11-08", "rescore-promoted-2026-11-08"), ("2026-11-09", "rescore-promoted-2026-11-09")]
-    assert decided.rescores[0].reason == ("rescore with champion version 3 after retrain run promoted "
-                                          "(days after its training window, which ends 2026-11-07)")
+        ("2026-11-08", "rescore-promoted-2026-11-08"),
+        ("2026-11-09", "rescore-promoted-2026-11-09"),
+    ]
+    assert decided.rescores[0].reason == (
+        "rescore with champion version 3 after retrain run promoted "
+        "(days after its training window, which ends 2026-11-07)"
+    )
     again = decide([], runs, champion="3", scored=scored, cursor=decided.cursor)
     assert again.rescores == ()
 
 
 def test_only_the_newest_promotion_of_the_current_champion_rescores():
-    older = run("older-run", RunState.SUCCEEDED, hours_ago=30, promoted="3", window_last="2026-11-05")
-    newer = run("newer-run", RunState.SUCCEEDED, hours_ago=5, promoted="4", window_last="2026-11-07")
+    older = run(
+        "older-run", RunState.SUCCEEDED, hours_ago=30, promoted="3", window_last="2026-11-05"
+    )
+    newer = run(
+        "newer-run", RunState.SUCCEEDED, hours_ago=5, promoted="4", window_last="2026-11-07"
+    )
     scored = {"2026-11-06": "2", "2026-11-08": "3"}
     decided = decide([], [newer, older], champion="4", scored=scored)
-    assert [r.partition for r in decided.rescores] == ["2026-11-08"]  # 11-06 is inside version 4's window
+    assert [r.partition for r in decided.rescores] == [
+        "2026-11-08"
+    ]  # 11-06 is inside version 4's window
     assert {r.retrain_run_id for r in decided.rescores} == {"newer-run"}
     assert decided.cursor.handled == ("older-run", "newer-run")
     # a champion promoted by hand since: the retrain's version no longer scores, nothing to rescore
@@ -186,9 +279,12 @@ def test_only_the_newest_promotion_of_the_current_champion_rescores():
 
 
 def test_rescore_after_is_the_earliest_window_end_of_unhandled_promotions():
-    runs = [run("a", RunState.SUCCEEDED, promoted="4", window_last="2026-11-09"),
-            run("b", RunState.SUCCEEDED, promoted="3", window_last="2026-11-07"),
-            run("c", RunState.SUCCEEDED), run("d", RunState.RUNNING)]
+    runs = [
+        run("a", RunState.SUCCEEDED, promoted="4", window_last="2026-11-09"),
+        run("b", RunState.SUCCEEDED, promoted="3", window_last="2026-11-07"),
+        run("c", RunState.SUCCEEDED),
+        run("d", RunState.RUNNING),
+    ]
     assert rescore_after(runs, RetrainCursor()) == "2026-11-07"
     assert rescore_after(runs, RetrainCursor(handled=("b",))) == "2026-11-09"
     assert rescore_after(runs, RetrainCursor(handled=("a", "b"))) is None
@@ -196,7 +292,9 @@ def test_rescore_after_is_the_earliest_window_end_of_unhandled_promotions():
 
 def test_the_cursor_remembers_the_last_handled_runs_only():
     cursor = RetrainCursor(handled=tuple(f"run-{i}" for i in range(HANDLED_KEEP)))
-    decided = decide([], [run("new", RunState.SUCCEEDED, days=("2026-11-06",), promoted="3")], cursor=cursor)
+    decided = decide(
+        [], [run("new", RunState.SUCCEEDED, days=("2026-11-06",), promoted="3")], cursor=cursor
+    )
     assert len(decided.cursor.handled) == HANDLED_KEEP
     assert decided.cursor.handled[-1] == "new" and "run-0" not in decided.cursor.handled
 

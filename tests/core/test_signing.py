@@ -77,5 +77,13 @@ def test_composite_models_sign_their_parts_with_the_same_key(tmp_path):
 def test_persistence_reads_no_settings_itself():
     tree = ast.parse(Path(persistence.__file__).read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    assert "pynomaly_core.paths" not in imported and "os.environ" not in Path(persistence.__file__).read_text()
+    imported |= {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    assert (
+        "pynomaly_core.paths" not in imported
+        and "os.environ" not in Path(persistence.__file__).read_text()
+    )

@@ -19,25 +19,39 @@ from pynomaly_core.streaming import (
     score_parquet,
 )
 
-FEATURES = [FeatureSpec(name=n) for n in ("rpm", "power_kw", "temperature_c", "vibration_mm_s", "pressure_bar")] + [
-    FeatureSpec(name="machine_type", type="category")
-]
+FEATURES = [
+    FeatureSpec(name=n)
+    for n in ("rpm", "power_kw", "temperature_c", "vibration_mm_s", "pressure_bar")
+] + [FeatureSpec(name="machine_type", type="category")]
 SETTINGS = DemoSettings(machines=3, interval_minutes=10, anomaly_rate=0.02)
-LAYOUT = ScoringLayout(record_key="reading_id", event_time="event_time", passthrough=("machine_id", "anomaly_kind"),
-                       label="is_anomaly", model_name="KNN", model_version="7")
+LAYOUT = ScoringLayout(
+    record_key="reading_id",
+    event_time="event_time",
+    passthrough=("machine_id", "anomaly_kind"),
+    label="is_anomaly",
+    model_name="KNN",
+    model_version="7",
+)
 
 
 @pytest.fixture(scope="module", params=["KNN", "IForest"])
 def model(request):
-    train = pd.concat([generate_day(dt.date(2026, 11, d), SETTINGS) for d in range(1, 4)], ignore_index=True)
+    train = pd.concat(
+        [generate_day(dt.date(2026, 11, d), SETTINGS) for d in range(1, 4)], ignore_index=True
+    )
     return AnomalyModel(FEATURES, request.param, contamination=0.02).fit(train)
 
 
 @pytest.fixture
 def partition(tmp_path):
     """A validated partition as the frame IO manager stores it (FrameStore: pandas to_parquet)."""
-    day = pd.concat([generate_day(dt.date(2026, 11, 6), SETTINGS), generate_day(dt.date(2026, 11, 7), SETTINGS)],
-                    ignore_index=True)
+    day = pd.concat(
+        [
+            generate_day(dt.date(2026, 11, 6), SETTINGS),
+            generate_day(dt.date(2026, 11, 7), SETTINGS),
+        ],
+        ignore_index=True,
+    )
     # a passthrough column that is null on normal rows: whole chunks of it are null
     day["anomaly_kind"] = day["anomaly_kind"].mask(day["anomaly_kind"] == "")
     return FrameStore(tmp_path / "frames").write(day, ["feed", "validated"], "2026-11-06")
@@ -67,8 +81,10 @@ def test_result_carries_the_arrays_and_counts_of_the_whole_partition(model, part
     np.testing.assert_array_equal(result.scores, expected["score"].to_numpy())
     np.testing.assert_array_equal(result.flags, expected["is_anomaly"].to_numpy())
     np.testing.assert_array_equal(result.labels, expected["label"].astype(int).to_numpy())
-    assert result.severity_counts == {level: int((expected["severity"] == level).sum())
-                                      for level in ("low", "medium", "high", "critical")}
+    assert result.severity_counts == {
+        level: int((expected["severity"] == level).sum())
+        for level in ("low", "medium", "high", "critical")
+    }
     assert result.scoring_seconds <= result.total_seconds
 
 
@@ -126,7 +142,9 @@ def test_parquet_rows_reads_the_footer(partition):
 def test_first_chunk_without_anomalies_does_not_fix_empty_column_types(model, partition, tmp_path):
     # the writer's schema is fixed by the first chunk; its top_features and anomaly_kind are all null
     frame = pd.read_parquet(partition)
-    frame = frame.iloc[np.argsort(model.decision_function(frame), kind="stable")].reset_index(drop=True)
+    frame = frame.iloc[np.argsort(model.decision_function(frame), kind="stable")].reset_index(
+        drop=True
+    )
     source = FrameStore(tmp_path / "frames").write(frame, ["feed", "validated"], "sorted")
     first = score_frame(model, frame.iloc[:100], LAYOUT)
     assert first["top_features"].isna().all() and first["anomaly_kind"].isna().all()

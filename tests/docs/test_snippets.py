@@ -40,7 +40,9 @@ SNIPPETS = yaml_snippets()
 def test_the_docs_have_yaml_snippets():
     # the README's feed example and docs/feeds.md's full reference at least
     names = [name for name, _ in SNIPPETS]
-    assert any(n.startswith("README.md") for n in names) and any(n.startswith("docs/feeds.md") for n in names)
+    assert any(n.startswith("README.md") for n in names) and any(
+        n.startswith("docs/feeds.md") for n in names
+    )
 
 
 @pytest.mark.parametrize(("where", "text"), SNIPPETS, ids=[name for name, _ in SNIPPETS])

@@ -44,7 +44,9 @@ def interpolate(value: str, variables: Mapping[str, str]) -> str:
         if name in variables:
             return variables[name]
         if default is None:
-            raise KeyError(f"{COMPOSE_FILE}: ${{{name}}} has no default and the test does not set it")
+            raise KeyError(
+                f"{COMPOSE_FILE}: ${{{name}}} has no default and the test does not set it"
+            )
         return default
 
     return _VARIABLE.sub(sub, value)
@@ -56,8 +58,10 @@ def compose_commands(variables: Mapping[str, str]) -> dict[str, list[str]]:
     missing = [name for name in SERVICES if "command" not in services.get(name, {})]
     if missing:
         raise KeyError(f"{COMPOSE_FILE}: services {missing} have no 'command'")
-    return {name: [interpolate(str(arg), variables) for arg in services[name]["command"]]
-            for name in SERVICES}
+    return {
+        name: [interpolate(str(arg), variables) for arg in services[name]["command"]]
+        for name in SERVICES
+    }
 
 
 def executable(name: str, argv0: str) -> str:
@@ -65,8 +69,10 @@ def executable(name: str, argv0: str) -> str:
     environment), else the system's (sh, which runs the proxy image's start script)."""
     found = shutil.which(argv0, path=str(VENV_BIN)) or shutil.which(argv0)
     if found is None:
-        raise FileNotFoundError(f"{COMPOSE_FILE}: service {name}'s command {argv0!r} is neither in {VENV_BIN} "
-                                "nor on PATH")
+        raise FileNotFoundError(
+            f"{COMPOSE_FILE}: service {name}'s command {argv0!r} is neither in {VENV_BIN} "
+            "nor on PATH"
+        )
     return found
 
 
@@ -125,8 +131,14 @@ class Deployment:
     def start(self, name: str, argv: list[str]) -> Service:
         log_path = self.log_dir / f"{name}.log"
         log = log_path.open("wb")
-        process = subprocess.Popen([executable(name, argv[0]), *argv[1:]], cwd=REPO, env=self.env, stdout=log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            [executable(name, argv[0]), *argv[1:]],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         service = Service(name, argv, log_path, process)
         self.services[name] = service
@@ -136,15 +148,26 @@ class Deployment:
         """Run a one-shot service (compose waits for it to complete) to its end; fail with its
         output and the running services' logs unless it exits 0. Returns its output."""
         try:
-            done = subprocess.run([executable(name, argv[0]), *argv[1:]], cwd=REPO, env=self.env, capture_output=True,
-                                  text=True, timeout=timeout, check=False)
+            done = subprocess.run(
+                [executable(name, argv[0]), *argv[1:]],
+                cwd=REPO,
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
         except subprocess.TimeoutExpired as exc:
-            raise self.fail(f"one-shot service {name} ({' '.join(argv)}) ran past {timeout:.0f} s: "
-                            f"{exc.stdout}{exc.stderr}") from exc
+            raise self.fail(
+                f"one-shot service {name} ({' '.join(argv)}) ran past {timeout:.0f} s: "
+                f"{exc.stdout}{exc.stderr}"
+            ) from exc
         output = done.stdout + done.stderr
         (self.log_dir / f"{name}.log").write_text(output)
         if done.returncode != 0:
-            raise self.fail(f"one-shot service {name} ({' '.join(argv)}) exited {done.returncode}:\n{output[-6000:]}")
+            raise self.fail(
+                f"one-shot service {name} ({' '.join(argv)}) exited {done.returncode}:\n{output[-6000:]}"
+            )
         return output
 
     def stop_all(self) -> None:
@@ -154,8 +177,14 @@ class Deployment:
     def logs(self) -> str:
         parts = []
         for service in self.services.values():
-            state = "running" if service.process.poll() is None else f"exited {service.process.returncode}"
-            parts.append(f"----- {service.name} ({state}): {' '.join(service.argv)}\n{service.log_tail()}")
+            state = (
+                "running"
+                if service.process.poll() is None
+                else f"exited {service.process.returncode}"
+            )
+            parts.append(
+                f"----- {service.name} ({state}): {' '.join(service.argv)}\n{service.log_tail()}"
+            )
         return "\n".join(parts)
 
     def fail(self, message: str) -> AssertionError:
@@ -166,7 +195,9 @@ class Deployment:
         if dead:
             raise self.fail(f"service(s) {dead} exited")
 
-    def wait_until(self, what: str, probe: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
+    def wait_until(
+        self, what: str, probe: Callable[[], Any], timeout: float, interval: float = 1.0
+    ) -> Any:
         """Call ``probe`` until it returns something truthy; fail with the logs after ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         last_error: BaseException | None = None
@@ -179,7 +210,9 @@ class Deployment:
             except (OSError, urllib.error.URLError, subprocess.SubprocessError, KeyError) as exc:
                 last_error = exc
             time.sleep(interval)
-        raise self.fail(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_error!r})")
+        raise self.fail(
+            f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_error!r})"
+        )
 
     # ------------------------------------------------------------------ webserver
     def http_get(self, path: str, timeout: float = 10.0) -> bytes:
@@ -188,20 +221,30 @@ class Deployment:
     @staticmethod
     def http_get_url(url: str, timeout: float = 10.0, auth: tuple[str, str] | None = None) -> bytes:
         headers = {"Authorization": basic_auth(auth)} if auth else {}
-        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
+        with urllib.request.urlopen(
+            urllib.request.Request(url, headers=headers), timeout=timeout
+        ) as response:
             return response.read()
 
     @staticmethod
-    def http_request(url: str, auth: tuple[str, str] | None = None, data: bytes | None = None,
-                     headers: Mapping[str, str] | None = None,
-                     timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+    def http_request(
+        url: str,
+        auth: tuple[str, str] | None = None,
+        data: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 30.0,
+    ) -> tuple[int, dict[str, str], bytes]:
         """Status, headers (names in lower case) and body of one request (a POST with ``data``),
         error statuses (401, 403, ...) included."""
         headers = {**(headers or {}), **({"Authorization": basic_auth(auth)} if auth else {})}
         request = urllib.request.Request(url, data=data, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+                return (
+                    response.status,
+                    {k.lower(): v for k, v in response.headers.items()},
+                    response.read(),
+                )
         except urllib.error.HTTPError as exc:
             return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
 
@@ -210,7 +253,9 @@ class Deployment:
         headers = {"Content-Type": "application/json"}
         if self.auth:
             headers["Authorization"] = basic_auth(self.auth)
-        request = urllib.request.Request(self.webserver_url + "/graphql", data=body, headers=headers)
+        request = urllib.request.Request(
+            self.webserver_url + "/graphql", data=body, headers=headers
+        )
         with urllib.request.urlopen(request, timeout=timeout) as response:
             payload = json.loads(response.read())
         if payload.get("errors"):
@@ -220,9 +265,24 @@ class Deployment:
 
 def grpc_healthy(port: int, env: Mapping[str, str]) -> bool:
     """True once the gRPC code server on 127.0.0.1:``port`` answers ``dagster api grpc-health-check``."""
-    return subprocess.run(
-        [str(VENV_BIN / "dagster"), "api", "grpc-health-check", "-p", str(port), "-h", "127.0.0.1"],
-        check=False, env=dict(env), capture_output=True, timeout=30).returncode == 0
+    return (
+        subprocess.run(
+            [
+                str(VENV_BIN / "dagster"),
+                "api",
+                "grpc-health-check",
+                "-p",
+                str(port),
+                "-h",
+                "127.0.0.1",
+            ],
+            check=False,
+            env=dict(env),
+            capture_output=True,
+            timeout=30,
+        ).returncode
+        == 0
+    )
 
 
 def crash(dep: Deployment, name: str) -> None:

@@ -55,29 +55,50 @@ def test_large_partition_is_scored_in_chunks_with_the_in_memory_metadata(scored)
     meta = latest_metadata(scored["instance"], [FEED, "anomaly_scores"], DAYS[-1])
     assert meta["dagster/row_count"] == 12 * 96
     assert (meta["scoring_chunks"], meta["chunk_rows"]) == (2, 1000)
-    for key in ("anomalies", "anomaly_rate", "mean_score", "score_p99", "score_histogram", "roc_auc",
-                "average_precision", "model_version", "severity_critical"):
+    for key in (
+        "anomalies",
+        "anomaly_rate",
+        "mean_score",
+        "score_p99",
+        "score_histogram",
+        "roc_auc",
+        "average_precision",
+        "model_version",
+        "severity_critical",
+    ):
         assert key in meta, key
     assert meta["roc_auc"] > 0.8
 
 
 def test_streamed_file_equals_in_memory_scoring_by_the_champion(scored, monkeypatch):
-    monkeypatch.setenv("PYNOMALY_HOME", str(scored["home"]))  # the signing key the champion was saved with
+    monkeypatch.setenv(
+        "PYNOMALY_HOME", str(scored["home"])
+    )  # the signing key the champion was saved with
     frames = FrameStore(scored["home"] / "frames")
     stored = frames.read([FEED, "anomaly_scores"], DAYS[-1])
-    assert pq.ParquetFile(frames.path([FEED, "anomaly_scores"], DAYS[-1])).metadata.num_row_groups == 2
+    assert (
+        pq.ParquetFile(frames.path([FEED, "anomaly_scores"], DAYS[-1])).metadata.num_row_groups == 2
+    )
     champion = JsonStore(scored["home"] / "values").read([FEED, "champion"])
     model = load_object(champion["path"], expected_sha256=champion["manifest_sha256"])
-    layout = ScoringLayout(record_key=SMALL_DEMO["record_key"], event_time=SMALL_DEMO["event_time"],
-                           passthrough=tuple(SMALL_DEMO["passthrough"]), label=SMALL_DEMO["label"],
-                           model_name=champion["detector"], model_version=str(champion["version"]))
+    layout = ScoringLayout(
+        record_key=SMALL_DEMO["record_key"],
+        event_time=SMALL_DEMO["event_time"],
+        passthrough=tuple(SMALL_DEMO["passthrough"]),
+        label=SMALL_DEMO["label"],
+        model_name=champion["detector"],
+        model_version=str(champion["version"]),
+    )
     expected = score_frame(model, frames.read([FEED, "validated"], DAYS[-1]), layout)
-    pd.testing.assert_frame_equal(stored, pd.read_parquet(frames.write(expected, ["expected"], "x")))
+    pd.testing.assert_frame_equal(
+        stored, pd.read_parquet(frames.write(expected, ["expected"], "x"))
+    )
 
 
 def test_explanations_and_export_read_the_streamed_partition(scored):
     table = latest_metadata(scored["instance"], [FEED, "anomaly_table"], DAYS[-1])
     assert table["dagster/row_count"] == 12 * 96
     explained = latest_metadata(scored["instance"], [FEED, "explanations"], DAYS[-1])
-    assert explained["explained_rows"] == min(5, latest_metadata(
-        scored["instance"], [FEED, "anomaly_scores"], DAYS[-1])["anomalies"])
+    assert explained["explained_rows"] == min(
+        5, latest_metadata(scored["instance"], [FEED, "anomaly_scores"], DAYS[-1])["anomalies"]
+    )

@@ -23,8 +23,19 @@ from tests.system.services import INSTANCE_PROFILE, REPO
 
 DEPLOY = REPO / "deploy"
 PROFILES = [INSTANCE_PROFILE, DEPLOY / "k8s" / "dagster.yaml", DEPLOY / "docker" / "dagster.yaml"]
-SHARED = ("telemetry", "nux", "storage", "run_coordinator", "concurrency", "run_monitoring", "run_retries",
-          "retention", "sensors", "schedules", "compute_logs")
+SHARED = (
+    "telemetry",
+    "nux",
+    "storage",
+    "run_coordinator",
+    "concurrency",
+    "run_monitoring",
+    "run_retries",
+    "retention",
+    "sensors",
+    "schedules",
+    "compute_logs",
+)
 DEMO_FEEDS = REPO / "pynomaly_assets" / "feeds"
 
 
@@ -33,8 +44,12 @@ def load(path):
 
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: str(p.relative_to(REPO)))
-def test_instance_profile_validates_against_dagsters_instance_schema(profile, tmp_path, monkeypatch):
-    monkeypatch.setenv("PYNOMALY_DAGSTER_PG_URL", "postgresql+psycopg2://dagster@127.0.0.1:5432/dagster")
+def test_instance_profile_validates_against_dagsters_instance_schema(
+    profile, tmp_path, monkeypatch
+):
+    monkeypatch.setenv(
+        "PYNOMALY_DAGSTER_PG_URL", "postgresql+psycopg2://dagster@127.0.0.1:5432/dagster"
+    )
     monkeypatch.setenv("PYNOMALY_DAGSTER_STORAGE", str(tmp_path / "storage"))
     shutil.copy(profile, tmp_path / "dagster.yaml")
     config, _ = dagster_instance_config(str(tmp_path))
@@ -52,8 +67,11 @@ def test_compose_profile_has_the_limits_the_feeds_rely_on():
     config = load(INSTANCE_PROFILE)
     limits = {item["key"]: item for item in config["concurrency"]["runs"]["tag_concurrency_limits"]}
     # one retraining run per feed (the sensor's runs carry pynomaly/retrain=<feed>), bounded backfills
-    assert limits["pynomaly/retrain"] == {"key": "pynomaly/retrain", "value": {"applyLimitPerUniqueValue": True},
-                                          "limit": 1}
+    assert limits["pynomaly/retrain"] == {
+        "key": "pynomaly/retrain",
+        "value": {"applyLimitPerUniqueValue": True},
+        "limit": 1,
+    }
     assert limits["dagster/backfill"]["value"] == {"applyLimitPerUniqueValue": True}
     assert config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     assert config["run_monitoring"]["enabled"] and config["run_retries"]["enabled"]
@@ -65,13 +83,17 @@ def test_k8s_gpu_step_config_names_a_real_step_of_the_training_job():
     per_step = run_config["execution"]["config"]["per_step_k8s_config"]
     job = definitions_for(DEMO_FEEDS).resolve_job_def("demo_telemetry__train")
     steps = {node.name for node in job.nodes}
-    assert set(per_step) <= steps, f"unknown step keys {set(per_step) - steps}; the job has {sorted(steps)}"
+    assert set(per_step) <= steps, (
+        f"unknown step keys {set(per_step) - steps}; the job has {sorted(steps)}"
+    )
     for step, config in per_step.items():
         assert config["container_config"]["resources"]["limits"]["nvidia.com/gpu"] == "1", step
 
 
 def test_k8s_launcher_and_executor_configs_validate_against_dagster_k8s():
-    dagster_k8s = pytest.importorskip("dagster_k8s", reason="dagster-k8s is not installed (pip install dagster-k8s)")
+    dagster_k8s = pytest.importorskip(
+        "dagster_k8s", reason="dagster-k8s is not installed (pip install dagster-k8s)"
+    )
     from dagster_k8s.job import get_user_defined_k8s_config
 
     launcher = load(DEPLOY / "k8s" / "dagster.yaml")["run_launcher"]
@@ -84,12 +106,16 @@ def test_k8s_launcher_and_executor_configs_validate_against_dagster_k8s():
     tags = {k: v for k, v in load(DEPLOY / "k8s" / "gpu_run_tags.yaml").items()}
     user_config = get_user_defined_k8s_config(tags)
     assert user_config.container_config["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert json.loads(tags["dagster-k8s/config"])["pod_spec_config"]["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert (
+        json.loads(tags["dagster-k8s/config"])["pod_spec_config"]["tolerations"][0]["key"]
+        == "nvidia.com/gpu"
+    )
 
 
 def test_docker_launcher_and_executor_configs_validate_against_dagster_docker():
-    dagster_docker = pytest.importorskip("dagster_docker",
-                                         reason="dagster-docker is not installed (pip install dagster-docker)")
+    dagster_docker = pytest.importorskip(
+        "dagster_docker", reason="dagster-docker is not installed (pip install dagster-docker)"
+    )
     launcher = load(DEPLOY / "docker" / "dagster.yaml")["run_launcher"]
     assert launcher["class"] == "DockerRunLauncher"
     result = process_config(dagster_docker.DockerRunLauncher.config_type(), launcher["config"])
@@ -100,8 +126,9 @@ def test_docker_launcher_and_executor_configs_validate_against_dagster_docker():
 
 
 def test_celery_executor_config_validates_against_dagster_celery():
-    dagster_celery = pytest.importorskip("dagster_celery",
-                                         reason="dagster-celery is not installed (pip install dagster-celery)")
+    dagster_celery = pytest.importorskip(
+        "dagster_celery", reason="dagster-celery is not installed (pip install dagster-celery)"
+    )
     execution = load(DEPLOY / "celery" / "run_config.celery_executor.yaml")["execution"]["config"]
     result = process_config(dagster_celery.celery_executor.config_schema.config_type, execution)
     assert result.success, result.errors

@@ -118,8 +118,16 @@ query Schedule($selector: ScheduleSelector!) {
     ... on Error { message }
   }
 }"""
-STAGES = ("raw", "validated", "training_window", "detector_candidates", "champion", "anomaly_scores",
-          "explanations", "anomaly_table")
+STAGES = (
+    "raw",
+    "validated",
+    "training_window",
+    "detector_candidates",
+    "champion",
+    "anomaly_scores",
+    "explanations",
+    "anomaly_table",
+)
 SCREENSHOT = REPO / "docs" / "images" / "asset_graph.png"
 UPDATE_SCREENSHOT_ENV = "PYNOMALY_UPDATE_SCREENSHOT"
 LAUNCH_BACKFILL = """
@@ -157,11 +165,18 @@ def require_proxy() -> None:
     (scripts/test.sh runs it first). No skip: without its proxy the deployment is not the one compose runs."""
     if shutil.which("nginx") or Path("/usr/sbin/nginx").exists():
         return
-    installed = subprocess.run(["bash", str(REPO / "scripts" / "proxy.sh")], capture_output=True, text=True,
-                               check=False, timeout=600)
+    installed = subprocess.run(
+        ["bash", str(REPO / "scripts" / "proxy.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
     if installed.returncode != 0:
-        pytest.fail(f"the proxy's nginx is not installed and scripts/proxy.sh could not install it: "
-                    f"{installed.stderr.strip()[-1000:]}")
+        pytest.fail(
+            f"the proxy's nginx is not installed and scripts/proxy.sh could not install it: "
+            f"{installed.stderr.strip()[-1000:]}"
+        )
 
 
 def on_loopback(commands: dict[str, list[str]]) -> None:
@@ -189,79 +204,129 @@ def deployment(tmp_path_factory):
     # nginx's workers (www-data when the test runs as root) read the htpasswd file in here: not under
     # pytest's private temporary root
     proxy_run_dir = tempfile.mkdtemp(prefix="pynomaly-proxy-")
-    with temporary_database("pynomaly_sys_dagster") as dagster_url, \
-            temporary_database("pynomaly_sys_wh") as warehouse_url, \
-            temporary_database("pynomaly_sys_mlflow") as mlflow_url, \
-            temporary_database("pynomaly_sys_mlflow_auth") as mlflow_auth_url:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYNOMALY_", "DAGSTER_", "MLFLOW_", "PROXY_"))}
-        env.update({
-            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
-            "DAGSTER_HOME": str(dagster_home),
-            "PYNOMALY_DAGSTER_PG_URL": dagster_url.replace("postgresql+psycopg://", "postgresql+psycopg2://"),
-            "PYNOMALY_DAGSTER_STORAGE": str(root / "dagster_storage"),
-            "PYNOMALY_CODE_SERVER_HOST": "127.0.0.1",
-            "PYNOMALY_CODE_SERVER_PORT": str(code_port),
-            "PYNOMALY_HOME": str(root / "pynomaly_home"),
-            "PYNOMALY_FEEDS_DIR": str(feeds),
-            "PYNOMALY_WAREHOUSE_URL": warehouse_url,
-            "PYNOMALY_WAREHOUSE_SCHEMA": "anomalies",
-            "PYNOMALY_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow_port}",
-            "MLFLOW_BACKEND_STORE_URI": mlflow_url.replace("postgresql+psycopg://", "postgresql+psycopg2://"),
-            "PYNOMALY_SIGNING_KEY": "system-test-signing-key",
-            "MLFLOW_LOGGING_LEVEL": "WARNING",
-            # MLflow's basic-auth app (docker/mlflow/auth.py writes its config) and its users
-            "MLFLOW_AUTH_DATABASE_URI": mlflow_auth_url.replace("postgresql+psycopg://", "postgresql+psycopg2://"),
-            "MLFLOW_AUTH_CONFIG_PATH": str(root / "mlflow_auth" / "basic_auth.ini"),
-            "MLFLOW_AUTH_ADMIN_USERNAME": MLFLOW_ADMIN[0],
-            "MLFLOW_AUTH_ADMIN_PASSWORD": MLFLOW_ADMIN[1],
-            "MLFLOW_FLASK_SERVER_SECRET_KEY": "system-test-flask-secret",
-            "MLFLOW_TRACKING_USERNAME": MLFLOW_USER[0],
-            "MLFLOW_TRACKING_PASSWORD": MLFLOW_USER[1],
-            # the proxy
-            "DAGSTER_UI_USERNAME": UI_USER[0],
-            "DAGSTER_UI_PASSWORD": UI_USER[1],
-            "PROXY_RUN_DIR": proxy_run_dir,
-        })
-        commands = compose_commands({"PYNOMALY_CODE_SERVER_PORT": str(code_port),
-                                     "PYNOMALY_WEBSERVER_PORT": str(web_port),
-                                     "MLFLOW_SERVER_PORT": str(mlflow_port),
-                                     "PROXY_DAGSTER_PORT": str(ui_port),
-                                     "PROXY_MLFLOW_PORT": str(public_mlflow_port),
-                                     "MLFLOW_ARTIFACTS_DESTINATION": str(root / "mlflow_artifacts")})
+    with (
+        temporary_database("pynomaly_sys_dagster") as dagster_url,
+        temporary_database("pynomaly_sys_wh") as warehouse_url,
+        temporary_database("pynomaly_sys_mlflow") as mlflow_url,
+        temporary_database("pynomaly_sys_mlflow_auth") as mlflow_auth_url,
+    ):
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("PYNOMALY_", "DAGSTER_", "MLFLOW_", "PROXY_"))
+        }
+        env.update(
+            {
+                "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+                "DAGSTER_HOME": str(dagster_home),
+                "PYNOMALY_DAGSTER_PG_URL": dagster_url.replace(
+                    "postgresql+psycopg://", "postgresql+psycopg2://"
+                ),
+                "PYNOMALY_DAGSTER_STORAGE": str(root / "dagster_storage"),
+                "PYNOMALY_CODE_SERVER_HOST": "127.0.0.1",
+                "PYNOMALY_CODE_SERVER_PORT": str(code_port),
+                "PYNOMALY_HOME": str(root / "pynomaly_home"),
+                "PYNOMALY_FEEDS_DIR": str(feeds),
+                "PYNOMALY_WAREHOUSE_URL": warehouse_url,
+                "PYNOMALY_WAREHOUSE_SCHEMA": "anomalies",
+                "PYNOMALY_MLFLOW_TRACKING_URI": f"http://127.0.0.1:{mlflow_port}",
+                "MLFLOW_BACKEND_STORE_URI": mlflow_url.replace(
+                    "postgresql+psycopg://", "postgresql+psycopg2://"
+                ),
+                "PYNOMALY_SIGNING_KEY": "system-test-signing-key",
+                "MLFLOW_LOGGING_LEVEL": "WARNING",
+                # MLflow's basic-auth app (docker/mlflow/auth.py writes its config) and its users
+                "MLFLOW_AUTH_DATABASE_URI": mlflow_auth_url.replace(
+                    "postgresql+psycopg://", "postgresql+psycopg2://"
+                ),
+                "MLFLOW_AUTH_CONFIG_PATH": str(root / "mlflow_auth" / "basic_auth.ini"),
+                "MLFLOW_AUTH_ADMIN_USERNAME": MLFLOW_ADMIN[0],
+                "MLFLOW_AUTH_ADMIN_PASSWORD": MLFLOW_ADMIN[1],
+                "MLFLOW_FLASK_SERVER_SECRET_KEY": "system-test-flask-secret",
+                "MLFLOW_TRACKING_USERNAME": MLFLOW_USER[0],
+                "MLFLOW_TRACKING_PASSWORD": MLFLOW_USER[1],
+                # the proxy
+                "DAGSTER_UI_USERNAME": UI_USER[0],
+                "DAGSTER_UI_PASSWORD": UI_USER[1],
+                "PROXY_RUN_DIR": proxy_run_dir,
+            }
+        )
+        commands = compose_commands(
+            {
+                "PYNOMALY_CODE_SERVER_PORT": str(code_port),
+                "PYNOMALY_WEBSERVER_PORT": str(web_port),
+                "MLFLOW_SERVER_PORT": str(mlflow_port),
+                "PROXY_DAGSTER_PORT": str(ui_port),
+                "PROXY_MLFLOW_PORT": str(public_mlflow_port),
+                "MLFLOW_ARTIFACTS_DESTINATION": str(root / "mlflow_artifacts"),
+            }
+        )
         on_loopback(commands)
-        dep = Deployment(env=env, log_dir=root / "logs", webserver_url=f"http://127.0.0.1:{ui_port}", auth=UI_USER,
-                         mlflow_url=f"http://127.0.0.1:{public_mlflow_port}",
-                         mlflow_server_url=f"http://127.0.0.1:{mlflow_port}")
+        dep = Deployment(
+            env=env,
+            log_dir=root / "logs",
+            webserver_url=f"http://127.0.0.1:{ui_port}",
+            auth=UI_USER,
+            mlflow_url=f"http://127.0.0.1:{public_mlflow_port}",
+            mlflow_server_url=f"http://127.0.0.1:{mlflow_port}",
+        )
         try:
             # MLflow migrates its fresh databases while the code server loads the definitions
             dep.start("mlflow", commands["mlflow"])
             dep.start("code_server", commands["code_server"])
             dep.wait_until(
                 "the code server's gRPC health check",
-                lambda: subprocess.run(
-                    [str(VENV_BIN / "dagster"), "api", "grpc-health-check", "-p", str(code_port), "-h", "127.0.0.1"],
-                    check=False, env=env, capture_output=True, timeout=30).returncode == 0,
-                STARTUP_TIMEOUT, interval=2.0)
-            dep.wait_until("MLflow's /health", lambda: dep.http_get_url(f"{dep.mlflow_server_url}/health") == b"OK",
-                           STARTUP_TIMEOUT)
+                lambda: (
+                    subprocess.run(
+                        [
+                            str(VENV_BIN / "dagster"),
+                            "api",
+                            "grpc-health-check",
+                            "-p",
+                            str(code_port),
+                            "-h",
+                            "127.0.0.1",
+                        ],
+                        check=False,
+                        env=env,
+                        capture_output=True,
+                        timeout=30,
+                    ).returncode
+                    == 0
+                ),
+                STARTUP_TIMEOUT,
+                interval=2.0,
+            )
+            dep.wait_until(
+                "MLflow's /health",
+                lambda: dep.http_get_url(f"{dep.mlflow_server_url}/health") == b"OK",
+                STARTUP_TIMEOUT,
+            )
             # compose starts the code server once this one-shot has completed; its runs need the user
             dep.run_once("mlflow_users", commands["mlflow_users"], STARTUP_TIMEOUT)
             dep.start("webserver", commands["webserver"])
             dep.start("daemon", commands["daemon"])
             dep.start("proxy", commands["proxy"])
-            dep.wait_until("the webserver's /server_info through the proxy",
-                           lambda: b"dagster_webserver_version" in dep.http_get("/server_info"), STARTUP_TIMEOUT)
+            dep.wait_until(
+                "the webserver's /server_info through the proxy",
+                lambda: b"dagster_webserver_version" in dep.http_get("/server_info"),
+                STARTUP_TIMEOUT,
+            )
             entries = dep.graphql(LOCATIONS)["workspaceOrError"]["locationEntries"]
             loaded = {e["name"]: e["locationOrLoadError"]["__typename"] for e in entries}
             if loaded != {"pynomaly": "RepositoryLocation"}:
-                raise dep.fail(f"workspace docker/workspace.yaml did not load the code location: {entries}")
+                raise dep.fail(
+                    f"workspace docker/workspace.yaml did not load the code location: {entries}"
+                )
             dep.warehouse_url, dep.mlflow_backend_url = warehouse_url, mlflow_url
             yield dep
         finally:
             dep.stop_all()
             shutil.rmtree(proxy_run_dir, ignore_errors=True)
             # runs started from the code server live in its process group and are gone too
-            if dep.services and any(s.process.returncode not in (0, -15, 143, None) for s in dep.services.values()):
+            if dep.services and any(
+                s.process.returncode not in (0, -15, 143, None) for s in dep.services.values()
+            ):
                 print(dep.logs())
 
 
@@ -272,8 +337,11 @@ IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 
 def launch(dep: Deployment, job: str, partition: str | None = None) -> str:
     tags = [{"key": "dagster/partition", "value": partition}] if partition else []
-    params = {"selector": {**LOCATION, "jobName": job}, "runConfigData": IN_PROCESS,
-              "executionMetadata": {"tags": tags}}
+    params = {
+        "selector": {**LOCATION, "jobName": job},
+        "runConfigData": IN_PROCESS,
+        "executionMetadata": {"tags": tags},
+    }
     result = dep.graphql(LAUNCH_RUN, {"params": params})["launchRun"]
     if result["__typename"] != "LaunchRunSuccess":
         raise dep.fail(f"launchRun {job} [{partition}] returned {result}")
@@ -281,10 +349,17 @@ def launch(dep: Deployment, job: str, partition: str | None = None) -> str:
 
 
 def launch_backfill(dep: Deployment, job: str, partitions: list[str]) -> str:
-    params = {"selector": {"partitionSetName": f"{job}_partition_set",
-                           "repositorySelector": {"repositoryName": LOCATION["repositoryName"],
-                                                  "repositoryLocationName": LOCATION["repositoryLocationName"]}},
-              "partitionNames": partitions, "runConfigData": IN_PROCESS}
+    params = {
+        "selector": {
+            "partitionSetName": f"{job}_partition_set",
+            "repositorySelector": {
+                "repositoryName": LOCATION["repositoryName"],
+                "repositoryLocationName": LOCATION["repositoryLocationName"],
+            },
+        },
+        "partitionNames": partitions,
+        "runConfigData": IN_PROCESS,
+    }
     result = dep.graphql(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
     if result["__typename"] != "LaunchBackfillSuccess":
         raise dep.fail(f"launchPartitionBackfill {job} {partitions} returned {result}")
@@ -295,12 +370,16 @@ def backfill_made_runs(dep: Deployment, backfill_id: str, count: int) -> bool:
     """True once the backfill has a run per partition; fails at once (with its error) if the daemon failed it."""
     state = dep.graphql(BACKFILL_STATUS, {"id": backfill_id})["partitionBackfillOrError"]
     if state.get("status") in ("FAILED", "FAILING", "CANCELED", "CANCELING"):
-        raise dep.fail(f"backfill {backfill_id} is {state['status']}: {(state.get('error') or {}).get('message')}")
+        raise dep.fail(
+            f"backfill {backfill_id} is {state['status']}: {(state.get('error') or {}).get('message')}"
+        )
     return len(backfill_runs(dep, backfill_id)) == count
 
 
 def backfill_runs(dep: Deployment, backfill_id: str) -> list[dict]:
-    result = dep.graphql(BACKFILL_RUNS, {"tags": [{"key": "dagster/backfill", "value": backfill_id}]})["runsOrError"]
+    result = dep.graphql(
+        BACKFILL_RUNS, {"tags": [{"key": "dagster/backfill", "value": backfill_id}]}
+    )["runsOrError"]
     if result["__typename"] != "Runs":
         raise dep.fail(f"runs of backfill {backfill_id}: {result}")
     return result["results"]
@@ -312,27 +391,47 @@ def wait_for_runs(dep: Deployment, run_ids: dict[str, str]) -> None:
 
     def all_done() -> bool:
         for label, run_id in run_ids.items():
-            statuses[label] = dep.graphql(RUN_STATUS, {"runId": run_id})["runOrError"].get("status", "?")
+            statuses[label] = dep.graphql(RUN_STATUS, {"runId": run_id})["runOrError"].get(
+                "status", "?"
+            )
         return all(s in TERMINAL for s in statuses.values())
 
-    dep.wait_until(f"runs {list(run_ids)} to finish (last statuses {statuses})", all_done, RUN_TIMEOUT, interval=2.0)
+    dep.wait_until(
+        f"runs {list(run_ids)} to finish (last statuses {statuses})",
+        all_done,
+        RUN_TIMEOUT,
+        interval=2.0,
+    )
     failed = {label: s for label, s in statuses.items() if s != "SUCCESS"}
     if failed:
         details = []
         for label in failed:
-            events = dep.graphql(RUN_FAILURES, {"runId": run_ids[label]})["logsForRun"].get("events", [])
-            details += [f"{label}: {e.get('stepKey', '')} {e.get('message') or (e.get('error') or {}).get('message')}"
-                        for e in events if e["__typename"] in ("ExecutionStepFailureEvent", "RunFailureEvent")]
+            events = dep.graphql(RUN_FAILURES, {"runId": run_ids[label]})["logsForRun"].get(
+                "events", []
+            )
+            details += [
+                f"{label}: {e.get('stepKey', '')} {e.get('message') or (e.get('error') or {}).get('message')}"
+                for e in events
+                if e["__typename"] in ("ExecutionStepFailureEvent", "RunFailureEvent")
+            ]
         raise dep.fail(f"runs did not succeed: {failed}\n" + "\n".join(details))
 
 
 def test_compose_services_use_the_production_profile_and_grpc_workspace():
     commands = compose_commands({})
-    assert commands["code_server"][:5] == ["dagster", "code-server", "start", "-m", "pynomaly_assets.definitions"]
+    assert commands["code_server"][:5] == [
+        "dagster",
+        "code-server",
+        "start",
+        "-m",
+        "pynomaly_assets.definitions",
+    ]
     for name in ("webserver", "daemon"):
         workspace = commands[name][commands[name].index("-w") + 1]
         loaded = yaml.safe_load((REPO / workspace).read_text())["load_from"]
-        assert [list(entry) for entry in loaded] == [["grpc_server"]], f"{name}: {workspace} must load a gRPC server"
+        assert [list(entry) for entry in loaded] == [["grpc_server"]], (
+            f"{name}: {workspace} must load a gRPC server"
+        )
     dockerfile = (COMPOSE_FILE.parent / "Dockerfile").read_text()
     assert "COPY docker/dagster.yaml /opt/dagster/home/dagster.yaml" in dockerfile
     assert "DAGSTER_HOME=/opt/dagster/home" in dockerfile
@@ -346,7 +445,11 @@ def test_compose_publishes_only_the_authenticating_proxy_and_keeps_secrets_off_c
     services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
     assert [name for name, service in services.items() if service.get("ports")] == ["proxy"]
     for override in (REPO / "deploy").glob("*/docker-compose.*.yml"):
-        published = [name for name, s in yaml.safe_load(override.read_text())["services"].items() if s.get("ports")]
+        published = [
+            name
+            for name, s in yaml.safe_load(override.read_text())["services"].items()
+            if s.get("ports")
+        ]
         assert not published, f"{override} publishes ports of {published}: only docker/proxy may"
     commands = compose_commands({})
     assert option(commands["mlflow"], "--app-name") == "basic-auth"
@@ -364,16 +467,23 @@ def test_compose_publishes_only_the_authenticating_proxy_and_keeps_secrets_off_c
         assert not secret, f"service {name}'s command holds {secret}"
 
 
-def expect_status(dep: Deployment, expected: int, url: str, auth: tuple[str, str] | None = None,
-                  data: bytes | None = None) -> bytes:
+def expect_status(
+    dep: Deployment,
+    expected: int,
+    url: str,
+    auth: tuple[str, str] | None = None,
+    data: bytes | None = None,
+) -> bytes:
     """One request that must answer ``expected`` (a 401 with a Basic challenge); fails with the
     services' logs otherwise. Returns the body."""
     headers = {"Content-Type": "application/json"} if data is not None else None
     status, answered, body = dep.http_request(url, auth=auth, data=data, headers=headers)
     who = f"user {auth[0]!r}" if auth else "anonymous"
     if status != expected:
-        raise dep.fail(f"{'POST' if data is not None else 'GET'} {url} as {who} answered {status}, not {expected}: "
-                       f"{body[:500]!r}")
+        raise dep.fail(
+            f"{'POST' if data is not None else 'GET'} {url} as {who} answered {status}, not {expected}: "
+            f"{body[:500]!r}"
+        )
     if status == 401 and not answered.get("www-authenticate", "").startswith("Basic"):
         raise dep.fail(f"{url} as {who}: 401 without a Basic challenge: {answered}")
     return body
@@ -390,7 +500,9 @@ def test_ui_and_mlflow_refuse_anonymous_access(deployment):
         expect_status(dep, 200, dep.webserver_url + path, auth=UI_USER)
     query = json.dumps({"query": "{ version }"}).encode()
     expect_status(dep, 401, dep.webserver_url + "/graphql", data=query)
-    answer = json.loads(expect_status(dep, 200, dep.webserver_url + "/graphql", auth=UI_USER, data=query))
+    answer = json.loads(
+        expect_status(dep, 200, dep.webserver_url + "/graphql", auth=UI_USER, data=query)
+    )
     assert answer["data"]["version"], answer
 
     from websockets.exceptions import InvalidStatus
@@ -400,8 +512,12 @@ def test_ui_and_mlflow_refuse_anonymous_access(deployment):
     with pytest.raises(InvalidStatus) as refused:
         connect(socket_url, subprotocols=["graphql-ws"], open_timeout=30).close()
     assert refused.value.response.status_code == 401
-    with connect(socket_url, subprotocols=["graphql-ws"], open_timeout=30,
-                 additional_headers={"Authorization": basic_auth(UI_USER)}) as socket:
+    with connect(
+        socket_url,
+        subprotocols=["graphql-ws"],
+        open_timeout=30,
+        additional_headers={"Authorization": basic_auth(UI_USER)},
+    ) as socket:
         socket.send(json.dumps({"type": "connection_init", "payload": {}}))
         assert json.loads(socket.recv(timeout=30))["type"] == "connection_ack"
 
@@ -413,7 +529,12 @@ def test_ui_and_mlflow_refuse_anonymous_access(deployment):
             for user in (MLFLOW_USER, MLFLOW_ADMIN):
                 expect_status(dep, 200, base + path, auth=user)
     # the code server's MLflow user is no admin: another user's account is not its business
-    expect_status(dep, 403, f"{dep.mlflow_url}/api/2.0/mlflow/users/get?username={MLFLOW_ADMIN[0]}", auth=MLFLOW_USER)
+    expect_status(
+        dep,
+        403,
+        f"{dep.mlflow_url}/api/2.0/mlflow/users/get?username={MLFLOW_ADMIN[0]}",
+        auth=MLFLOW_USER,
+    )
 
 
 def test_daemon_evaluates_the_retraining_sensor_and_the_daily_schedule(deployment):
@@ -439,7 +560,9 @@ def test_daemon_evaluates_the_retraining_sensor_and_the_daily_schedule(deploymen
     errors = [t["error"]["message"] for t in ticks if t["status"] == "FAILURE"]
     assert not errors, f"the retraining sensor's ticks failed: {errors}"
     # the cron is every minute: the first tick comes at the latest ~60 s after the daemon saw the schedule
-    state = dep.wait_until("a tick of the daily schedule", lambda: (s := schedule_ticks())["ticks"] and s, 150)
+    state = dep.wait_until(
+        "a tick of the daily schedule", lambda: (s := schedule_ticks())["ticks"] and s, 150
+    )
     # its runs would only add load to the machine: stop it now that it has ticked
     dep.graphql(STOP_SCHEDULE, {"id": state["id"]})
     tick = state["ticks"][0]
@@ -452,25 +575,38 @@ def test_runs_launched_through_graphql_land_in_the_postgres_warehouse(deployment
     start = time.monotonic()
     # the days arrive as one backfill, which the daemon's backfill loop turns into a run per day
     backfill = launch_backfill(dep, f"{FEED}__ingest", DAYS)
-    dep.wait_until(f"backfill {backfill} to create a run per day",
-                   lambda: backfill_made_runs(dep, backfill, len(DAYS)), RUN_TIMEOUT, interval=2.0)
+    dep.wait_until(
+        f"backfill {backfill} to create a run per day",
+        lambda: backfill_made_runs(dep, backfill, len(DAYS)),
+        RUN_TIMEOUT,
+        interval=2.0,
+    )
     runs = backfill_runs(dep, backfill)
     wait_for_runs(dep, {f"ingest run {r['runId'][:8]}": r["runId"] for r in runs})
     runs = backfill_runs(dep, backfill)
-    assert sorted(t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition") == DAYS
+    assert (
+        sorted(t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition")
+        == DAYS
+    )
     ingested = time.monotonic()
     wait_for_runs(dep, {"train": launch(dep, f"{FEED}__train")})
     trained = time.monotonic()
     score_run = launch(dep, f"{FEED}__score", DAYS[-1])
     wait_for_runs(dep, {f"score {DAYS[-1]}": score_run})
-    print(f"ingest {ingested - start:.0f} s, train {trained - ingested:.0f} s, score {time.monotonic() - trained:.0f} s")
+    print(
+        f"ingest {ingested - start:.0f} s, train {trained - ingested:.0f} s, score {time.monotonic() - trained:.0f} s"
+    )
 
     engine = sa.create_engine(dep.warehouse_url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(sa.text(
-                "SELECT partition_date::text, run_id, COUNT(*) FROM anomalies.anomaly_scores WHERE feed = :f "
-                "GROUP BY partition_date, run_id"), {"f": FEED}).all()
+            rows = conn.execute(
+                sa.text(
+                    "SELECT partition_date::text, run_id, COUNT(*) FROM anomalies.anomaly_scores WHERE feed = :f "
+                    "GROUP BY partition_date, run_id"
+                ),
+                {"f": FEED},
+            ).all()
     finally:
         engine.dispose()
     # 2 machines x 96 readings a day, all exported by the run launched through GraphQL
@@ -479,7 +615,9 @@ def test_runs_launched_through_graphql_land_in_the_postgres_warehouse(deployment
     mlflow_db = sa.create_engine(dep.mlflow_backend_url)
     try:
         with mlflow_db.connect() as conn:
-            aliases = conn.execute(sa.text("SELECT name, alias FROM registered_model_aliases")).all()
+            aliases = conn.execute(
+                sa.text("SELECT name, alias FROM registered_model_aliases")
+            ).all()
     finally:
         mlflow_db.dispose()
     assert (f"pynomaly-{FEED}", "champion") in [tuple(a) for a in aliases]
@@ -488,11 +626,18 @@ def test_runs_launched_through_graphql_land_in_the_postgres_warehouse(deployment
 def chromium_or_skip() -> str:
     """Debian's chromium; scripts/browser.sh installs it when missing (scripts/test.sh runs it first)."""
     if shutil.which("chromium") is None:
-        installed = subprocess.run(["bash", str(REPO / "scripts" / "browser.sh")], capture_output=True, text=True,
-                                   check=False, timeout=600)
+        installed = subprocess.run(
+            ["bash", str(REPO / "scripts" / "browser.sh")],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+        )
         if shutil.which("chromium") is None:
-            pytest.skip(f"chromium is not installed and scripts/browser.sh could not install it: "
-                        f"{installed.stderr.strip()[-500:]}")
+            pytest.skip(
+                f"chromium is not installed and scripts/browser.sh could not install it: "
+                f"{installed.stderr.strip()[-500:]}"
+            )
     return shutil.which("chromium")
 
 
@@ -509,26 +654,48 @@ class Chromium:
         self.log = profile.with_suffix(".log")
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
-                 "--window-size=1600,1000", f"--remote-debugging-port={port}", f"--user-data-dir={profile}",
-                 "about:blank"], stdout=log, stderr=subprocess.STDOUT)
+                [
+                    browser,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--hide-scrollbars",
+                    "--window-size=1600,1000",
+                    f"--remote-debugging-port={port}",
+                    f"--user-data-dir={profile}",
+                    "about:blank",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         from websockets.sync.client import connect
 
         deadline = time.monotonic() + 60
         while True:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as response:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{port}/json/list", timeout=5
+                ) as response:
                     pages = [t for t in json.loads(response.read()) if t["type"] == "page"]
                 if pages:
                     break
             except OSError:
                 pass
             if time.monotonic() > deadline or self.process.poll() is not None:
-                raise AssertionError(f"chromium's DevTools did not come up on port {port}: {self.log_tail()}")
+                raise AssertionError(
+                    f"chromium's DevTools did not come up on port {port}: {self.log_tail()}"
+                )
             time.sleep(0.5)
         self.socket = connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=30)
         self.calls = 0
-        self.call("Emulation.setDeviceMetricsOverride", width=1600, height=1000, deviceScaleFactor=1, mobile=False)
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=1600,
+            height=1000,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
         self.call("Network.enable")
         self.call("Network.setExtraHTTPHeaders", headers={"Authorization": authorization})
 
@@ -549,7 +716,9 @@ class Chromium:
         self.call("Page.navigate", url=url)
 
     def html(self) -> str:
-        result = self.call("Runtime.evaluate", expression="document.documentElement.outerHTML", returnByValue=True)
+        result = self.call(
+            "Runtime.evaluate", expression="document.documentElement.outerHTML", returnByValue=True
+        )
         return result["result"].get("value", "")
 
     def screenshot(self) -> bytes:
@@ -585,21 +754,29 @@ def until_rendered(page: Chromium, shows: Callable[[str], bool], timeout: float 
         time.sleep(1.0)
 
 
-def test_ui_lists_the_feeds_assets_and_draws_the_asset_graph_in_a_headless_browser(deployment, tmp_path):
+def test_ui_lists_the_feeds_assets_and_draws_the_asset_graph_in_a_headless_browser(
+    deployment, tmp_path
+):
     dep = deployment
     browser = chromium_or_skip()
     served = dep.http_get("/assets").decode()
-    assert "anomaly_scores" not in served, "the catalog is rendered by the UI's JavaScript, not served as HTML"
+    assert "anomaly_scores" not in served, (
+        "the catalog is rendered by the UI's JavaScript, not served as HTML"
+    )
     page = Chromium(browser, tmp_path / "chromium", basic_auth(dep.auth))
     try:
         page.open(dep.webserver_url + "/assets")
         text = until_rendered(page, lambda text: not missing_stages(text))
         missing = missing_stages(text)
-        assert not missing, f"the asset catalog does not list {missing}; page text: {text[:2000]}\n{page.log_tail()}"
+        assert not missing, (
+            f"the asset catalog does not list {missing}; page text: {text[:2000]}\n{page.log_tail()}"
+        )
 
         page.open(dep.webserver_url + "/asset-groups")
         text = until_rendered(page, lambda text: all(stage in text for stage in STAGES))
-        assert all(stage in text for stage in STAGES), f"the asset graph did not render: {text[:2000]}"
+        assert all(stage in text for stage in STAGES), (
+            f"the asset graph did not render: {text[:2000]}"
+        )
         time.sleep(3)  # the graph's layout settles (zoom to fit) after its nodes appear
         png = page.screenshot()
     finally:
@@ -622,11 +799,15 @@ def test_mlflow_users_grants_the_pynomaly_user_what_predates_authentication(depl
     suffix = uuid.uuid4().hex[:8]
 
     def call(endpoint: str, body: dict, user: tuple[str, str], expected: int = 200) -> dict:
-        answer = expect_status(dep, expected, f"{api}/{endpoint}", auth=user, data=json.dumps(body).encode())
+        answer = expect_status(
+            dep, expected, f"{api}/{endpoint}", auth=user, data=json.dumps(body).encode()
+        )
         return json.loads(answer or b"{}") if expected == 200 else {}
 
-    legacy, other = (call("experiments/create", {"name": name}, MLFLOW_ADMIN)["experiment_id"]
-                     for name in (f"pynomaly/legacy_{suffix}", f"other/legacy_{suffix}"))
+    legacy, other = (
+        call("experiments/create", {"name": name}, MLFLOW_ADMIN)["experiment_id"]
+        for name in (f"pynomaly/legacy_{suffix}", f"other/legacy_{suffix}")
+    )
     model = f"pynomaly-legacy_{suffix}"
     call("registered-models/create", {"name": model}, MLFLOW_ADMIN)
     tag = {"name": model, "key": "pynomaly/test", "value": suffix}
@@ -636,16 +817,24 @@ def test_mlflow_users_grants_the_pynomaly_user_what_predates_authentication(depl
     output = dep.run_once("mlflow_users", compose_commands({})["mlflow_users"], STARTUP_TIMEOUT)
     assert f"granted 'pynomaly' MANAGE on experiment 'pynomaly/legacy_{suffix}'" in output, output
     assert f"granted 'pynomaly' MANAGE on registered_model '{model}'" in output, output
-    assert f"'pynomaly/{FEED}'" not in output, f"the feed's own experiment was granted again: {output}"
+    assert f"'pynomaly/{FEED}'" not in output, (
+        f"the feed's own experiment was granted again: {output}"
+    )
     call("runs/create", {"experiment_id": legacy}, MLFLOW_USER)
     call("registered-models/set-tag", tag, MLFLOW_USER)
     call("runs/create", {"experiment_id": other}, MLFLOW_USER, expected=403)
 
 
 def run_auth_script(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([str(VENV_BIN / "python"), str(REPO / "docker" / "mlflow" / "auth.py"), *args],
-                          env={"PATH": os.environ["PATH"], **env}, cwd=REPO, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [str(VENV_BIN / "python"), str(REPO / "docker" / "mlflow" / "auth.py"), *args],
+        env={"PATH": os.environ["PATH"], **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_mlflow_auth_config_comes_from_the_environment_and_is_private(tmp_path):
@@ -653,22 +842,37 @@ def test_mlflow_auth_config_comes_from_the_environment_and_is_private(tmp_path):
     (a %-encoded password survives configparser), the admin from the environment, mode 0600."""
     config = tmp_path / "auth" / "basic_auth.ini"
     database_uri = "postgresql+psycopg2://mlflow:p%40ss%25word@db:5432/mlflow_auth"
-    env = {"MLFLOW_AUTH_CONFIG_PATH": str(config), "MLFLOW_AUTH_DATABASE_URI": database_uri,
-           "MLFLOW_AUTH_ADMIN_USERNAME": "root-of-mlflow", "MLFLOW_AUTH_ADMIN_PASSWORD": "admin-password-1"}
-    read_back = ("import json; from mlflow.server.auth.config import read_auth_config; "
-                 "print(json.dumps(read_auth_config()._asdict()))")
+    env = {
+        "MLFLOW_AUTH_CONFIG_PATH": str(config),
+        "MLFLOW_AUTH_DATABASE_URI": database_uri,
+        "MLFLOW_AUTH_ADMIN_USERNAME": "root-of-mlflow",
+        "MLFLOW_AUTH_ADMIN_PASSWORD": "admin-password-1",
+    }
+    read_back = (
+        "import json; from mlflow.server.auth.config import read_auth_config; "
+        "print(json.dumps(read_auth_config()._asdict()))"
+    )
     done = run_auth_script(["serve", str(VENV_BIN / "python"), "-c", read_back], env)
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert seen["database_uri"] == database_uri
     assert (seen["default_permission"], seen["admin_username"], seen["admin_password"]) == (
-        "READ", "root-of-mlflow", "admin-password-1")
+        "READ",
+        "root-of-mlflow",
+        "admin-password-1",
+    )
     assert "admin-password-1" not in config.read_text()
     assert config.stat().st_mode & 0o777 == 0o600
 
-    refused = run_auth_script(["serve", "true"], {**env, "MLFLOW_AUTH_DEFAULT_PERMISSION": "EVERYTHING"})
-    assert refused.returncode == 2 and "MLFLOW_AUTH_DEFAULT_PERMISSION='EVERYTHING'" in refused.stderr
-    missing = run_auth_script(["serve", "true"], {k: v for k, v in env.items() if k != "MLFLOW_AUTH_DATABASE_URI"})
+    refused = run_auth_script(
+        ["serve", "true"], {**env, "MLFLOW_AUTH_DEFAULT_PERMISSION": "EVERYTHING"}
+    )
+    assert (
+        refused.returncode == 2 and "MLFLOW_AUTH_DEFAULT_PERMISSION='EVERYTHING'" in refused.stderr
+    )
+    missing = run_auth_script(
+        ["serve", "true"], {k: v for k, v in env.items() if k != "MLFLOW_AUTH_DATABASE_URI"}
+    )
     assert missing.returncode == 2 and "MLFLOW_AUTH_DATABASE_URI is not set" in missing.stderr
 
 
@@ -687,46 +891,90 @@ class EchoHeaders(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def test_proxy_speaks_https_with_a_certificate_and_takes_more_ui_users_from_an_htpasswd_file(tmp_path):
+def test_proxy_speaks_https_with_a_certificate_and_takes_more_ui_users_from_an_htpasswd_file(
+    tmp_path,
+):
     """TLS as docs/deploy.md sets it up (PROXY_TLS_CERT/KEY), against stand-in upstreams: the UI port
     asks for basic auth and keeps the password from the webserver, the MLflow port leaves
     authentication (and the Authorization header) to MLflow; plain HTTP is refused."""
     require_proxy()
     cert, key = tmp_path / "fullchain.pem", tmp_path / "privkey.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True, timeout=60)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     alice = ("alice", "alice-password")
-    hashed = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=alice[1] + "\n", capture_output=True,
-                            text=True, check=True, timeout=60).stdout.strip()
+    hashed = subprocess.run(
+        ["openssl", "passwd", "-6", "-stdin"],
+        input=alice[1] + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
     users = tmp_path / "users.htpasswd"
     users.write_text(f"# more UI users\n{alice[0]}:{hashed}\n")
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), EchoHeaders)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
     ui_port, mlflow_port, upstream_port = free_port(), free_port(), upstream.server_address[1]
     run_dir = tempfile.mkdtemp(prefix="pynomaly-proxy-")
-    env = {"PATH": os.environ["PATH"], "DAGSTER_UI_PASSWORD": UI_USER[1], "DAGSTER_UI_HTPASSWD": str(users),
-           "PROXY_TLS_CERT": str(cert), "PROXY_TLS_KEY": str(key), "PROXY_RUN_DIR": run_dir}
-    command = compose_commands({"PROXY_DAGSTER_PORT": str(ui_port), "PROXY_MLFLOW_PORT": str(mlflow_port),
-                                "PYNOMALY_WEBSERVER_PORT": str(upstream_port),
-                                "MLFLOW_SERVER_PORT": str(upstream_port)})["proxy"]
+    env = {
+        "PATH": os.environ["PATH"],
+        "DAGSTER_UI_PASSWORD": UI_USER[1],
+        "DAGSTER_UI_HTPASSWD": str(users),
+        "PROXY_TLS_CERT": str(cert),
+        "PROXY_TLS_KEY": str(key),
+        "PROXY_RUN_DIR": run_dir,
+    }
+    command = compose_commands(
+        {
+            "PROXY_DAGSTER_PORT": str(ui_port),
+            "PROXY_MLFLOW_PORT": str(mlflow_port),
+            "PYNOMALY_WEBSERVER_PORT": str(upstream_port),
+            "MLFLOW_SERVER_PORT": str(upstream_port),
+        }
+    )["proxy"]
     on_loopback({"proxy": command})
     (tmp_path / "logs").mkdir()
-    dep = Deployment(env=env, log_dir=tmp_path / "logs", webserver_url=f"https://127.0.0.1:{ui_port}")
+    dep = Deployment(
+        env=env, log_dir=tmp_path / "logs", webserver_url=f"https://127.0.0.1:{ui_port}"
+    )
     tls = ssl.create_default_context(cafile=str(cert))
 
     def get(url: str, auth: tuple[str, str] | None = None) -> tuple[int, dict]:
         headers = {"Authorization": basic_auth(auth)} if auth else {}
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=30,
-                                        context=tls) as response:
+            with urllib.request.urlopen(
+                urllib.request.Request(url, headers=headers), timeout=30, context=tls
+            ) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as exc:
             return exc.code, {}
 
     try:
         dep.start("proxy", command)
-        dep.wait_until("the proxy's TLS port", lambda: get(dep.webserver_url)[0] == 401, 60, interval=0.5)
+        dep.wait_until(
+            "the proxy's TLS port", lambda: get(dep.webserver_url)[0] == 401, 60, interval=0.5
+        )
         assert get(dep.webserver_url, (UI_USER[0], WRONG_PASSWORD))[0] == 401
         for user in (UI_USER, alice):
             status, seen = get(dep.webserver_url + "/server_info", user)
@@ -735,7 +983,9 @@ def test_proxy_speaks_https_with_a_certificate_and_takes_more_ui_users_from_an_h
         mlflow = f"https://127.0.0.1:{mlflow_port}/api/2.0/mlflow/experiments/search"
         status, seen = get(mlflow, MLFLOW_USER)
         assert status == 200 and seen["authorization"] == basic_auth(MLFLOW_USER), seen
-        assert seen["host"] == f"127.0.0.1:{upstream_port}", "MLflow checks the Host against its --allowed-hosts"
+        assert seen["host"] == f"127.0.0.1:{upstream_port}", (
+            "MLflow checks the Host against its --allowed-hosts"
+        )
         with pytest.raises(urllib.error.HTTPError) as plain:
             urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/", timeout=30)
         assert plain.value.code == 400

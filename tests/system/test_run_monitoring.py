@@ -77,22 +77,41 @@ class LocalDagster:
     landing: Path
     pynomaly_home: Path
 
-    def launch(self, day: str, tags: dict[str, str] | None = None, run_config: dict | None = None) -> str:
+    def launch(
+        self, day: str, tags: dict[str, str] | None = None, run_config: dict | None = None
+    ) -> str:
         """Submit an ingest run for ``day`` through the instance's run queue, as the UI would."""
         run_id = str(uuid.uuid4())
-        argv = [str(VENV_BIN / "dagster"), "job", "launch", "-w", str(self.workspace), "-j", JOB,
-                "--tags", json.dumps({"dagster/partition": day, **(tags or {})}), "--run-id", run_id]
+        argv = [
+            str(VENV_BIN / "dagster"),
+            "job",
+            "launch",
+            "-w",
+            str(self.workspace),
+            "-j",
+            JOB,
+            "--tags",
+            json.dumps({"dagster/partition": day, **(tags or {})}),
+            "--run-id",
+            run_id,
+        ]
         if run_config:
             argv += ["--config-json", json.dumps(run_config)]
-        launched = subprocess.run(argv, env=self.dep.env, capture_output=True, text=True, timeout=180, check=False)
+        launched = subprocess.run(
+            argv, env=self.dep.env, capture_output=True, text=True, timeout=180, check=False
+        )
         if launched.returncode != 0:
-            raise self.dep.fail(f"dagster job launch {JOB} [{day}] exited {launched.returncode}: "
-                                f"{launched.stderr[-3000:]}")
+            raise self.dep.fail(
+                f"dagster job launch {JOB} [{day}] exited {launched.returncode}: "
+                f"{launched.stderr[-3000:]}"
+            )
         return run_id
 
     def status(self, run_id: str) -> dg.DagsterRunStatus:
         run = self.instance.get_run_by_id(run_id)
-        assert run is not None, f"run {run_id} is not in the instance at {self.instance.root_directory}"
+        assert run is not None, (
+            f"run {run_id} is not in the instance at {self.instance.root_directory}"
+        )
         return run.status
 
     def wait_for_status(self, run_id: str, status: dg.DagsterRunStatus, timeout: float) -> float:
@@ -102,21 +121,28 @@ class LocalDagster:
         def reached() -> bool:
             current = self.status(run_id)
             if current != status and current in FINISHED:
-                raise self.dep.fail(f"run {run_id} ended {current.value}, expected {status.value}:\n"
-                                    + "\n".join(self.messages(run_id)[-20:]))
+                raise self.dep.fail(
+                    f"run {run_id} ended {current.value}, expected {status.value}:\n"
+                    + "\n".join(self.messages(run_id)[-20:])
+                )
             return current == status
 
         self.dep.wait_until(f"run {run_id} to be {status.value}", reached, timeout, interval=0.5)
         return time.monotonic() - start
 
     def messages(self, run_id: str) -> list[str]:
-        return [f"{e.dagster_event_type.value if e.dagster_event_type else 'log'}: {e.message}"
-                for e in self.instance.all_logs(run_id)]
+        return [
+            f"{e.dagster_event_type.value if e.dagster_event_type else 'log'}: {e.message}"
+            for e in self.instance.all_logs(run_id)
+        ]
 
     def materializations(self, asset: str, day: str) -> list[dg.EventLogRecord]:
-        return list(self.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey([FEED, asset]), asset_partitions=[day]), limit=10,
-        ).records)
+        return list(
+            self.instance.fetch_materializations(
+                dg.AssetRecordsFilter(asset_key=dg.AssetKey([FEED, asset]), asset_partitions=[day]),
+                limit=10,
+            ).records
+        )
 
 
 @pytest.fixture(scope="module")
@@ -131,27 +157,61 @@ def local(tmp_path_factory):
     (root / "logs").mkdir()
     port = free_port()
     workspace = root / "workspace.yaml"
-    workspace.write_text(json.dumps({"load_from": [
-        {"grpc_server": {"host": "127.0.0.1", "port": port, "location_name": LOCATION}}]}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYNOMALY_", "DAGSTER_", "MLFLOW_"))}
-    env.update({
-        "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
-        "DAGSTER_HOME": str(dagster_home),
-        "PYNOMALY_HOME": str(root / "pynomaly_home"),
-        "PYNOMALY_FEEDS_DIR": str(feeds),
-        "PYNOMALY_SIGNING_KEY": "run-monitoring-test-key",
-    })
+    workspace.write_text(
+        json.dumps(
+            {
+                "load_from": [
+                    {"grpc_server": {"host": "127.0.0.1", "port": port, "location_name": LOCATION}}
+                ]
+            }
+        )
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("PYNOMALY_", "DAGSTER_", "MLFLOW_"))
+    }
+    env.update(
+        {
+            "PATH": f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}",
+            "DAGSTER_HOME": str(dagster_home),
+            "PYNOMALY_HOME": str(root / "pynomaly_home"),
+            "PYNOMALY_FEEDS_DIR": str(feeds),
+            "PYNOMALY_SIGNING_KEY": "run-monitoring-test-key",
+        }
+    )
     dep = Deployment(env=env, log_dir=root / "logs", webserver_url="")
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     try:
-        dep.start("code_server", ["dagster", "code-server", "start", "-m", "pynomaly_assets.definitions",
-                                  "-h", "127.0.0.1", "-p", str(port), "--location-name", LOCATION])
+        dep.start(
+            "code_server",
+            [
+                "dagster",
+                "code-server",
+                "start",
+                "-m",
+                "pynomaly_assets.definitions",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "--location-name",
+                LOCATION,
+            ],
+        )
         dep.start("daemon", ["dagster-daemon", "run", "-w", str(workspace)])
-        dep.wait_until("the code server's gRPC health check", lambda: grpc_healthy(port, env), STARTUP_TIMEOUT,
-                       interval=2.0)
+        dep.wait_until(
+            "the code server's gRPC health check",
+            lambda: grpc_healthy(port, env),
+            STARTUP_TIMEOUT,
+            interval=2.0,
+        )
         # the profile turns run monitoring on: the daemon runs its MONITORING loop
-        dep.wait_until("a heartbeat of the daemon's run monitoring",
-                       lambda: "MONITORING" in instance.get_daemon_heartbeats(), STARTUP_TIMEOUT)
+        dep.wait_until(
+            "a heartbeat of the daemon's run monitoring",
+            lambda: "MONITORING" in instance.get_daemon_heartbeats(),
+            STARTUP_TIMEOUT,
+        )
         yield LocalDagster(dep, instance, workspace, feeds / "landing", root / "pynomaly_home")
     finally:
         dep.stop_all()  # run workers and step subprocesses live in the code server's process group
@@ -177,14 +237,18 @@ def make_pipe(local: LocalDagster, day: str) -> Path:
 
 def write_into_pipe(pipe: Path, text: str) -> bool:
     """Deliver ``text`` to the process blocked reading ``pipe``; OSError (ENXIO) while nobody reads it."""
-    fd = os.open(pipe, os.O_WRONLY | os.O_NONBLOCK)  # fails instead of waiting when there is no reader
+    fd = os.open(
+        pipe, os.O_WRONLY | os.O_NONBLOCK
+    )  # fails instead of waiting when there is no reader
     os.set_blocking(fd, True)
     with os.fdopen(fd, "w") as out:
         out.write(text)
     return True
 
 
-def engine_pid(local: LocalDagster, run_id: str, event_type: dg.DagsterEventType, message: str) -> int | None:
+def engine_pid(
+    local: LocalDagster, run_id: str, event_type: dg.DagsterEventType, message: str
+) -> int | None:
     """The ``pid`` the run's first ``event_type`` event whose message starts with ``message`` recorded."""
     for entry in local.instance.all_logs(run_id, of_type=event_type):
         if entry.message.startswith(message):
@@ -204,8 +268,11 @@ def running(pid: int) -> bool:
 def quarantine(local: LocalDagster, day: str) -> pd.DataFrame:
     engine = sa.create_engine(f"sqlite:///{local.pynomaly_home / 'warehouse.db'}")
     try:
-        return pd.read_sql(sa.text("SELECT * FROM quarantine WHERE feed = :f AND partition_date = :d"), engine,
-                           params={"f": FEED, "d": day})
+        return pd.read_sql(
+            sa.text("SELECT * FROM quarantine WHERE feed = :f AND partition_date = :d"),
+            engine,
+            params={"f": FEED, "d": day},
+        )
     finally:
         engine.dispose()
 
@@ -215,9 +282,12 @@ def test_killed_run_worker_fails_the_run_its_step_commits_anyway_and_a_rerun_is_
     text, ids, bad_ids = day_csv(DAY)
     pipe = make_pipe(local, DAY)
     killed = local.launch(DAY, run_config=MULTIPROCESS)
-    local.dep.wait_until(f"step {FEED}__raw of run {killed} to start",
-                         lambda: local.instance.all_logs(killed, of_type=dg.DagsterEventType.STEP_START),
-                         STARTUP_TIMEOUT + RUN_TIMEOUT, interval=0.5)
+    local.dep.wait_until(
+        f"step {FEED}__raw of run {killed} to start",
+        lambda: local.instance.all_logs(killed, of_type=dg.DagsterEventType.STEP_START),
+        STARTUP_TIMEOUT + RUN_TIMEOUT,
+        interval=0.5,
+    )
     worker = engine_pid(local, killed, dg.DagsterEventType.ENGINE_EVENT, "Started process for run")
     step = engine_pid(local, killed, dg.DagsterEventType.STEP_WORKER_STARTED, "Executing step")
     assert worker and step and worker != step, local.messages(killed)
@@ -230,14 +300,22 @@ def test_killed_run_worker_fails_the_run_its_step_commits_anyway_and_a_rerun_is_
 
     # the step subprocess outlived its run worker: it is still reading the day's source ...
     assert running(step), f"step subprocess {step} of run {killed} died with its run worker"
-    local.dep.wait_until(f"the surviving step {step} to read {pipe}", lambda: write_into_pipe(pipe, text), 60,
-                         interval=0.5)
-    local.dep.wait_until(f"the surviving step {step} to exit", lambda: not running(step), RUN_TIMEOUT)
+    local.dep.wait_until(
+        f"the surviving step {step} to read {pipe}",
+        lambda: write_into_pipe(pipe, text),
+        60,
+        interval=0.5,
+    )
+    local.dep.wait_until(
+        f"the surviving step {step} to exit", lambda: not running(step), RUN_TIMEOUT
+    )
     # ... and committed its output into the run that is already FAILURE
     assert [r.run_id for r in local.materializations("raw", DAY)] == [killed]
     assert local.instance.all_logs(killed, of_type=dg.DagsterEventType.STEP_SUCCESS)
     assert local.status(killed) == dg.DagsterRunStatus.FAILURE
-    assert not local.materializations("validated", DAY), "the killed run worker never started validated"
+    assert not local.materializations("validated", DAY), (
+        "the killed run worker never started validated"
+    )
     frames = FrameStore(local.pynomaly_home / "frames")
     assert len(frames.read([FEED, "raw"], DAY)) == len(ids)
 
@@ -253,7 +331,9 @@ def test_killed_run_worker_fails_the_run_its_step_commits_anyway_and_a_rerun_is_
     quarantined = quarantine(local, DAY)
     assert len(raw) == len(ids) and set(raw["reading_id"]) == ids
     assert valid["reading_id"].is_unique and set(valid["reading_id"]) == ids - bad_ids
-    assert sorted(quarantined["record_key"]) == sorted(bad_ids), quarantined[["record_key", "column_name", "rule"]]
+    assert sorted(quarantined["record_key"]) == sorted(bad_ids), quarantined[
+        ["record_key", "column_name", "rule"]
+    ]
     assert set(quarantined["run_id"]) == {rerun}
     assert len(raw) == len(valid) + quarantined["record_key"].nunique()
     assert check_results(local.instance, rerun)["row_accounting"] is True
@@ -269,15 +349,24 @@ def test_run_whose_code_server_died_with_it_is_failed_by_run_monitoring(local):
     """Runs last: it kills the code server. Nothing is left to report the run but the daemon."""
     make_pipe(local, STRANDED_DAY)
     max_runtime = 20
-    stranded = local.launch(STRANDED_DAY, tags={"dagster/max_runtime": str(max_runtime)}, run_config=IN_PROCESS)
-    local.dep.wait_until(f"step {FEED}__raw of run {stranded} to start",
-                         lambda: local.instance.all_logs(stranded, of_type=dg.DagsterEventType.STEP_START),
-                         STARTUP_TIMEOUT + RUN_TIMEOUT, interval=0.5)
-    worker = engine_pid(local, stranded, dg.DagsterEventType.ENGINE_EVENT, "Started process for run")
+    stranded = local.launch(
+        STRANDED_DAY, tags={"dagster/max_runtime": str(max_runtime)}, run_config=IN_PROCESS
+    )
+    local.dep.wait_until(
+        f"step {FEED}__raw of run {stranded} to start",
+        lambda: local.instance.all_logs(stranded, of_type=dg.DagsterEventType.STEP_START),
+        STARTUP_TIMEOUT + RUN_TIMEOUT,
+        interval=0.5,
+    )
+    worker = engine_pid(
+        local, stranded, dg.DagsterEventType.ENGINE_EVENT, "Started process for run"
+    )
     assert worker, local.messages(stranded)
 
     crash(local.dep, "code_server")
-    local.dep.wait_until(f"run worker {worker} to die with its code server", lambda: not running(worker), 10)
+    local.dep.wait_until(
+        f"run worker {worker} to die with its code server", lambda: not running(worker), 10
+    )
     time.sleep(3)  # the code server would have reported a dead worker by now; it is dead too
     assert local.status(stranded) == dg.DagsterRunStatus.STARTED
 
@@ -286,6 +375,10 @@ def test_run_whose_code_server_died_with_it_is_failed_by_run_monitoring(local):
     poll = local.instance.run_monitoring_poll_interval_seconds
     took = local.wait_for_status(stranded, dg.DagsterRunStatus.FAILURE, max_runtime + poll + 60)
     messages = local.messages(stranded)
-    assert any(f"exceeding maximum runtime of {max_runtime} seconds" in m for m in messages), messages
+    assert any(f"exceeding maximum runtime of {max_runtime} seconds" in m for m in messages), (
+        messages
+    )
     assert any("forcibly marked as failed" in m for m in messages), messages
-    print(f"code server killed: run FAILURE after {took:.1f} s (max runtime {max_runtime} s, poll {poll} s)")
+    print(
+        f"code server killed: run FAILURE after {took:.1f} s (max runtime {max_runtime} s, poll {poll} s)"
+    )

@@ -104,8 +104,9 @@ def cpu_threads(n_jobs: int | None, work_per_op: float | None = None) -> int:
     return int(min(cores, max(1, work_per_op // MIN_WORK_PER_THREAD)))
 
 
-def map_on_cpu_threads(torch: ModuleType, function: Callable[[T], R], items: Iterable[T],
-                       n_threads: int) -> list[R]:
+def map_on_cpu_threads(
+    torch: ModuleType, function: Callable[[T], R], items: Iterable[T], n_threads: int
+) -> list[R]:
     """``[function(item) for item in items]`` on ``n_threads`` Python threads.
 
     Each call runs single-threaded torch ops under :func:`torch.inference_mode`. Work

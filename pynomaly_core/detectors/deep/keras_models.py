@@ -60,11 +60,15 @@ ARRAYS_FILE = "arrays.npz"
 _SCORE_CHUNK_ROWS = 1 << 14
 
 _COMMON_PARAMS_DOC = (
-    "\n" + EPOCHS_PARAMS_DOC + """    weight_decay : float, default={weight_decay}
+    "\n"
+    + EPOCHS_PARAMS_DOC
+    + """    weight_decay : float, default={weight_decay}
         Decoupled weight decay of Keras' Adam (0 disables it).
     validation_fraction : float in [0, 1), default={validation_fraction}
         Share of the training rows held out to decide early stopping; 0 disables it.
-""" + STOPPING_PARAMS_DOC + """    device : {{"auto", "cpu", "gpu", "gpu:N", "cuda", "cuda:N"}}, default="{device}"
+"""
+    + STOPPING_PARAMS_DOC
+    + """    device : {{"auto", "cpu", "gpu", "gpu:N", "cuda", "cuda:N"}}, default="{device}"
         ``"auto"`` uses the first GPU TensorFlow sees, else the CPU.
     mixed_precision : bool, default={mixed_precision}
         On a GPU, use Keras' ``mixed_bfloat16`` policy (``mixed_float16`` with loss
@@ -81,7 +85,8 @@ _COMMON_PARAMS_DOC = (
         The trained network(s).
     device_ : str
         TensorFlow device used for training.
-""" + TRAINED_ATTRIBUTES_DOC
+"""
+    + TRAINED_ATTRIBUTES_DOC
 )
 
 
@@ -154,8 +159,9 @@ class KerasDetector(BaseDetector):
             validation = tf.constant(data[order[:n_validation]])
             self._initialize(models, train)
             state = self._training_state(keras, seeds)
-            optimizer = keras.optimizers.Adam(learning_rate=self.learning_rate,
-                                              weight_decay=self.weight_decay or None)
+            optimizer = keras.optimizers.Adam(
+                learning_rate=self.learning_rate, weight_decay=self.weight_decay or None
+            )
             if policy == "mixed_float16":
                 optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
             self._train(tf, networks, models, state, optimizer, train, validation, rng)
@@ -163,8 +169,17 @@ class KerasDetector(BaseDetector):
         self.device_ = device
         self._compiled_scorer = None
 
-    def _train(self, tf: Any, networks: Any, models: dict[str, Any], state: dict[str, Any],
-               optimizer: Any, train: Any, validation: Any, rng: np.random.Generator) -> None:
+    def _train(
+        self,
+        tf: Any,
+        networks: Any,
+        models: dict[str, Any],
+        state: dict[str, Any],
+        optimizer: Any,
+        train: Any,
+        validation: Any,
+        rng: np.random.Generator,
+    ) -> None:
         loss_fn = getattr(networks, self.loss_function)
         variables = [v for model in models.values() for v in model.trainable_variables]
         optimizer.build(variables)
@@ -177,7 +192,7 @@ class KerasDetector(BaseDetector):
         def train_epoch(shuffled: Any) -> Any:
             total = tf.constant(0.0)
             for i in tf.range(n_batches):
-                batch = shuffled[i * batch_size:(i + 1) * batch_size]
+                batch = shuffled[i * batch_size : (i + 1) * batch_size]
                 with tf.GradientTape() as tape:
                     loss = loss_fn(models, batch, True, state)
                     scaled = optimizer.scale_loss(loss)
@@ -201,8 +216,13 @@ class KerasDetector(BaseDetector):
             self.loss_curve_.append(float(train_epoch(shuffled)))
             if n_validation == 0:
                 continue
-            loss = sum(float(validation_loss(validation[s:s + chunk])) * min(chunk, n_validation - s)
-                       for s in range(0, n_validation, chunk)) / n_validation
+            loss = (
+                sum(
+                    float(validation_loss(validation[s : s + chunk])) * min(chunk, n_validation - s)
+                    for s in range(0, n_validation, chunk)
+                )
+                / n_validation
+            )
             self.validation_loss_curve_.append(loss)
             if stopper.update(epoch, loss):
                 best_weights = {name: m.get_weights() for name, m in models.items()}
@@ -226,12 +246,15 @@ class KerasDetector(BaseDetector):
             models, state = self.models_, self._scoring_state()
             self._compiled_scorer = tf.function(
                 lambda x: score_fn(models, x, state),
-                input_signature=[tf.TensorSpec([None, self.n_features_in_], tf.float32)])
+                input_signature=[tf.TensorSpec([None, self.n_features_in_], tf.float32)],
+            )
         data = self._standardized(X)
         chunk = self._chunk_rows()
         with tf.device(device):
-            scores = [self._compiled_scorer(data[s:s + chunk]).numpy()
-                      for s in range(0, len(data), chunk)]
+            scores = [
+                self._compiled_scorer(data[s : s + chunk]).numpy()
+                for s in range(0, len(data), chunk)
+            ]
         return np.concatenate(scores).astype(np.float64)
 
     # ------------------------------------------------------------------ persistence
@@ -240,9 +263,13 @@ class KerasDetector(BaseDetector):
         dirpath = Path(dirpath)
         for name, model in self.models_.items():
             model.save(dirpath / f"{name}.keras")
-        np.savez(dirpath / ARRAYS_FILE, scaler_mean=self.scaler_mean_,
-                 scaler_scale=self.scaler_scale_, decision_scores=self.decision_scores_,
-                 **self._extra_arrays())
+        np.savez(
+            dirpath / ARRAYS_FILE,
+            scaler_mean=self.scaler_mean_,
+            scaler_scale=self.scaler_scale_,
+            decision_scores=self.decision_scores_,
+            **self._extra_arrays(),
+        )
         write_config(self, dirpath, models=sorted(self.models_))
 
     @classmethod
@@ -289,12 +316,25 @@ class KerasAutoEncoder(KerasDetector):
     loss_function = "autoencoder_loss"
     score_function = "autoencoder_score"
 
-    def __init__(self, contamination: float = 0.1, hidden_neurons: tuple[int, ...] = (64, 32),
-                 dropout_rate: float = 0.2, batch_norm: bool = True, epochs: int = 50,
-                 batch_size: int = 32, learning_rate: float = 1e-3, weight_decay: float = 1e-5,
-                 validation_fraction: float = 0.1, patience: int = 5, tol: float = 1e-4,
-                 standardize: bool = True, device: str = "auto", mixed_precision: bool = True,
-                 score_batch_size: int | None = None, random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        contamination: float = 0.1,
+        hidden_neurons: tuple[int, ...] = (64, 32),
+        dropout_rate: float = 0.2,
+        batch_norm: bool = True,
+        epochs: int = 50,
+        batch_size: int = 32,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-5,
+        validation_fraction: float = 0.1,
+        patience: int = 5,
+        tol: float = 1e-4,
+        standardize: bool = True,
+        device: str = "auto",
+        mixed_precision: bool = True,
+        score_batch_size: int | None = None,
+        random_state: int | None = None,
+    ) -> None:
         super().__init__(contamination=contamination)
         self.hidden_neurons = hidden_neurons
         self.dropout_rate = dropout_rate
@@ -313,8 +353,11 @@ class KerasAutoEncoder(KerasDetector):
         self.random_state = random_state
 
     def _builder_kwargs(self) -> dict[str, Any]:
-        return {"hidden_neurons": tuple(self.hidden_neurons), "batch_norm": bool(self.batch_norm),
-                "dropout_rate": float(self.dropout_rate)}
+        return {
+            "hidden_neurons": tuple(self.hidden_neurons),
+            "batch_norm": bool(self.batch_norm),
+            "dropout_rate": float(self.dropout_rate),
+        }
 
 
 @document_params(_COMMON_PARAMS_DOC)
@@ -345,13 +388,27 @@ class KerasVAE(KerasDetector):
     loss_function = "vae_loss"
     score_function = "vae_score"
 
-    def __init__(self, contamination: float = 0.1, hidden_neurons: tuple[int, ...] = (64, 32),
-                 latent_dim: int = 8, beta: float = 1.0, dropout_rate: float = 0.0,
-                 batch_norm: bool = False, epochs: int = 50, batch_size: int = 32,
-                 learning_rate: float = 1e-3, weight_decay: float = 1e-5,
-                 validation_fraction: float = 0.1, patience: int = 5, tol: float = 1e-4,
-                 standardize: bool = True, device: str = "auto", mixed_precision: bool = True,
-                 score_batch_size: int | None = None, random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        contamination: float = 0.1,
+        hidden_neurons: tuple[int, ...] = (64, 32),
+        latent_dim: int = 8,
+        beta: float = 1.0,
+        dropout_rate: float = 0.0,
+        batch_norm: bool = False,
+        epochs: int = 50,
+        batch_size: int = 32,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-5,
+        validation_fraction: float = 0.1,
+        patience: int = 5,
+        tol: float = 1e-4,
+        standardize: bool = True,
+        device: str = "auto",
+        mixed_precision: bool = True,
+        score_batch_size: int | None = None,
+        random_state: int | None = None,
+    ) -> None:
         super().__init__(contamination=contamination)
         self.hidden_neurons = hidden_neurons
         self.latent_dim = latent_dim
@@ -377,8 +434,12 @@ class KerasVAE(KerasDetector):
         check_real(type(self).__name__, "beta", self.beta, 0.0)
 
     def _builder_kwargs(self) -> dict[str, Any]:
-        return {"hidden_neurons": tuple(self.hidden_neurons), "latent_dim": int(self.latent_dim),
-                "batch_norm": bool(self.batch_norm), "dropout_rate": float(self.dropout_rate)}
+        return {
+            "hidden_neurons": tuple(self.hidden_neurons),
+            "latent_dim": int(self.latent_dim),
+            "batch_norm": bool(self.batch_norm),
+            "dropout_rate": float(self.dropout_rate),
+        }
 
     def _training_state(self, keras: Any, seeds: Any) -> dict[str, Any]:
         return {"beta": float(self.beta), "sampler": keras.random.SeedGenerator(seeds())}
@@ -410,12 +471,24 @@ class KerasDeepSVDD(KerasDetector):
     loss_function = "deep_svdd_loss"
     score_function = "deep_svdd_score"
 
-    def __init__(self, contamination: float = 0.1, hidden_neurons: tuple[int, ...] = (64, 32),
-                 dropout_rate: float = 0.0, epochs: int = 50, batch_size: int = 32,
-                 learning_rate: float = 1e-3, weight_decay: float = 1e-6,
-                 validation_fraction: float = 0.1, patience: int = 5, tol: float = 1e-4,
-                 standardize: bool = True, device: str = "auto", mixed_precision: bool = True,
-                 score_batch_size: int | None = None, random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        contamination: float = 0.1,
+        hidden_neurons: tuple[int, ...] = (64, 32),
+        dropout_rate: float = 0.0,
+        epochs: int = 50,
+        batch_size: int = 32,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-6,
+        validation_fraction: float = 0.1,
+        patience: int = 5,
+        tol: float = 1e-4,
+        standardize: bool = True,
+        device: str = "auto",
+        mixed_precision: bool = True,
+        score_batch_size: int | None = None,
+        random_state: int | None = None,
+    ) -> None:
         super().__init__(contamination=contamination)
         self.hidden_neurons = hidden_neurons
         self.dropout_rate = dropout_rate
@@ -433,13 +506,20 @@ class KerasDeepSVDD(KerasDetector):
         self.random_state = random_state
 
     def _builder_kwargs(self) -> dict[str, Any]:
-        return {"hidden_neurons": tuple(self.hidden_neurons), "dropout_rate": float(self.dropout_rate)}
+        return {
+            "hidden_neurons": tuple(self.hidden_neurons),
+            "dropout_rate": float(self.dropout_rate),
+        }
 
     def _initialize(self, models: dict[str, Any], train: Any) -> None:
         """Centre = mean initial embedding, coordinates pushed to at least ±0.1 (Ruff et al.)."""
         chunk = self._chunk_rows()
-        total = sum(np.asarray(models["model"](train[s:s + chunk], training=False), dtype=np.float64)
-                    .sum(axis=0) for s in range(0, int(train.shape[0]), chunk))
+        total = sum(
+            np.asarray(models["model"](train[s : s + chunk], training=False), dtype=np.float64).sum(
+                axis=0
+            )
+            for s in range(0, int(train.shape[0]), chunk)
+        )
         center = total / int(train.shape[0])
         eps = 0.1
         small = np.abs(center) < eps

@@ -19,16 +19,22 @@ class FlatAdam:
     moving the module to its device.
     """
 
-    def __init__(self, module: nn.Module, lr: float, weight_decay: float,
-                 betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+    def __init__(
+        self,
+        module: nn.Module,
+        lr: float,
+        weight_decay: float,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+    ) -> None:
         self.params = [p for p in module.parameters() if p.requires_grad]
         self.flat = torch.cat([p.detach().reshape(-1) for p in self.params])
         self.grad = torch.zeros_like(self.flat)
         offset = 0
         for p in self.params:
             size = p.numel()
-            p.data = self.flat[offset:offset + size].view_as(p)
-            p.grad = self.grad[offset:offset + size].view_as(p)  # backward accumulates in place
+            p.data = self.flat[offset : offset + size].view_as(p)
+            p.grad = self.grad[offset : offset + size].view_as(p)  # backward accumulates in place
             offset += size
         self.lr, self.weight_decay, self.betas, self.eps = lr, weight_decay, betas, eps
         self.exp_avg = torch.zeros_like(self.flat)
@@ -45,8 +51,8 @@ class FlatAdam:
         grad = self.grad.add(self.flat, alpha=self.weight_decay) if self.weight_decay else self.grad
         self.exp_avg.lerp_(grad, 1.0 - beta1)
         self.exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
-        denominator = (self.exp_avg_sq.sqrt() / math.sqrt(1.0 - beta2 ** self.steps)).add_(self.eps)
-        self.flat.addcdiv_(self.exp_avg, denominator, value=-self.lr / (1.0 - beta1 ** self.steps))
+        denominator = (self.exp_avg_sq.sqrt() / math.sqrt(1.0 - beta2**self.steps)).add_(self.eps)
+        self.flat.addcdiv_(self.exp_avg, denominator, value=-self.lr / (1.0 - beta1**self.steps))
 
     def release(self) -> None:
         """Detach the gradient views once training is over."""

@@ -55,12 +55,16 @@ _GPU_CHUNK_ROWS = 1 << 16
 
 #: parameters and attributes every torch detector documents (see ``document_params``)
 COMMON_PARAMS_DOC = (
-    "\n" + EPOCHS_PARAMS_DOC + """    weight_decay : float, default={weight_decay}
+    "\n"
+    + EPOCHS_PARAMS_DOC
+    + """    weight_decay : float, default={weight_decay}
         L2 penalty applied by Adam.
     validation_fraction : float in [0, 1), default={validation_fraction}
         Share of the training rows held out to decide early stopping; 0 disables it
         and trains for exactly ``epochs``.
-""" + STOPPING_PARAMS_DOC + """    device : {{"auto", "cpu", "cuda", "cuda:N", "mps"}}, default="{device}"
+"""
+    + STOPPING_PARAMS_DOC
+    + """    device : {{"auto", "cpu", "cuda", "cuda:N", "mps"}}, default="{device}"
         ``"auto"`` picks CUDA, then Apple MPS, then CPU.
     mixed_precision : bool, default={mixed_precision}
         On a GPU, train and score under autocast (bf16 where supported, else fp16 with
@@ -82,7 +86,8 @@ COMMON_PARAMS_DOC = (
         The trained network (in eval mode).
     device_ : str
         Device used for training.
-""" + TRAINED_ATTRIBUTES_DOC
+"""
+    + TRAINED_ATTRIBUTES_DOC
 )
 
 
@@ -112,8 +117,9 @@ class TorchDetector(BaseDetector):
         check_layers(owner, "hidden_neurons", self.hidden_neurons)
         check_real(owner, "dropout_rate", self.dropout_rate, 0.0, 1.0)
         if getattr(self, "batch_norm", False) and self.batch_size < 2:
-            raise DetectorError(f"{owner}: batch_size must be >= 2 with batch_norm=True, "
-                                f"got {self.batch_size}.")
+            raise DetectorError(
+                f"{owner}: batch_size must be >= 2 with batch_norm=True, got {self.batch_size}."
+            )
 
     # ---------------------------------------------------------------------- helpers
     def _build_network(self, n_features: int) -> Any:
@@ -178,22 +184,29 @@ class TorchDetector(BaseDetector):
         self.network_ = network
         self.device_ = str(device)
 
-    def _training_data(self, torch: Any, X: np.ndarray, device: Any, n_validation: int) -> tuple[Any, Any, Any]:
+    def _training_data(
+        self, torch: Any, X: np.ndarray, device: Any, n_validation: int
+    ) -> tuple[Any, Any, Any]:
         """(all samples, training samples, validation samples) on ``device``: the standardized rows,
         ``n_validation`` of them drawn at random to validate (window detectors override this)."""
         data = self._standardized(torch, X, self._affine(torch), device)
         order = torch.randperm(X.shape[0], device=device)
         return data, data[order[n_validation:]], data[order[:n_validation]]
 
-    def _train(self, torch: Any, network: Any, train: Any, validation: Any, device: Any,
-               chunk: int) -> None:
+    def _train(
+        self, torch: Any, network: Any, train: Any, validation: Any, device: Any, chunk: int
+    ) -> None:
         from pynomaly_core.detectors.deep.optim import FlatAdam
 
         amp_dtype = autocast_dtype(torch, device) if self.mixed_precision else None
         if amp_dtype == torch.float16:  # fp16 needs loss scaling, which torch.optim supports
             scaler = torch.amp.GradScaler(device.type)
-            optimizer = torch.optim.Adam(network.parameters(), lr=self.learning_rate,
-                                         weight_decay=self.weight_decay, fused=True)
+            optimizer = torch.optim.Adam(
+                network.parameters(),
+                lr=self.learning_rate,
+                weight_decay=self.weight_decay,
+                fused=True,
+            )
         else:
             scaler = None
             optimizer = FlatAdam(network, lr=self.learning_rate, weight_decay=self.weight_decay)
@@ -223,8 +236,9 @@ class TorchDetector(BaseDetector):
             self.loss_curve_.append(float(torch.stack(step_losses).float().mean()))
             if validation.shape[0] == 0:
                 continue
-            validation_loss = self._validation_loss(torch, network, validation, device, amp_dtype,
-                                                    chunk)
+            validation_loss = self._validation_loss(
+                torch, network, validation, device, amp_dtype, chunk
+            )
             self.validation_loss_curve_.append(validation_loss)
             if stopper.update(epoch, validation_loss):
                 best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
@@ -240,12 +254,15 @@ class TorchDetector(BaseDetector):
             self.best_epoch_ = self.n_epochs_ - 1
 
     @staticmethod
-    def _validation_loss(torch: Any, network: Any, validation: Any, device: Any, amp_dtype: Any,
-                         chunk: int) -> float:
+    def _validation_loss(
+        torch: Any, network: Any, validation: Any, device: Any, amp_dtype: Any, chunk: int
+    ) -> float:
         network.eval()
         total = 0.0
-        with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype,
-                                                    enabled=amp_dtype is not None):
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None),
+        ):
             for part in validation.split(chunk):
                 total += float(network.loss(part)) * part.shape[0]
         return total / validation.shape[0]
@@ -262,15 +279,17 @@ class TorchDetector(BaseDetector):
             score_rows = network.scorer()
 
         def score_chunk(start: int) -> Any:
-            return score_rows(self._standardized(torch, X[start:start + chunk], affine, device))
+            return score_rows(self._standardized(torch, X[start : start + chunk], affine, device))
 
         if device.type == "cpu":
             # Chunks are independent: score them on Python threads (see map_on_cpu_threads).
             scores = map_on_cpu_threads(torch, score_chunk, starts, cpu_threads(self.n_jobs))
         else:
             amp_dtype = autocast_dtype(torch, device) if self.mixed_precision else None
-            with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype,
-                                                        enabled=amp_dtype is not None):
+            with (
+                torch.inference_mode(),
+                torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None),
+            ):
                 scores = [score_chunk(start) for start in starts]
         return torch.cat(scores).cpu().double().numpy()
 
@@ -280,8 +299,9 @@ class TorchDetector(BaseDetector):
         torch = import_torch()
         tensors = {
             # copies: after training the parameters are views of one flat buffer (FlatAdam)
-            "network": {k: v.detach().to("cpu", copy=True)
-                        for k, v in self.network_.state_dict().items()},
+            "network": {
+                k: v.detach().to("cpu", copy=True) for k, v in self.network_.state_dict().items()
+            },
             "scaler_mean": torch.from_numpy(np.ascontiguousarray(self.scaler_mean_)),
             "scaler_scale": torch.from_numpy(np.ascontiguousarray(self.scaler_scale_)),
             "decision_scores": torch.from_numpy(np.ascontiguousarray(self.decision_scores_)),

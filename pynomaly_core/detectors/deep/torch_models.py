@@ -55,13 +55,26 @@ class AutoEncoder(TorchDetector):
 
     network_class = "AutoEncoderNet"
 
-    def __init__(self, contamination: float = 0.1, hidden_neurons: tuple[int, ...] = (64, 32),
-                 dropout_rate: float = 0.2, batch_norm: bool = True, epochs: int = 50,
-                 batch_size: int = 32, learning_rate: float = 1e-3, weight_decay: float = 1e-5,
-                 validation_fraction: float = 0.1, patience: int = 5, tol: float = 1e-4,
-                 standardize: bool = True, device: str = "auto", mixed_precision: bool = True,
-                 n_jobs: int | None = None, score_batch_size: int | None = None,
-                 random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        contamination: float = 0.1,
+        hidden_neurons: tuple[int, ...] = (64, 32),
+        dropout_rate: float = 0.2,
+        batch_norm: bool = True,
+        epochs: int = 50,
+        batch_size: int = 32,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-5,
+        validation_fraction: float = 0.1,
+        patience: int = 5,
+        tol: float = 1e-4,
+        standardize: bool = True,
+        device: str = "auto",
+        mixed_precision: bool = True,
+        n_jobs: int | None = None,
+        score_batch_size: int | None = None,
+        random_state: int | None = None,
+    ) -> None:
         super().__init__(contamination=contamination)
         self.hidden_neurons = hidden_neurons
         self.dropout_rate = dropout_rate
@@ -81,8 +94,11 @@ class AutoEncoder(TorchDetector):
         self.random_state = random_state
 
     def _network_kwargs(self) -> dict[str, Any]:
-        return {"hidden_neurons": tuple(self.hidden_neurons), "batch_norm": bool(self.batch_norm),
-                "dropout_rate": float(self.dropout_rate)}
+        return {
+            "hidden_neurons": tuple(self.hidden_neurons),
+            "batch_norm": bool(self.batch_norm),
+            "dropout_rate": float(self.dropout_rate),
+        }
 
     def _hidden_widths(self) -> list[int]:
         return list(self.hidden_neurons)
@@ -114,14 +130,28 @@ class VAE(TorchDetector):
 
     network_class = "VAENet"
 
-    def __init__(self, contamination: float = 0.1, hidden_neurons: tuple[int, ...] = (64, 32),
-                 latent_dim: int = 8, beta: float = 1.0, dropout_rate: float = 0.0,
-                 batch_norm: bool = False, epochs: int = 50, batch_size: int = 32,
-                 learning_rate: float = 1e-3, weight_decay: float = 1e-5,
-                 validation_fraction: float = 0.1, patience: int = 5, tol: float = 1e-4,
-                 standardize: bool = True, device: str = "auto", mixed_precision: bool = True,
-                 n_jobs: int | None = None, score_batch_size: int | None = None,
-                 random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        contamination: float = 0.1,
+        hidden_neurons: tuple[int, ...] = (64, 32),
+        latent_dim: int = 8,
+        beta: float = 1.0,
+        dropout_rate: float = 0.0,
+        batch_norm: bool = False,
+        epochs: int = 50,
+        batch_size: int = 32,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-5,
+        validation_fraction: float = 0.1,
+        patience: int = 5,
+        tol: float = 1e-4,
+        standardize: bool = True,
+        device: str = "auto",
+        mixed_precision: bool = True,
+        n_jobs: int | None = None,
+        score_batch_size: int | None = None,
+        random_state: int | None = None,
+    ) -> None:
         super().__init__(contamination=contamination)
         self.hidden_neurons = hidden_neurons
         self.latent_dim = latent_dim
@@ -148,9 +178,13 @@ class VAE(TorchDetector):
         check_real(type(self).__name__, "beta", self.beta, 0.0)
 
     def _network_kwargs(self) -> dict[str, Any]:
-        return {"hidden_neurons": tuple(self.hidden_neurons), "latent_dim": int(self.latent_dim),
-                "batch_norm": bool(self.batch_norm), "dropout_rate": float(self.dropout_rate),
-                "beta": float(self.beta)}
+        return {
+            "hidden_neurons": tuple(self.hidden_neurons),
+            "latent_dim": int(self.latent_dim),
+            "batch_norm": bool(self.batch_norm),
+            "dropout_rate": float(self.dropout_rate),
+            "beta": float(self.beta),
+        }
 
     def _hidden_widths(self) -> list[int]:
         return [*self.hidden_neurons, self.latent_dim]
@@ -176,13 +210,25 @@ class DeepSVDD(TorchDetector):
 
     network_class = "DeepSVDDNet"
 
-    def __init__(self, contamination: float = 0.1, hidden_neurons: tuple[int, ...] = (64, 32),
-                 dropout_rate: float = 0.0, epochs: int = 50, batch_size: int = 32,
-                 learning_rate: float = 1e-3, weight_decay: float = 1e-6,
-                 validation_fraction: float = 0.1, patience: int = 5, tol: float = 1e-4,
-                 standardize: bool = True, device: str = "auto", mixed_precision: bool = True,
-                 n_jobs: int | None = None, score_batch_size: int | None = None,
-                 random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        contamination: float = 0.1,
+        hidden_neurons: tuple[int, ...] = (64, 32),
+        dropout_rate: float = 0.0,
+        epochs: int = 50,
+        batch_size: int = 32,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-6,
+        validation_fraction: float = 0.1,
+        patience: int = 5,
+        tol: float = 1e-4,
+        standardize: bool = True,
+        device: str = "auto",
+        mixed_precision: bool = True,
+        n_jobs: int | None = None,
+        score_batch_size: int | None = None,
+        random_state: int | None = None,
+    ) -> None:
         super().__init__(contamination=contamination)
         self.hidden_neurons = hidden_neurons
         self.dropout_rate = dropout_rate
@@ -201,7 +247,10 @@ class DeepSVDD(TorchDetector):
         self.random_state = random_state
 
     def _network_kwargs(self) -> dict[str, Any]:
-        return {"hidden_neurons": tuple(self.hidden_neurons), "dropout_rate": float(self.dropout_rate)}
+        return {
+            "hidden_neurons": tuple(self.hidden_neurons),
+            "dropout_rate": float(self.dropout_rate),
+        }
 
     def _hidden_widths(self) -> list[int]:
         return list(self.hidden_neurons)
@@ -239,14 +288,30 @@ class DAGMM(TorchDetector):
 
     network_class = "DAGMMNet"
 
-    def __init__(self, contamination: float = 0.1, hidden_neurons: tuple[int, ...] = (60, 30, 10),
-                 latent_dim: int = 1, estimation_neurons: int = 10, n_components: int = 4,
-                 dropout_rate: float = 0.5, lambda_energy: float = 0.1, lambda_cov: float = 0.005,
-                 epochs: int = 50, batch_size: int = 256, learning_rate: float = 1e-3,
-                 weight_decay: float = 1e-5, validation_fraction: float = 0.1, patience: int = 5,
-                 tol: float = 1e-4, standardize: bool = True, device: str = "auto",
-                 mixed_precision: bool = True, n_jobs: int | None = None,
-                 score_batch_size: int | None = None, random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        contamination: float = 0.1,
+        hidden_neurons: tuple[int, ...] = (60, 30, 10),
+        latent_dim: int = 1,
+        estimation_neurons: int = 10,
+        n_components: int = 4,
+        dropout_rate: float = 0.5,
+        lambda_energy: float = 0.1,
+        lambda_cov: float = 0.005,
+        epochs: int = 50,
+        batch_size: int = 256,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-5,
+        validation_fraction: float = 0.1,
+        patience: int = 5,
+        tol: float = 1e-4,
+        standardize: bool = True,
+        device: str = "auto",
+        mixed_precision: bool = True,
+        n_jobs: int | None = None,
+        score_batch_size: int | None = None,
+        random_state: int | None = None,
+    ) -> None:
         super().__init__(contamination=contamination)
         self.hidden_neurons = hidden_neurons
         self.latent_dim = latent_dim
@@ -279,10 +344,15 @@ class DAGMM(TorchDetector):
         check_real(owner, "lambda_cov", self.lambda_cov, 0.0)
 
     def _network_kwargs(self) -> dict[str, Any]:
-        return {"hidden_neurons": tuple(self.hidden_neurons), "latent_dim": int(self.latent_dim),
-                "estimation_neurons": int(self.estimation_neurons),
-                "n_components": int(self.n_components), "dropout_rate": float(self.dropout_rate),
-                "lambda_energy": float(self.lambda_energy), "lambda_cov": float(self.lambda_cov)}
+        return {
+            "hidden_neurons": tuple(self.hidden_neurons),
+            "latent_dim": int(self.latent_dim),
+            "estimation_neurons": int(self.estimation_neurons),
+            "n_components": int(self.n_components),
+            "dropout_rate": float(self.dropout_rate),
+            "lambda_energy": float(self.lambda_energy),
+            "lambda_cov": float(self.lambda_cov),
+        }
 
     def _hidden_widths(self) -> list[int]:
         return [*self.hidden_neurons, self.latent_dim]

@@ -32,8 +32,15 @@ FoldedLayer = tuple[torch.Tensor, torch.Tensor, str | None]
 _ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
-def _block(n_in: int, n_out: int, *, batch_norm: bool, dropout_rate: float,
-           activation: str = "relu", bias: bool = True) -> list[nn.Module]:
+def _block(
+    n_in: int,
+    n_out: int,
+    *,
+    batch_norm: bool,
+    dropout_rate: float,
+    activation: str = "relu",
+    bias: bool = True,
+) -> list[nn.Module]:
     """Linear -> [BatchNorm] -> activation -> [Dropout] (PyOD's LinearBlock order)."""
     layers: list[nn.Module] = [nn.Linear(n_in, n_out, bias=bias)]
     if batch_norm:
@@ -44,16 +51,29 @@ def _block(n_in: int, n_out: int, *, batch_norm: bool, dropout_rate: float,
     return layers
 
 
-def _mlp(sizes: Sequence[int], *, batch_norm: bool, dropout_rate: float, activation: str = "relu",
-         bias: bool = True, last_activation: bool = False) -> nn.Sequential:
+def _mlp(
+    sizes: Sequence[int],
+    *,
+    batch_norm: bool,
+    dropout_rate: float,
+    activation: str = "relu",
+    bias: bool = True,
+    last_activation: bool = False,
+) -> nn.Sequential:
     """An MLP through ``sizes``; the last layer is a bare linear unless ``last_activation``."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         if i == len(sizes) - 2 and not last_activation:
             layers.append(nn.Linear(n_in, n_out, bias=bias))
         else:
-            layers += _block(n_in, n_out, batch_norm=batch_norm, dropout_rate=dropout_rate,
-                             activation=activation, bias=bias)
+            layers += _block(
+                n_in,
+                n_out,
+                batch_norm=batch_norm,
+                dropout_rate=dropout_rate,
+                activation=activation,
+                bias=bias,
+            )
     return nn.Sequential(*layers)
 
 
@@ -74,8 +94,11 @@ def fold(modules: Iterable[nn.Module]) -> list[FoldedLayer]:
     for module in modules:
         if isinstance(module, nn.Linear):
             weight_t = module.weight.detach().t()
-            bias = (module.bias.detach() if module.bias is not None
-                    else weight_t.new_zeros(module.out_features))
+            bias = (
+                module.bias.detach()
+                if module.bias is not None
+                else weight_t.new_zeros(module.out_features)
+            )
             folded.append([weight_t, bias, None])
         elif isinstance(module, nn.BatchNorm1d):
             weight_t, bias, _ = folded[-1]
@@ -113,14 +136,20 @@ def _row_distance(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
 class AutoEncoderNet(nn.Module):
     """Symmetric MLP autoencoder ``d -> h1 -> ... -> hk -> ... -> h1 -> d``; score = reconstruction distance."""
 
-    def __init__(self, n_features: int, hidden_neurons: Sequence[int], batch_norm: bool,
-                 dropout_rate: float) -> None:
+    def __init__(
+        self, n_features: int, hidden_neurons: Sequence[int], batch_norm: bool, dropout_rate: float
+    ) -> None:
         super().__init__()
         hidden = list(hidden_neurons)
-        self.encoder = _mlp([n_features, *hidden], batch_norm=batch_norm,
-                            dropout_rate=dropout_rate, last_activation=True)
-        self.decoder = _mlp([*hidden[::-1], n_features], batch_norm=batch_norm,
-                            dropout_rate=dropout_rate)
+        self.encoder = _mlp(
+            [n_features, *hidden],
+            batch_norm=batch_norm,
+            dropout_rate=dropout_rate,
+            last_activation=True,
+        )
+        self.decoder = _mlp(
+            [*hidden[::-1], n_features], batch_norm=batch_norm, dropout_rate=dropout_rate
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
@@ -136,17 +165,31 @@ class AutoEncoderNet(nn.Module):
 class VAENet(nn.Module):
     """Variational autoencoder with a Gaussian latent; score = reconstruction distance from the latent mean."""
 
-    def __init__(self, n_features: int, hidden_neurons: Sequence[int], latent_dim: int,
-                 batch_norm: bool, dropout_rate: float, beta: float) -> None:
+    def __init__(
+        self,
+        n_features: int,
+        hidden_neurons: Sequence[int],
+        latent_dim: int,
+        batch_norm: bool,
+        dropout_rate: float,
+        beta: float,
+    ) -> None:
         super().__init__()
         hidden = list(hidden_neurons)
         self.beta = beta
-        self.encoder = _mlp([n_features, *hidden], batch_norm=batch_norm,
-                            dropout_rate=dropout_rate, last_activation=True)
+        self.encoder = _mlp(
+            [n_features, *hidden],
+            batch_norm=batch_norm,
+            dropout_rate=dropout_rate,
+            last_activation=True,
+        )
         self.mean = nn.Linear(hidden[-1], latent_dim)
         self.log_var = nn.Linear(hidden[-1], latent_dim)
-        self.decoder = _mlp([latent_dim, *hidden[::-1], n_features], batch_norm=batch_norm,
-                            dropout_rate=dropout_rate)
+        self.decoder = _mlp(
+            [latent_dim, *hidden[::-1], n_features],
+            batch_norm=batch_norm,
+            dropout_rate=dropout_rate,
+        )
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         h = self.encoder(x)
@@ -170,8 +213,9 @@ class DeepSVDDNet(nn.Module):
 
     def __init__(self, n_features: int, hidden_neurons: Sequence[int], dropout_rate: float) -> None:
         super().__init__()
-        self.network = _mlp([n_features, *hidden_neurons], batch_norm=False,
-                            dropout_rate=dropout_rate, bias=False)
+        self.network = _mlp(
+            [n_features, *hidden_neurons], batch_norm=False, dropout_rate=dropout_rate, bias=False
+        )
         self.register_buffer("center", torch.zeros(hidden_neurons[-1]))
 
     @torch.no_grad()
@@ -213,20 +257,35 @@ class DAGMMNet(nn.Module):
     #: jitter added to the covariance diagonals before the Cholesky factorisation
     COV_JITTER = 1e-4
 
-    def __init__(self, n_features: int, hidden_neurons: Sequence[int], latent_dim: int,
-                 estimation_neurons: int, n_components: int, dropout_rate: float,
-                 lambda_energy: float, lambda_cov: float) -> None:
+    def __init__(
+        self,
+        n_features: int,
+        hidden_neurons: Sequence[int],
+        latent_dim: int,
+        estimation_neurons: int,
+        n_components: int,
+        dropout_rate: float,
+        lambda_energy: float,
+        lambda_cov: float,
+    ) -> None:
         super().__init__()
         hidden = list(hidden_neurons)
         self.lambda_energy = lambda_energy
         self.lambda_cov = lambda_cov
-        self.encoder = _mlp([n_features, *hidden, latent_dim], batch_norm=False, dropout_rate=0.0,
-                            activation="tanh")
-        self.decoder = _mlp([latent_dim, *hidden[::-1], n_features], batch_norm=False,
-                            dropout_rate=0.0, activation="tanh")
+        self.encoder = _mlp(
+            [n_features, *hidden, latent_dim], batch_norm=False, dropout_rate=0.0, activation="tanh"
+        )
+        self.decoder = _mlp(
+            [latent_dim, *hidden[::-1], n_features],
+            batch_norm=False,
+            dropout_rate=0.0,
+            activation="tanh",
+        )
         n_z = latent_dim + 2
         self.estimation = nn.Sequential(
-            nn.Linear(n_z, estimation_neurons), nn.Tanh(), nn.Dropout(dropout_rate),
+            nn.Linear(n_z, estimation_neurons),
+            nn.Tanh(),
+            nn.Dropout(dropout_rate),
             nn.Linear(estimation_neurons, n_components),
         )
         self.register_buffer("mixture_weights", torch.full((n_components,), 1.0 / n_components))
@@ -238,20 +297,26 @@ class DAGMMNet(nn.Module):
         code = self.encoder(x)
         x_hat = self.decoder(code).float()
         relative = torch.linalg.vector_norm(x - x_hat, dim=1) / torch.linalg.vector_norm(
-            x, dim=1).clamp_min(1e-6)
+            x, dim=1
+        ).clamp_min(1e-6)
         cosine = F.cosine_similarity(x, x_hat, dim=1, eps=1e-6)
         return x_hat, torch.cat([code.float(), relative[:, None], cosine[:, None]], dim=1)
 
     @staticmethod
-    def _mixture(z: torch.Tensor, gamma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _mixture(
+        z: torch.Tensor, gamma: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mass = gamma.sum(dim=0).clamp_min(1e-12)
         means = gamma.t() @ z / mass[:, None]
         centered = z[:, None, :] - means[None]
-        covariances = torch.einsum("nk,nki,nkj->kij", gamma, centered, centered) / mass[:, None, None]
+        covariances = (
+            torch.einsum("nk,nki,nkj->kij", gamma, centered, centered) / mass[:, None, None]
+        )
         return mass / z.shape[0], means, covariances
 
-    def _energy(self, z: torch.Tensor, weights: torch.Tensor, means: torch.Tensor,
-                covariances: torch.Tensor) -> torch.Tensor:
+    def _energy(
+        self, z: torch.Tensor, weights: torch.Tensor, means: torch.Tensor, covariances: torch.Tensor
+    ) -> torch.Tensor:
         n_z = z.shape[1]
         eye = torch.eye(n_z, dtype=z.dtype, device=z.device)
         chol = torch.linalg.cholesky(covariances + self.COV_JITTER * eye)
@@ -259,8 +324,9 @@ class DAGMMNet(nn.Module):
         solved = torch.linalg.solve_triangular(chol, centered, upper=False)
         mahalanobis = solved.square().sum(dim=1)  # (k, n)
         log_det = 2.0 * torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(dim=1)
-        log_prob = (torch.log(weights.clamp_min(1e-12))[:, None]
-                    - 0.5 * (mahalanobis + log_det[:, None] + n_z * math.log(2.0 * math.pi)))
+        log_prob = torch.log(weights.clamp_min(1e-12))[:, None] - 0.5 * (
+            mahalanobis + log_det[:, None] + n_z * math.log(2.0 * math.pi)
+        )
         return -torch.logsumexp(log_prob, dim=0)
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
@@ -290,8 +356,11 @@ class DAGMMNet(nn.Module):
             if mass is None:
                 mass, weighted_sum, weighted_outer = batch_mass, batch_sum, batch_outer
             else:
-                mass, weighted_sum, weighted_outer = (mass + batch_mass, weighted_sum + batch_sum,
-                                                      weighted_outer + batch_outer)
+                mass, weighted_sum, weighted_outer = (
+                    mass + batch_mass,
+                    weighted_sum + batch_sum,
+                    weighted_outer + batch_outer,
+                )
             n_rows += x.shape[0]
         mass = mass.clamp_min(1e-12)
         means = weighted_sum / mass[:, None]
@@ -307,4 +376,3 @@ class DAGMMNet(nn.Module):
 
     def scorer(self) -> Callable[[torch.Tensor], torch.Tensor]:
         return self._score
-

@@ -26,8 +26,16 @@ def check_int(owner: str, name: str, value: Any, minimum: int) -> None:
         raise DetectorError(f"{owner}: {name} must be an int >= {minimum}, got {value!r}.")
 
 
-def check_real(owner: str, name: str, value: Any, low: float, high: float | None = None, *,
-               low_inclusive: bool = True, high_inclusive: bool = False) -> None:
+def check_real(
+    owner: str,
+    name: str,
+    value: Any,
+    low: float,
+    high: float | None = None,
+    *,
+    low_inclusive: bool = True,
+    high_inclusive: bool = False,
+) -> None:
     """``value`` must be a real number in the interval given by ``low`` / ``high``."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
     if ok:
@@ -35,8 +43,11 @@ def check_real(owner: str, name: str, value: Any, low: float, high: float | None
     if ok and high is not None:
         ok = value <= high if high_inclusive else value < high
     if not ok:
-        interval = ("[" if low_inclusive else "(") + f"{low}, " + (
-            "inf)" if high is None else f"{high}" + ("]" if high_inclusive else ")"))
+        interval = (
+            ("[" if low_inclusive else "(")
+            + f"{low}, "
+            + ("inf)" if high is None else f"{high}" + ("]" if high_inclusive else ")"))
+        )
         raise DetectorError(f"{owner}: {name} must be a float in {interval}, got {value!r}.")
 
 
@@ -47,9 +58,12 @@ def check_bool(owner: str, name: str, value: Any) -> None:
 
 def check_layers(owner: str, name: str, value: Any) -> None:
     """``value`` must be a non-empty sequence of positive ints (layer widths)."""
-    if (not isinstance(value, Sequence) or isinstance(value, str) or len(value) == 0
-            or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1
-                   for v in value)):
+    if (
+        not isinstance(value, Sequence)
+        or isinstance(value, str)
+        or len(value) == 0
+        or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1 for v in value)
+    ):
         raise DetectorError(
             f"{owner}: {name} must be a non-empty tuple of positive ints such as (64, 32), "
             f"got {value!r}."
@@ -57,8 +71,9 @@ def check_layers(owner: str, name: str, value: Any) -> None:
 
 
 def check_random_state(owner: str, value: Any) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-                              or value < 0):
+    if value is not None and (
+        isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0
+    ):
         raise DetectorError(
             f"{owner}: random_state must be None or a non-negative int seed, got {value!r}."
         )
@@ -168,8 +183,11 @@ def document_params(template: str) -> Callable[[type], type]:
     """
 
     def decorate(cls: type) -> type:
-        defaults = {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
-                    if p.default is not inspect.Parameter.empty}
+        defaults = {
+            name: p.default
+            for name, p in inspect.signature(cls.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
         cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + template.format(**defaults)
         return cls
 

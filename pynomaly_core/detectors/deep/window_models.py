@@ -116,7 +116,8 @@ class WindowDetector(TorchDetector):
         from pynomaly_core.detectors.deep import window_networks
 
         return getattr(window_networks, self.network_class)(
-            n_features, int(self.window_size), **self._network_kwargs())
+            n_features, int(self.window_size), **self._network_kwargs()
+        )
 
     def _max_layer_work(self, n_features: int) -> int:
         return self._window_work(n_features)
@@ -142,7 +143,9 @@ class WindowDetector(TorchDetector):
         return series.unfold(0, width, 1)
 
     # --------------------------------------------------------------------- training
-    def _training_data(self, torch: Any, X: np.ndarray, device: Any, n_validation: int) -> tuple[Any, Any, Any]:
+    def _training_data(
+        self, torch: Any, X: np.ndarray, device: Any, n_validation: int
+    ) -> tuple[Any, Any, Any]:
         """The windows ending at each row; the last ``n_validation`` validate, later in time than the
         rest (neighbouring windows share almost all their rows: a random split would leak)."""
         windows = self._windows(torch, X, device)
@@ -161,14 +164,16 @@ class WindowDetector(TorchDetector):
         starts = range(0, X.shape[0], chunk)
 
         def score_chunk(start: int) -> Any:
-            return score_windows(windows[start:start + chunk])
+            return score_windows(windows[start : start + chunk])
 
         if device.type == "cpu":
             scores = map_on_cpu_threads(torch, score_chunk, starts, cpu_threads(self.n_jobs))
         else:
             amp_dtype = autocast_dtype(torch, device) if self.mixed_precision else None
-            with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype,
-                                                        enabled=amp_dtype is not None):
+            with (
+                torch.inference_mode(),
+                torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None),
+            ):
                 scores = [score_chunk(start) for start in starts]
         return torch.cat(scores).cpu().double().numpy()
 
@@ -198,14 +203,27 @@ class ConvAE(WindowDetector):
 
     network_class = "ConvAENet"
 
-    def __init__(self, contamination: float = 0.1, window_size: int = 32,
-                 channels: tuple[int, ...] = (32, 16), kernel_size: int = 7,
-                 dropout_rate: float = 0.2, epochs: int = 50, batch_size: int = 32,
-                 learning_rate: float = 1e-3, weight_decay: float = 1e-5,
-                 validation_fraction: float = 0.1, patience: int = 5, tol: float = 1e-4,
-                 standardize: bool = True, device: str = "auto", mixed_precision: bool = True,
-                 n_jobs: int | None = None, score_batch_size: int | None = None,
-                 random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        contamination: float = 0.1,
+        window_size: int = 32,
+        channels: tuple[int, ...] = (32, 16),
+        kernel_size: int = 7,
+        dropout_rate: float = 0.2,
+        epochs: int = 50,
+        batch_size: int = 32,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-5,
+        validation_fraction: float = 0.1,
+        patience: int = 5,
+        tol: float = 1e-4,
+        standardize: bool = True,
+        device: str = "auto",
+        mixed_precision: bool = True,
+        n_jobs: int | None = None,
+        score_batch_size: int | None = None,
+        random_state: int | None = None,
+    ) -> None:
         super().__init__(contamination=contamination)
         self.window_size = window_size
         self.channels = channels
@@ -231,20 +249,28 @@ class ConvAE(WindowDetector):
         check_layers(owner, "channels", self.channels)
         check_int(owner, "kernel_size", self.kernel_size, 1)
         if self.kernel_size % 2 == 0:
-            raise DetectorError(f"{owner}: kernel_size must be odd (the window is padded by "
-                                f"kernel_size // 2 on both sides), got {self.kernel_size!r}.")
+            raise DetectorError(
+                f"{owner}: kernel_size must be odd (the window is padded by "
+                f"kernel_size // 2 on both sides), got {self.kernel_size!r}."
+            )
 
     def _network_kwargs(self) -> dict[str, Any]:
-        return {"channels": tuple(self.channels), "kernel_size": int(self.kernel_size),
-                "dropout_rate": float(self.dropout_rate)}
+        return {
+            "channels": tuple(self.channels),
+            "kernel_size": int(self.kernel_size),
+            "dropout_rate": float(self.dropout_rate),
+        }
 
     def _window_width(self, n_features: int) -> int:
         return max(n_features, *self.channels)
 
     def _window_work(self, n_features: int) -> int:
         widths = [n_features, *self.channels]
-        return int(self.window_size) * int(self.kernel_size) * max(
-            a * b for a, b in itertools.pairwise(widths))
+        return (
+            int(self.window_size)
+            * int(self.kernel_size)
+            * max(a * b for a, b in itertools.pairwise(widths))
+        )
 
 
 @document_params(WINDOW_PARAMS_DOC + COMMON_PARAMS_DOC)
@@ -271,13 +297,27 @@ class LSTMAE(WindowDetector):
 
     network_class = "LSTMAENet"
 
-    def __init__(self, contamination: float = 0.1, window_size: int = 32, hidden_size: int = 64,
-                 n_layers: int = 1, dropout_rate: float = 0.0, epochs: int = 50,
-                 batch_size: int = 32, learning_rate: float = 1e-3, weight_decay: float = 1e-5,
-                 validation_fraction: float = 0.1, patience: int = 5, tol: float = 1e-4,
-                 standardize: bool = True, device: str = "auto", mixed_precision: bool = True,
-                 n_jobs: int | None = None, score_batch_size: int | None = None,
-                 random_state: int | None = None) -> None:
+    def __init__(
+        self,
+        contamination: float = 0.1,
+        window_size: int = 32,
+        hidden_size: int = 64,
+        n_layers: int = 1,
+        dropout_rate: float = 0.0,
+        epochs: int = 50,
+        batch_size: int = 32,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-5,
+        validation_fraction: float = 0.1,
+        patience: int = 5,
+        tol: float = 1e-4,
+        standardize: bool = True,
+        device: str = "auto",
+        mixed_precision: bool = True,
+        n_jobs: int | None = None,
+        score_batch_size: int | None = None,
+        random_state: int | None = None,
+    ) -> None:
         super().__init__(contamination=contamination)
         self.window_size = window_size
         self.hidden_size = hidden_size
@@ -304,8 +344,11 @@ class LSTMAE(WindowDetector):
         check_int(owner, "n_layers", self.n_layers, 1)
 
     def _network_kwargs(self) -> dict[str, Any]:
-        return {"hidden_size": int(self.hidden_size), "n_layers": int(self.n_layers),
-                "dropout_rate": float(self.dropout_rate)}
+        return {
+            "hidden_size": int(self.hidden_size),
+            "n_layers": int(self.n_layers),
+            "dropout_rate": float(self.dropout_rate),
+        }
 
     def _window_width(self, n_features: int) -> int:
         return 4 * int(self.hidden_size) + n_features  # the four gates dominate

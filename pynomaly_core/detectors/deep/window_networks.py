@@ -42,8 +42,14 @@ class ConvAENet(_WindowAutoEncoder):
     length (the round trip rounds odd lengths up).
     """
 
-    def __init__(self, n_features: int, window_size: int, channels: Sequence[int],
-                 kernel_size: int, dropout_rate: float) -> None:
+    def __init__(
+        self,
+        n_features: int,
+        window_size: int,
+        channels: Sequence[int],
+        kernel_size: int,
+        dropout_rate: float,
+    ) -> None:
         super().__init__()
         self.window_size = window_size
         pad = kernel_size // 2
@@ -56,8 +62,12 @@ class ConvAENet(_WindowAutoEncoder):
             c_in = c_out
         decoder: list[nn.Module] = []
         for i, c_out in enumerate(list(channels)[::-1]):
-            decoder += [nn.ConvTranspose1d(c_in, c_out, kernel_size, stride=2, padding=pad,
-                                           output_padding=1), nn.ReLU()]
+            decoder += [
+                nn.ConvTranspose1d(
+                    c_in, c_out, kernel_size, stride=2, padding=pad, output_padding=1
+                ),
+                nn.ReLU(),
+            ]
             if dropout_rate > 0 and i < len(channels) - 1:
                 decoder.append(nn.Dropout(dropout_rate))
             c_in = c_out
@@ -66,7 +76,7 @@ class ConvAENet(_WindowAutoEncoder):
         self.decoder = nn.Sequential(*decoder)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))[..., :self.window_size]
+        return self.decoder(self.encoder(x))[..., : self.window_size]
 
 
 class LSTMAENet(_WindowAutoEncoder):
@@ -77,14 +87,21 @@ class LSTMAENet(_WindowAutoEncoder):
     linear layer, reconstructs the window from it.
     """
 
-    def __init__(self, n_features: int, window_size: int, hidden_size: int, n_layers: int,
-                 dropout_rate: float) -> None:
+    def __init__(
+        self,
+        n_features: int,
+        window_size: int,
+        hidden_size: int,
+        n_layers: int,
+        dropout_rate: float,
+    ) -> None:
         super().__init__()
         self.window_size = window_size
         between = dropout_rate if n_layers > 1 else 0.0  # LSTM dropout acts between layers only
         self.encoder = nn.LSTM(n_features, hidden_size, n_layers, batch_first=True, dropout=between)
-        self.decoder = nn.LSTM(hidden_size, hidden_size, n_layers, batch_first=True,
-                               dropout=between)
+        self.decoder = nn.LSTM(
+            hidden_size, hidden_size, n_layers, batch_first=True, dropout=between
+        )
         self.output = nn.Linear(hidden_size, n_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

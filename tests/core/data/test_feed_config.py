@@ -114,7 +114,9 @@ def test_bad_monitoring_settings_name_the_key(tmp_path, section, value, key):
 
 
 @pytest.mark.parametrize("path", ["/x/${PYNOMALY_SIGNING_KEY}/{date}.csv", "in/$HOME/{date}.csv"])
-def test_environment_variables_in_source_paths_are_refused_not_expanded(tmp_path, monkeypatch, path):
+def test_environment_variables_in_source_paths_are_refused_not_expanded(
+    tmp_path, monkeypatch, path
+):
     monkeypatch.setenv("PYNOMALY_SIGNING_KEY", "s3cret-signing-key")
     with pytest.raises(FeedConfigError) as err:
         load_feed(write(tmp_path, {**MINIMAL, "source": {"kind": "csv", "path": path}}))
@@ -135,20 +137,36 @@ def test_a_feed_name_with_a_newline_or_space_is_refused(tmp_path, name):
 
 
 def test_event_time_zone_must_be_an_iana_name(tmp_path):
-    assert load_feed(write(tmp_path, {**MINIMAL, "event_time_zone": "Europe/Berlin"})).event_time_zone == "Europe/Berlin"
+    assert (
+        load_feed(write(tmp_path, {**MINIMAL, "event_time_zone": "Europe/Berlin"})).event_time_zone
+        == "Europe/Berlin"
+    )
     with pytest.raises(FeedConfigError, match="event_time_zone.*IANA"):
         load_feed(write(tmp_path, {**MINIMAL, "event_time_zone": "EST5EDTX"}))
 
 
-@pytest.mark.parametrize("path", ["/etc/passw[d{date}]", "/etc/{date}/*.csv", "../outside/{date}.csv",
-                                  "landing/../../outside/{date}.csv"])
-def test_a_source_path_outside_the_feed_directory_and_data_roots_is_refused(tmp_path, monkeypatch, path):
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/etc/passw[d{date}]",
+        "/etc/{date}/*.csv",
+        "../outside/{date}.csv",
+        "landing/../../outside/{date}.csv",
+    ],
+)
+def test_a_source_path_outside_the_feed_directory_and_data_roots_is_refused(
+    tmp_path, monkeypatch, path
+):
     monkeypatch.delenv("PYNOMALY_DATA_ROOTS", raising=False)
     feeds = tmp_path / "feeds"
     feeds.mkdir()
     with pytest.raises(FeedConfigError) as err:
-        load_feed(write(feeds, {**MINIMAL, "source": {"kind": "csv", "path": path, "delimiter": ":"}}))
-    assert "outside the feed file's directory" in str(err.value) and "PYNOMALY_DATA_ROOTS" in str(err.value)
+        load_feed(
+            write(feeds, {**MINIMAL, "source": {"kind": "csv", "path": path, "delimiter": ":"}})
+        )
+    assert "outside the feed file's directory" in str(err.value) and "PYNOMALY_DATA_ROOTS" in str(
+        err.value
+    )
 
 
 def test_an_absolute_path_under_a_configured_data_root_is_allowed(tmp_path, monkeypatch):
@@ -157,13 +175,19 @@ def test_an_absolute_path_under_a_configured_data_root_is_allowed(tmp_path, monk
     monkeypatch.setenv("PYNOMALY_DATA_ROOTS", f"/nonexistent-root{os.pathsep}{root}")
     feeds = tmp_path / "feeds"
     feeds.mkdir()
-    feed = load_feed(write(feeds, {**MINIMAL, "source": {"kind": "csv", "path": f"{root}/{{date}}.csv"}}))
+    feed = load_feed(
+        write(feeds, {**MINIMAL, "source": {"kind": "csv", "path": f"{root}/{{date}}.csv"}})
+    )
     assert feed.source.path == f"{root}/{{date}}.csv"
 
 
 def test_a_url_source_path_is_refused_with_a_clear_message(tmp_path):
     with pytest.raises(FeedConfigError, match="is a URL; this version reads local files only"):
-        load_feed(write(tmp_path, {**MINIMAL, "source": {"kind": "csv", "path": "s3://bucket/{date}.csv"}}))
+        load_feed(
+            write(
+                tmp_path, {**MINIMAL, "source": {"kind": "csv", "path": "s3://bucket/{date}.csv"}}
+            )
+        )
 
 
 def test_a_symlink_out_of_the_data_roots_is_not_read(tmp_path, monkeypatch):

@@ -15,7 +15,9 @@ SPECS = [
 
 
 def train_frame() -> pd.DataFrame:
-    return pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0, np.nan], "const": 5.0, "kind": ["a", "b", "a", "b", "a"]})
+    return pd.DataFrame(
+        {"x": [1.0, 2.0, 3.0, 4.0, np.nan], "const": 5.0, "kind": ["a", "b", "a", "b", "a"]}
+    )
 
 
 def test_zero_variance_columns_are_dropped_and_reported():

@@ -24,7 +24,9 @@ FEED = {
     "features": [{"name": "amount", "type": "float"}],
     "partitioning": {"start_date": "2026-01-01"},
 }
-WINDOW_QUERY = "SELECT * FROM payments WHERE paid_at >= :partition_start AND paid_at < :partition_end"
+WINDOW_QUERY = (
+    "SELECT * FROM payments WHERE paid_at >= :partition_start AND paid_at < :partition_end"
+)
 
 
 def feed_file(tmp_path: Path, **overrides):
@@ -49,7 +51,10 @@ def test_ragged_csv_names_every_bad_line(tmp_path):
     with pytest.raises(SourceReadError) as err:
         read_partition(feed_file(tmp_path), DAY)
     message = str(err.value)
-    assert message.startswith(str(path)) and "3 line(s) with the wrong number of fields: 4, 8, 21" in message
+    assert (
+        message.startswith(str(path))
+        and "3 line(s) with the wrong number of fields: 4, 8, 21" in message
+    )
 
 
 def test_files_of_one_day_with_columns_in_another_order_are_aligned_by_name(tmp_path):
@@ -69,19 +74,26 @@ def test_files_of_one_day_with_different_columns_are_refused(tmp_path):
         read_partition(feed_file(tmp_path), DAY)
 
 
-@pytest.mark.parametrize("query", [
-    "SELECT * FROM payments -- WHERE paid_at >= :partition_start AND paid_at < :partition_end",
-    "SELECT * FROM payments /* :partition_start :partition_end */",
-    "SELECT ':partition_start', ':partition_end' FROM payments",
-])
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT * FROM payments -- WHERE paid_at >= :partition_start AND paid_at < :partition_end",
+        "SELECT * FROM payments /* :partition_start :partition_end */",
+        "SELECT ':partition_start', ':partition_end' FROM payments",
+    ],
+)
 def test_binds_that_only_appear_in_comments_or_strings_are_refused(tmp_path, query):
-    with pytest.raises(FeedConfigError, match="source.query: .*must bind :partition_start and :partition_end"):
+    with pytest.raises(
+        FeedConfigError, match="source.query: .*must bind :partition_start and :partition_end"
+    ):
         feed_file(tmp_path, source={"kind": "sql", "query": query})
 
 
 def test_a_url_env_that_holds_no_url_names_the_variable_not_its_value(tmp_path, monkeypatch):
     monkeypatch.setenv("PAYMENTS_DB", "hunter2-not-a-url")
-    feed = feed_file(tmp_path, source={"kind": "sql", "query": WINDOW_QUERY, "url_env": "PAYMENTS_DB"})
+    feed = feed_file(
+        tmp_path, source={"kind": "sql", "query": WINDOW_QUERY, "url_env": "PAYMENTS_DB"}
+    )
     with pytest.raises(SourceReadError) as err:
         read_partition(feed, DAY)
     assert "PAYMENTS_DB (source.url_env) does not hold a SQLAlchemy URL" in str(err.value)
@@ -91,19 +103,35 @@ def test_a_url_env_that_holds_no_url_names_the_variable_not_its_value(tmp_path, 
 def _seeded(url: str) -> sa.Engine:
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        conn.execute(sa.text("CREATE TABLE payments (payment_id TEXT, paid_at TIMESTAMP, amount FLOAT)"))
-        conn.execute(sa.text("INSERT INTO payments VALUES ('p1', '2026-01-02 01:00:00', 1.5), "
-                             "('p2', '2026-01-03 01:00:00', 2.5)"))
+        conn.execute(
+            sa.text("CREATE TABLE payments (payment_id TEXT, paid_at TIMESTAMP, amount FLOAT)")
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO payments VALUES ('p1', '2026-01-02 01:00:00', 1.5), "
+                "('p2', '2026-01-03 01:00:00', 2.5)"
+            )
+        )
     return engine
 
 
 def _source_cannot_write(tmp_path, monkeypatch, url: str) -> None:
     engine = _seeded(url)
     monkeypatch.setenv("PAYMENTS_DB", url)
-    read = feed_file(tmp_path, source={"kind": "sql", "url_env": "PAYMENTS_DB", "query": WINDOW_QUERY})
+    read = feed_file(
+        tmp_path, source={"kind": "sql", "url_env": "PAYMENTS_DB", "query": WINDOW_QUERY}
+    )
     assert read_partition(read, DAY).frame["payment_id"].tolist() == ["p1"]
-    delete = feed_file(tmp_path, source={"kind": "sql", "url_env": "PAYMENTS_DB", "query": (
-        "DELETE FROM payments WHERE paid_at >= :partition_start AND paid_at < :partition_end RETURNING *")})
+    delete = feed_file(
+        tmp_path,
+        source={
+            "kind": "sql",
+            "url_env": "PAYMENTS_DB",
+            "query": (
+                "DELETE FROM payments WHERE paid_at >= :partition_start AND paid_at < :partition_end RETURNING *"
+            ),
+        },
+    )
     with pytest.raises(SourceReadError, match="source query failed for partition 2026-01-02"):
         read_partition(delete, DAY)
     with engine.connect() as conn:
@@ -128,10 +156,17 @@ def test_a_huge_field_is_stored_whole_once_in_quarantine():
 
     feed = parse_feed(FEED)
     huge = "9" * 10_000_000 + "x"
-    raw = pd.DataFrame({"payment_id": ["p1", "p2"], "paid_at": ["2026-01-02T01:00:00Z"] * 2, "amount": ["1", huge]})
+    raw = pd.DataFrame(
+        {"payment_id": ["p1", "p2"], "paid_at": ["2026-01-02T01:00:00Z"] * 2, "amount": ["1", huge]}
+    )
     start, end = partition_window(DAY)
-    result = validate_partition(raw, feed, source="landing/x.csv", partition_start=start, partition_end=end)
+    result = validate_partition(
+        raw, feed, source="landing/x.csv", partition_start=start, partition_end=end
+    )
     [row] = result.quarantine.to_dict("records")
     assert row["rule"] == "parse as float"
-    assert len(row["failure_value"]) < MAX_FAILURE_VALUE + 100 and "10,000,001 characters" in row["failure_value"]
+    assert (
+        len(row["failure_value"]) < MAX_FAILURE_VALUE + 100
+        and "10,000,001 characters" in row["failure_value"]
+    )
     assert huge in row["row_json"]

@@ -38,8 +38,17 @@ FAST = {"epochs": 8, "random_state": 0}
 def gaussian_with_far_outliers(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """300 standard-normal rows in 5-D plus 6 rows 6 units out along distinct sign patterns."""
     rng = np.random.default_rng(seed)
-    signs = np.array([[1, 1, 1, 1, 1], [-1, -1, 1, 1, 1], [1, -1, -1, 1, 1],
-                      [1, 1, -1, -1, 1], [1, 1, 1, -1, -1], [-1, 1, 1, 1, -1]], dtype=float)
+    signs = np.array(
+        [
+            [1, 1, 1, 1, 1],
+            [-1, -1, 1, 1, 1],
+            [1, -1, -1, 1, 1],
+            [1, 1, -1, -1, 1],
+            [1, 1, 1, -1, -1],
+            [-1, 1, 1, 1, -1],
+        ],
+        dtype=float,
+    )
     X = np.vstack([rng.normal(size=(300, 5)), 6.0 * signs + rng.normal(scale=0.3, size=(6, 5))])
     return X, np.r_[np.zeros(300), np.ones(6)]
 
@@ -111,7 +120,9 @@ def test_explicit_device_overrides_auto(monkeypatch):
 
 
 def test_unavailable_cuda_is_a_clear_error(no_accelerator, small):
-    with pytest.raises(DetectorError, match=r"device='cuda' was requested but CUDA is not available"):
+    with pytest.raises(
+        DetectorError, match=r"device='cuda' was requested but CUDA is not available"
+    ):
         device_module.resolve_device(torch, "cuda")
     with pytest.raises(DetectorError, match=r"AutoEncoder: device='cuda:1' was requested"):
         AutoEncoder(device="cuda:1", **FAST).fit(small)
@@ -165,7 +176,9 @@ def test_fit_and_scoring_restore_the_callers_torch_threads(small, n_jobs):
 def test_constructor_stores_parameters_unchanged_and_clones():
     det = AutoEncoder(hidden_neurons=(8, 4), dropout_rate=0.1, device="cpu", n_jobs=1)
     params = clone(det).get_params()
-    assert params["hidden_neurons"] == (8, 4) and params["device"] == "cpu" and params["n_jobs"] == 1
+    assert (
+        params["hidden_neurons"] == (8, 4) and params["device"] == "cpu" and params["n_jobs"] == 1
+    )
     assert not hasattr(det, "network_")
 
 
@@ -299,7 +312,11 @@ def tensorflow():
 
 @pytest.mark.parametrize("cls", KERAS_DETECTORS)
 def test_keras_detector_ranks_outliers_and_round_trips_in_keras_format(cls, tensorflow, tmp_path):
-    X, y = curve_with_off_curve_outliers() if cls is not KerasDeepSVDD else gaussian_with_far_outliers()
+    X, y = (
+        curve_with_off_curve_outliers()
+        if cls is not KerasDeepSVDD
+        else gaussian_with_far_outliers()
+    )
     det = cls(device="cpu", epochs=20, random_state=0).fit(X)
     assert roc_auc_score(y, det.decision_scores_) >= 0.9
     path = save_object(det, tmp_path / "model", kind="detector")
@@ -320,5 +337,7 @@ def test_keras_same_seed_gives_identical_scores(tensorflow, small):
 def test_keras_unavailable_gpu_is_a_clear_error(tensorflow, small):
     if tensorflow.config.list_physical_devices("GPU"):
         pytest.skip("a GPU is visible")
-    with pytest.raises(DetectorError, match=r"device='gpu' was requested but TensorFlow sees 0 GPU"):
+    with pytest.raises(
+        DetectorError, match=r"device='gpu' was requested but TensorFlow sees 0 GPU"
+    ):
         KerasAutoEncoder(device="gpu", **FAST).fit(small)

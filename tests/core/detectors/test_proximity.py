@@ -29,7 +29,9 @@ def random_data(n_train: int, n_new: int, n_features: int, seed: int = 0):
 
 
 @pytest.mark.parametrize("method", ["largest", "mean", "median"])
-@pytest.mark.parametrize(("algorithm", "n_features"), [("brute", 12), ("kd_tree", 4), ("ball_tree", 4)])
+@pytest.mark.parametrize(
+    ("algorithm", "n_features"), [("brute", 12), ("kd_tree", 4), ("ball_tree", 4)]
+)
 def test_knn_scores_equal_pyod(method, algorithm, n_features):
     # 2,600 training rows span two reference tiles and several query blocks.
     X, X_new = random_data(2_600, 300, n_features)
@@ -37,8 +39,9 @@ def test_knn_scores_equal_pyod(method, algorithm, n_features):
     ours = TorchKNN(n_neighbors=5, method=method, algorithm=algorithm, device="cpu").fit(X)
     assert ours.algorithm_ == algorithm
     np.testing.assert_allclose(ours.decision_scores_, reference.decision_scores_, **TOLERANCE)
-    np.testing.assert_allclose(ours.decision_function(X_new), reference.decision_function(X_new),
-                               **TOLERANCE)
+    np.testing.assert_allclose(
+        ours.decision_function(X_new), reference.decision_function(X_new), **TOLERANCE
+    )
 
 
 def test_tree_and_brute_force_give_the_same_scores():
@@ -46,8 +49,9 @@ def test_tree_and_brute_force_give_the_same_scores():
     tree = TorchKNN(n_neighbors=7, method="mean", algorithm="kd_tree", device="cpu").fit(X)
     brute = TorchKNN(n_neighbors=7, method="mean", algorithm="brute", device="cpu").fit(X)
     np.testing.assert_allclose(brute.decision_scores_, tree.decision_scores_, **TOLERANCE)
-    np.testing.assert_allclose(brute.decision_function(X_new), tree.decision_function(X_new),
-                               **TOLERANCE)
+    np.testing.assert_allclose(
+        brute.decision_function(X_new), tree.decision_function(X_new), **TOLERANCE
+    )
 
 
 def test_auto_uses_a_tree_at_low_dimension_on_cpu_and_brute_force_above():
@@ -71,8 +75,11 @@ def test_rows_float32_cannot_resolve_fall_back_to_an_exact_float64_search(monkey
     X = np.vstack([1e4 + 1e-3 * rng.normal(size=(300, 9)), -1e4 + 1e-3 * rng.normal(size=(300, 9))])
     calls = []
     exhaustive = proximity._BruteSearch._exhaustive
-    monkeypatch.setattr(proximity._BruteSearch, "_exhaustive",
-                        lambda self, q, k: calls.append(len(q)) or exhaustive(self, q, k))
+    monkeypatch.setattr(
+        proximity._BruteSearch,
+        "_exhaustive",
+        lambda self, q, k: calls.append(len(q)) or exhaustive(self, q, k),
+    )
     ours = TorchKNN(n_neighbors=5, algorithm="brute", device="cpu").fit(X)
     tree = TorchKNN(n_neighbors=5, algorithm="kd_tree", device="cpu").fit(X)
     assert sum(calls) > 0
@@ -85,8 +92,9 @@ def test_lof_scores_equal_pyod(algorithm, n_features):
     reference = LOF(n_neighbors=20).fit(X)
     ours = TorchLOF(n_neighbors=20, algorithm=algorithm, device="cpu").fit(X)
     np.testing.assert_allclose(ours.decision_scores_, reference.decision_scores_, **TOLERANCE)
-    np.testing.assert_allclose(ours.decision_function(X_new), reference.decision_function(X_new),
-                               **TOLERANCE)
+    np.testing.assert_allclose(
+        ours.decision_function(X_new), reference.decision_function(X_new), **TOLERANCE
+    )
 
 
 @pytest.mark.filterwarnings("ignore:n_neighbors .20. is greater than:UserWarning")
@@ -95,8 +103,9 @@ def test_lof_caps_the_neighbourhood_like_scikit_learn():
     with pytest.warns(UserWarning, match="n_neighbors=20 is not smaller than the 15 training rows"):
         ours = TorchLOF(n_neighbors=20, device="cpu").fit(X)
     assert ours.n_neighbors_ == 14
-    np.testing.assert_allclose(ours.decision_scores_, LOF(n_neighbors=20).fit(X).decision_scores_,
-                               **TOLERANCE)
+    np.testing.assert_allclose(
+        ours.decision_scores_, LOF(n_neighbors=20).fit(X).decision_scores_, **TOLERANCE
+    )
 
 
 def test_threads_do_not_change_the_scores():
@@ -146,5 +155,7 @@ def test_apple_mps_falls_back_to_cpu_or_is_refused_when_requested(monkeypatch):
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     X, _ = random_data(100, 1, 12)
     assert TorchKNN(algorithm="brute").fit(X).device_ == "cpu"
-    with pytest.raises(DetectorError, match=r"device='mps' is not supported .* use 'auto' or 'cpu'"):
+    with pytest.raises(
+        DetectorError, match=r"device='mps' is not supported .* use 'auto' or 'cpu'"
+    ):
         TorchKNN(algorithm="brute", device="mps").fit(X)

@@ -279,5 +279,6 @@ def test_pca_drops_zero_variance_components_that_make_pyod_score_nan():
     assert np.isfinite(fixed).all() and fixed.max() < 1e6
     assert ours.estimator_.n_components_ == 4
     full = rng.normal(size=(300, 5))  # full rank: exactly PyOD
-    np.testing.assert_array_equal(create("PCA").fit(full).decision_function(full),
-                                  PyODPCA().fit(full).decision_function(full))
+    np.testing.assert_array_equal(
+        create("PCA").fit(full).decision_function(full), PyODPCA().fit(full).decision_function(full)
+    )

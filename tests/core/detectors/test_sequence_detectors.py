@@ -58,11 +58,13 @@ def test_window_detectors_declare_themselves_sequence_aware_and_row_wise_ones_do
 
 
 def test_importing_the_window_detectors_and_listing_them_does_not_import_torch():
-    code = ("import sys\n"
-            "from pynomaly_core.detectors.sequence import sequence_aware_names\n"
-            "from pynomaly_core.detectors import create\n"
-            "names = sequence_aware_names(); [create(n) for n in names]\n"
-            "print(names, 'torch' in sys.modules)\n")
+    code = (
+        "import sys\n"
+        "from pynomaly_core.detectors.sequence import sequence_aware_names\n"
+        "from pynomaly_core.detectors import create\n"
+        "names = sequence_aware_names(); [create(n) for n in names]\n"
+        "print(names, 'torch' in sys.modules)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "['ConvAE', 'LSTMAE'] False"
 
@@ -84,12 +86,12 @@ def test_a_partition_scored_after_its_warmup_equals_the_same_rows_in_a_long_run(
     long_run = det.decision_function(X)
     start = 180  # "today" starts here; the window - 1 rows before it are the warm-up
     warm = warmup_rows(det)
-    alone = det.decision_function(X[start - warm:])[warm:]
+    alone = det.decision_function(X[start - warm :])[warm:]
     np.testing.assert_allclose(alone, long_run[start:], rtol=1e-6, atol=1e-7)
     # without the warm-up only the first window - 1 rows differ (they are edge-padded)
     cold = det.decision_function(X[start:])
-    np.testing.assert_allclose(cold[warm:], long_run[start + warm:], rtol=1e-6, atol=1e-7)
-    assert not np.allclose(cold[:warm], long_run[start:start + warm])
+    np.testing.assert_allclose(cold[warm:], long_run[start + warm :], rtol=1e-6, atol=1e-7)
+    assert not np.allclose(cold[:warm], long_run[start : start + warm])
 
 
 @pytest.mark.parametrize("name", WINDOW_DETECTORS)
@@ -97,7 +99,7 @@ def test_first_rows_are_scored_on_a_window_padded_with_the_first_row(fitted, nam
     det, X = fitted[name], sine(50, seed=3)
     scores = det.decision_function(X)
     for row in (0, 5, WINDOW - 2):
-        padded = np.vstack([np.repeat(X[:1], WINDOW - 1 - row, axis=0), X[:row + 1]])
+        padded = np.vstack([np.repeat(X[:1], WINDOW - 1 - row, axis=0), X[: row + 1]])
         assert padded.shape[0] == WINDOW
         np.testing.assert_allclose(scores[row], det.decision_function(padded)[-1], rtol=1e-6)
 
@@ -176,15 +178,22 @@ def test_unavailable_cuda_is_a_clear_error():
         create("LSTMAE", **{**FAST, "device": "cuda"}).fit(sine(40))
 
 
-@pytest.mark.parametrize(("name", "params", "message"), [
-    ("ConvAE", {"window_size": 1}, r"ConvAE: window_size must be an int >= 2"),
-    ("LSTMAE", {"window_size": 2.5}, r"LSTMAE: window_size must be an int >= 2"),
-    ("ConvAE", {"kernel_size": 4}, r"ConvAE: kernel_size must be odd"),
-    ("ConvAE", {"channels": ()}, r"ConvAE: channels must be a non-empty tuple of positive ints"),
-    ("LSTMAE", {"hidden_size": 0}, r"LSTMAE: hidden_size must be an int >= 1"),
-    ("LSTMAE", {"n_layers": 0}, r"LSTMAE: n_layers must be an int >= 1"),
-    ("ConvAE", {"dropout_rate": 1.0}, r"ConvAE: dropout_rate must be a float in \[0.0, 1.0\)"),
-])
+@pytest.mark.parametrize(
+    ("name", "params", "message"),
+    [
+        ("ConvAE", {"window_size": 1}, r"ConvAE: window_size must be an int >= 2"),
+        ("LSTMAE", {"window_size": 2.5}, r"LSTMAE: window_size must be an int >= 2"),
+        ("ConvAE", {"kernel_size": 4}, r"ConvAE: kernel_size must be odd"),
+        (
+            "ConvAE",
+            {"channels": ()},
+            r"ConvAE: channels must be a non-empty tuple of positive ints",
+        ),
+        ("LSTMAE", {"hidden_size": 0}, r"LSTMAE: hidden_size must be an int >= 1"),
+        ("LSTMAE", {"n_layers": 0}, r"LSTMAE: n_layers must be an int >= 1"),
+        ("ConvAE", {"dropout_rate": 1.0}, r"ConvAE: dropout_rate must be a float in \[0.0, 1.0\)"),
+    ],
+)
 def test_invalid_parameters_name_the_parameter(name, params, message):
     det = create(name, **{**FAST, **params})  # construction stores them unchanged
     with pytest.raises(DetectorError, match=message):
@@ -233,11 +242,14 @@ def test_pca_tq_control_limits_are_training_quantiles_at_alpha():
     assert np.mean(q > det.q_limit_) == pytest.approx(0.05, abs=0.005)
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"variance": 1.5}, r"variance must be in \(0, 1\]"),
-    ({"alpha": 0.7}, r"alpha must be in \(0, 0.5\)"),
-    ({"n_components": 5}, r"n_components=5 must be between 1 and 3"),
-])
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"variance": 1.5}, r"variance must be in \(0, 1\]"),
+        ({"alpha": 0.7}, r"alpha must be in \(0, 0.5\)"),
+        ({"n_components": 5}, r"n_components=5 must be between 1 and 3"),
+    ],
+)
 def test_pca_tq_invalid_parameters_name_the_parameter(params, message):
     with pytest.raises(DetectorError, match=message):
         create("PCA_TQ", **params).fit(_correlated(50))

@@ -34,15 +34,22 @@ from pynomaly_core.evaluation.health import Verdict
 
 NUMERIC = ["rpm", "power_kw", "temperature_c", "vibration_mm_s", "pressure_bar"]
 CATEGORICAL = ["machine_type"]
-DRIFTING = ["temperature_c", "vibration_mm_s"]  # the demo feed runs hotter and vibrates more from 2026-11-12
+DRIFTING = [
+    "temperature_c",
+    "vibration_mm_s",
+]  # the demo feed runs hotter and vibrates more from 2026-11-12
 # the embedded demo feed (pynomaly_assets/feeds/demo_telemetry.yaml)
-DEMO = DemoSettings(seed=7, machines=6, interval_minutes=5, anomaly_rate=0.012, drift_date=dt.date(2026, 11, 12))
+DEMO = DemoSettings(
+    seed=7, machines=6, interval_minutes=5, anomaly_rate=0.012, drift_date=dt.date(2026, 11, 12)
+)
 RATE = 0.012
 
 
 def days(first: int, last: int, settings: DemoSettings = DEMO) -> pd.DataFrame:
-    return pd.concat([generate_day(dt.date(2026, 11, d), settings) for d in range(first, last + 1)],
-                     ignore_index=True)
+    return pd.concat(
+        [generate_day(dt.date(2026, 11, d), settings) for d in range(first, last + 1)],
+        ignore_index=True,
+    )
 
 
 def pseudo_scores(frame: pd.DataFrame) -> np.ndarray:
@@ -62,7 +69,9 @@ def reference_frame() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def reference(reference_frame) -> DriftReference:
-    return build_reference(reference_frame, NUMERIC, CATEGORICAL, pseudo_scores(reference_frame), RATE)
+    return build_reference(
+        reference_frame, NUMERIC, CATEGORICAL, pseudo_scores(reference_frame), RATE
+    )
 
 
 def report(reference: DriftReference, frame: pd.DataFrame, **kwargs):
@@ -81,14 +90,23 @@ def steady(reference):
 @pytest.fixture(scope="module")
 def drifted(reference, tmp_path_factory):
     """A day after the drift, with the HTML report written."""
-    return report(reference, days(13, 13), html_path=tmp_path_factory.mktemp("html") / "reports" / "2026-11-13.html")
+    return report(
+        reference,
+        days(13, 13),
+        html_path=tmp_path_factory.mktemp("html") / "reports" / "2026-11-13.html",
+    )
 
 
 @pytest.fixture(scope="module")
 def alarming(reference):
     """A day before the drift whose scores tripled and whose detector flags ten times the expected rate."""
     day = days(8, 8)
-    return report(reference, day, current_scores=3 * pseudo_scores(day), current_flags=flags_at(10 * RATE, len(day)))
+    return report(
+        reference,
+        day,
+        current_scores=3 * pseudo_scores(day),
+        current_flags=flags_at(10 * RATE, len(day)),
+    )
 
 
 # ------------------------------------------------------------------ per-column drift
@@ -117,14 +135,18 @@ def test_shifted_columns_are_drifted_with_high_psi_and_the_others_are_not(drifte
 
 def test_a_categorical_shift_is_drifted_and_unseen_categories_count_in_psi(reference):
     day = days(8, 8)
-    mostly_presses = day[(day["machine_type"] == "press") | (np.arange(len(day)) % 5 == 0)].reset_index(drop=True)
+    mostly_presses = day[
+        (day["machine_type"] == "press") | (np.arange(len(day)) % 5 == 0)
+    ].reset_index(drop=True)
     result = report(reference, mostly_presses)
     row = result.columns.set_index("column").loc["machine_type"]
     assert row["drifted"] and row["kind"] == "categorical"
     assert row["psi"] > 0.25
 
     renamed = day.copy()
-    renamed["machine_type"] = renamed["machine_type"].replace({"mill": "grinder"})  # a category never seen
+    renamed["machine_type"] = renamed["machine_type"].replace(
+        {"mill": "grinder"}
+    )  # a category never seen
     unseen = report(reference, renamed).columns.set_index("column").loc["machine_type"]
     assert unseen["psi"] > 1.0
 
@@ -134,7 +156,12 @@ def test_a_constant_reference_column_degenerates_to_below_at_above_buckets():
     frame = pd.DataFrame({"level": rng.normal(size=3000), "flat": 5.0})
     reference = build_reference(frame, ["level", "flat"], [], rng.normal(size=3000), 0.05)
     assert reference.edges["flat"].tolist() == [5.0, np.nextafter(5.0, np.inf)]
-    assert reference.proportions["flat"].tolist() == [0.0, 1.0, 0.0, 0.0]  # below, at, above, missing
+    assert reference.proportions["flat"].tolist() == [
+        0.0,
+        1.0,
+        0.0,
+        0.0,
+    ]  # below, at, above, missing
     same = frame.assign(level=rng.normal(size=3000))
     kwargs = {"current_scores": rng.normal(size=3000), "current_flags": flags_at(0.05, 3000)}
     steady = drift_report(reference, same, **kwargs).columns.set_index("column")
@@ -159,7 +186,10 @@ def test_alert_rate_ten_times_the_expected_rate_has_a_tiny_binomial_p_value(stea
 def test_summary_is_plain_json(drifted):
     doc = json.loads(json.dumps(drifted.summary(), allow_nan=False))
     assert doc["rows"] == 1728 and doc["html_path"] == str(drifted.html_path)
-    assert doc["drift_share"] == drifted.drift_share and doc["alert_rate_pvalue"] == drifted.alert_rate_pvalue
+    assert (
+        doc["drift_share"] == drifted.drift_share
+        and doc["alert_rate_pvalue"] == drifted.alert_rate_pvalue
+    )
     assert [c["column"] for c in doc["columns"] if c["drifted"]] == DRIFTING
     assert {"statistic", "threshold", "stattest", "psi", "kind"} <= set(doc["columns"][0])
 
@@ -169,14 +199,21 @@ def test_summary_is_plain_json(drifted):
 SETTINGS = MonitoringSettings(drift_share_warn=0.3, drift_share_error=0.5, score_psi_error=0.25)
 
 
-def judged(result, share: float, score_psi: float, *, in_training_window: bool = False) -> DriftVerdict:
+def judged(
+    result, share: float, score_psi: float, *, in_training_window: bool = False
+) -> DriftVerdict:
     changed = dataclasses.replace(result, drift_share=share, score_psi=score_psi)
     return judge(changed, SETTINGS, in_training_window=in_training_window)
 
 
 def test_judge_passes_a_calm_day_and_says_what_it_measured(steady):
     verdict = judged(steady, 1 / 6, 0.04)
-    assert isinstance(verdict, Verdict) and verdict.passed and verdict.severity == "ok" and not verdict.reasons
+    assert (
+        isinstance(verdict, Verdict)
+        and verdict.passed
+        and verdict.severity == "ok"
+        and not verdict.reasons
+    )
     assert verdict.describe() == "17% of features drifted, score PSI 0.040"
 
 
@@ -186,22 +223,36 @@ def test_judge_warns_from_drift_share_warn_and_errs_from_drift_share_error(stead
     assert warn.severity == "warn" and not warn.passed
     assert warn.describe() == "30% of features drifted (monitoring.drift_share_warn=0.3)"
     error = judged(steady, 0.5, 0.0)
-    assert error.severity == "error" and error.reasons == ["50% of features drifted (monitoring.drift_share_error=0.5)"]
+    assert error.severity == "error" and error.reasons == [
+        "50% of features drifted (monitoring.drift_share_error=0.5)"
+    ]
 
 
 def test_judge_errs_on_score_psi_above_score_psi_error(steady):
     assert judged(steady, 0.0, 0.25).severity == "ok"  # the bound itself passes
     error = judged(steady, 0.0, 0.3)
-    assert error.severity == "error" and error.describe() == "anomaly-score PSI 0.300 > monitoring.score_psi_error=0.25"
-    both = judged(steady, 0.35, 0.3)  # a warning share and a score error: an error with both reasons
-    assert both.severity == "error" and len(both.reasons) == 2 and "drift_share_warn" in both.reasons[0]
+    assert (
+        error.severity == "error"
+        and error.describe() == "anomaly-score PSI 0.300 > monitoring.score_psi_error=0.25"
+    )
+    both = judged(
+        steady, 0.35, 0.3
+    )  # a warning share and a score error: an error with both reasons
+    assert (
+        both.severity == "error"
+        and len(both.reasons) == 2
+        and "drift_share_warn" in both.reasons[0]
+    )
 
 
 def test_judge_does_not_judge_score_drift_on_the_champions_training_days(steady):
     in_sample = judged(steady, 0.0, 0.9, in_training_window=True)
     assert in_sample.passed
-    assert in_sample.describe() == "0% of features drifted, score PSI 0.900 (a training day of this champion: " \
+    assert (
+        in_sample.describe()
+        == "0% of features drifted, score PSI 0.900 (a training day of this champion: "
         "score drift not judged)"
+    )
     # feature drift is judged on those days all the same
     drifted = judged(steady, 0.6, 0.9, in_training_window=True)
     assert drifted.severity == "error" and len(drifted.reasons) == 1
@@ -221,7 +272,9 @@ def test_health_measurements_are_the_reports_alert_rate_and_score_ks_tests(alarm
     health = health_measurements(summary)
     assert list(health) == list(HEALTH_KEYS)
     assert health == {k: getattr(alarming, k) for k in HEALTH_KEYS}
-    assert "score_ks" not in health_measurements({**summary, "score_ks": None})  # not finite: not judged
+    assert "score_ks" not in health_measurements(
+        {**summary, "score_ks": None}
+    )  # not finite: not judged
     with pytest.raises(DriftError, match="alert_rate_pvalue"):
         health_measurements({k: v for k, v in summary.items() if k != "alert_rate_pvalue"})
 
@@ -272,12 +325,18 @@ def test_html_report_is_written_with_evidently_markup(drifted):
 
 # ------------------------------------------------------------------ sampling
 def test_sampled_report_gives_the_full_data_evidently_decisions_on_a_200k_row_partition():
-    big = DemoSettings(seed=7, machines=24, interval_minutes=1, anomaly_rate=0.0, drift_date=dt.date(2026, 11, 12))
+    big = DemoSettings(
+        seed=7, machines=24, interval_minutes=1, anomaly_rate=0.0, drift_date=dt.date(2026, 11, 12)
+    )
     reference_frame = days(1, 1, big)
     partition = days(12, 17, big).iloc[:200_000].reset_index(drop=True)
-    reference = build_reference(reference_frame, NUMERIC, CATEGORICAL, pseudo_scores(reference_frame), RATE)
+    reference = build_reference(
+        reference_frame, NUMERIC, CATEGORICAL, pseudo_scores(reference_frame), RATE
+    )
     ours = report(reference, partition)
-    assert ours.rows == 200_000 and ours.sampled_rows == 20_000 and ours.reference_sampled_rows == 5000
+    assert (
+        ours.rows == 200_000 and ours.sampled_rows == 20_000 and ours.reference_sampled_rows == 5000
+    )
     full, _ = evidently_drift(reference_frame, partition, NUMERIC, CATEGORICAL)
     assert ours.columns["drifted"].tolist() == full["drifted"].tolist()
     assert sorted(ours.drifted_columns) == sorted(DRIFTING)
@@ -287,12 +346,19 @@ def test_sampled_report_gives_the_full_data_evidently_decisions_on_a_200k_row_pa
 def test_a_missing_feature_column_is_named(reference):
     day = days(8, 8)
     with pytest.raises(DriftError, match="current partition lacks feature column.*'pressure_bar'"):
-        drift_report(reference, day.drop(columns="pressure_bar"), pseudo_scores(day), flags_at(RATE, len(day)))
+        drift_report(
+            reference,
+            day.drop(columns="pressure_bar"),
+            pseudo_scores(day),
+            flags_at(RATE, len(day)),
+        )
 
 
 def test_an_all_missing_column_is_named(reference):
     day = days(8, 8).assign(power_kw=np.nan)
-    with pytest.raises(DriftError, match="'power_kw' of the current partition has only missing values"):
+    with pytest.raises(
+        DriftError, match="'power_kw' of the current partition has only missing values"
+    ):
         report(reference, day)
     with pytest.raises(DriftError, match="'rpm' of the reference frame has no finite values"):
         build_reference(day.assign(rpm=np.nan), NUMERIC, CATEGORICAL, np.zeros(len(day)), RATE)
@@ -302,7 +368,9 @@ def test_an_empty_partition_and_misaligned_scores_raise(reference):
     day = days(8, 8)
     with pytest.raises(DriftError, match="empty"):
         drift_report(reference, day.iloc[:0], np.empty(0), np.empty(0, dtype=bool))
-    with pytest.raises(DriftError, match="current_scores has 10 values but the current partition has 1728 rows"):
+    with pytest.raises(
+        DriftError, match="current_scores has 10 values but the current partition has 1728 rows"
+    ):
         drift_report(reference, day, np.zeros(10), flags_at(RATE, len(day)))
 
 
@@ -338,8 +406,13 @@ def test_module_imports_without_evidently_and_a_missing_evidently_names_the_extr
         except ImportError as exc:
             print(exc)
     """
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert "pip install 'pynomaly[monitoring]'" in done.stdout
 
@@ -352,17 +425,26 @@ SERIES_FEED = {
     "record_key": "id",
     "features": [{"name": "value", "type": "float"}],
     "partitioning": {"start_date": "2026-01-01"},
-    "detector": {"name": "IForest", "contamination": 0.01, "random_state": 0, "params": {"n_estimators": 50}},
+    "detector": {
+        "name": "IForest",
+        "contamination": 0.01,
+        "random_state": 0,
+        "params": {"n_estimators": 50},
+    },
 }
 
 
-def moving_series(n_days: int, first: str = "2026-01-05", *, seed: int = 0, shift: float = 0.0) -> pd.DataFrame:
+def moving_series(
+    n_days: int, first: str = "2026-01-05", *, seed: int = 0, shift: float = 0.0
+) -> pd.DataFrame:
     """A 10-minute series whose level wanders from day to day, with a daily cycle and quieter weekends."""
     rng = np.random.default_rng(seed)
     ts = pd.date_range(first, periods=144 * n_days, freq="10min", tz="UTC")
     level = np.repeat(50 + np.cumsum(rng.normal(0, 1.5, n_days)), 144)
     weekend = np.where(ts.dayofweek >= 5, -6.0, 0.0)
-    value = level + weekend + 5 * np.sin(2 * np.pi * ts.hour / 24) + rng.normal(0, 1, len(ts)) + shift
+    value = (
+        level + weekend + 5 * np.sin(2 * np.pi * ts.hour / 24) + rng.normal(0, 1, len(ts)) + shift
+    )
     return pd.DataFrame({"id": np.arange(len(ts)), "ts": ts, "value": value})
 
 
@@ -380,25 +462,50 @@ def profile(series_feed):
     from pynomaly_core.model import AnomalyModel
 
     window = moving_series(14)
-    model = AnomalyModel(series_feed.features, detector="IForest", contamination=0.01, random_state=0,
-                         params={"n_estimators": 50}).fit(window)
-    normal = build_normal_days(window, series_feed, model, numeric=["value"], categorical=[],
-                               canaries=canaries_for(series_feed, ["value"]))
+    model = AnomalyModel(
+        series_feed.features,
+        detector="IForest",
+        contamination=0.01,
+        random_state=0,
+        params={"n_estimators": 50},
+    ).fit(window)
+    normal = build_normal_days(
+        window,
+        series_feed,
+        model,
+        numeric=["value"],
+        categorical=[],
+        canaries=canaries_for(series_feed, ["value"]),
+    )
     reference = build_reference(window, ["value"], [], model.decision_function(window), 0.01)
     return window, model, normal, reference
 
 
 def test_every_reference_day_is_measured_out_of_sample(profile):
     window, _, normal, _ = profile
-    assert normal.built and normal.reason is None and normal.folds == 5 and normal.canaries == "series"
+    assert (
+        normal.built and normal.reason is None and normal.folds == 5 and normal.canaries == "series"
+    )
     assert list(normal.table["day"]) == sorted(window["ts"].dt.strftime("%Y-%m-%d").unique())
-    assert list(normal.table.columns) == ["day", "rows", "fold", "psi:value", "score_psi", "score_ks", "alert_rate",
-                                          "canary_recall"]
+    assert list(normal.table.columns) == [
+        "day",
+        "rows",
+        "fold",
+        "psi:value",
+        "score_psi",
+        "score_ks",
+        "alert_rate",
+        "canary_recall",
+    ]
     # five contiguous blocks of days, each scored by a model fitted on the others
     assert list(normal.table["fold"]) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4]
     # the days differ in level from one another: their PSI against the other days is far from zero
     assert (normal.table["psi:value"] > 0.1).mean() > 0.5
-    assert normal.scores.min() >= 0.0 and normal.scores.max() <= 1.0 and len(normal.scores) == len(window)
+    assert (
+        normal.scores.min() >= 0.0
+        and normal.scores.max() <= 1.0
+        and len(normal.scores) == len(window)
+    )
 
 
 def test_ranges_are_the_reference_days_quantile_times_the_margin_with_floors(profile, series_feed):
@@ -408,38 +515,67 @@ def test_ranges_are_the_reference_days_quantile_times_the_margin_with_floors(pro
     assert ranges.calibrated and ranges.days == 14
     psi_range = ranges.get("psi:value")
     expected = np.quantile(normal.table["psi:value"], 0.95)
-    assert psi_range.normal == pytest.approx(expected) and psi_range.limit == pytest.approx(max(1.5 * expected, 0.1))
+    assert psi_range.normal == pytest.approx(expected) and psi_range.limit == pytest.approx(
+        max(1.5 * expected, 0.1)
+    )
     alert = ranges.get("alert_rate")
     assert alert.limit >= 2 * 0.01  # never below twice the contamination
     recall = ranges.get("canary_recall")
     assert recall.direction == "below"
-    assert recall.limit == pytest.approx(min(recall.normal / 1.5, recall.normal - settings.canary_recall_tolerance))
-    stricter = normal.ranges(settings.model_copy(update={"normal_margin": 3.0}))  # settings apply without a retrain
+    assert recall.limit == pytest.approx(
+        min(recall.normal / 1.5, recall.normal - settings.canary_recall_tolerance)
+    )
+    stricter = normal.ranges(
+        settings.model_copy(update={"normal_margin": 3.0})
+    )  # settings apply without a retrain
     assert stricter.get("psi:value").limit == pytest.approx(max(3 * expected, 0.1))
-    assert set(ranges.limits()) == {"psi_value_limit", "score_psi_limit", "alert_rate_limit", "canary_recall_limit"}
+    assert set(ranges.limits()) == {
+        "psi_value_limit",
+        "score_psi_limit",
+        "alert_rate_limit",
+        "canary_recall_limit",
+    }
 
 
-def test_a_normal_new_day_passes_and_a_shifted_one_fails_against_the_normal_days(profile, series_feed):
+def test_a_normal_new_day_passes_and_a_shifted_one_fails_against_the_normal_days(
+    profile, series_feed
+):
     _, model, normal, reference = profile
     settings = series_feed.monitoring
     ranges = normal.ranges(settings)
-    days_after = moving_series(16, seed=0).iloc[144 * 14:].reset_index(drop=True)  # the series goes on
+    days_after = (
+        moving_series(16, seed=0).iloc[144 * 14 :].reset_index(drop=True)
+    )  # the series goes on
     from pynomaly_core.drift import normalized_scores
 
     def judged(frame):
         raw = model.decision_function(frame)
-        result = drift_report(reference, frame, raw, raw > model.threshold_, normal=normal,
-                              current_normalized=normalized_scores(model, raw))
+        result = drift_report(
+            reference,
+            frame,
+            raw,
+            raw > model.threshold_,
+            normal=normal,
+            current_normalized=normalized_scores(model, raw),
+        )
         assert result.score_reference == "normal_days"
         return result, judge(result, settings, in_training_window=False, normal=ranges)
 
     result, calm = judged(days_after.iloc[:144])
     assert calm.passed and calm.rule == "normal_days", calm.describe()
-    assert result.drift_share == 1.0  # Evidently's fixed thresholds call the moved level drifted ...
-    assert judge(result, settings, in_training_window=False).severity == "error"  # ... and the fixed rule fails it
+    assert (
+        result.drift_share == 1.0
+    )  # Evidently's fixed thresholds call the moved level drifted ...
+    assert (
+        judge(result, settings, in_training_window=False).severity == "error"
+    )  # ... and the fixed rule fails it
     assert "vs normal up to" in calm.describe() and "reported, not judged" in calm.describe()
     _, shifted = judged(days_after.iloc[:144].assign(value=lambda f: f["value"] + 40))
-    assert shifted.severity == "error" and shifted.abnormal_features == ["value"] and shifted.abnormal_share == 1.0
+    assert (
+        shifted.severity == "error"
+        and shifted.abnormal_features == ["value"]
+        and shifted.abnormal_share == 1.0
+    )
     assert "PSI of value" in shifted.describe() and "reference days p95 of 14" in shifted.describe()
     assert {"psi_value_limit", "score_psi_limit"} == set(shifted.limits)
 
@@ -448,15 +584,30 @@ def test_too_few_reference_days_fall_back_to_the_fixed_cut_offs_and_say_why(seri
     _, model, _, _ = profile
     from pynomaly_core.drift import NormalRanges
 
-    short = build_normal_days(moving_series(4), series_feed, model, numeric=["value"], categorical=[], canaries=None)
+    short = build_normal_days(
+        moving_series(4), series_feed, model, numeric=["value"], categorical=[], canaries=None
+    )
     assert not short.built and "4 day(s) < monitoring.normal_min_days=7" in short.reason
     ranges = short.ranges(series_feed.monitoring)
     assert not ranges.calibrated and ranges.get("psi:value") is None
     off = series_feed.monitoring.model_copy(update={"normal_folds": 0})
-    assert "normal_folds is 0" in build_normal_days(moving_series(8), series_feed.model_copy(
-        update={"monitoring": off}), model, numeric=["value"], categorical=[], canaries=None).reason
-    verdict = judge(dataclasses.replace(_any_result(profile), drift_share=0.0, score_psi=0.4), series_feed.monitoring,
-                    in_training_window=False, normal=ranges)
+    assert (
+        "normal_folds is 0"
+        in build_normal_days(
+            moving_series(8),
+            series_feed.model_copy(update={"monitoring": off}),
+            model,
+            numeric=["value"],
+            categorical=[],
+            canaries=None,
+        ).reason
+    )
+    verdict = judge(
+        dataclasses.replace(_any_result(profile), drift_share=0.0, score_psi=0.4),
+        series_feed.monitoring,
+        in_training_window=False,
+        normal=ranges,
+    )
     assert verdict.rule == "fixed" and verdict.severity == "error"
     assert verdict.describe().endswith(f"(fixed cut-offs: {short.reason})")
     assert isinstance(NormalRanges.fixed("x"), NormalRanges)
@@ -473,22 +624,34 @@ def test_judge_against_normal_ranges_warns_and_errs_on_the_share_of_abnormal_fea
     from pynomaly_core.drift import NormalRange, NormalRanges
 
     def psi_range(column: str, limit: float) -> NormalRange:
-        return NormalRange(f"psi:{column}", f"PSI of {column}", "above", limit / 1.5, limit, 0.95, 20)
+        return NormalRange(
+            f"psi:{column}", f"PSI of {column}", "above", limit / 1.5, limit, 0.95, 20
+        )
 
     columns = list(steady.columns["column"])
     ranges = {f"psi:{c}": psi_range(c, 10.0) for c in columns}
     ranges["score_psi"] = NormalRange("score_psi", "anomaly-score PSI", "above", 0.2, 0.3, 0.95, 20)
     calm = judge(steady, SETTINGS, in_training_window=False, normal=NormalRanges(ranges, days=20))
     assert calm.passed and calm.abnormal_share == 0.0
-    tight = {**ranges, **{f"psi:{c}": psi_range(c, 1e-9) for c in columns[:2]}}  # 2 of 6 past: a warning
+    tight = {
+        **ranges,
+        **{f"psi:{c}": psi_range(c, 1e-9) for c in columns[:2]},
+    }  # 2 of 6 past: a warning
     warn = judge(steady, SETTINGS, in_training_window=False, normal=NormalRanges(tight, days=20))
     assert warn.severity == "warn" and warn.abnormal_features == columns[:2]
-    assert "2 of 6 feature(s) past their normal PSI (33% >= monitoring.drift_share_warn=0.3)" in warn.describe()
+    assert (
+        "2 of 6 feature(s) past their normal PSI (33% >= monitoring.drift_share_warn=0.3)"
+        in warn.describe()
+    )
     scored = dataclasses.replace(steady, score_psi=0.5)
     error = judge(scored, SETTINGS, in_training_window=False, normal=NormalRanges(ranges, days=20))
     assert error.severity == "error"
-    assert error.reasons == ["anomaly-score PSI 0.5 vs normal up to 0.2 (reference days p95 of 20), limit 0.3"]
-    assert judge(scored, SETTINGS, in_training_window=True, normal=NormalRanges(ranges, days=20)).passed
+    assert error.reasons == [
+        "anomaly-score PSI 0.5 vs normal up to 0.2 (reference days p95 of 20), limit 0.3"
+    ]
+    assert judge(
+        scored, SETTINGS, in_training_window=True, normal=NormalRanges(ranges, days=20)
+    ).passed
 
 
 def test_normal_days_round_trip_and_name_the_file_when_corrupt(profile, tmp_path):
@@ -500,7 +663,11 @@ def test_normal_days_round_trip_and_name_the_file_when_corrupt(profile, tmp_path
     normal.save(tmp_path)
     loaded = NormalDays.load(tmp_path)
     pd.testing.assert_frame_equal(loaded.table, normal.table)
-    assert np.array_equal(loaded.scores, normal.scores) and loaded.features == ["value"] and loaded.folds == 5
+    assert (
+        np.array_equal(loaded.scores, normal.scores)
+        and loaded.features == ["value"]
+        and loaded.folds == 5
+    )
     table = next(tmp_path.glob("normal_days-*.parquet"))
     table.write_bytes(table.read_bytes()[:-5])
     with pytest.raises(DriftError, match=table.name):

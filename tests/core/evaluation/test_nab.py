@@ -28,7 +28,9 @@ def test_detecting_a_window_at_its_start_earns_the_tp_weight_and_later_less():
     both = nab.score_file(detect(1000, [590, 500]), windows)
     assert first.score == pytest.approx(1.0) and first.detected_windows == 1
     assert 0 < late.score < first.score
-    assert both.score == pytest.approx(first.score)  # only the earliest detection in a window counts
+    assert both.score == pytest.approx(
+        first.score
+    )  # only the earliest detection in a window counts
 
 
 def test_misses_and_false_alarms_cost_their_weights():
@@ -44,9 +46,14 @@ def test_misses_and_false_alarms_cost_their_weights():
 
 def test_the_probationary_period_is_not_scored():
     assert nab.probation_rows(1000) == 150 and nab.probation_rows(100_000) == 750
-    windows = [(10, 20), (500, 599)]  # the first window lies inside the probation: it does not count
+    windows = [
+        (10, 20),
+        (500, 599),
+    ]  # the first window lies inside the probation: it does not count
     result = nab.score_file(detect(1000, [15, 100]), windows)
-    assert result.windows == 1 and result.false_positives == 0 and result.score == pytest.approx(-1.0)
+    assert (
+        result.windows == 1 and result.false_positives == 0 and result.score == pytest.approx(-1.0)
+    )
 
 
 def test_normalized_is_zero_for_null_and_100_for_perfect():
@@ -59,17 +66,24 @@ def test_normalized_is_zero_for_null_and_100_for_perfect():
 
 def test_window_rows_snap_to_the_series_timestamps():
     ts = pd.date_range("2026-01-01", periods=10, freq="5min").strftime("%Y-%m-%d %H:%M:%S")
-    assert nab.window_rows(ts, [["2026-01-01 00:10:00.000000", "2026-01-01 00:20:00.000000"]]) == [(2, 4)]
+    assert nab.window_rows(ts, [["2026-01-01 00:10:00.000000", "2026-01-01 00:20:00.000000"]]) == [
+        (2, 4)
+    ]
 
 
 @pytest.mark.skipif(not NAB.is_dir(), reason=f"shared NAB data not found at {NAB}")
 def test_the_published_null_scores_are_reproduced_on_every_shared_file():
     windows = json.loads((NAB / "combined_windows.json").read_text())
-    published = pd.read_csv(NAB / "published_scores" / "null_standard_scores.csv").dropna(subset=["File"])
+    published = pd.read_csv(NAB / "published_scores" / "null_standard_scores.csv").dropna(
+        subset=["File"]
+    )
     checked = 0
     for row in published.itertuples():
         series = pd.read_csv(NAB / row.File)
-        result = nab.score_file(np.zeros(len(series), dtype=bool), nab.window_rows(series["timestamp"], windows[row.File]))
+        result = nab.score_file(
+            np.zeros(len(series), dtype=bool),
+            nab.window_rows(series["timestamp"], windows[row.File]),
+        )
         assert result.score == pytest.approx(row.Score), row.File
         checked += 1
     assert checked == len(windows) == 51

@@ -74,7 +74,9 @@ def mean_path_length(forest, X):
 
 # ----------------------------------------------------------------------------- tree
 @pytest.mark.parametrize("detector", ["IForest", "IsolationForest"])
-def test_tree_sign_row_anomalous_in_feature_j_gets_largest_positive_contribution_on_j(train, detector):
+def test_tree_sign_row_anomalous_in_feature_j_gets_largest_positive_contribution_on_j(
+    train, detector
+):
     model = AnomalyModel(FEATURES, detector, contamination=0.02, random_state=0).fit(train)
     rows = anomalous_rows()
     result = explain(model, rows)
@@ -107,8 +109,13 @@ def test_tree_values_agree_with_shap_tree_explainer(iforest, train):
 
 
 def test_tree_with_feature_subsampling_and_large_leaves_matches_path_lengths(train):
-    model = AnomalyModel(FEATURES, "IForest", contamination=0.02, random_state=3,
-                         params={"max_features": 0.5, "max_samples": 100, "n_estimators": 30}).fit(train)
+    model = AnomalyModel(
+        FEATURES,
+        "IForest",
+        contamination=0.02,
+        random_state=3,
+        params={"max_features": 0.5, "max_samples": 100, "n_estimators": 30},
+    ).fit(train)
     rows = train.iloc[:100]
     result = explain(model, rows)
     forest = isolation_forest_of(model.detector_)
@@ -120,12 +127,20 @@ def test_one_hot_columns_sum_into_their_feature_and_dropped_columns_get_zero(ifo
     rows = anomalous_rows()
     result = explain(iforest, rows)
     columns = iforest.preprocessor_.feature_names_out_
-    assert "flat" not in columns and [c for c in columns if c.startswith("kind=")] == ["kind=x", "kind=y", "kind=z"]
-    raw, _ = isolation_forest_shap(isolation_forest_of(iforest.detector_), iforest.preprocessor_.transform(rows))
+    assert "flat" not in columns and [c for c in columns if c.startswith("kind=")] == [
+        "kind=x",
+        "kind=y",
+        "kind=z",
+    ]
+    raw, _ = isolation_forest_shap(
+        isolation_forest_of(iforest.detector_), iforest.preprocessor_.transform(rows)
+    )
     kind = [i for i, c in enumerate(columns) if c.startswith("kind=")]
     np.testing.assert_allclose(result.values[:, INPUTS.index("kind")], raw[:, kind].sum(axis=1))
     for name in NUMERIC:
-        np.testing.assert_allclose(result.values[:, INPUTS.index(name)], raw[:, columns.index(name)])
+        np.testing.assert_allclose(
+            result.values[:, INPUTS.index(name)], raw[:, columns.index(name)]
+        )
     assert (result.values[:, INPUTS.index("flat")] == 0).all()
     assert result.values.shape == (4, len(INPUTS))
     assert list(result.row_index) == [101, 102, 103, 104]
@@ -145,7 +160,9 @@ def test_detectors_say_whether_an_isolation_forest_is_their_score():
     assert isinstance(isolation_forest_of(pyod_forest), IsolationForest)
     assert create("KNN").fit(X).isolation_forest() is None
     assert create("IForest").isolation_forest() is None  # not fitted
-    transductive = TransductivePyODDetector(model="pyod.models.iforest:IForest", random_state=0).fit(X)
+    transductive = TransductivePyODDetector(
+        model="pyod.models.iforest:IForest", random_state=0
+    ).fit(X)
     assert transductive.isolation_forest() is None  # batch-relative scores are not the forest's
     assert isolation_forest_of(object()) is None
 
@@ -160,16 +177,26 @@ def test_tree_method_refuses_a_detector_that_is_not_a_forest(knn):
 def test_sampled_explainers_sign_and_additivity(knn, train, method):
     pytest.importorskip("shap")
     rows = anomalous_rows()
-    result = explain(knn, rows, method=method, background=train, max_background=40,
-                     max_evals=None if method == "auto" else 10 * 13)
+    result = explain(
+        knn,
+        rows,
+        method=method,
+        background=train,
+        max_background=40,
+        max_evals=None if method == "auto" else 10 * 13,
+    )
     # 6 preprocessed columns: 62 coalitions fit the default budget, so auto is exact Kernel SHAP
     assert result.method == ("kernel" if method == "auto" else "permutation")
     assert result.background_rows == 40
     top = result.top(1)
     assert top["feature_1"].tolist() == EXPECTED_TOP
     assert (top["contribution_1"] > 0).all()
-    np.testing.assert_allclose(result.values.sum(axis=1) + result.base_value, knn.decision_function(rows),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        result.values.sum(axis=1) + result.base_value,
+        knn.decision_function(rows),
+        rtol=1e-6,
+        atol=1e-6,
+    )
     assert (result.values[:, INPUTS.index("flat")] == 0).all()
 
 
@@ -211,8 +238,15 @@ def test_unknown_method_is_refused(iforest):
 # ------------------------------------------------------------------- Explanation
 def make(values, features=("a", "b", "c")) -> Explanation:
     values = np.asarray(values, dtype=float)
-    return Explanation(method="tree", features=list(features), values=values, base_value=0.0,
-                       row_index=pd.Index([10, 20][: len(values)], name="row"), seconds=0.0, background_rows=0)
+    return Explanation(
+        method="tree",
+        features=list(features),
+        values=values,
+        base_value=0.0,
+        row_index=pd.Index([10, 20][: len(values)], name="row"),
+        seconds=0.0,
+        background_rows=0,
+    )
 
 
 def test_top_orders_by_contribution_keeps_ties_stable_and_pads():
@@ -249,8 +283,13 @@ def test_summary_plot_is_a_markdown_png(iforest):
 
 # ------------------------------------------------------------------------ imports
 def run_python(code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=False, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_module_imports_without_shap_and_missing_shap_names_the_extra():
@@ -280,8 +319,9 @@ def test_tables_too_large_fall_back_to_shap_tree_explainer_with_a_note(train, mo
     pytest.importorskip("shap")
     import pynomaly_core.explain.forest as module
 
-    model = AnomalyModel(FEATURES, "IForest", contamination=0.02, random_state=1,
-                         params={"n_estimators": 10}).fit(train)
+    model = AnomalyModel(
+        FEATURES, "IForest", contamination=0.02, random_state=1, params={"n_estimators": 10}
+    ).fit(train)
     rows = anomalous_rows()
     monkeypatch.setattr(module, "MAX_TABLE_ENTRIES", 10)
     fallback = explain(model, rows)

@@ -41,11 +41,17 @@ def telemetry(days: int = 3, machines: int = 3, seed: int = 0) -> pd.DataFrame:
         steps = rng.integers(200, 400, size=days * 288).cumsum()
         ts = pd.Timestamp("2026-11-01", tz="UTC") + pd.to_timedelta(steps, unit="s")
         ts = ts[ts < pd.Timestamp("2026-11-01", tz="UTC") + pd.Timedelta(days=days)]
-        frames.append(pd.DataFrame({
-            "id": [f"m{m}-{i}" for i in range(len(ts))], "ts": ts, "machine": f"m{m}",
-            "temp": 40 + 5 * np.sin(np.arange(len(ts)) / 30) + rng.normal(0, 0.5, len(ts)),
-            "load": rng.integers(0, 100, len(ts)),
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "id": [f"m{m}-{i}" for i in range(len(ts))],
+                    "ts": ts,
+                    "machine": f"m{m}",
+                    "temp": 40 + 5 * np.sin(np.arange(len(ts)) / 30) + rng.normal(0, 0.5, len(ts)),
+                    "load": rng.integers(0, 100, len(ts)),
+                }
+            )
+        )
     # rows arrive interleaved and not sorted, as files do
     return pd.concat(frames).sample(frac=1.0, random_state=seed).reset_index(drop=True)
 
@@ -91,20 +97,41 @@ def test_no_look_ahead_changing_a_later_row_changes_no_earlier_feature():
     changed.loc[last, ["temp", "load"]] = [1e6, 10_000]
     after = derive(changed, FEED)
     earlier = ordered.index[:-1]
-    pd.testing.assert_frame_equal(after.loc[earlier, FEED.derived_names], before.loc[earlier, FEED.derived_names])
+    pd.testing.assert_frame_equal(
+        after.loc[earlier, FEED.derived_names], before.loc[earlier, FEED.derived_names]
+    )
 
 
 def test_values_on_a_small_series_per_entity():
-    feed = parse_feed({**BASE, "derived": {"features": [
-        {"source": "temp", "kind": "lag"}, {"source": "temp", "kind": "diff", "periods": 2},
-        {"source": "temp", "kind": "rolling_mean", "window": 2},
-        {"source": "temp", "kind": "rolling_zscore", "window": 3}]}})
+    feed = parse_feed(
+        {
+            **BASE,
+            "derived": {
+                "features": [
+                    {"source": "temp", "kind": "lag"},
+                    {"source": "temp", "kind": "diff", "periods": 2},
+                    {"source": "temp", "kind": "rolling_mean", "window": 2},
+                    {"source": "temp", "kind": "rolling_zscore", "window": 3},
+                ]
+            },
+        }
+    )
     ts = pd.date_range("2026-11-01", periods=5, freq="5min", tz="UTC")
-    a = pd.DataFrame({"id": list("abcde"), "ts": ts, "machine": "A", "temp": [1.0, 2.0, 4.0, 4.0, 4.0], "load": 0})
+    a = pd.DataFrame(
+        {
+            "id": list("abcde"),
+            "ts": ts,
+            "machine": "A",
+            "temp": [1.0, 2.0, 4.0, 4.0, 4.0],
+            "load": 0,
+        }
+    )
     b = a.assign(id=list("vwxyz"), machine="B", temp=[10.0, 10.0, 10.0, 10.0, 50.0])
     out = derive(pd.concat([b, a]).reset_index(drop=True), feed)
     got_a = out[out["machine"] == "A"]
-    assert got_a["temp__lag_1"].tolist()[1:] == [1.0, 2.0, 4.0, 4.0] and np.isnan(got_a["temp__lag_1"].iloc[0])
+    assert got_a["temp__lag_1"].tolist()[1:] == [1.0, 2.0, 4.0, 4.0] and np.isnan(
+        got_a["temp__lag_1"].iloc[0]
+    )
     assert got_a["temp__diff_2"].tolist()[2:] == [3.0, 2.0, 0.0]
     # the mean of the two rows BEFORE each row, not including it
     assert got_a["temp__rolling_mean_2"].tolist()[1:] == [1.0, 1.5, 3.0, 4.0]
@@ -115,23 +142,46 @@ def test_values_on_a_small_series_per_entity():
 
 
 def test_calendar_features_are_local_and_cyclical():
-    feed = parse_feed({**BASE, "derived": {"calendar": {"fields": ["hour"], "zone": "Europe/Berlin"}}})
-    frame = pd.DataFrame({"id": ["a", "b"], "ts": pd.to_datetime(["2026-11-01T23:00:00Z", "2026-11-01T05:00:00Z"]),
-                          "machine": "A", "temp": 1.0, "load": 1})
+    feed = parse_feed(
+        {**BASE, "derived": {"calendar": {"fields": ["hour"], "zone": "Europe/Berlin"}}}
+    )
+    frame = pd.DataFrame(
+        {
+            "id": ["a", "b"],
+            "ts": pd.to_datetime(["2026-11-01T23:00:00Z", "2026-11-01T05:00:00Z"]),
+            "machine": "A",
+            "temp": 1.0,
+            "load": 1,
+        }
+    )
     out = derive(frame, feed)
     # 23:00 UTC is midnight in Berlin (CET): angle 0
-    assert out["hour_sin"].iloc[0] == pytest.approx(0.0, abs=1e-12) and out["hour_cos"].iloc[0] == pytest.approx(1.0)
+    assert out["hour_sin"].iloc[0] == pytest.approx(0.0, abs=1e-12) and out["hour_cos"].iloc[
+        0
+    ] == pytest.approx(1.0)
     assert out["hour_sin"].iloc[1] == pytest.approx(np.sin(2 * np.pi * 6 / 24))
 
 
-@pytest.mark.parametrize(("derived", "message"), [
-    ({"features": [{"source": "nope", "kind": "lag"}]}, "source 'nope' is not a numeric feature"),
-    ({"features": [{"source": "temp", "kind": "rolling_mean"}]}, "needs a window"),
-    ({"features": [{"source": "temp", "kind": "lag", "window": 3}]}, "takes periods, not a window"),
-    ({"features": [{"source": "temp", "kind": "rolling_mean", "window": "3 fortnights"}]}, "a span such as"),
-    ({"features": [{"source": "temp", "kind": "lag", "name": "load"}]}, "used twice"),
-    ({"calendar": {"zone": "Mars/Olympus"}}, "not an IANA time zone"),
-])
+@pytest.mark.parametrize(
+    ("derived", "message"),
+    [
+        (
+            {"features": [{"source": "nope", "kind": "lag"}]},
+            "source 'nope' is not a numeric feature",
+        ),
+        ({"features": [{"source": "temp", "kind": "rolling_mean"}]}, "needs a window"),
+        (
+            {"features": [{"source": "temp", "kind": "lag", "window": 3}]},
+            "takes periods, not a window",
+        ),
+        (
+            {"features": [{"source": "temp", "kind": "rolling_mean", "window": "3 fortnights"}]},
+            "a span such as",
+        ),
+        ({"features": [{"source": "temp", "kind": "lag", "name": "load"}]}, "used twice"),
+        ({"calendar": {"zone": "Mars/Olympus"}}, "not an IANA time zone"),
+    ],
+)
 def test_invalid_derived_sections_name_the_problem(derived, message):
     with pytest.raises(FeedConfigError, match=message):
         parse_feed({**BASE, "derived": derived})

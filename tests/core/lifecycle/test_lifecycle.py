@@ -27,8 +27,11 @@ FEED = {
     "passthrough": ["machine_id", "anomaly_kind"],
     "features": [
         {"name": "machine_type", "type": "category"},
-        {"name": "rpm"}, {"name": "power_kw"}, {"name": "temperature_c"},
-        {"name": "vibration_mm_s"}, {"name": "pressure_bar"},
+        {"name": "rpm"},
+        {"name": "power_kw"},
+        {"name": "temperature_c"},
+        {"name": "vibration_mm_s"},
+        {"name": "pressure_bar"},
     ],
     "partitioning": {"start_date": "2026-11-01"},
     "detector": {"name": "KNN", "contamination": 0.03},
@@ -46,7 +49,9 @@ def feed(**changes):
 @pytest.fixture(scope="module")
 def window():
     settings = DemoSettings(machines=3, interval_minutes=10, anomaly_rate=0.03)
-    return pd.concat([generate_day(dt.date(2026, 11, d), settings) for d in range(1, 5)], ignore_index=True)
+    return pd.concat(
+        [generate_day(dt.date(2026, 11, d), settings) for d in range(1, 5)], ignore_index=True
+    )
 
 
 def test_holdout_is_the_last_days_of_the_window(window):
@@ -67,7 +72,9 @@ def test_candidates_put_the_feed_detector_first_and_skip_semi_supervised_without
     assert candidate_names(feed(), 1000) == ["KNN", "IForest", "HBOS"]
     unlabelled = feed(label=None, lifecycle={"candidates": ["XGBOD", "ECOD"]})
     assert candidate_names(unlabelled, 1000) == ["KNN", "ECOD"]
-    assert len(candidate_names(feed(lifecycle={"candidates": None, "max_candidates": 3}), 5000)) == 3
+    assert (
+        len(candidate_names(feed(lifecycle={"candidates": None, "max_candidates": 3}), 5000)) == 3
+    )
 
 
 def test_unknown_candidate_is_named():
@@ -104,8 +111,10 @@ def test_too_few_labels_fall_back_to_synthetic_anomalies(window):
 
 
 def test_candidates_are_fitted_evaluated_and_a_broken_one_is_reported(window):
-    f = feed(lifecycle={"candidates": ["IForest", "PCA"], "min_labelled_anomalies": 5},
-             detector={"name": "KNN", "contamination": 0.03, "params": {"n_neighbors": 10 ** 6}})
+    f = feed(
+        lifecycle={"candidates": ["IForest", "PCA"], "min_labelled_anomalies": 5},
+        detector={"name": "KNN", "contamination": 0.03, "params": {"n_neighbors": 10**6}},
+    )
     train, holdout = split_holdout(window, f)
     candidates = train_candidates(f, train, holdout, candidate_names(f, len(train)))
     assert [c.name for c in candidates] == ["KNN", "IForest", "PCA"]
@@ -161,11 +170,21 @@ def test_first_champion_is_promoted_on_weak_evidence_with_a_warning_naming_the_n
     auc = metrics(evalset.y, noise)["roc_auc"]
     assert auc < 0.7
     assert d.promote and not d.gate_passed and d.gate_severity == "warn" and d.weak_first
-    assert d.gate_reason.startswith(f"first champion promoted on weak evidence: ROC-AUC {auc:.3f} < lifecycle.min_auc 0.7")
-    assert "on the labels evaluation set (2000 rows, 60 anomalies) of feed 'telemetry'" in d.gate_reason
+    assert d.gate_reason.startswith(
+        f"first champion promoted on weak evidence: ROC-AUC {auc:.3f} < lifecycle.min_auc 0.7"
+    )
+    assert (
+        "on the labels evaluation set (2000 rows, 60 anomalies) of feed 'telemetry'"
+        in d.gate_reason
+    )
     assert d.reason == "no current champion: HBOS is the first, on weak evidence"
     ok = decide(feed(lifecycle={"min_auc": 0.55}), evalset, "HBOS", weak, None)
-    assert ok.promote and ok.gate_passed and not ok.weak_first and ok.reason == "no current champion: HBOS is the first"
+    assert (
+        ok.promote
+        and ok.gate_passed
+        and not ok.weak_first
+        and ok.reason == "no current champion: HBOS is the first"
+    )
 
 
 def test_the_gate_still_blocks_a_weak_challenger_against_an_existing_champion():
@@ -181,31 +200,65 @@ def test_champion_record_round_trips_through_its_stored_value():
     from pynomaly_core.lifecycle import ChampionRecord
 
     record = ChampionRecord(
-        feed="telemetry", version="3", path="/models/telemetry/b-KNN", reason="KNN beats the champion",
-        detector="KNN", manifest_sha256="ab" * 32, threshold=1.5, mlflow_run_id="r1",
-        registered_model="pynomaly-telemetry", run_url=None, promoted=True, evaluation="labels",
-        metrics={"roc_auc": 0.9, "average_precision": 0.5}, training_days=("2026-11-01", "2026-11-02"),
+        feed="telemetry",
+        version="3",
+        path="/models/telemetry/b-KNN",
+        reason="KNN beats the champion",
+        detector="KNN",
+        manifest_sha256="ab" * 32,
+        threshold=1.5,
+        mlflow_run_id="r1",
+        registered_model="pynomaly-telemetry",
+        run_url=None,
+        promoted=True,
+        evaluation="labels",
+        metrics={"roc_auc": 0.9, "average_precision": 0.5},
+        training_days=("2026-11-01", "2026-11-02"),
     )
     value = record.to_value()
-    assert list(value) == ["feed", "detector", "version", "path", "manifest_sha256", "threshold", "mlflow_run_id",
-                           "registered_model", "run_url", "promoted", "reason", "evaluation", "metrics",
-                           "training_days", "window_first", "window_last"]
+    assert list(value) == [
+        "feed",
+        "detector",
+        "version",
+        "path",
+        "manifest_sha256",
+        "threshold",
+        "mlflow_run_id",
+        "registered_model",
+        "run_url",
+        "promoted",
+        "reason",
+        "evaluation",
+        "metrics",
+        "training_days",
+        "window_first",
+        "window_last",
+    ]
     assert (value["window_first"], value["window_last"]) == ("2026-11-01", "2026-11-02")
     assert ChampionRecord.from_value(value) == record
     # a value from JSON with a numeric version and extra keys reads back as the same record
     assert ChampionRecord.from_value({**value, "version": 3, "extra": 1}) == record
     assert record.require() is record
     # a value stored before the training window was recorded reads back without one
-    legacy = {k: v for k, v in value.items() if k not in ("training_days", "window_first", "window_last")}
-    assert ChampionRecord.from_value(legacy).training_days == () and ChampionRecord.from_value(legacy).window_last is None
+    legacy = {
+        k: v for k, v in value.items() if k not in ("training_days", "window_first", "window_last")
+    }
+    assert (
+        ChampionRecord.from_value(legacy).training_days == ()
+        and ChampionRecord.from_value(legacy).window_last is None
+    )
 
 
 def test_a_feed_without_champion_stores_only_why_and_cannot_load():
     from pynomaly_core.lifecycle import ChampionRecord, NoChampionError
 
     record = ChampionRecord.none("telemetry", "HBOS blocked by the promotion gate")
-    assert record.to_value() == {"feed": "telemetry", "version": None, "path": None,
-                                 "reason": "HBOS blocked by the promotion gate"}
+    assert record.to_value() == {
+        "feed": "telemetry",
+        "version": None,
+        "path": None,
+        "reason": "HBOS blocked by the promotion gate",
+    }
     assert ChampionRecord.from_value(record.to_value()) == record and not record.exists
     with pytest.raises(NoChampionError, match="'telemetry' has no champion \\(HBOS blocked"):
         record.load()
@@ -220,7 +273,9 @@ def test_the_evaluation_frame_reads_back_what_was_written(tmp_path):
     write_evaluation_frame(store, "telemetry", "batch-1", evalset, {"KNN": good, "HBOS": weak})
     stored = read_evaluation_frame(store, "telemetry", "batch-1")
     assert list(stored.frame.columns) == ["x"] and stored.y.tolist() == evalset.y.tolist()
-    assert np.array_equal(stored.scores_of("KNN"), good) and np.array_equal(stored.scores_of("HBOS"), weak)
+    assert np.array_equal(stored.scores_of("KNN"), good) and np.array_equal(
+        stored.scores_of("HBOS"), weak
+    )
     with pytest.raises(KeyError, match="recorded scores of detector 'PCA'"):
         stored.scores_of("PCA")
     again = EvaluationSet.from_description(stored.frame, stored.y, evalset.describe())
@@ -229,9 +284,13 @@ def test_the_evaluation_frame_reads_back_what_was_written(tmp_path):
 
 # ------------------------------------------------------------------ train a batch, promote on a real MLflow
 SIGNING_KEY = "test-lifecycle-signing-key"
-PROMO = {"name": "promo", "source": {"kind": "demo"}, "label": "is_anomaly",
-         "detector": {"name": "KNN", "contamination": 0.05},
-         "lifecycle": {"candidates": ["HBOS"], "min_labelled_anomalies": 5, "n_boot": 300}}
+PROMO = {
+    "name": "promo",
+    "source": {"kind": "demo"},
+    "label": "is_anomaly",
+    "detector": {"name": "KNN", "contamination": 0.05},
+    "lifecycle": {"candidates": ["HBOS"], "min_labelled_anomalies": 5, "n_boot": 300},
+}
 
 
 @pytest.fixture(autouse=True)
@@ -257,24 +316,35 @@ def story(tmp_path_factory):
         mp.setenv("PYNOMALY_SIGNING_KEY", SIGNING_KEY)
         f = feed(**PROMO)
         settings = DemoSettings(seed=3, machines=2, interval_minutes=15, anomaly_rate=0.08)
-        window = pd.concat([generate_day(dt.date(2026, 11, d), settings) for d in (1, 2, 3)], ignore_index=True)
+        window = pd.concat(
+            [generate_day(dt.date(2026, 11, d), settings) for d in (1, 2, 3)], ignore_index=True
+        )
         tracker = Tracker(f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts"))
         frames = FrameStore(root / "frames")
         asked = []
         batch = train_candidate_batch(
-            f, window, frames=frames, model_dir=lambda version: root / "models" / version, tracker=tracker,
-            run_id="run-train-0001", feedback=lambda start, end: asked.append((start, end)),
-            reason="test", tags={"dagster_asset": "promo/detector_candidates"},
+            f,
+            window,
+            frames=frames,
+            model_dir=lambda version: root / "models" / version,
+            tracker=tracker,
+            run_id="run-train-0001",
+            feedback=lambda start, end: asked.append((start, end)),
+            reason="test",
+            tags={"dagster_asset": "promo/detector_candidates"},
         )
         value = batch.to_value()
         steps = {}
 
         def step(name, **kwargs):
             promotion = promote(f, value, frames, tracker, run_id=f"run-{name}", **kwargs)
-            steps[name] = {"promotion": promotion, "champion": tracker.get_alias(f.name, "champion"),
-                           "challenger": tracker.get_alias(f.name, "challenger"),
-                           # the decision's tags on the challenger's run (a later decision overwrites them)
-                           "run_tags": tracker.client.get_run(promotion.challenger["mlflow_run_id"]).data.tags}
+            steps[name] = {
+                "promotion": promotion,
+                "champion": tracker.get_alias(f.name, "champion"),
+                "challenger": tracker.get_alias(f.name, "challenger"),
+                # the decision's tags on the challenger's run (a later decision overwrites them)
+                "run_tags": tracker.client.get_run(promotion.challenger["mlflow_run_id"]).data.tags,
+            }
 
         step("first", candidate="HBOS")
         step("better")
@@ -283,8 +353,15 @@ def story(tmp_path_factory):
         shutil.move(knn_dir, root / "moved")
         step("unloadable", candidate="HBOS")
         shutil.move(root / "moved", knn_dir)
-        yield {"feed": f, "batch": batch, "value": value, "asked": asked, "steps": steps, "tracker": tracker,
-               "frames": frames}
+        yield {
+            "feed": f,
+            "batch": batch,
+            "value": value,
+            "asked": asked,
+            "steps": steps,
+            "tracker": tracker,
+            "frames": frames,
+        }
 
 
 def test_a_batch_is_trained_saved_logged_and_its_evaluation_stored(story):
@@ -292,16 +369,29 @@ def test_a_batch_is_trained_saved_logged_and_its_evaluation_stored(story):
 
     batch, value = story["batch"], story["value"]
     assert story["asked"] == [("2026-11-03", "2026-11-03")]  # feedback of the holdout day
-    assert list(value) == ["feed", "batch", "dagster_run_id", "evaluation", "training_rows", "holdout_rows",
-                           "candidates", "training_days"]
+    assert list(value) == [
+        "feed",
+        "batch",
+        "dagster_run_id",
+        "evaluation",
+        "training_rows",
+        "holdout_rows",
+        "candidates",
+        "training_days",
+    ]
     assert value["training_days"] == ["2026-11-01", "2026-11-02", "2026-11-03"]
     assert value["batch"].endswith("-run-trai") and value["dagster_run_id"] == "run-train-0001"
-    assert value["evaluation"]["kind"] == "labels" and value["evaluation"]["path"] == str(batch.evaluation_path)
+    assert value["evaluation"]["kind"] == "labels" and value["evaluation"]["path"] == str(
+        batch.evaluation_path
+    )
     assert [c["detector"] for c in value["candidates"]] == ["KNN", "HBOS"] and batch.failed == 0
     for entry in value["candidates"]:
         assert entry["model_dir"].endswith(f"{value['batch']}-{entry['detector']}")
         run = story["tracker"].client.get_run(entry["mlflow_run_id"])
-        assert run.data.tags["reason"] == "test" and run.data.tags["dagster_asset"] == "promo/detector_candidates"
+        assert (
+            run.data.tags["reason"] == "test"
+            and run.data.tags["dagster_asset"] == "promo/detector_candidates"
+        )
         assert run.data.tags["pynomaly.training_days"] == "2026-11-01..2026-11-03"
         assert run.data.params["evaluation"] == "labels"
     stored = read_evaluation_frame(story["frames"], "promo", value["batch"])
@@ -317,11 +407,21 @@ def test_the_first_champion_is_promoted_without_comparison(story):
     hbos = next(c for c in story["value"]["candidates"] if c["detector"] == "HBOS")
     assert p.challenger == hbos and p.registered_model == "pynomaly-promo"
     assert p.record.to_value() == {
-        "feed": "promo", "detector": "HBOS", "version": hbos["mlflow_version"], "path": hbos["model_dir"],
-        "manifest_sha256": hbos["manifest_sha256"], "threshold": hbos["threshold"],
-        "mlflow_run_id": hbos["mlflow_run_id"], "registered_model": "pynomaly-promo", "run_url": None,
-        "promoted": True, "reason": p.decision.reason, "evaluation": "labels", "metrics": hbos["metrics"],
-        "training_days": ["2026-11-01", "2026-11-02", "2026-11-03"], "window_first": "2026-11-01",
+        "feed": "promo",
+        "detector": "HBOS",
+        "version": hbos["mlflow_version"],
+        "path": hbos["model_dir"],
+        "manifest_sha256": hbos["manifest_sha256"],
+        "threshold": hbos["threshold"],
+        "mlflow_run_id": hbos["mlflow_run_id"],
+        "registered_model": "pynomaly-promo",
+        "run_url": None,
+        "promoted": True,
+        "reason": p.decision.reason,
+        "evaluation": "labels",
+        "metrics": hbos["metrics"],
+        "training_days": ["2026-11-01", "2026-11-02", "2026-11-03"],
+        "window_first": "2026-11-01",
         "window_last": "2026-11-03",
     }
 
@@ -329,7 +429,9 @@ def test_the_first_champion_is_promoted_without_comparison(story):
 def test_a_better_candidate_replaces_the_champion_which_becomes_the_rollback_target(story):
     first, better = story["steps"]["first"], story["steps"]["better"]
     p = better["promotion"]
-    assert p.decision.promote and not p.decision.forced and "beats the champion" in p.decision.reason
+    assert (
+        p.decision.promote and not p.decision.forced and "beats the champion" in p.decision.reason
+    )
     assert p.comparison["ci_low"] > 0
     assert better["champion"].detector == "KNN" and p.record.version == better["champion"].version
     assert better["challenger"].version == first["champion"].version
@@ -341,17 +443,34 @@ def test_a_better_candidate_replaces_the_champion_which_becomes_the_rollback_tar
 def test_a_forced_worse_candidate_is_blocked_and_the_champion_kept(story):
     better, worse = story["steps"]["better"], story["steps"]["forced_worse"]
     p = worse["promotion"]
-    assert not p.decision.promote and not p.gate_passed and "blocked by the promotion gate" in p.decision.reason
-    assert worse["champion"].version == better["champion"].version and worse["challenger"].detector == "HBOS"
+    assert (
+        not p.decision.promote
+        and not p.gate_passed
+        and "blocked by the promotion gate" in p.decision.reason
+    )
+    assert (
+        worse["champion"].version == better["champion"].version
+        and worse["challenger"].detector == "HBOS"
+    )
     kept = p.record
-    assert (kept.detector, kept.version, kept.promoted) == ("KNN", better["champion"].version, False)
-    assert kept.path == better["promotion"].record.path and kept.manifest_sha256 == better["champion"].manifest_sha256
+    assert (kept.detector, kept.version, kept.promoted) == (
+        "KNN",
+        better["champion"].version,
+        False,
+    )
+    assert (
+        kept.path == better["promotion"].record.path
+        and kept.manifest_sha256 == better["champion"].manifest_sha256
+    )
     # the kept champion's figures are re-measured on this batch's rows
     assert kept.metrics["roc_auc"] == pytest.approx(better["promotion"].record.metrics["roc_auc"])
     assert kept.threshold == pytest.approx(better["promotion"].record.threshold)
     # the kept champion's training days come back from its registered version's tags
     assert kept.training_days == ("2026-11-01", "2026-11-02", "2026-11-03")
-    assert worse["run_tags"]["pynomaly.promotion"] == "rejected" and worse["run_tags"]["pynomaly.gate"] == "failed"
+    assert (
+        worse["run_tags"]["pynomaly.promotion"] == "rejected"
+        and worse["run_tags"]["pynomaly.gate"] == "failed"
+    )
 
 
 def test_a_champion_that_cannot_be_loaded_cannot_defend_its_title(story):
@@ -364,5 +483,14 @@ def test_a_champion_that_cannot_be_loaded_cannot_defend_its_title(story):
 def test_a_forced_candidate_must_be_one_of_the_batch(story):
     from pynomaly_core.lifecycle import LifecycleError, promote
 
-    with pytest.raises(LifecycleError, match="run config candidate='PCA' is not a fitted candidate"):
-        promote(story["feed"], story["value"], story["frames"], story["tracker"], run_id="run-x", candidate="PCA")
+    with pytest.raises(
+        LifecycleError, match="run config candidate='PCA' is not a fitted candidate"
+    ):
+        promote(
+            story["feed"],
+            story["value"],
+            story["frames"],
+            story["tracker"],
+            run_id="run-x",
+            candidate="PCA",
+        )

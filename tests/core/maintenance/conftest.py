@@ -19,7 +19,9 @@ def mlflow_backend(tmp_path_factory):
     """One MLflow registry on SQLite for the module (its schema migrations cost seconds); tests use own feeds."""
     pytest.importorskip("mlflow")
     root = tmp_path_factory.mktemp("mlflow")
-    tracker = Tracker(tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts"))
+    tracker = Tracker(
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts")
+    )
     tracker.check()
     return tracker
 
@@ -49,11 +51,21 @@ def registry(mlflow_backend, tmp_path, monkeypatch, request):
             frame[f"_score_{detector}"] = model.decision_function(sample)
             model_dir = model.save(models_root / f"{batch}-{detector}")
             record = mlflow_backend.log_candidate(
-                feed, detector=detector, model_dir=model_dir,
-                manifest_sha256=sha256_file(model_dir / "manifest.json"), params={}, metrics={},
-                tags={"dagster_run_id": batch}, input_example=sample.head(3),
+                feed,
+                detector=detector,
+                model_dir=model_dir,
+                manifest_sha256=sha256_file(model_dir / "manifest.json"),
+                params={},
+                metrics={},
+                tags={"dagster_run_id": batch},
+                input_example=sample.head(3),
             )
             versions[(batch, detector)] = record.version
         store.write(frame, [feed, "detector_candidates", "evaluation"], batch)
-    return {"tracker": mlflow_backend, "feed": feed, "store": store, "versions": versions,
-            "models_root": models_root}
+    return {
+        "tracker": mlflow_backend,
+        "feed": feed,
+        "store": store,
+        "versions": versions,
+        "models_root": models_root,
+    }

@@ -22,14 +22,21 @@ from tests.core.maintenance.helpers import FIRST, SECOND
 
 
 def test_importing_the_module_imports_neither_dagster_nor_mlflow():
-    code = ("import sys, pynomaly_core.maintenance\n"
-            "print([m for m in ('dagster', 'mlflow') if m in sys.modules])")
+    code = (
+        "import sys, pynomaly_core.maintenance\n"
+        "print([m for m in ('dagster', 'mlflow') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 def test_model_health_reports_reproduction_errors_and_archives_the_rest(registry):
-    tracker, store, versions, feed = registry["tracker"], registry["store"], registry["versions"], registry["feed"]
+    tracker, store, versions, feed = (
+        registry["tracker"],
+        registry["store"],
+        registry["versions"],
+        registry["feed"],
+    )
     champion, challenger = versions[(SECOND, "IForest")], versions[(FIRST, "IForest")]
     altered, deleted = versions[(FIRST, "HBOS")], versions[(FIRST, "ECOD")]
     tracker.set_alias(feed, "champion", champion)
@@ -42,7 +49,9 @@ def test_model_health_reports_reproduction_errors_and_archives_the_rest(registry
     # ECOD's model files are gone
     shutil.rmtree(registry["models_root"] / f"{FIRST}-ECOD")
 
-    results = check_model_versions(tracker, feed, recorded_scores_from_frame_store(store, feed), sample_rows=50)
+    results = check_model_versions(
+        tracker, feed, recorded_scores_from_frame_store(store, feed), sample_rows=50
+    )
     by_version = {r.version: r for r in results}
     assert sorted(by_version) == sorted(versions.values())
 
@@ -69,10 +78,15 @@ def test_model_health_reports_reproduction_errors_and_archives_the_rest(registry
     assert active == {champion, challenger}
 
     section = health_section(results)
-    assert (section["versions_checked"], section["unreproducible"], section["failed_to_load"],
-            section["archived_now"]) == (4, 2, 1, 2)
+    assert (
+        section["versions_checked"],
+        section["unreproducible"],
+        section["failed_to_load"],
+        section["archived_now"],
+    ) == (4, 2, 1, 2)
     assert crossed_thresholds({"model_health": section}, {}) == [
-        "model_health.unreproducible 2 is above max_unreproducible_versions = 0"]
+        "model_health.unreproducible 2 is above max_unreproducible_versions = 0"
+    ]
 
     # next week: the archived versions are not checked again, nothing more is archived
     again = check_model_versions(tracker, feed, recorded_scores_from_frame_store(store, feed))
@@ -85,24 +99,35 @@ def test_model_health_refuses_a_tampered_model_directory(registry):
     tracker, store, feed = registry["tracker"], registry["store"], registry["feed"]
     calibration = registry["models_root"] / f"{SECOND}-IForest" / "calibration.json"
     calibration.write_text(calibration.read_text() + " ")
-    results = check_model_versions(tracker, feed, recorded_scores_from_frame_store(store, feed), archive=False)
+    results = check_model_versions(
+        tracker, feed, recorded_scores_from_frame_store(store, feed), archive=False
+    )
     assert len(results) == 1
     tampered = results[0]
-    assert not tampered.loaded and "ModelIntegrityError" in tampered.error and "calibration.json" in tampered.error
+    assert (
+        not tampered.loaded
+        and "ModelIntegrityError" in tampered.error
+        and "calibration.json" in tampered.error
+    )
     assert not tampered.archived_now and not tracker.get_version(feed, tampered.version).archived
 
 
 def test_champion_week_scores_the_champions_labelled_rows():
-    monday = pd.DataFrame({"record_key": ["a", "b", "c"], "score": [0.9, 0.1, 0.5], "model_version": [3, 3, 3]})
-    tuesday = pd.DataFrame({"record_key": ["d", "e"], "score": [0.2, 0.8], "model_version": ["2", "3"]})
+    monday = pd.DataFrame(
+        {"record_key": ["a", "b", "c"], "score": [0.9, 0.1, 0.5], "model_version": [3, 3, 3]}
+    )
+    tuesday = pd.DataFrame(
+        {"record_key": ["d", "e"], "score": [0.2, 0.8], "model_version": ["2", "3"]}
+    )
     scored = champion_rows([monday, tuesday], "3")
     assert scored["record_key"].tolist() == ["a", "b", "c", "e"]
     assert scored.index.tolist() == [0, 1, 2, 3]
 
     labels = pd.Series([1, 0, np.nan, np.nan])
     week = champion_week(scored, labels, "3", top_k=1)
-    assert {k: week[k] for k in ("champion_version", "rows", "labelled_rows", "labelled_anomalies")} == {
-        "champion_version": "3", "rows": 4, "labelled_rows": 2, "labelled_anomalies": 1}
+    assert {
+        k: week[k] for k in ("champion_version", "rows", "labelled_rows", "labelled_anomalies")
+    } == {"champion_version": "3", "rows": 4, "labelled_rows": 2, "labelled_anomalies": 1}
     assert week["average_precision"] == pytest.approx(1.0) and week["roc_auc"] == pytest.approx(1.0)
 
     one_class = champion_week(scored, pd.Series([1, 1, np.nan, np.nan]), "3", top_k=1)

@@ -31,36 +31,40 @@ ROWS_PER_DAY = {"anomaly_scores": 3, "quarantine": 2}
 
 def _anomaly_frame(n: int, day: dt.date) -> pd.DataFrame:
     scored_at = pd.Timestamp(day, tz="UTC") + pd.Timedelta(hours=3)
-    return pd.DataFrame({
-        "record_key": [f"rec-{i}" for i in range(n)],
-        "event_time": [scored_at] * n,
-        "score": np.linspace(0.1, 0.9, n),
-        "normalized_score": np.linspace(0.1, 0.9, n),
-        "is_anomaly": [False] * n,
-        "severity": ["none"] * n,
-        "model_name": "IForest",
-        "model_version": 1,  # an integer column of the warehouse
-        "run_id": "run",
-        "top_features": [None] * n,
-        "scored_at": [scored_at] * n,
-        "p_value": [0.5] * n,
-        "explanation_method": [None] * n,
-        **{f"feature_{i}": [None] * n for i in (1, 2, 3)},
-        **{f"contribution_{i}": [np.nan] * n for i in (1, 2, 3)},
-    })
+    return pd.DataFrame(
+        {
+            "record_key": [f"rec-{i}" for i in range(n)],
+            "event_time": [scored_at] * n,
+            "score": np.linspace(0.1, 0.9, n),
+            "normalized_score": np.linspace(0.1, 0.9, n),
+            "is_anomaly": [False] * n,
+            "severity": ["none"] * n,
+            "model_name": "IForest",
+            "model_version": 1,  # an integer column of the warehouse
+            "run_id": "run",
+            "top_features": [None] * n,
+            "scored_at": [scored_at] * n,
+            "p_value": [0.5] * n,
+            "explanation_method": [None] * n,
+            **{f"feature_{i}": [None] * n for i in (1, 2, 3)},
+            **{f"contribution_{i}": [np.nan] * n for i in (1, 2, 3)},
+        }
+    )
 
 
 def _quarantine_frame(n: int, day: dt.date) -> pd.DataFrame:
-    return pd.DataFrame({
-        "row_number": pd.array(range(n), dtype="int64"),
-        "record_key": [f"rec-{i}" for i in range(n)],
-        "column_name": ["amount"] * n,
-        "rule": ["not_null"] * n,
-        "failure_value": [None] * n,
-        "row_json": [{"amount": None}] * n,
-        "run_id": "run",
-        "quarantined_at": [pd.Timestamp(day, tz="UTC")] * n,
-    })
+    return pd.DataFrame(
+        {
+            "row_number": pd.array(range(n), dtype="int64"),
+            "record_key": [f"rec-{i}" for i in range(n)],
+            "column_name": ["amount"] * n,
+            "rule": ["not_null"] * n,
+            "failure_value": [None] * n,
+            "row_json": [{"amount": None}] * n,
+            "run_id": "run",
+            "quarantined_at": [pd.Timestamp(day, tz="UTC")] * n,
+        }
+    )
 
 
 def _fill(engine: sa.Engine) -> None:
@@ -68,8 +72,13 @@ def _fill(engine: sa.Engine) -> None:
         ensure_table(engine, spec)
         for feed in FEEDS:
             for day in DAYS:
-                replace_partition(engine, spec, build(ROWS_PER_DAY[spec.name], day), feed=feed,
-                                  partition_date=day.isoformat())
+                replace_partition(
+                    engine,
+                    spec,
+                    build(ROWS_PER_DAY[spec.name], day),
+                    feed=feed,
+                    partition_date=day.isoformat(),
+                )
 
 
 def _counts(engine: sa.Engine, table: str) -> dict[str, int]:
@@ -80,8 +89,9 @@ def _counts(engine: sa.Engine, table: str) -> dict[str, int]:
 
 def _oldest_day(engine: sa.Engine, table: str, feed: str) -> str:
     with engine.connect() as conn:
-        value = conn.execute(sa.text(f'SELECT MIN(partition_date) FROM "{table}" WHERE feed = :f'),
-                             {"f": feed}).scalar_one()
+        value = conn.execute(
+            sa.text(f'SELECT MIN(partition_date) FROM "{table}" WHERE feed = :f'), {"f": feed}
+        ).scalar_one()
     return str(value)
 
 
@@ -93,8 +103,11 @@ def test_retention_deletes_only_this_feeds_old_rows_and_is_idempotent(engine, tm
 
     # anomaly_scores keeps 2026-01-06 .. 01-10 (5 days), quarantine 01-08 .. 01-10 (3 days)
     assert result.removed == {"anomaly_scores": 5 * 3, "quarantine": 7 * 2, "notifications": 0}
-    assert result.cutoffs == {"anomaly_scores": "2026-01-06", "quarantine": "2026-01-08",
-                              "notifications": "2025-12-12"}
+    assert result.cutoffs == {
+        "anomaly_scores": "2026-01-06",
+        "quarantine": "2026-01-08",
+        "notifications": "2025-12-12",
+    }
     assert result.skipped_tables == ["notifications"]
     assert _counts(engine, "anomaly_scores") == {"alpha": 5 * 3, "beta": 10 * 3}
     assert _counts(engine, "quarantine") == {"alpha": 3 * 2, "beta": 10 * 2}
@@ -124,7 +137,9 @@ def test_retention_removes_files_by_path_date_else_mtime(tmp_path):
     old_dated_dir = _touch(reports / "2026-01-03" / "quality.json", "b" * 50)
     kept_report = _touch(reports / "drift_2026-01-09.html")
     # no date in the name: judged by modification time
-    old_by_mtime = _touch(reports / "maintenance_latest.json", "c" * 10, mtime_day=dt.date(2025, 12, 1))
+    old_by_mtime = _touch(
+        reports / "maintenance_latest.json", "c" * 10, mtime_day=dt.date(2025, 12, 1)
+    )
     new_by_mtime = _touch(reports / "index.json", mtime_day=dt.date(2026, 1, 10))
     # the date in the path wins over a recent mtime
     old_frame = _touch(frames / "scores" / "2026-01-01.parquet", "d" * 20, mtime_day=TODAY)
@@ -132,8 +147,14 @@ def test_retention_removes_files_by_path_date_else_mtime(tmp_path):
     protected = _touch(frames / "pinned" / "2025-06-01.parquet")
 
     file_dirs = {"reports": (reports, 5), "frames": (frames, 5)}
-    result = retention_cleanup(engine, "alpha", today=TODAY, table_days={}, file_dirs=file_dirs,
-                               protect=[frames / "pinned"])
+    result = retention_cleanup(
+        engine,
+        "alpha",
+        today=TODAY,
+        table_days={},
+        file_dirs=file_dirs,
+        protect=[frames / "pinned"],
+    )
 
     assert result.removed == {"reports": 3, "frames": 1}
     assert result.cutoffs == {"reports": "2026-01-06", "frames": "2026-01-06"}
@@ -144,8 +165,14 @@ def test_retention_removes_files_by_path_date_else_mtime(tmp_path):
     for path in (kept_report, new_by_mtime, kept_frame, protected):
         assert path.exists(), path
 
-    again = retention_cleanup(engine, "alpha", today=TODAY, table_days={}, file_dirs=file_dirs,
-                              protect=[frames / "pinned"])
+    again = retention_cleanup(
+        engine,
+        "alpha",
+        today=TODAY,
+        table_days={},
+        file_dirs=file_dirs,
+        protect=[frames / "pinned"],
+    )
     assert again.removed == {"reports": 0, "frames": 0} and again.freed_bytes == 0
     engine.dispose()
 
@@ -153,14 +180,26 @@ def test_retention_removes_files_by_path_date_else_mtime(tmp_path):
 def test_retention_refuses_the_pynomaly_home_as_a_file_dir(tmp_path, isolated_home):
     engine = make_engine(f"sqlite:///{tmp_path / 'warehouse.db'}")
     with pytest.raises(ValueError, match="PYNOMALY_HOME"):
-        retention_cleanup(engine, "alpha", today=TODAY, table_days={},
-                          file_dirs={"everything": (isolated_home, 5)})
+        retention_cleanup(
+            engine,
+            "alpha",
+            today=TODAY,
+            table_days={},
+            file_dirs={"everything": (isolated_home, 5)},
+        )
     engine.dispose()
 
 
-@pytest.mark.parametrize("registry", [{FIRST: ("IForest", "HBOS"), SECOND: ("IForest",)}], indirect=True)
+@pytest.mark.parametrize(
+    "registry", [{FIRST: ("IForest", "HBOS"), SECOND: ("IForest",)}], indirect=True
+)
 def test_retention_keeps_model_dirs_and_evaluation_frames_of_active_versions(registry, tmp_path):
-    tracker, store, versions, feed = registry["tracker"], registry["store"], registry["versions"], registry["feed"]
+    tracker, store, versions, feed = (
+        registry["tracker"],
+        registry["store"],
+        registry["versions"],
+        registry["feed"],
+    )
     tracker.archive_version(feed, versions[(FIRST, "HBOS")], "superseded")
     # the second batch's evaluation frame belongs to no active version once it is archived too
     tracker.archive_version(feed, versions[(SECOND, "IForest")], "superseded")
@@ -170,19 +209,42 @@ def test_retention_keeps_model_dirs_and_evaluation_frames_of_active_versions(reg
     engine = make_engine(f"sqlite:///{tmp_path / 'warehouse.db'}")
     file_dirs = {"models": (registry["models_root"], 30), "frames": (store.root / feed, 30)}
 
-    without_tracker = retention_cleanup(engine, feed, today=TODAY, table_days={}, file_dirs=file_dirs)
+    without_tracker = retention_cleanup(
+        engine, feed, today=TODAY, table_days={}, file_dirs=file_dirs
+    )
     # without the registry nothing tells which versions are active: models and evaluation frames stay
-    assert without_tracker.removed == {"models": 0, "frames": 0} and without_tracker.kept_models == 3 + 2
+    assert (
+        without_tracker.removed == {"models": 0, "frames": 0}
+        and without_tracker.kept_models == 3 + 2
+    )
 
-    result = retention_cleanup(engine, feed, today=TODAY, table_days={}, file_dirs=file_dirs,
-                               tracker=tracker, frame_store=store)
+    result = retention_cleanup(
+        engine,
+        feed,
+        today=TODAY,
+        table_days={},
+        file_dirs=file_dirs,
+        tracker=tracker,
+        frame_store=store,
+    )
     # the archived versions' directories and the frame only they used go; the active version stays
     assert result.removed == {"models": 2, "frames": 1} and result.kept_models == 2
     assert [p.name for p in registry["models_root"].iterdir()] == [f"{FIRST}-IForest"]
     assert store.exists([feed, "detector_candidates", "evaluation"], FIRST)
     assert not store.exists([feed, "detector_candidates", "evaluation"], SECOND)
-    assert cleanup_section(result)["removed"][0] == {"what": "models", "removed": 2, "dated_before": "2025-12-12"}
-    again = retention_cleanup(engine, feed, today=TODAY, table_days={}, file_dirs=file_dirs,
-                              tracker=tracker, frame_store=store)
+    assert cleanup_section(result)["removed"][0] == {
+        "what": "models",
+        "removed": 2,
+        "dated_before": "2025-12-12",
+    }
+    again = retention_cleanup(
+        engine,
+        feed,
+        today=TODAY,
+        table_days={},
+        file_dirs=file_dirs,
+        tracker=tracker,
+        frame_store=store,
+    )
     assert again.removed == {"models": 0, "frames": 0}
     engine.dispose()

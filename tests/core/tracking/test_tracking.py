@@ -53,12 +53,22 @@ def env(tmp_path_factory):
         rng = np.random.default_rng(0)
         frame = pd.DataFrame(rng.normal(size=(400, 2)), columns=["a", "b"])
         frame.loc[:4, "a"] += 8  # a few clear outliers so top_features is filled for some rows
-        model = AnomalyModel([FeatureSpec(name="a"), FeatureSpec(name="b")], detector="IForest").fit(frame)
+        model = AnomalyModel(
+            [FeatureSpec(name="a"), FeatureSpec(name="b")], detector="IForest"
+        ).fit(frame)
         model_dir = model.save(root / "models" / "v1", info={"feed": FEED})
-        tracker = Tracker(tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts"))
+        tracker = Tracker(
+            tracking_uri=f"sqlite:///{root / 'mlflow.db'}", artifact_root=str(root / "artifacts")
+        )
         tracker.check()  # creates the schema once for the module
-        yield {"root": root, "frame": frame, "model": model, "model_dir": model_dir,
-               "sha": sha256_file(model_dir / "manifest.json"), "tracker": tracker}
+        yield {
+            "root": root,
+            "frame": frame,
+            "model": model,
+            "model_dir": model_dir,
+            "sha": sha256_file(model_dir / "manifest.json"),
+            "tracker": tracker,
+        }
 
 
 def _log(env, feed, *, register=True, reason="scheduled", evaluation=None):
@@ -82,7 +92,10 @@ def records(env):
     evaluation = pd.DataFrame({"detector": ["IForest"], "roc_auc": [0.93], "precision_at_k": [0.5]})
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PYNOMALY_SIGNING_KEY", KEY)
-        return [_log(env, FEED, reason="first", evaluation=evaluation), _log(env, FEED, reason="second")]
+        return [
+            _log(env, FEED, reason="first", evaluation=evaluation),
+            _log(env, FEED, reason="second"),
+        ]
 
 
 # ---------------------------------------------------------------- settings and errors
@@ -97,7 +110,9 @@ def test_importing_the_module_does_not_import_mlflow(tmp_path):
     env = {**os.environ, "PYNOMALY_HOME": str(tmp_path)}
     for var in (TRACKING_URI_ENV, "MLFLOW_TRACKING_URI"):
         env.pop(var, None)
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
 
 
@@ -130,7 +145,9 @@ def test_bad_tracking_uri_names_the_setting():
 def test_unreachable_server_is_reported_fast_with_the_password_masked(monkeypatch):
     for var in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # belt and braces: never retry for minutes
+    monkeypatch.setenv(
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"
+    )  # belt and braces: never retry for minutes
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -178,14 +195,21 @@ def test_log_candidate_registers_versions_1_then_2(env, records):
     assert run.data.tags["pynomaly.detector"] == "IForest"
     assert run.data.tags["pynomaly.manifest_sha256"] == env["sha"]
 
-    evaluation = tracker.client.download_artifacts(first.run_id, EVALUATION_ARTIFACT, str(env["root"]))
+    evaluation = tracker.client.download_artifacts(
+        first.run_id, EVALUATION_ARTIFACT, str(env["root"])
+    )
     table = json.loads(Path(evaluation).read_text())
-    assert table["columns"] == ["detector", "roc_auc", "precision_at_k"] and table["data"][0][1] == 0.93
+    assert (
+        table["columns"] == ["detector", "roc_auc", "precision_at_k"]
+        and table["data"][0][1] == 0.93
+    )
 
     versions = tracker.list_versions(FEED)
     assert [v.version for v in versions][:2] == ["1", "2"]
     v1 = versions[0]
-    assert v1.run_id == first.run_id and v1.detector == "IForest" and v1.manifest_sha256 == env["sha"]
+    assert (
+        v1.run_id == first.run_id and v1.detector == "IForest" and v1.manifest_sha256 == env["sha"]
+    )
     assert v1.model_dir == str(env["model_dir"]) and v1.dagster_run_id == "dagster-first"
     assert not v1.archived
 
@@ -200,8 +224,14 @@ def test_log_candidate_refuses_a_model_whose_manifest_does_not_match(env):
     tracker = env["tracker"]
     with pytest.raises(ModelIntegrityError):
         tracker.log_candidate(
-            "tampered", detector="IForest", model_dir=env["model_dir"], manifest_sha256="0" * 64,
-            params={}, metrics={}, tags={}, input_example=env["frame"].head(3),
+            "tampered",
+            detector="IForest",
+            model_dir=env["model_dir"],
+            manifest_sha256="0" * 64,
+            params={},
+            metrics={},
+            tags={},
+            input_example=env["frame"].head(3),
         )
     assert tracker.client.get_experiment_by_name("pynomaly/tampered") is None
 
@@ -210,8 +240,15 @@ def test_log_candidate_verifies_the_signature_with_the_given_key(env):
     tracker = env["tracker"]
     with pytest.raises(ModelIntegrityError, match="signature does not match"):
         tracker.log_candidate(
-            "wrong_key", detector="IForest", model_dir=env["model_dir"], manifest_sha256=env["sha"],
-            params={}, metrics={}, tags={}, input_example=env["frame"].head(3), signing_key=b"another key",
+            "wrong_key",
+            detector="IForest",
+            model_dir=env["model_dir"],
+            manifest_sha256=env["sha"],
+            params={},
+            metrics={},
+            tags={},
+            input_example=env["frame"].head(3),
+            signing_key=b"another key",
         )
     assert tracker.client.get_experiment_by_name("pynomaly/wrong_key") is None
 
@@ -220,7 +257,9 @@ def test_pyfunc_load_verifies_the_logged_model_directory(env):
     tracker = env["tracker"]
     record = _log(env, "tamper_check", register=False)
     location = tracker.client.get_logged_model(record.model_id).artifact_location
-    calibration = Path(urlsplit(location).path) / "artifacts" / env["model_dir"].name / "calibration.json"
+    calibration = (
+        Path(urlsplit(location).path) / "artifacts" / env["model_dir"].name / "calibration.json"
+    )
     calibration.write_text(calibration.read_text() + " ")
     with pytest.raises(ModelIntegrityError, match="calibration.json"):
         tracker.load_pyfunc(record.model_uri)
@@ -259,7 +298,9 @@ def test_aliases_set_get_move_delete(env, records):
     assert tracker.get_alias("no_such_feed", "champion") is None
     tracker.set_alias(FEED, "champion", records[0].version)
     got = tracker.get_alias(FEED, "champion")
-    assert got.version == "1" and got.run_id == records[0].run_id and got.manifest_sha256 == env["sha"]
+    assert (
+        got.version == "1" and got.run_id == records[0].run_id and got.manifest_sha256 == env["sha"]
+    )
     assert "champion" in got.aliases
     tracker.set_alias(FEED, "champion", 2)  # moves
     assert tracker.get_alias(FEED, "champion").version == "2"
@@ -285,8 +326,12 @@ def test_list_versions_reports_each_versions_aliases(env, records):
 def test_log_decision_adds_evidence_to_run_and_version(env, records):
     tracker = env["tracker"]
     tracker.log_decision(
-        FEED, records[1].run_id, decision="champion", reason="roc_auc 0.93 > 0.90 (champion v1)",
-        metrics={"champion_roc_auc": 0.90, "candidate_roc_auc": 0.93}, tags={"decided_by": "dagster-xyz"},
+        FEED,
+        records[1].run_id,
+        decision="champion",
+        reason="roc_auc 0.93 > 0.90 (champion v1)",
+        metrics={"champion_roc_auc": 0.90, "candidate_roc_auc": 0.93},
+        tags={"decided_by": "dagster-xyz"},
     )
     run = tracker.client.get_run(records[1].run_id)
     assert run.data.tags["pynomaly.promotion"] == "champion"

@@ -37,37 +37,81 @@ PSQL = shutil.which("psql")
 
 pytestmark = [
     pytest.mark.postgres,
-    pytest.mark.skipif(PSQL is None, reason="psql (the PostgreSQL client) is not installed: the script runs with it"),
+    pytest.mark.skipif(
+        PSQL is None,
+        reason="psql (the PostgreSQL client) is not installed: the script runs with it",
+    ),
 ]
 
 
 def libpq(url: str, user: str | None = None) -> str:
     """``url`` as psql and psycopg take it (no SQLAlchemy driver name), optionally as another user."""
     parsed = sa.make_url(url).set(drivername="postgresql")
-    return (parsed.set(username=user, password=None) if user else parsed).render_as_string(hide_password=False)
+    return (parsed.set(username=user, password=None) if user else parsed).render_as_string(
+        hide_password=False
+    )
 
 
 def run_script(url: str, **variables: str) -> subprocess.CompletedProcess:
     options = [f"--variable={name}={value}" for name, value in variables.items()]
-    return subprocess.run([PSQL, "--no-psqlrc", "--quiet", libpq(url), *options, "--file", str(SCRIPT)],
-                          capture_output=True, text=True, timeout=60, check=False)
+    return subprocess.run(
+        [PSQL, "--no-psqlrc", "--quiet", libpq(url), *options, "--file", str(SCRIPT)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def export(engine: sa.Engine, schema: str, day: str = DAY) -> None:
     """A day's export, with a verdict, a quarantined row and a notification."""
     ensure_warehouse(engine, schema)
     frame = scores(10)
-    replace_partition(engine, ANOMALY_TABLE, frame, feed="payments", partition_date=day, schema=schema)
+    replace_partition(
+        engine, ANOMALY_TABLE, frame, feed="payments", partition_date=day, schema=schema
+    )
     key = frame.loc[frame["is_anomaly"], "record_key"].iloc[0]
-    upsert_feedback(engine, pd.DataFrame({"record_key": [key], "verdict": ["confirmed"], "reviewer": ["ana"],
-                                          "note": [None], "reviewed_at": [pd.Timestamp(f"{day} 09:00", tz="UTC")]}),
-                    feed="payments", partition_date=day, schema=schema)
-    quarantined = pd.DataFrame({"row_number": [1], "record_key": ["r-1"], "column_name": ["iban"], "rule": ["not_nullable"],
-                                "failure_value": [None], "row_json": [{"iban": "NL00 PII"}], "run_id": ["run-1"],
-                                "quarantined_at": [pd.Timestamp(f"{day} 04:00", tz="UTC")]})
-    replace_partition(engine, QUARANTINE_TABLE, quarantined, feed="payments", partition_date=day, schema=schema)
-    notify(engine, "payments", "drift", "drift", {}, webhook_url=None, cooldown=dt.timedelta(0),
-           now=dt.datetime.fromisoformat(f"{day}T05:00+00:00"), schema=schema)
+    upsert_feedback(
+        engine,
+        pd.DataFrame(
+            {
+                "record_key": [key],
+                "verdict": ["confirmed"],
+                "reviewer": ["ana"],
+                "note": [None],
+                "reviewed_at": [pd.Timestamp(f"{day} 09:00", tz="UTC")],
+            }
+        ),
+        feed="payments",
+        partition_date=day,
+        schema=schema,
+    )
+    quarantined = pd.DataFrame(
+        {
+            "row_number": [1],
+            "record_key": ["r-1"],
+            "column_name": ["iban"],
+            "rule": ["not_nullable"],
+            "failure_value": [None],
+            "row_json": [{"iban": "NL00 PII"}],
+            "run_id": ["run-1"],
+            "quarantined_at": [pd.Timestamp(f"{day} 04:00", tz="UTC")],
+        }
+    )
+    replace_partition(
+        engine, QUARANTINE_TABLE, quarantined, feed="payments", partition_date=day, schema=schema
+    )
+    notify(
+        engine,
+        "payments",
+        "drift",
+        "drift",
+        {},
+        webhook_url=None,
+        cooldown=dt.timedelta(0),
+        now=dt.datetime.fromisoformat(f"{day}T05:00+00:00"),
+        schema=schema,
+    )
 
 
 @pytest.fixture
@@ -82,14 +126,18 @@ def role() -> Iterator[str]:
 
 
 @pytest.mark.parametrize("schema", ["anomalies", "Anomalies"])
-def test_the_bi_role_reads_the_anomaly_table_and_views_and_nothing_else(role: str, schema: str) -> None:
+def test_the_bi_role_reads_the_anomaly_table_and_views_and_nothing_else(
+    role: str, schema: str
+) -> None:
     with temporary_database() as url:
         engine = make_engine(url)
         export(engine, schema)
         for _ in range(2):  # idempotent
             done = run_script(url, schema=schema, role=role)
             assert done.returncode == 0, done.stderr
-        with engine.begin() as conn:  # the script creates the role NOLOGIN; the admin lets it log in
+        with (
+            engine.begin() as conn
+        ):  # the script creates the role NOLOGIN; the admin lets it log in
             conn.execute(sa.text(f'ALTER ROLE "{role}" LOGIN'))
         export(engine, schema, day="2024-05-02")  # drops and re-creates the views: still readable
 
@@ -97,15 +145,29 @@ def test_the_bi_role_reads_the_anomaly_table_and_views_and_nothing_else(role: st
         closed = ["quarantine", "notifications", "anomaly_feedback"]
         with psycopg.connect(libpq(url, user=role), autocommit=True) as conn:
             quoted = {name: f'"{schema}".{name}' for name in readable + closed}
-            counts = {name: conn.execute(f"SELECT COUNT(*) FROM {quoted[name]}").fetchone()[0] for name in readable}
-            assert counts == {"anomaly_scores": 20, "anomaly_daily_summary": 2, "anomaly_top": 6,
-                              "model_versions_in_use": 1}
-            verdicts = conn.execute(f"SELECT verdict FROM {quoted['anomaly_top']} WHERE verdict IS NOT NULL").fetchall()
-            assert verdicts == [("confirmed",), ("confirmed",)]  # feedback is readable through the views
+            counts = {
+                name: conn.execute(f"SELECT COUNT(*) FROM {quoted[name]}").fetchone()[0]
+                for name in readable
+            }
+            assert counts == {
+                "anomaly_scores": 20,
+                "anomaly_daily_summary": 2,
+                "anomaly_top": 6,
+                "model_versions_in_use": 1,
+            }
+            verdicts = conn.execute(
+                f"SELECT verdict FROM {quoted['anomaly_top']} WHERE verdict IS NOT NULL"
+            ).fetchall()
+            assert verdicts == [
+                ("confirmed",),
+                ("confirmed",),
+            ]  # feedback is readable through the views
             refused = [
                 *(f"SELECT * FROM {quoted[name]}" for name in closed),
-                (f"INSERT INTO {quoted['anomaly_feedback']} (feed, partition_date, record_key, verdict, reviewed_at) "
-                "VALUES ('payments', '2024-05-01', 'rec-000001', 'rejected', now())"),
+                (
+                    f"INSERT INTO {quoted['anomaly_feedback']} (feed, partition_date, record_key, verdict, reviewed_at) "
+                    "VALUES ('payments', '2024-05-01', 'rec-000001', 'rejected', now())"
+                ),
                 f"UPDATE {quoted['anomaly_feedback']} SET verdict = 'rejected'",
                 f"DELETE FROM {quoted['anomaly_scores']}",
                 f"UPDATE {quoted['anomaly_scores']} SET score = 0",
@@ -122,7 +184,9 @@ def test_the_script_refuses_to_run_before_the_first_export(role: str) -> None:
     with temporary_database() as url:
         done = run_script(url, schema="anomalies", role=role)
         assert done.returncode != 0
-        assert ("schema anomalies has no anomaly_scores, anomaly_feedback, quarantine, notifications, "
-                "anomaly_daily_summary, anomaly_top, model_versions_in_use; run this after the first export") in done.stderr
+        assert (
+            "schema anomalies has no anomaly_scores, anomaly_feedback, quarantine, notifications, "
+            "anomaly_daily_summary, anomaly_top, model_versions_in_use; run this after the first export"
+        ) in done.stderr
         missing = run_script(url, role=role)
         assert missing.returncode != 0 and "name the warehouse schema" in missing.stderr

@@ -40,7 +40,11 @@ from tests.pg import server_url, temporary_database
 ROOT = Path(__file__).resolve().parents[3]
 DOC = ROOT / "docs" / "anomaly_table.md"
 TODAY = dt.datetime.now(dt.UTC).date()
-DAYS = ["2026-01-15", (TODAY - dt.timedelta(days=1)).isoformat(), (TODAY - dt.timedelta(days=3)).isoformat()]
+DAYS = [
+    "2026-01-15",
+    (TODAY - dt.timedelta(days=1)).isoformat(),
+    (TODAY - dt.timedelta(days=3)).isoformat(),
+]
 KEYS = ["p-88121", "p-90412", *(f"p-{70000 + i}" for i in range(18))]  # the page's two keys first
 
 
@@ -49,7 +53,9 @@ def blocks(language: str) -> list[str]:
 
 
 def statements(sql: str) -> list[str]:
-    return [s.strip() for s in re.split(r";\s*(?:\n|$)", sql) if s.strip() and not _only_comments(s)]
+    return [
+        s.strip() for s in re.split(r";\s*(?:\n|$)", sql) if s.strip() and not _only_comments(s)
+    ]
 
 
 def _only_comments(sql: str) -> bool:
@@ -93,28 +99,50 @@ def populate(engine: sa.Engine) -> None:
     rng = np.random.default_rng(0)
     for day in DAYS:
         flagged = np.arange(len(KEYS)) < 6
-        frame = pd.DataFrame({
-            "record_key": KEYS,
-            "event_time": pd.Timestamp(day, tz="UTC") + pd.to_timedelta(np.arange(len(KEYS)), unit="h"),
-            "score": np.where(flagged, 5.0, 1.0) + rng.random(len(KEYS)),
-            "normalized_score": np.where(flagged, 0.99, 0.4),
-            "is_anomaly": flagged,
-            "severity": np.where(flagged, np.resize(["low", "medium", "high", "critical"], len(KEYS)), "none"),
-            "model_name": "IForest",
-            "model_version": 3,
-            "run_id": "run-1",
-            "top_features": [["amount", "hour"] if f else None for f in flagged],
-            "scored_at": pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1),
-            **explanation_columns(flagged),
-        })
+        frame = pd.DataFrame(
+            {
+                "record_key": KEYS,
+                "event_time": pd.Timestamp(day, tz="UTC")
+                + pd.to_timedelta(np.arange(len(KEYS)), unit="h"),
+                "score": np.where(flagged, 5.0, 1.0) + rng.random(len(KEYS)),
+                "normalized_score": np.where(flagged, 0.99, 0.4),
+                "is_anomaly": flagged,
+                "severity": np.where(
+                    flagged, np.resize(["low", "medium", "high", "critical"], len(KEYS)), "none"
+                ),
+                "model_name": "IForest",
+                "model_version": 3,
+                "run_id": "run-1",
+                "top_features": [["amount", "hour"] if f else None for f in flagged],
+                "scored_at": pd.Timestamp(day, tz="UTC") + pd.Timedelta(days=1),
+                **explanation_columns(flagged),
+            }
+        )
         replace_partition(engine, ANOMALY_TABLE, frame, feed="payments", partition_date=day)
-    quarantined = pd.DataFrame({"row_number": [4, 4], "record_key": ["p-1", "p-1"], "column_name": ["amount", None],
-                                "rule": ["parse as float", "not_nullable"], "failure_value": ["abc", None],
-                                "row_json": [{"amount": "abc"}] * 2, "run_id": "run-1",
-                                "quarantined_at": pd.Timestamp(f"{DAYS[0]} 02:00", tz="UTC")})
-    replace_partition(engine, QUARANTINE_TABLE, quarantined, feed="payments", partition_date=DAYS[0])
-    notify(engine, "payments", "maintenance_report", "Pynomaly payments: drift on 3 of 7 days",
-           {"reasons": ["drift on 3 of 7 days"]}, webhook_url=None, cooldown=dt.timedelta(0))
+    quarantined = pd.DataFrame(
+        {
+            "row_number": [4, 4],
+            "record_key": ["p-1", "p-1"],
+            "column_name": ["amount", None],
+            "rule": ["parse as float", "not_nullable"],
+            "failure_value": ["abc", None],
+            "row_json": [{"amount": "abc"}] * 2,
+            "run_id": "run-1",
+            "quarantined_at": pd.Timestamp(f"{DAYS[0]} 02:00", tz="UTC"),
+        }
+    )
+    replace_partition(
+        engine, QUARANTINE_TABLE, quarantined, feed="payments", partition_date=DAYS[0]
+    )
+    notify(
+        engine,
+        "payments",
+        "maintenance_report",
+        "Pynomaly payments: drift on 3 of 7 days",
+        {"reasons": ["drift on 3 of 7 days"]},
+        webhook_url=None,
+        cooldown=dt.timedelta(0),
+    )
     with engine.begin() as conn:  # the source table of the join example
         conn.execute(sa.text("CREATE TABLE payments (payment_id TEXT PRIMARY KEY, amount REAL)"))
         conn.execute(sa.text("INSERT INTO payments VALUES (:k, 10.0)"), [{"k": k} for k in KEYS])
@@ -129,8 +157,11 @@ def warehouse_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
         with sa.create_engine(url).begin() as conn:
             conn.execute(sa.text("CREATE SCHEMA anomalies"))
         # the page's examples name tables unqualified: the schema is on the search path
-        yield str(sa.make_url(url).update_query_dict({"options": "-csearch_path=anomalies"}).render_as_string(
-            hide_password=False))
+        yield str(
+            sa.make_url(url)
+            .update_query_dict({"options": "-csearch_path=anomalies"})
+            .render_as_string(hide_password=False)
+        )
 
 
 def test_the_page_has_the_snippets_this_test_runs() -> None:
@@ -155,8 +186,15 @@ def test_every_sql_snippet_runs(roles: dict[str, str], warehouse_url: str) -> No
     populate(engine)
     dialect = engine.dialect.name
     # the Python snippet, as a reviewer runs it (it records the verdicts on p-88121 and p-90412)
-    recorded = subprocess.run([sys.executable, "-c", blocks("python")[0]], cwd=ROOT, capture_output=True, text=True,
-                              env={**os.environ, "PYNOMALY_WAREHOUSE_URL": warehouse_url}, timeout=120, check=False)
+    recorded = subprocess.run(
+        [sys.executable, "-c", blocks("python")[0]],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYNOMALY_WAREHOUSE_URL": warehouse_url},
+        timeout=120,
+        check=False,
+    )
     assert recorded.returncode == 0, recorded.stderr
     if dialect == "postgresql":
         _psql_snippet(warehouse_url, roles)
@@ -171,16 +209,24 @@ def test_every_sql_snippet_runs(roles: dict[str, str], warehouse_url: str) -> No
         ran += 1
     assert ran >= 10  # every SELECT, INSERT and GRANT of the page on either backend
     with engine.connect() as conn:
-        precision = conn.execute(sa.text("SELECT confirmed, rejected FROM anomaly_daily_summary "
-                                         "WHERE feed = 'payments' AND confirmed > 0")).all()
-    assert [tuple(r) for r in precision] == [(1, 1)]  # the snippets' verdicts on p-88121 and p-90412
+        precision = conn.execute(
+            sa.text(
+                "SELECT confirmed, rejected FROM anomaly_daily_summary "
+                "WHERE feed = 'payments' AND confirmed > 0"
+            )
+        ).all()
+    assert [tuple(r) for r in precision] == [
+        (1, 1)
+    ]  # the snippets' verdicts on p-88121 and p-90412
     engine.dispose()
 
 
 def _psql_snippet(url: str, roles: dict[str, str]) -> None:
     """Run the page's psql command (the BI role script) on ``url`` with the test's ``roles``."""
     if shutil.which("psql") is None:
-        pytest.skip("psql (the PostgreSQL client) is not installed: the page's BI role command runs with it")
+        pytest.skip(
+            "psql (the PostgreSQL client) is not installed: the page's BI role command runs with it"
+        )
     libpq = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     command = next(block for block in blocks("bash") if "bi_readonly_role.sql" in block)
     command = re.sub(r'"postgresql://[^"]*"', f"'{libpq}'", command)
@@ -188,5 +234,7 @@ def _psql_snippet(url: str, roles: dict[str, str]) -> None:
     command = command.replace("role=bi_reader", f"role={roles['bi_reader']}")
     with sa.create_engine(server_url(), isolation_level="AUTOCOMMIT").connect() as conn:
         conn.execute(sa.text(f'CREATE ROLE "{roles["alice"]}" LOGIN'))
-    done = subprocess.run(["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        ["bash", "-c", command], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stderr

@@ -340,13 +340,15 @@ NOON = pd.Timestamp(f"{DAY} 12:00", tz="UTC")
 
 
 def events(*ids: str, kind: str = "alert", handled: object = None, hours: int = 0) -> pd.DataFrame:
-    return pd.DataFrame({
-        "event_id": list(ids),
-        "kind": kind,
-        "created_at": [NOON + pd.Timedelta(hours=hours + i) for i in range(len(ids))],
-        "payload": [{"n": i} for i in range(len(ids))],
-        "handled": pd.array([handled] * len(ids), dtype="boolean"),
-    })
+    return pd.DataFrame(
+        {
+            "event_id": list(ids),
+            "kind": kind,
+            "created_at": [NOON + pd.Timedelta(hours=hours + i) for i in range(len(ids))],
+            "payload": [{"n": i} for i in range(len(ids))],
+            "handled": pd.array([handled] * len(ids), dtype="boolean"),
+        }
+    )
 
 
 def test_insert_rows_appends_inside_the_callers_transaction(engine: sa.Engine) -> None:
@@ -354,7 +356,10 @@ def test_insert_rows_appends_inside_the_callers_transaction(engine: sa.Engine) -
     with engine.connect() as conn:
         transaction = conn.begin()
         load.lock_rows(conn, EVENTS, "payments", "alert")
-        assert load.insert_rows(conn, EVENTS, events("a", "b"), feed="payments", partition_date=DAY) == 2
+        assert (
+            load.insert_rows(conn, EVENTS, events("a", "b"), feed="payments", partition_date=DAY)
+            == 2
+        )
         seen = load.select_rows(conn, EVENTS, equal={"feed": "payments", "kind": "alert"})
         assert seen["event_id"].tolist() == ["a", "b"]  # the transaction sees its own rows
         transaction.rollback()
@@ -362,7 +367,9 @@ def test_insert_rows_appends_inside_the_callers_transaction(engine: sa.Engine) -
 
     with engine.begin() as conn:
         load.insert_rows(conn, EVENTS, events("a", "b"), feed="payments", partition_date=DAY)
-        load.insert_rows(conn, EVENTS, events("c", kind="report"), feed="logins", partition_date=DAY)
+        load.insert_rows(
+            conn, EVENTS, events("c", kind="report"), feed="logins", partition_date=DAY
+        )
     assert count(engine, "events") == 3
     with pytest.raises(ValueError, match="events.*primary key"), engine.begin() as conn:
         load.insert_rows(conn, EVENTS, events("a"), feed="payments", partition_date=DAY)
@@ -374,10 +381,16 @@ def test_select_rows_filters_by_value_and_lower_bound(engine: sa.Engine) -> None
     ensure_table(engine, EVENTS)
     with engine.begin() as conn:
         load.insert_rows(conn, EVENTS, events("a", "b", "c"), feed="payments", partition_date=DAY)
-        load.insert_rows(conn, EVENTS, events("d", kind="report"), feed="payments", partition_date=DAY)
+        load.insert_rows(
+            conn, EVENTS, events("d", kind="report"), feed="payments", partition_date=DAY
+        )
     with engine.connect() as conn:
-        later = load.select_rows(conn, EVENTS, equal={"feed": "payments", "kind": "alert"},
-                                 after={"created_at": NOON.to_pydatetime()})
+        later = load.select_rows(
+            conn,
+            EVENTS,
+            equal={"feed": "payments", "kind": "alert"},
+            after={"created_at": NOON.to_pydatetime()},
+        )
         everything = load.select_rows(conn, EVENTS, equal={})
         by_day = load.select_rows(conn, EVENTS, equal={"partition_date": DAY, "kind": "report"})
         with pytest.raises(ValueError, match="table 'events' has no column 'nope'"):
@@ -385,14 +398,19 @@ def test_select_rows_filters_by_value_and_lower_bound(engine: sa.Engine) -> None
         with pytest.raises(ValueError, match="JSON"):
             load.select_rows(conn, EVENTS, equal={"payload": {}})
     assert later["event_id"].tolist() == ["b", "c"]  # strictly after noon
-    assert later["created_at"].tolist() == [NOON + pd.Timedelta(hours=1), NOON + pd.Timedelta(hours=2)]
+    assert later["created_at"].tolist() == [
+        NOON + pd.Timedelta(hours=1),
+        NOON + pd.Timedelta(hours=2),
+    ]
     assert later["payload"].tolist() == [{"n": 1}, {"n": 2}]
     assert len(everything) == 4 and by_day["event_id"].tolist() == ["d"]
 
 
 def test_upsert_rows_replaces_by_primary_key(engine: sa.Engine) -> None:
     ensure_table(engine, EVENTS)
-    assert load.upsert_rows(engine, EVENTS, events("a", "b"), feed="payments", partition_date=DAY) == 2
+    assert (
+        load.upsert_rows(engine, EVENTS, events("a", "b"), feed="payments", partition_date=DAY) == 2
+    )
     changed = events("b", "c", handled=True).assign(payload=[{"n": 9}, {"n": 10}])
     for _ in range(2):  # idempotent
         assert load.upsert_rows(engine, EVENTS, changed, feed="payments", partition_date=DAY) == 2
@@ -402,20 +420,31 @@ def test_upsert_rows_replaces_by_primary_key(engine: sa.Engine) -> None:
     assert pd.isna(got.loc["a", "handled"]) and got.loc["a", "payload"] == {"n": 0}
     assert load.upsert_rows(engine, EVENTS, events()[:0], feed="payments", partition_date=DAY) == 0
     with pytest.raises(ValueError, match="'quarantine' has no primary key"):
-        load.upsert_rows(engine, QUARANTINE_TABLE, pd.DataFrame(), feed="payments", partition_date=DAY)
+        load.upsert_rows(
+            engine, QUARANTINE_TABLE, pd.DataFrame(), feed="payments", partition_date=DAY
+        )
 
 
 def test_count_partition_and_delete_before(engine: sa.Engine) -> None:
     ensure_table(engine, ANOMALY_TABLE)
-    for feed, day, rows in [("payments", "2024-04-30", 2), ("payments", DAY, 3), ("logins", "2024-04-29", 4)]:
+    for feed, day, rows in [
+        ("payments", "2024-04-30", 2),
+        ("payments", DAY, 3),
+        ("logins", "2024-04-29", 4),
+    ]:
         replace_partition(engine, ANOMALY_TABLE, scores(rows), feed=feed, partition_date=day)
     assert load.count_partition(engine, ANOMALY_TABLE, feed="payments", partition_date=DAY) == 3
-    assert load.count_partition(engine, ANOMALY_TABLE, feed="payments", partition_date="2024-05-09") == 0
+    assert (
+        load.count_partition(engine, ANOMALY_TABLE, feed="payments", partition_date="2024-05-09")
+        == 0
+    )
 
     before = dt.date(2024, 5, 1)
     assert load.delete_before(engine, "anomaly_scores", feed="payments", before=before) == 2
     assert load.delete_before(engine, "anomaly_scores", feed="payments", before=before) == 0
     assert load.delete_before(engine, "never_created", feed="payments", before=before) is None
-    assert load.count_partition(engine, ANOMALY_TABLE, feed="logins", partition_date="2024-04-29") == 4
+    assert (
+        load.count_partition(engine, ANOMALY_TABLE, feed="logins", partition_date="2024-04-29") == 4
+    )
     with pytest.raises(ValueError, match="feed must be"):
         load.delete_before(engine, "anomaly_scores", feed="", before=before)

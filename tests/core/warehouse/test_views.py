@@ -21,28 +21,52 @@ from tests.core.warehouse.helpers import DAY, scores
 def test_views_count_severities_join_feedback_and_list_model_versions(engine: sa.Engine) -> None:
     create_views(engine)
     frame = scores(50, seed=5)
-    frame["severity"] = np.where(frame["is_anomaly"], np.resize(["low", "medium", "high", "critical"], 50), "none")
+    frame["severity"] = np.where(
+        frame["is_anomaly"], np.resize(["low", "medium", "high", "critical"], 50), "none"
+    )
     replace_partition(engine, ANOMALY_TABLE, frame, feed="payments", partition_date=DAY)
-    replace_partition(engine, ANOMALY_TABLE, scores(10, seed=6).assign(model_version=2),
-                      feed="payments", partition_date="2024-05-02")
+    replace_partition(
+        engine,
+        ANOMALY_TABLE,
+        scores(10, seed=6).assign(model_version=2),
+        feed="payments",
+        partition_date="2024-05-02",
+    )
     flagged = frame.loc[frame["is_anomaly"], "record_key"].tolist()
     day = dt.date(2024, 5, 1) if engine.dialect.name == "postgresql" else DAY
     with engine.begin() as conn:  # what a BI user does
-        for key, verdict in [(flagged[0], "confirmed"), (flagged[1], "rejected"), (flagged[2], "confirmed")]:
+        for key, verdict in [
+            (flagged[0], "confirmed"),
+            (flagged[1], "rejected"),
+            (flagged[2], "confirmed"),
+        ]:
             conn.execute(
-                sa.text("INSERT INTO anomaly_feedback (feed, partition_date, record_key, verdict, reviewed_at)"
-                        " VALUES ('payments', :day, :key, :verdict, CURRENT_TIMESTAMP)"),
+                sa.text(
+                    "INSERT INTO anomaly_feedback (feed, partition_date, record_key, verdict, reviewed_at)"
+                    " VALUES ('payments', :day, :key, :verdict, CURRENT_TIMESTAMP)"
+                ),
                 {"day": day, "key": key, "verdict": verdict},
             )
     with engine.connect() as conn:
-        row = conn.execute(sa.text(
-            "SELECT low, medium, high, critical, confirmed, rejected FROM anomaly_daily_summary"
-            " WHERE feed = 'payments' AND partition_date = :day"), {"day": day}).one()
-        top = conn.execute(sa.text(
-            "SELECT record_key, verdict, feature_1, contribution_1, p_value FROM anomaly_top"
-            " WHERE feed = 'payments' AND partition_date = :day"), {"day": day}).all()
-        versions = conn.execute(sa.text(
-            "SELECT model_version, partitions, rows FROM model_versions_in_use ORDER BY model_version")).all()
+        row = conn.execute(
+            sa.text(
+                "SELECT low, medium, high, critical, confirmed, rejected FROM anomaly_daily_summary"
+                " WHERE feed = 'payments' AND partition_date = :day"
+            ),
+            {"day": day},
+        ).one()
+        top = conn.execute(
+            sa.text(
+                "SELECT record_key, verdict, feature_1, contribution_1, p_value FROM anomaly_top"
+                " WHERE feed = 'payments' AND partition_date = :day"
+            ),
+            {"day": day},
+        ).all()
+        versions = conn.execute(
+            sa.text(
+                "SELECT model_version, partitions, rows FROM model_versions_in_use ORDER BY model_version"
+            )
+        ).all()
     counts = frame.loc[frame["is_anomaly"], "severity"].value_counts()
     assert tuple(row) == (counts["low"], counts["medium"], counts["high"], counts["critical"], 2, 1)
     verdicts = {r.record_key: r.verdict for r in top}
@@ -51,7 +75,11 @@ def test_views_count_severities_join_feedback_and_list_model_versions(engine: sa
     assert {(r.feature_1, r.contribution_1, r.p_value) for r in top} == {("amount", 0.7, 0.001)}
     assert [tuple(v) for v in versions] == [(1, 1, 50), (2, 1, 10)]
     got = read_feedback(engine, feed="payments", start=DAY, end=DAY)
-    assert dict(zip(got["record_key"], got["label"])) == {flagged[0]: 1, flagged[1]: 0, flagged[2]: 1}
+    assert dict(zip(got["record_key"], got["label"])) == {
+        flagged[0]: 1,
+        flagged[1]: 0,
+        flagged[2]: 1,
+    }
 
 
 def test_views_aggregate_per_feed_and_day(engine: sa.Engine) -> None:
