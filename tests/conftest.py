@@ -4,6 +4,22 @@ from __future__ import annotations
 
 import pytest
 
+#: fixtures shared by several directories (the local S3 server of tests/s3server.py)
+pytest_plugins = ["tests.s3server"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def signing_key_file(tmp_path_factory):
+    """The model signing key file for the whole session, outside every test's PYNOMALY_HOME.
+
+    Session-wide (module-scoped pipelines and the processes they start inherit it) and never the
+    developer's own ``~/.config/pynomaly/signing_key``; tests that need another key set one.
+    """
+    path = tmp_path_factory.mktemp("signing") / "signing_key"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYNOMALY_SIGNING_KEY_FILE", str(path))
+        yield path
+
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path, monkeypatch):

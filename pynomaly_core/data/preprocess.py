@@ -18,9 +18,13 @@ from sklearn.base import BaseEstimator
 from pynomaly_core.data.config import FeatureSpec
 
 MAX_CATEGORIES = 50
+#: scaled features are clipped to +-this: valid values up to float64's 1.8e308 would otherwise
+#: overflow to inf in scaling or in a detector's squares and distances (issue #13, bug 7); a value
+#: this many scales from the centre is extreme to every detector either way
+FEATURE_LIMIT = 1e15
 
 
-class FeaturePreprocessor(BaseEstimator):
+class FeaturePreprocessor(BaseEstimator):  # type: ignore[misc]  # sklearn has no stubs: Any
     """Turn a validated frame into the float matrix a detector expects.
 
     Parameters
@@ -82,7 +86,8 @@ class FeaturePreprocessor(BaseEstimator):
                 fill = values.median()
             self.fill_[spec.name] = 0.0 if pd.isna(fill) else float(fill)
         matrix, names = self._encode(frame, specs)
-        std = matrix.std(axis=0) if len(matrix) else np.zeros(matrix.shape[1])
+        with np.errstate(over="ignore", invalid="ignore"):  # +-1e308: inf std is not constant
+            std = matrix.std(axis=0) if len(matrix) else np.zeros(matrix.shape[1])
         keep = std > 1e-12
         self.dropped_constant_ = [n for n, k in zip(names, keep) if not k]
         self.keep_ = keep
@@ -98,13 +103,17 @@ class FeaturePreprocessor(BaseEstimator):
         if self.scaling == "robust":
             center = np.median(kept, axis=0)
             q75, q25 = np.percentile(kept, [75, 25], axis=0)
-            iqr = q75 - q25
-            scale = np.where(iqr > 1e-12, iqr, kept.std(axis=0))
+            with np.errstate(over="ignore", invalid="ignore"):
+                iqr = q75 - q25
+            scale = np.where(iqr > 1e-12, iqr, _overflow_safe_mean_std(kept)[1])
         elif self.scaling == "standard":
-            center, scale = kept.mean(axis=0), kept.std(axis=0)
+            center, scale = _overflow_safe_mean_std(kept)
         elif self.scaling == "minmax":
             center = kept.min(axis=0)
-            scale = kept.max(axis=0) - center
+            with np.errstate(over="ignore"):
+                scale = kept.max(axis=0) - center
+        # quartiles or a range wider than float64's: the largest finite scale instead of inf
+        scale = np.where(np.isfinite(scale), scale, np.finfo(np.float64).max)
         # one-hot columns stay 0/1
         self.center_ = np.where(numeric, center, 0.0)
         self.scale_ = np.where(numeric & (scale > 1e-12), scale, 1.0)
@@ -117,8 +126,12 @@ class FeaturePreprocessor(BaseEstimator):
             raise ValueError("FeaturePreprocessor is not fitted yet: call fit(frame) first")
         matrix, _ = self._encode(frame, self._specs())
         kept = matrix[:, self.keep_] if not self.keep_.all() else matrix
-        kept -= self.center_
-        kept /= self.scale_
+        with np.errstate(over="ignore", invalid="ignore"):
+            kept -= self.center_
+            kept /= self.scale_
+        # only +-1e308 inputs overflow here (validation quarantines inf and NaN): bound them
+        np.nan_to_num(kept, copy=False, nan=0.0, posinf=FEATURE_LIMIT, neginf=-FEATURE_LIMIT)
+        np.clip(kept, -FEATURE_LIMIT, FEATURE_LIMIT, out=kept)
         return kept
 
     def _encode(
@@ -150,3 +163,15 @@ class FeaturePreprocessor(BaseEstimator):
                 matrix[:, j] = np.where(np.isnan(values), self.fill_[spec.name], values)
                 j += 1
         return matrix, names
+
+
+def _overflow_safe_mean_std(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and standard deviations that stay finite for values near +-1.8e308.
+
+    Computed on the columns divided by their largest magnitude, then scaled back: the plain sum
+    and squares overflow to inf (and the scaled features to NaN) for valid extreme values.
+    """
+    magnitude = np.abs(values).max(axis=0) if len(values) else np.ones(values.shape[1])
+    magnitude = np.where(magnitude > 0, magnitude, 1.0)
+    unit = values / magnitude
+    return unit.mean(axis=0) * magnitude, unit.std(axis=0) * magnitude

@@ -3,11 +3,17 @@
 A saved model is a directory::
 
     manifest.json   # what it is, library versions, sha256 and HMAC of every payload file
-    model.joblib    # or framework-native files (torch state_dict, Keras .keras) for deep detectors
+    model.skops     # or framework-native files (torch state_dict, Keras .keras, .npy + JSON)
 
 Loading recomputes the sha256 of every payload file and verifies the HMAC of the
-manifest with the signing key *before* anything is unpickled. A file changed by
+manifest with the signing key *before* anything is read. A file changed by
 anyone who does not hold the key is refused with an error naming the file.
+
+What is read afterwards avoids general unpickling where the format allows
+(:mod:`pynomaly_core.detectors.safe_io`): scikit-learn/PyOD estimators are skops files that may
+construct only allow-listed types; only what skops cannot represent (PyOD's torch-based
+detectors) is a joblib pickle, listed under ``pickled_files`` in the manifest. Models saved before
+format 2 (``model.joblib``, ``preprocessor.joblib``) still load after the signature check.
 
 The key is an argument (``key=``) of every function here: the Dagster code location
 passes its model store's key. ``key=None`` resolves the default now, once per call, with
@@ -31,12 +37,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from pynomaly_core.detectors.safe_io import dump_estimator, load_estimator, load_payload_file
 from pynomaly_core.detectors.targets import import_target
 from pynomaly_core.signing import SigningKey, default_signing_key
 
-FORMAT_VERSION = 1
+#: 2: skops / JSON + arrays payloads instead of joblib pickles (1 still loads)
+FORMAT_VERSION = 2
 MANIFEST = "manifest.json"
 
 
@@ -88,10 +96,9 @@ def save_object(
     """Save ``obj`` into directory ``path`` atomically and sign it with ``key``.
 
     Objects with ``_save_payload`` write framework-native files (and save their parts with
-    the same key); anything else is written with joblib. Returns the directory path.
+    the same key); anything else is written with skops (joblib only where skops cannot represent
+    it, see :func:`~pynomaly_core.detectors.safe_io.dump_estimator`). Returns the directory path.
     """
-    import joblib
-
     key = _key(key)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -101,8 +108,8 @@ def save_object(
             obj._save_payload(tmp, key)
             loader = f"{type(obj).__module__}:{type(obj).__qualname__}"
         else:
-            joblib.dump(obj, tmp / "model.joblib")
-            loader = "joblib"
+            written = dump_estimator(obj, tmp, "model")
+            loader = "skops" if written.endswith(".skops") else "joblib"
         files = {
             p.relative_to(tmp).as_posix(): sha256_file(p)
             for p in sorted(tmp.rglob("*"))
@@ -114,6 +121,7 @@ def save_object(
             "class": f"{type(obj).__module__}:{type(obj).__qualname__}",
             "loader": loader,
             "files": files,
+            "pickled_files": sorted(name for name in files if name.endswith(".joblib")),
             "versions": _versions(),
             "info": info or {},
         }
@@ -152,7 +160,7 @@ def read_manifest(path: str | Path, *, key: bytes | None = None) -> dict[str, An
             raise ModelIntegrityError(
                 f"{file}: sha256 does not match {manifest_path}; refusing to load a modified model file."
             )
-    return manifest
+    return cast("dict[str, Any]", manifest)
 
 
 def load_object(
@@ -163,8 +171,6 @@ def load_object(
     ``expected_sha256`` optionally pins the manifest digest recorded elsewhere
     (the Dagster asset value), so a re-signed replacement is refused too.
     """
-    import joblib
-
     key = _key(key)
     path = Path(path)
     if expected_sha256 is not None and sha256_file(path / MANIFEST) != expected_sha256:
@@ -172,8 +178,10 @@ def load_object(
             f"{path / MANIFEST}: sha256 differs from the one recorded when the model was trained."
         )
     manifest = read_manifest(path, key=key)
-    if manifest["loader"] == "joblib":
-        return joblib.load(path / "model.joblib")
+    if manifest["loader"] == "skops":
+        return load_estimator(path / "model.skops")
+    if manifest["loader"] == "joblib":  # verified above; skops could not represent it
+        return load_payload_file(path / "model.joblib")
     return import_target(manifest["loader"])._load_payload(path, key)
 
 

@@ -10,7 +10,7 @@ always binned exactly as its reference was.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -31,8 +31,14 @@ def quantile_edges(values: np.ndarray, bins: int) -> np.ndarray:
     maximum its own bucket and values above it another, so a constant column still has
     "below", "at" and "above" buckets.
     """
-    distinct = np.unique(np.quantile(values, np.linspace(0.0, 1.0, bins + 1)))
-    return np.append(distinct, np.nextafter(distinct[-1], np.inf))
+    levels = np.linspace(0.0, 1.0, bins + 1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        edges = np.quantile(values, levels)
+        if not np.isfinite(edges).all():  # interpolating across +-1e308 overflows: no interpolation
+            edges = np.quantile(values, levels, method="lower")
+        distinct = np.unique(edges)
+        # above float64's max the next edge is inf: only inf would land beyond it
+        return np.append(distinct, np.nextafter(distinct[-1], np.inf))
 
 
 def bucket_counts(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -67,7 +73,7 @@ def shares(counts: np.ndarray) -> np.ndarray:
 def numeric_values(frame: pd.DataFrame, column: str, where: str) -> np.ndarray:
     """``frame[column]`` as float64 with NaN for missing; a non-numeric column is a :class:`DriftError`."""
     try:
-        return frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
+        return cast("np.ndarray", frame[column].to_numpy(dtype=np.float64, na_value=np.nan))
     except (TypeError, ValueError) as exc:
         raise DriftError(
             f"numeric feature column {column!r} of the {where} is not numeric "

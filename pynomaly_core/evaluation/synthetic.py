@@ -18,8 +18,11 @@ from the normal data; this module follows the same recipes:
   the mean by ``alpha = 5``).
 
 All work happens on robustly standardized features (median, IQR / 1.349), so the
-recipes do not depend on the columns' units. Columns that are constant in the
-reference stay constant in the synthetic rows. With a single feature there is no
+recipes do not depend on the columns' units. Reference rows further than
+:data:`MAX_ROBUST_Z` robust standard deviations from the median (valid but extreme values,
+up to float64's 1.8e308) are anomalies themselves and are left out of what describes the
+normal data: squares and ranges of them overflow, and the mixture fit would see NaN.
+Columns that are constant in the reference stay constant in the synthetic rows. With a single feature there is no
 dependence to break, so ``dependency`` rows are generated as ``local`` ones and
 labelled so.
 
@@ -35,6 +38,7 @@ from __future__ import annotations
 import numbers
 import warnings
 from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -53,18 +57,20 @@ CLUSTER_SPREAD = 0.25
 GMM_MAX_ROWS = 1000
 #: mixture sizes tried (the lowest BIC wins)
 GMM_COMPONENTS = (1, 2, 4, 8)
+#: reference rows with a standardized value beyond this are left out of the recipes
+MAX_ROBUST_Z = 1e6
 #: above this many features (or with fewer than 10 rows per feature) the mixture is diagonal
 FULL_COVARIANCE_MAX_FEATURES = 50
 
 
 # --------------------------------------------------------------------------- helpers
-def _rng(random_state) -> np.random.Generator:
+def _rng(random_state: Any) -> np.random.Generator:
     if isinstance(random_state, np.random.Generator):
         return random_state
     if random_state is None or (
         isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
     ):
-        return np.random.default_rng(random_state)
+        return np.random.default_rng(None if random_state is None else int(random_state))
     if isinstance(random_state, np.random.RandomState):
         return np.random.default_rng(random_state.randint(0, 2**31 - 1))
     raise ValueError(
@@ -84,7 +90,7 @@ def _check_kinds(kinds: Sequence[str] | str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(kinds))  # unique, order kept
 
 
-def _check_n(n) -> int:
+def _check_n(n: Any) -> int:
     if not isinstance(n, numbers.Integral) or isinstance(n, bool) or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n!r}.")
     return int(n)
@@ -103,9 +109,9 @@ def robust_center_scale(X: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
         q75, q25 = np.nanpercentile(X, [75, 25], axis=0)
         std = np.nanstd(X, axis=0)
         lo, hi = np.nanmin(X, axis=0), np.nanmax(X, axis=0)
-    scale = (q75 - q25) / 1.349
+        scale = (q75 - q25) / 1.349  # inf when the quartiles span more than float64's range
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, std)
-    constant = ~np.isfinite(hi - lo) | (hi - lo <= 0)
+    constant = ~(hi > lo)  # no subtraction: hi - lo overflows for +-1e308; NaN (all-NaN) too
     scale = np.where(np.isfinite(scale) & (scale > 0) & ~constant, scale, 1.0)
     center = np.where(np.isfinite(center), center, 0.0)
     return center, scale, constant
@@ -122,7 +128,7 @@ class _OneGaussian:
         self.weights_ = np.ones(1)
 
 
-def _fit_mixture(Z: np.ndarray, rng: np.random.Generator):
+def _fit_mixture(Z: np.ndarray, rng: np.random.Generator) -> Any:
     """A Gaussian mixture on (a subsample of) ``Z``, its size chosen by BIC."""
     from sklearn.mixture import GaussianMixture
 
@@ -155,21 +161,23 @@ def _fit_mixture(Z: np.ndarray, rng: np.random.Generator):
     return best
 
 
-def _component_factors(gmm) -> list[np.ndarray]:
+def _component_factors(gmm: Any) -> list[np.ndarray]:
     """Per component, a matrix ``L`` (d, d) or vector (d,) with ``cov = L L^T`` (or diag ``L**2``)."""
     if gmm.covariance_type == "full":
         return [np.linalg.cholesky(c) for c in gmm.covariances_]
     return [np.sqrt(c) for c in gmm.covariances_]
 
 
-def _draw(mean: np.ndarray, factor: np.ndarray, scale: float, size: int, rng) -> np.ndarray:
+def _draw(
+    mean: np.ndarray, factor: np.ndarray, scale: float, size: int, rng: np.random.Generator
+) -> np.ndarray:
     eps = rng.standard_normal((size, mean.size))
     if factor.ndim == 2:
-        return mean + np.sqrt(scale) * eps @ factor.T
-    return mean + np.sqrt(scale) * eps * factor
+        return cast("np.ndarray", mean + np.sqrt(scale) * eps @ factor.T)
+    return cast("np.ndarray", mean + np.sqrt(scale) * eps * factor)
 
 
-def _local(Z, gmm, m, rng) -> np.ndarray:
+def _local(Z: np.ndarray, gmm: Any, m: int, rng: np.random.Generator) -> np.ndarray:
     factors = _component_factors(gmm)
     comp = rng.choice(len(factors), size=m, p=gmm.weights_ / gmm.weights_.sum())
     out = np.empty((m, Z.shape[1]))
@@ -179,22 +187,22 @@ def _local(Z, gmm, m, rng) -> np.ndarray:
     return out
 
 
-def _global(Z, m, rng) -> np.ndarray:
+def _global(Z: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
     lo, hi = Z.min(axis=0), Z.max(axis=0)
     margin = GLOBAL_MARGIN * (hi - lo)
-    return rng.uniform(lo - margin, hi + margin, size=(m, Z.shape[1]))
+    return cast("np.ndarray", rng.uniform(lo - margin, hi + margin, size=(m, Z.shape[1])))
 
 
-def _dependency(Z, m, rng) -> np.ndarray:
+def _dependency(Z: np.ndarray, m: int, rng: np.random.Generator) -> np.ndarray:
     n, d = Z.shape
     rows = rng.integers(0, n, size=(m, d))
     out = Z[rows, np.arange(d)]
     # a little kernel noise (Silverman-like bandwidth on the standardized scale)
     bandwidth = 0.1 * max(n, 2) ** (-0.2)
-    return out + bandwidth * rng.standard_normal((m, d))
+    return cast("np.ndarray", out + bandwidth * rng.standard_normal((m, d)))
 
 
-def _clustered(Z, gmm, m, rng) -> np.ndarray:
+def _clustered(Z: np.ndarray, gmm: Any, m: int, rng: np.random.Generator) -> np.ndarray:
     factors = _component_factors(gmm)
     d = Z.shape[1]
     out = np.empty((m, d))
@@ -214,7 +222,7 @@ def _clustered(Z, gmm, m, rng) -> np.ndarray:
     return out
 
 
-def _split_counts(n: int, kinds: tuple[str, ...], rng) -> dict[str, int]:
+def _split_counts(n: int, kinds: tuple[str, ...], rng: np.random.Generator) -> dict[str, int]:
     base, extra = divmod(n, len(kinds))
     counts = dict.fromkeys(kinds, base)
     for i in rng.permutation(len(kinds))[:extra]:
@@ -228,7 +236,7 @@ def inject_anomalies(
     n: int,
     *,
     kinds: Sequence[str] = KINDS,
-    random_state=None,
+    random_state: Any = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` synthetic anomalies relative to ``X_ref`` (rows x features).
 
@@ -269,7 +277,10 @@ def inject_anomalies(
         return np.empty((0, d)), np.empty(0, dtype="<U10")
 
     center, scale, constant = robust_center_scale(X)
-    Z = (X - center) / scale
+    with np.errstate(over="ignore"):
+        Z = (X - center) / scale
+    ordinary = np.all(np.abs(Z) <= MAX_ROBUST_Z, axis=1)
+    Z = Z[ordinary] if ordinary.any() else np.clip(Z, -MAX_ROBUST_Z, MAX_ROBUST_Z)
     counts = _split_counts(n, kinds, rng)
     if d == 1 and counts.get("dependency", 0):  # no dependence to break with one feature
         counts["local"] = counts.get("local", 0) + counts.pop("dependency")
@@ -302,7 +313,7 @@ def inject_frame(
     numeric: list[str],
     n: int,
     *,
-    random_state=None,
+    random_state: Any = None,
     kinds: Sequence[str] = KINDS,
 ) -> pd.DataFrame:
     """``n`` synthetic anomalous rows shaped like ``reference``.
@@ -343,7 +354,8 @@ def inject_frame(
     usable = values[:, ~all_nan]
     if usable.shape[1]:
         center, scale, _ = robust_center_scale(usable)
-        Z = (usable - center) / scale
+        with np.errstate(over="ignore"):
+            Z = (usable - center) / scale  # huge values become inf here: left out below
         complete = np.all(np.isfinite(Z), axis=1)
         # rows with a NaN are ignored, unless too few complete rows remain: then NaN -> median
         if complete.sum() >= max(10, 0.2 * Z.shape[0]):

@@ -18,6 +18,7 @@ from pynomaly_core.detectors import (
 )
 from pynomaly_core.signing import (
     KEY_ENV,
+    KEY_FILE_ENV,
     SigningKey,
     default_signing_key,
     key_sources,
@@ -27,30 +28,40 @@ from pynomaly_core.signing import (
 X = np.random.default_rng(0).normal(size=(60, 3))
 
 
-def test_env_var_wins_over_the_key_file_and_a_configured_secret_over_both(tmp_path, monkeypatch):
+def test_env_var_wins_over_the_key_file_and_a_configured_secret_over_both(
+    tmp_path, signing_key_file, monkeypatch
+):
     monkeypatch.setenv(KEY_ENV, "from-env")
     assert resolve_signing_key(tmp_path) == b"from-env"
     assert not (tmp_path / ".signing_key").exists()
     assert resolve_signing_key(tmp_path, secret="configured") == b"configured"
 
 
-def test_key_file_is_created_once_private_and_reused(tmp_path):
+def test_key_file_is_created_once_private_and_reused(tmp_path, monkeypatch):
+    key_file = tmp_path / "keys" / "signing_key"
+    monkeypatch.setenv(KEY_FILE_ENV, str(key_file))
     first = resolve_signing_key(tmp_path / "home")
-    key_file = tmp_path / "home" / ".signing_key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
+    assert not (tmp_path / "home").exists()  # nothing written into the home
     assert len(first) == 64 and resolve_signing_key(tmp_path / "home") == first
 
 
-def test_resolved_key_names_its_sources_and_never_prints_the_secret(tmp_path, monkeypatch):
+def test_resolved_key_names_its_sources_and_never_prints_the_secret(
+    tmp_path, signing_key_file, monkeypatch
+):
     monkeypatch.setenv(KEY_ENV, "s3cret")
     key = resolve_signing_key(tmp_path)
     assert isinstance(key, SigningKey) and isinstance(key, bytes)
-    assert key.source == key_sources(tmp_path) == f"{KEY_ENV} or {tmp_path / '.signing_key'}"
+    assert (
+        key.source == key_sources(tmp_path) == f"{KEY_ENV} or {signing_key_file} ({KEY_FILE_ENV})"
+    )
     assert "s3cret" not in repr(key) and "s3cret" not in str(key)
 
 
-def test_default_key_is_the_one_of_pynomaly_home(isolated_home):
-    assert default_signing_key() == (isolated_home / ".signing_key").read_text().strip().encode()
+def test_default_key_is_the_key_file_outside_pynomaly_home(isolated_home, signing_key_file):
+    assert default_signing_key() == signing_key_file.read_text().strip().encode()
+    assert not (isolated_home / ".signing_key").exists()
 
 
 def test_persistence_verifies_with_the_key_it_is_given(tmp_path):
@@ -60,7 +71,7 @@ def test_persistence_verifies_with_the_key_it_is_given(tmp_path):
     np.testing.assert_array_equal(loaded.decision_function(X), detector.decision_function(X))
     with pytest.raises(ModelIntegrityError, match="the key passed in by the caller"):
         load_object(path, key=b"key-two")
-    with pytest.raises(ModelIntegrityError, match=r"PYNOMALY_SIGNING_KEY or .*\.signing_key"):
+    with pytest.raises(ModelIntegrityError, match=r"PYNOMALY_SIGNING_KEY or .*signing_key"):
         load_object(path)  # None: the default key, which did not sign it
 
 
