@@ -8,6 +8,10 @@
   labels and feedback; versions that are neither champion nor challenger archived.
 * ``retention_cleanup`` — this feed's exported rows, quarantine rows, notifications, reports,
   frames and archived models older than its ``retention`` settings removed, and counted.
+* ``platform_audit`` — the code location's installed packages checked against a local OSV
+  vulnerability database (``$PYNOMALY_VULN_DB_DIR``) and bandit on the installed code
+  (:mod:`pynomaly_core.maintenance.audit`); a database that cannot be read is a WARN saying the
+  packages were not checked, never a clean result.
 * ``maintenance_report`` — one HTML and one JSON report of the week (quality, drift,
   performance, retrains, cleanup, model health); a notification (warehouse table
   ``notifications`` and the webhook ``$PYNOMALY_NOTIFY_WEBHOOK_URL``) only when a
@@ -38,6 +42,7 @@ from pynomaly_assets.resources import (
 )
 
 EXPECTATIONS_MET = "expectations_met"
+NO_HIGH_FINDINGS = "no_high_findings"
 VERSIONS_REPRODUCIBLE = "versions_reproducible"
 
 
@@ -62,6 +67,7 @@ def build_maintenance_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
         build_quality_asset(fc),
         build_model_health_asset(fc),
         build_retention_asset(fc),
+        build_platform_audit_asset(fc),
         build_report_asset(fc),
     ]
 
@@ -84,6 +90,7 @@ def build_quality_asset(fc: FeedContext) -> dg.AssetsDefinition:
             dg.AssetCheckSpec(
                 EXPECTATIONS_MET,
                 asset=key,
+                partitions_def=fc.weekly_partitions_def,  # one history row, with its week
                 blocking=False,
                 description="every expectation of the week's suite met (a warning)",
             )
@@ -186,6 +193,7 @@ def build_model_health_asset(fc: FeedContext) -> dg.AssetsDefinition:
             dg.AssetCheckSpec(
                 VERSIONS_REPRODUCIBLE,
                 asset=key,
+                partitions_def=fc.weekly_partitions_def,  # one history row, with its week
                 blocking=False,
                 description="every active registered version loads and reproduces its "
                 "recorded scores under the current dependencies",
@@ -272,7 +280,7 @@ def _health_metadata(section: dict, champion: Any) -> dict[str, Any]:
         **{
             f"champion_week_{k}": float(v)
             for k, v in week_eval.items()
-            if k in ("average_precision", "roc_auc", "precision_at_k")
+            if k in ("average_precision", "roc_auc") or k.startswith("precision_at_")
         },
     }
 
@@ -327,6 +335,7 @@ def build_retention_asset(fc: FeedContext) -> dg.AssetsDefinition:
             today=today,
             table_days={
                 "anomaly_scores": r.anomaly_days,
+                "anomaly_attributes": r.anomaly_days,  # the scored rows' context goes with them
                 "quarantine": r.quarantine_days,
                 "notifications": r.notifications_days,
             },
@@ -371,6 +380,66 @@ def _retention_dirs(
     return {k: v for k, v in file_dirs.items() if v[0].exists()}
 
 
+# ------------------------------------------------------------------------------ platform audit
+def build_platform_audit_asset(fc: FeedContext) -> dg.AssetsDefinition:
+    key = fc.key("platform_audit")
+
+    @dg.asset(
+        key=key,
+        kinds={"python"},
+        check_specs=[
+            dg.AssetCheckSpec(
+                NO_HIGH_FINDINGS,
+                asset=key,
+                description="No HIGH or CRITICAL vulnerability in an installed package and no HIGH "
+                "bandit issue (ERROR); WARN when the vulnerability database or bandit could not be used.",
+            )
+        ],
+        description="The code location's installed packages checked against the local OSV vulnerability "
+        "database ($PYNOMALY_VULN_DB_DIR) and bandit on the installed Pynomaly code; an unreadable "
+        "database is reported as a WARN (packages not checked), never as no known vulnerabilities.",
+        **_weekly(fc),
+    )
+    def platform_audit(context: dg.AssetExecutionContext):
+        from pynomaly_core.maintenance.audit import audit_platform
+
+        result = audit_platform()
+        for warning in result.warnings:
+            context.log.warning(warning)
+        section = result.section()
+        high = result.high
+        check = dg.AssetCheckResult(
+            check_name=NO_HIGH_FINDINGS,
+            passed=result.status == "ok",
+            severity=dg.AssetCheckSeverity.ERROR if high else dg.AssetCheckSeverity.WARN,
+            description=result.summary(),
+            metadata={"high_findings": len(high), "warnings": len(result.warnings)},
+        )
+        return dg.MaterializeResult(
+            value=section,
+            metadata={
+                "status": result.status,
+                "summary": result.summary(),
+                "packages_checked": section["packages_checked"],
+                "vulnerability_records": result.vuln_records,
+                "high_findings": len(high),
+                "findings": dg.MetadataValue.json(section["findings"][:50]),
+            },
+            check_results=[check],
+        )
+
+    return platform_audit
+
+
+def audit_reasons(section: dict) -> list[str]:
+    """The notification reasons of a ``platform_audit`` section: its high findings."""
+    if section.get("status") != "high":
+        return []
+    high = [f for f in section.get("findings", []) if f["severity"] in ("HIGH", "CRITICAL")]
+    named = ", ".join(f"{f['id']} ({f['subject']})" for f in high[:5])
+    return [f"platform_audit: {len(high)} high or critical finding(s): {named}"]
+
+
 # ------------------------------------------------------------------------------ weekly report
 def build_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
     feed = fc.feed
@@ -382,6 +451,7 @@ def build_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
             "data_quality_report": dg.AssetIn(key=fc.key("data_quality_report")),
             "model_health": dg.AssetIn(key=fc.key("model_health")),
             "retention_cleanup": dg.AssetIn(key=fc.key("retention_cleanup")),
+            "platform_audit": dg.AssetIn(key=fc.key("platform_audit")),
             "drift_report": dg.AssetIn(key=fc.key("drift_report"), partition_mapping=daily_window),
             "detector_performance": dg.AssetIn(
                 key=fc.key("detector_performance"), partition_mapping=daily_window
@@ -397,6 +467,7 @@ def build_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
         data_quality_report: dict,
         model_health: dict,
         retention_cleanup: dict,
+        platform_audit: dict,
         drift_report: dict,
         detector_performance: dict,
         reports: ReportStoreResource,
@@ -420,10 +491,15 @@ def build_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
             performance_days=[detector_performance[d] for d in sorted(detector_performance)],
             retrains=_week_retrains(context.instance, fc, week_days(fc, week)),
         )
+        sections["earlier_evaluations"] = _earlier_evaluations(
+            context.instance, fc, week_days(fc, week), drift_report, detector_performance
+        )
+        sections["platform_audit"] = platform_audit
         html, json_path = render_report(
             feed.name, week, sections, reports.feed_dir(feed.name, "maintenance")
         )
         reasons = crossed_thresholds(sections, feed.notifications.model_dump())
+        reasons += audit_reasons(platform_audit)
         notified = "no threshold crossed"
         if reasons:
             notified = notify(
@@ -454,6 +530,51 @@ def build_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
         )
 
     return maintenance_report
+
+
+def _earlier_evaluations(
+    instance: dg.DagsterInstance,
+    fc: FeedContext,
+    days: list[str],
+    latest_drift: dict[str, dict],
+    latest_performance: dict[str, dict],
+) -> dict[str, Any]:
+    """The week's drift and performance evaluations by a model other than the latest one's.
+
+    A rescore by a new champion replaces a day's asset value (what the sections above read), but
+    the instance keeps every materialization: these rows are the first evaluations (the drift that
+    led to a retrain), each with its model version and its own report file.
+    """
+    rows: list[dict[str, Any]] = []
+    for name, latest in (
+        ("drift_report", latest_drift),
+        ("detector_performance", latest_performance),
+    ):
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=fc.key(name), asset_partitions=list(days)), limit=1000
+        ).records
+        for record in reversed(records):  # oldest first
+            event = record.event_log_entry.asset_materialization
+            if event is None or event.partition is None:
+                continue
+            meta = {k: v.value for k, v in event.metadata.items()}
+            version = str(meta.get("model_version", meta.get("reference_version")))
+            now = latest.get(event.partition) or {}
+            if version == str(now.get("model_version", now.get("reference_version"))):
+                continue
+            rows.append(
+                {
+                    "day": event.partition,
+                    "asset": name,
+                    "model_version": version,
+                    "drift_share": meta.get("drift_share"),
+                    "score_psi": meta.get("score_psi"),
+                    "average_precision": meta.get("average_precision"),
+                    "verdict": meta.get("verdict"),
+                    "report_html": meta.get("report_html"),
+                }
+            )
+    return {"count": len(rows), "per_day": sorted(rows, key=lambda r: (r["day"], r["asset"]))}
 
 
 def _week_retrains(instance: dg.DagsterInstance, fc: FeedContext, days: list[str]) -> list[dict]:
@@ -487,8 +608,11 @@ def _report_metadata(
         "reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in reasons) or "none"),
         "notification": notified,
         "retrains": sections["retrains"]["count"],
+        # evaluations a rescore replaced, kept in the report's earlier_evaluations section
+        "earlier_evaluations": int(sections.get("earlier_evaluations", {}).get("count", 0)),
         "max_drift_share": float(max(shares)) if shares else 0.0,
         "min_average_precision": float(min(ap)) if ap else float("nan"),
         "mean_average_precision": float(np.mean(ap)) if ap else float("nan"),
         "quality_success_percent": float(sections["quality"].get("success_percent") or 0.0),
+        "platform_audit": str(sections.get("platform_audit", {}).get("status", "not run")),
     }

@@ -17,13 +17,21 @@ import pandas as pd
 
 from pynomaly_assets.defs.jobs import job_names
 from pynomaly_assets.defs.lifecycle import build_lifecycle_assets
-from pynomaly_assets.feed_context import FeedContext
+from pynomaly_assets.defs.validation import (
+    AcceptFailedValidation,
+    accepted_partitions,
+    failed_validations,
+    is_accepted,
+    record_accepted,
+)
+from pynomaly_assets.feed_context import FeedContext, key_day, partitions_by_day
 from pynomaly_assets.names import CHAMPION_TRAINING_DAYS_KEY
 from pynomaly_assets.resources import FrameStoreResource
 
 
-class TrainingWindowConfig(dg.Config):
-    """Run config of ``training_window``."""
+class TrainingWindowConfig(AcceptFailedValidation):
+    """Run config of ``training_window`` (``accept_failed_validation``: days trained on although
+    their validation failed a blocking check; without it such days are left out)."""
 
     end_date: str | None = None
     """Last day of the window (YYYY-MM-DD); default: the latest materialized validated partition."""
@@ -58,7 +66,7 @@ def window_end(
             f"asset {validated.to_user_string()} has no materialized partitions yet; "
             "materialize some days of the feed before training"
         )
-    return dt.date.fromisoformat(max(materialized))
+    return key_day(max(materialized))
 
 
 def build_training_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
@@ -97,9 +105,19 @@ def build_training_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
             )
         else:
             plan = training_window(end, config.window_days or feed.training.window_days)
-        have = set(materialized)
-        present = [d for d in plan.days if d in have]
+        have = partitions_by_day(materialized)  # an hourly feed's days hold 24 partitions
+        present = [key for d in plan.days for key in have.get(d, [])]
         missing = [d for d in plan.days if d not in have]
+        failed = failed_validations(context.instance, validated_key, present)
+        accepted_days = accepted_partitions(context, config.accept_failed_validation)
+        accepted = {d: f for d, f in failed.items() if is_accepted(d, accepted_days)}
+        blocked = {d: f for d, f in failed.items() if d not in accepted}
+        for f in blocked.values():
+            context.log.warning(
+                f"feed {feed.name!r}: {f.describe()}; left out of the training window "
+                f"(run config accept_failed_validation: [{f.partition!r}] to train on it anyway)"
+            )
+        present = [d for d in present if d not in blocked]
         store = frame_store.store()
         frames = [store.read(list(validated_key.path), d) for d in present]
         frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -108,7 +126,8 @@ def build_training_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
             raise dg.Failure(
                 f"feed {feed.name!r}: training window {plan.describe()} has {total} validated rows, "
                 f"fewer than training.min_rows = {feed.training.min_rows} "
-                f"(materialized days in window: {present or 'none'})"
+                f"(materialized days in window: {present or 'none'}; left out because their "
+                f"validation failed: {sorted(blocked) or 'none'})"
             )
         cap = feed.training.max_rows
         if cap is not None and total > cap:
@@ -126,6 +145,10 @@ def build_training_assets(fc: FeedContext) -> list[dg.AssetsDefinition]:
                 "reference_days": dg.MetadataValue.json(list(plan.reference)),
                 "partitions_used": dg.MetadataValue.json(present),
                 "partitions_missing": dg.MetadataValue.json(missing),
+                "partitions_blocked": dg.MetadataValue.json(
+                    {d: sorted(f.checks) for d, f in blocked.items()}
+                ),
+                **record_accepted(context, accepted),
                 "rows_before_sampling": total,
             },
         )

@@ -10,6 +10,8 @@ passed in does that).
 ``notify``     :func:`notify` records a notification in the warehouse and posts it to a
                webhook, at most once per feed and kind within a cooldown
 ``report``     :func:`weekly_sections`, :func:`render_report`, :func:`crossed_thresholds`
+``audit``      :func:`~pynomaly_core.maintenance.audit.audit_platform`: installed packages
+               against local OSV data and bandit on our code (imported by its asset only)
 """
 
 from __future__ import annotations
