@@ -15,12 +15,14 @@ production (PostgreSQL warehouse, shared volumes):
 * ``PYNOMALY_NOTIFY_WEBHOOK_URL`` — optional webhook the weekly maintenance report posts to
   when a threshold is crossed (a secret: read at run time, never stored in metadata);
 * ``PYNOMALY_SIGNING_KEY`` — the HMAC key that signs and verifies saved models (a secret, read
-  at run time; default: the per-installation key file ``$PYNOMALY_HOME/.signing_key``).
+  at run time; default: the key file ``PYNOMALY_SIGNING_KEY_FILE``, itself by default
+  ``~/.config/pynomaly/signing_key``: never inside ``$PYNOMALY_HOME`` or the model store).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from pynomaly_core.paths import pynomaly_home
-from pynomaly_core.signing import KEY_ENV, resolve_signing_key
+from pynomaly_core.signing import KEY_ENV, check_key_location, resolve_signing_key
 from pynomaly_core.storage import FrameStore, JsonStore
 
 
@@ -53,7 +55,11 @@ class WarehouseResource(dg.ConfigurableResource):
         if self._engine is None:
             from pynomaly_core.warehouse import make_engine
 
-            self._engine = make_engine(self.resolved_url())
+            try:
+                self._engine = make_engine(self.resolved_url())
+            except ValueError as exc:
+                # a wrong URL is no transient error: fail at once, not after the I/O step retries
+                raise dg.Failure(str(exc), allow_retries=False) from exc
         return self._engine
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
@@ -71,15 +77,17 @@ class ModelStoreResource(dg.ConfigurableResource):
     base_dir: str
     signing_secret: str | None = None
     """The models' HMAC key; :func:`default_resources` sets ``dg.EnvVar("PYNOMALY_SIGNING_KEY")``
-    when that is set. Unset: ``$PYNOMALY_SIGNING_KEY`` at run time, else the per-installation key
-    file ``$PYNOMALY_HOME/.signing_key``."""
+    when that is set. Unset: ``$PYNOMALY_SIGNING_KEY`` at run time, else the key file outside
+    ``$PYNOMALY_HOME`` and ``base_dir`` (:mod:`pynomaly_core.signing`)."""
 
     def model_dir(self, feed: str, version: str) -> Path:
         return Path(self.base_dir) / feed / version
 
     def signing_key(self) -> bytes:
         """The key every model this code location saves is signed with and verified against."""
-        return resolve_signing_key(pynomaly_home(), secret=self.signing_secret)
+        return resolve_signing_key(
+            pynomaly_home(), secret=self.signing_secret, stores=[self.base_dir]
+        )
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -144,6 +152,11 @@ class ParquetFrameIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
         if obj is None:
             return
+        if context.has_asset_partitions and len(context.asset_partition_keys) > 1:
+            # a range run (single-run backfill) returns {partition: frame}: one file per partition
+            for partition, frame in obj.items():
+                self.store().write(frame, list(context.asset_key.path), partition)
+            return
         partition = context.partition_key if context.has_partition_key else None
         path = self.store().write(obj, list(context.asset_key.path), partition)
         context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
@@ -153,12 +166,31 @@ class ParquetFrameIOManager(dg.ConfigurableIOManager):
         if context.has_asset_partitions:
             partitions = context.asset_partition_keys
             if len(partitions) != 1:
-                raise ValueError(
-                    f"asset {'/'.join(key)}: {len(partitions)} partitions requested as one input; "
-                    "read windows through FrameStore.read_window"
-                )
+                # a range run: {partition: frame}, each read when the body asks for it
+                return StoredPartitions(self.store(), key, partitions)
             return self.store().read(key, partitions[0])
         return self.store().read(key)
+
+
+class StoredPartitions(Mapping):
+    """``{partition: frame}`` of one asset's stored partitions, read one at a time on access."""
+
+    def __init__(self, store: FrameStore, key: list[str], partitions: Sequence[str]) -> None:
+        self._store, self._key, self._partitions = store, key, list(partitions)
+
+    def __getitem__(self, partition: str) -> Any:
+        if partition not in self._partitions:
+            raise KeyError(partition)
+        return self._store.read(self._key, partition)
+
+    def __contains__(self, partition: object) -> bool:  # without reading the frame
+        return partition in self._partitions
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._partitions)
+
+    def __len__(self) -> int:
+        return len(self._partitions)
 
 
 class JsonIOManager(dg.ConfigurableIOManager):
@@ -199,6 +231,8 @@ def default_resources() -> dict[str, Any]:
     )
     reports = os.environ.get("PYNOMALY_REPORTS_DIR")
     signing = dg.EnvVar(KEY_ENV) if os.environ.get(KEY_ENV) else None
+    # refuse to start with a signing key that whoever writes models could read
+    check_key_location(pynomaly_home(), [home_subdir("models")])
     return {
         "warehouse": WarehouseResource(url=url, schema_name=schema),
         "reports": ReportStoreResource(

@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import dagster as dg
 
-from pynomaly_assets.feed_context import FeedContext
+from pynomaly_assets.feed_context import HOURLY_KEY_FORMAT, FeedContext
 from pynomaly_assets.names import RETRAIN_TAG, TRIGGER_TAG
 
 TRAIN_STAGES = ("training_window", "detector_candidates", "champion", "monitoring_reference")
@@ -37,6 +37,7 @@ MAINTENANCE_STAGES = (
     "data_quality_report",
     "model_health",
     "retention_cleanup",
+    "platform_audit",
     "maintenance_report",
 )
 
@@ -51,6 +52,14 @@ def last_complete_day(fc: FeedContext, when: dt.datetime) -> str | None:
     """The daily partition that ended before ``when`` (UTC), if the feed has it."""
     day = when.astimezone(dt.UTC).date() - dt.timedelta(days=1)
     return day.isoformat() if day >= fc.feed.partitioning.start_date else None
+
+
+def last_complete_hour(fc: FeedContext, when: dt.datetime) -> str | None:
+    """The hourly partition (``2026-01-01-13:00``) that ended before ``when`` (UTC), if the feed has it."""
+    now = when.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    hour = now - dt.timedelta(hours=1)
+    first = fc.feed.partitioning.start_date
+    return hour.strftime(HOURLY_KEY_FORMAT) if hour.date() >= first else None
 
 
 def last_complete_week(fc: FeedContext, when: dt.datetime) -> str | None:
@@ -148,15 +157,17 @@ def build_jobs(fc: FeedContext) -> tuple[list, list]:
         description=f"Weekly maintenance of `{fc.name}`: data quality, model health, retention, report.",
     )
     settings = fc.feed.schedules
+    # an hourly feed's daily job runs every hour (schedules.hourly_cron), for the hour that ended
+    unit, cron = ("hour", settings.hourly_cron) if fc.hourly else ("day", settings.daily_cron)
     daily_schedule = _period_schedule(
         fc,
         "daily",
         daily,
-        settings.daily_cron,
+        cron,
         settings.daily_running,
-        last_complete_day,
-        f"feed {fc.name!r} starts {fc.feed.partitioning.start_date}; no day has ended yet",
-        f"Runs {names['daily']} for the UTC day that ended ({settings.daily_cron}, UTC).",
+        last_complete_hour if fc.hourly else last_complete_day,
+        f"feed {fc.name!r} starts {fc.feed.partitioning.start_date}; no {unit} has ended yet",
+        f"Runs {names['daily']} for the UTC {unit} that ended ({cron}, UTC).",
     )
     maintenance_schedule = _period_schedule(
         fc,

@@ -31,7 +31,7 @@ import datetime as dt
 import struct
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -104,10 +104,24 @@ def _table(bind: sa.Engine | sa.Connection, spec: TableSpec, schema: str | None)
 
 
 def _in_partition(
-    table: sa.TableClause, dialect: Dialect, feed: str, day: dt.date
+    table: sa.TableClause,
+    dialect: Dialect,
+    feed: str,
+    day: dt.date,
+    between: tuple[str, Any, Any] | None = None,
 ) -> sa.ColumnElement[bool]:
+    """Rows of ``(feed, day)``; with ``between=(column, start, end)`` only those whose timestamp
+    ``column`` lies in ``[start, end)``: one hour of an hourly feed, whose hours share the day."""
     params = partition_params(dialect, feed, day)
-    return sa.and_(table.c.feed == params["feed"], table.c.partition_date == params["day"])
+    where = sa.and_(table.c.feed == params["feed"], table.c.partition_date == params["day"])
+    if between is None:
+        return where
+    column, start, end = between
+    return sa.and_(
+        where,
+        table.c[column] >= sql_time(dialect, start),
+        table.c[column] < sql_time(dialect, end),
+    )
 
 
 def lock_rows(conn: sa.Connection, spec: TableSpec, *parts: str, schema: str | None = None) -> None:
@@ -128,9 +142,11 @@ def _load(
     if dialect == "postgresql":
         preparer = conn.dialect.identifier_preparer
         columns = ", ".join(quote(conn, name) for name in names)
-        # nosec B608 - COPY has no SQLAlchemy construct; names are validated and preparer-quoted, rows are COPY data
+        # nosec B608: COPY has no SQLAlchemy construct; names are validated and preparer-quoted, rows are COPY data
         copy_sql = f"COPY {preparer.format_table(table)} ({columns}) FROM STDIN (FORMAT BINARY)"
         driver_connection = conn.connection.driver_connection
+        if driver_connection is None:  # a closed or detached connection
+            raise RuntimeError(f"COPY into {table.name}: the connection has no DBAPI connection")
         with driver_connection.cursor() as cursor, cursor.copy(copy_sql) as copy:
             for chunk in binary_copy_stream(spec, data):
                 copy.write(chunk)
@@ -153,6 +169,7 @@ def replace_partition(
     feed: str,
     partition_date: str,
     schema: str | None = None,
+    between: tuple[str, Any, Any] | None = None,
 ) -> int:
     """Replace the rows of one ``(feed, partition_date)`` partition with ``frame``.
 
@@ -175,6 +192,9 @@ def replace_partition(
         The partition; ``partition_date`` is ``'YYYY-MM-DD'``.
     schema
         PostgreSQL schema, or ``None`` for the default one.
+    between
+        ``(timestamp column, start, end)``: replace only the day's rows in ``[start, end)`` (an
+        hourly partition; the frame's rows must lie in it), leaving the day's other hours.
 
     Returns
     -------
@@ -191,9 +211,9 @@ def replace_partition(
     table = _table(engine, spec, schema)
     with _constraint_errors(spec, name, feed, day), engine.begin() as conn:
         lock_rows(conn, spec, feed, day.isoformat(), schema=schema)
-        conn.execute(sa.delete(table).where(_in_partition(table, dialect, feed, day)))
+        conn.execute(sa.delete(table).where(_in_partition(table, dialect, feed, day, between)))
         _load(conn, dialect, spec, table, data)
-    return data.num_rows
+    return cast("int", data.num_rows)
 
 
 def insert_rows(
@@ -215,7 +235,7 @@ def insert_rows(
     dialect, name, day, data = _prepare(conn, spec, frame, feed, partition_date, schema)
     with _constraint_errors(spec, name, feed, day):
         _load(conn, dialect, spec, _table(conn, spec, schema), data)
-    return data.num_rows
+    return cast("int", data.num_rows)
 
 
 def upsert_rows(
@@ -264,7 +284,7 @@ def upsert_rows(
     ]
     with _constraint_errors(spec, name, feed, day), engine.begin() as conn:
         conn.execute(statement, rows)
-    return data.num_rows
+    return cast("int", data.num_rows)
 
 
 def delete_before(
@@ -326,14 +346,21 @@ def read_partition(
 
 
 def count_partition(
-    engine: sa.Engine, spec: TableSpec, *, feed: str, partition_date: str, schema: str | None = None
+    engine: sa.Engine,
+    spec: TableSpec,
+    *,
+    feed: str,
+    partition_date: str,
+    schema: str | None = None,
+    between: tuple[str, Any, Any] | None = None,
 ) -> int:
-    """The number of rows stored in one ``(feed, partition_date)`` partition of ``spec``."""
+    """The number of rows stored in one ``(feed, partition_date)`` partition of ``spec`` (or in
+    its ``between`` window, as :func:`replace_partition` takes it)."""
     dialect = dialect_of(engine)
     table = _table(engine, spec, schema)
     query = sa.select(sa.func.count()).select_from(table)
     with engine.connect() as conn:
-        where = _in_partition(table, dialect, feed, partition_day(partition_date))
+        where = _in_partition(table, dialect, feed, partition_day(partition_date), between)
         return int(conn.execute(query.where(where)).scalar_one())
 
 
