@@ -13,10 +13,18 @@ section, event time and entity) derives its time-aware features itself, in ``fit
 before the scored ones are passed as ``history`` (the warm-up); the derivation is saved with the
 model, so a loaded model derives the same way whatever the feed file says later.
 
+A model built with a :class:`SeriesOrder` (the feed's event time and entity) feeds a
+*sequence-aware* detector (:mod:`pynomaly_core.detectors.sequence`: ConvAE, LSTMAE) the way it
+needs: rows sorted by event time, one entity at a time (a window never spans two entities), and
+the ``window_size - 1`` rows before the scored ones (from ``history``) as the windows' warm-up;
+the scores come back aligned to the rows as given. :meth:`AnomalyModel.history_tail` cuts the
+history a partition needs (the derived features' look-back plus the windows'), so a day scored
+alone with its tail equals the same day scored inside a long run, row for row.
+
 Saved with :func:`pynomaly_core.detectors.save_object` as a signed directory: the
-preprocessor (joblib), the detector (its own signed directory; deep detectors in their
-framework's weight format), a JSON calibration file and the calibration scores
-(``calibration.npy``, loaded without pickle).
+preprocessor (JSON + ``.npz`` arrays, no pickle), the detector (its own signed directory;
+skops for PyOD/scikit-learn, deep detectors in their framework's weight format), a JSON
+calibration file and the calibration scores (``calibration.npy``, loaded without pickle).
 """
 
 from __future__ import annotations
@@ -33,7 +41,15 @@ import pandas as pd
 from pynomaly_core.data.config import FeatureSpec
 from pynomaly_core.data.preprocess import FeaturePreprocessor
 from pynomaly_core.detectors import create, load_object, save_object
-from pynomaly_core.features.derived import Derivation, derive
+from pynomaly_core.detectors.safe_io import (
+    LEGACY_PREPROCESSOR,
+    PREPROCESSOR_JSON,
+    load_payload_file,
+    load_preprocessor,
+    save_preprocessor,
+)
+from pynomaly_core.detectors.sequence import is_sequence_aware, warmup_rows
+from pynomaly_core.features.derived import Derivation, Warmup, derive, warmup
 from pynomaly_core.severity import (
     ScoreLookup,
     SeverityCutoffs,
@@ -45,6 +61,34 @@ from pynomaly_core.severity import (
 N_QUANTILES = 1001
 #: probabilities of the stored training-score quantiles = the normalized score at each
 QUANTILE_LEVELS = np.linspace(0, 1, N_QUANTILES)
+
+
+@dataclasses.dataclass(frozen=True)
+class SeriesOrder:
+    """Which columns put a feed's rows in time order: the event time, and the entity (a series key).
+
+    Only a sequence-aware detector uses it (row-wise detectors do not care about order).
+    """
+
+    event_time: str
+    entity: str | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c in (self.event_time, self.entity) if c]
+
+    def groups(self, frame: pd.DataFrame) -> list[np.ndarray]:
+        """Positions of ``frame``'s rows, one array per entity (all rows without one), each in
+        event-time order (ties keep the rows' order)."""
+        times = pd.to_datetime(frame[self.event_time], utc=True).to_numpy()
+        order = np.argsort(times, kind="stable")
+        if self.entity is None:
+            return [order]
+        keys = frame[self.entity].to_numpy()[order]
+        codes, _ = pd.factorize(keys, use_na_sentinel=False)
+        by_entity = np.argsort(codes, kind="stable")  # entity blocks, time order kept inside
+        bounds = np.flatnonzero(np.diff(codes[by_entity])) + 1
+        return np.split(order[by_entity], bounds)
 
 
 class AnomalyModel:
@@ -66,6 +110,9 @@ class AnomalyModel:
     derivation : Derivation or None
         Time-aware features derived before preprocessing (float, nullable, imputed like the
         other numeric features); None: the model sees ``features`` only.
+    series : SeriesOrder or None
+        Event time and entity: a sequence-aware detector then gets its rows in time order per
+        entity, with the warm-up from ``history``; None: rows as given (edge-padded windows).
     """
 
     def __init__(
@@ -78,6 +125,7 @@ class AnomalyModel:
         scaling: str = "robust",
         severity_cutoffs: SeverityCutoffs | None = None,
         derivation: Derivation | None = None,
+        series: SeriesOrder | None = None,
     ) -> None:
         self.features = features
         self.detector = detector
@@ -87,6 +135,131 @@ class AnomalyModel:
         self.scaling = scaling
         self.severity_cutoffs = severity_cutoffs or SeverityCutoffs()
         self.derivation = derivation
+        self.series = series
+
+    # ------------------------------------------------------------ time order and warm-up
+    @property
+    def sequence_rows(self) -> int:
+        """Rows before a scored row that the detector's window reads (0: row-wise or no order)."""
+        if getattr(self, "series", None) is None:  # also a model built before series existed
+            return 0
+        if hasattr(self, "detector_"):
+            return warmup_rows(self.detector_)
+        from pynomaly_core.detectors import get_spec
+        from pynomaly_core.detectors.targets import import_target
+
+        target = import_target(get_spec(self.detector).target)
+        if not is_sequence_aware(target):
+            return 0
+        size = self.params.get("window_size")
+        if size is None:
+            return warmup_rows(target)
+        return int(size) - 1
+
+    def warmup(self) -> Warmup:
+        """The look-back of the derived features plus the detector's window, per entity."""
+        derived = (
+            warmup(self.derivation) if self.derivation is not None else Warmup(0, pd.Timedelta(0))
+        )
+        return Warmup(derived.rows + self.sequence_rows, derived.span)
+
+    @property
+    def needs_history(self) -> bool:
+        """Whether scoring a partition needs the rows before it (see :meth:`history_tail`)."""
+        return self.warmup().needed
+
+    @property
+    def warmup_entity(self) -> str | None:
+        """The column the warm-up is counted per value of (None: over all rows)."""
+        if self.sequence_rows:
+            return self.series.entity  # type: ignore[union-attr]
+        d = self.derivation
+        return d.entity if d is not None and d.derived.per_entity else None
+
+    @property
+    def history_columns(self) -> list[str]:
+        """The columns of earlier rows that :meth:`history_tail` and scoring read."""
+        columns = self.derivation.columns if self.derivation is not None else []
+        if self.sequence_rows:
+            columns = [*self.series.columns, *columns, *(f.name for f in self.features)]  # type: ignore[union-attr]
+        return list(dict.fromkeys(columns))
+
+    def _time_column(self) -> str:
+        return self.series.event_time if self.sequence_rows else self.derivation.event_time  # type: ignore[union-attr]
+
+    def history_tail(self, previous: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
+        """The rows of ``previous`` that scoring rows from ``start`` needs as warm-up.
+
+        Without a sequence-aware detector, the derived features' tail
+        (:func:`~pynomaly_core.features.derived.history_tail`). With one, per entity the last
+        ``window_size - 1`` rows plus the derived look-back of those rows (so their own derived
+        values are complete), and every row within the derived time span before the first of them.
+        """
+        from pynomaly_core.features.derived import history_tail
+
+        if not self.sequence_rows:
+            if self.derivation is None:
+                return previous.iloc[0:0]
+            return history_tail(previous, self.derivation, start)
+        need = self.warmup()
+        if previous.empty:
+            return previous.iloc[0:0]
+        before, times, rank = self._ranked_before(previous, start)
+        keep = (rank < need.rows).to_numpy()
+        if need.span > pd.Timedelta(0):
+            windows = (rank < self.sequence_rows).to_numpy()
+            first = times[windows].min() if windows.any() else start
+            keep |= (times >= first - need.span).to_numpy()
+        return before[keep]
+
+    def warmup_covered(
+        self, history: pd.DataFrame, start: pd.Timestamp, entities: np.ndarray | None = None
+    ) -> bool:
+        """Whether ``history`` (earlier rows read so far) holds the whole warm-up of rows from ``start``.
+
+        ``entities``: the entities of the rows to score (default: those in ``history``).
+        """
+        from pynomaly_core.features.derived import warmup_covered
+
+        if not self.sequence_rows:
+            if self.derivation is None:
+                return True
+            return warmup_covered(history, self.derivation, start, entities)
+        if history.empty:
+            return False
+        need = self.warmup()
+        before, times, rank = self._ranked_before(history, start)
+        entity = self.series.entity  # type: ignore[union-attr]
+        if entity is None:
+            enough = len(before) >= need.rows
+        else:
+            counts = before[entity].value_counts()
+            keys = (
+                counts.index if entities is None else pd.unique(np.asarray(entities, dtype=object))
+            )
+            enough = all(counts.get(k, 0) >= need.rows for k in keys)
+        if enough and need.span > pd.Timedelta(0):
+            windows = (rank < self.sequence_rows).to_numpy()
+            first = times[windows].min() if windows.any() else start
+            enough = bool(times.min() <= first - need.span)
+        return enough
+
+    def _ranked_before(
+        self, previous: pd.DataFrame, start: pd.Timestamp
+    ) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+        """Rows of ``previous`` before ``start`` in time order, their times, and each row's rank
+        from the end of its entity (0 = the last row before ``start``)."""
+        times = pd.to_datetime(previous[self._time_column()], utc=True)
+        mask = (times < start).to_numpy()
+        order = np.argsort(times[mask].to_numpy(), kind="stable")
+        before = previous[mask].iloc[order]
+        times = times[mask].iloc[order]
+        entity = self.series.entity  # type: ignore[union-attr]
+        if entity is None:
+            rank = pd.Series(np.arange(len(before))[::-1], index=before.index)
+        else:
+            rank = before.groupby(entity, sort=False, dropna=False).cumcount(ascending=False)
+        return before, times, rank
 
     @property
     def input_features(self) -> list[FeatureSpec]:
@@ -158,22 +331,79 @@ class AnomalyModel:
                 )
             y = pd.Series(np.asarray(labels, dtype="float64")).fillna(0).astype(int).to_numpy()
             self.detector_.fit(X, y)
+        elif self.sequence_rows:
+            train_scores = self._fit_sequence(frame, X)
         else:
             self.detector_.fit(X)
-        train_scores = np.asarray(self.detector_.decision_scores_, dtype=float)
+        if not self.sequence_rows:
+            train_scores = np.asarray(self.detector_.decision_scores_, dtype=float)
         if not np.isfinite(train_scores).all():
             bad = int((~np.isfinite(train_scores)).sum())
             raise ValueError(
                 f"detector {self.detector!r} gave {bad} non-finite training score(s) of {len(train_scores)}; "
                 "it cannot rank these rows (try another detector or check for constant/duplicate columns)"
             )
+        self.train_scores_ = train_scores
         self.quantiles_ = np.quantile(train_scores, QUANTILE_LEVELS)
-        self.threshold_ = float(self.detector_.threshold_)
+        self.threshold_ = (
+            float(np.quantile(train_scores, 1.0 - float(self.contamination)))
+            if self.sequence_rows
+            else float(self.detector_.threshold_)
+        )
         self.max_training_score_ = float(train_scores.max())
         self.calibrate(train_scores)
         self.training_rows_ = len(frame)
         self.fit_seconds_ = time.perf_counter() - start
         return self
+
+    def _fit_sequence(self, frame: pd.DataFrame, X: np.ndarray) -> np.ndarray:
+        """Fit a sequence-aware detector on the rows in time order, entity after entity; the
+        training scores, aligned to ``frame``'s rows, come from scoring each entity on its own
+        (so no window spans two entities), as scoring will."""
+        groups = self.series.groups(frame)  # type: ignore[union-attr]
+        order = np.concatenate(groups) if groups else np.arange(len(frame))
+        self.detector_.fit(X[order])
+        if len(groups) == 1:
+            scores = np.empty(len(frame))
+            scores[order] = np.asarray(self.detector_.decision_scores_, dtype=float)
+            return scores
+        return self._scores_by_entity(X, groups)
+
+    def _scores_by_entity(self, X: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
+        scores = np.empty(X.shape[0])
+        for rows in groups:
+            if len(rows):
+                scores[rows] = np.asarray(self.detector_.decision_function(X[rows]), dtype=float)
+        return scores
+
+    def _sequence_scores(
+        self, frame: pd.DataFrame, history: pd.DataFrame | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(raw scores, detector input) of ``frame``'s rows: ``history`` and ``frame`` derived and
+        encoded together, each entity scored in time order, the history rows' scores dropped."""
+        columns = list(
+            dict.fromkeys(
+                [
+                    *self.series.columns,  # type: ignore[union-attr]
+                    *(self.derivation.columns if self.derivation is not None else []),
+                    *(f.name for f in self.features),
+                ]
+            )
+        )
+        parts = [frame[columns]]
+        if history is not None and len(history):
+            missing = [c for c in columns if c not in history.columns]
+            if missing:
+                raise KeyError(
+                    f"detector {self.detector!r}: the warm-up history lacks column(s) {missing} "
+                    f"(it needs {self.history_columns})"
+                )
+            parts.insert(0, history[columns])
+        combined = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        X = self.preprocessor_.transform(self.derive(combined.reset_index(drop=True)))
+        scores = self._scores_by_entity(X, self.series.groups(combined))  # type: ignore[union-attr]
+        skip = len(combined) - len(frame)
+        return scores[skip:], X[skip:]
 
     def calibrate(self, scores: np.ndarray) -> AnomalyModel:
         """Use ``scores`` (raw detector scores of representative rows) for p-values and severity.
@@ -208,6 +438,8 @@ class AnomalyModel:
         self, frame: pd.DataFrame, history: pd.DataFrame | None = None
     ) -> np.ndarray:
         """Raw detector scores, higher = more anomalous (``history``: rows before ``frame``)."""
+        if self.sequence_rows:
+            return self._sequence_scores(frame, history)[0]
         return self.detector_.decision_function(self.transform(frame, history))
 
     def transform(self, frame: pd.DataFrame, history: pd.DataFrame | None = None) -> np.ndarray:
@@ -223,9 +455,13 @@ class AnomalyModel:
         the training centre in scaled units (a cheap attribution; SHAP explanations are a
         separate asset). ``history``: rows before ``frame`` for the derived features' warm-up.
         """
-        X = self.transform(frame, history)
+        if self.sequence_rows:
+            raw, X = self._sequence_scores(frame, history)
+        else:
+            X = self.transform(frame, history)
+            raw = self.detector_.decision_function(X)
         # a copy the scored frame owns (the detector may hand out a view of its own buffer)
-        scores = np.array(self.detector_.decision_function(X), dtype=np.float64)
+        scores = np.array(raw, dtype=np.float64)
         if not np.isfinite(scores).all():
             bad = np.where(~np.isfinite(scores))[0]
             raise ValueError(
@@ -273,9 +509,7 @@ class AnomalyModel:
         return save_object(self, path, kind="anomaly_model", info=info, key=key)
 
     def _save_payload(self, directory: Path, key: bytes) -> None:
-        import joblib
-
-        joblib.dump(self.preprocessor_, directory / "preprocessor.joblib")
+        save_preprocessor(self.preprocessor_, directory)  # JSON + arrays: loaded without pickle
         save_object(self.detector_, directory / "detector", kind="detector", key=key)
         calibration = {
             "features": [f.model_dump() for f in self.features],
@@ -295,13 +529,12 @@ class AnomalyModel:
         calibration["derivation"] = (
             self.derivation.to_dict() if self.derivation is not None else None
         )
+        calibration["series"] = dataclasses.asdict(self.series) if self.series is not None else None
         (directory / "calibration.json").write_text(json.dumps(calibration))
         np.save(directory / "calibration.npy", self.calibration_, allow_pickle=False)
 
     @classmethod
     def _load_payload(cls, directory: Path, key: bytes) -> AnomalyModel:
-        import joblib
-
         cal = json.loads((directory / "calibration.json").read_text())
         model = cls(
             [FeatureSpec.model_validate(f) for f in cal["features"]],
@@ -312,8 +545,13 @@ class AnomalyModel:
             scaling=cal["scaling"],
             severity_cutoffs=SeverityCutoffs(**cal["severity_cutoffs"]),
             derivation=Derivation.from_dict(cal["derivation"]) if cal.get("derivation") else None,
+            series=SeriesOrder(**cal["series"]) if cal.get("series") else None,
         )
-        model.preprocessor_ = joblib.load(directory / "preprocessor.joblib")
+        model.preprocessor_ = (
+            load_preprocessor(directory)
+            if (directory / PREPROCESSOR_JSON).exists()
+            else load_payload_file(directory / LEGACY_PREPROCESSOR)  # format 1, signature verified
+        )
         model.detector_ = load_object(directory / "detector", key=key)
         model.quantiles_ = np.asarray(cal["quantiles"])
         model.threshold_ = cal["threshold"]

@@ -12,8 +12,8 @@ conformal p-value. Rows the detector does not flag get ``"none"``; a flagged row
 
 * ``"critical"`` if ``p <= critical`` (default 0.0001), or if it scores above every
   calibration score (the smallest p-value ``1/(n+1)`` the calibration set can give);
-* ``"high"`` if ``p <= high`` (default 0.001);
-* ``"medium"`` if ``p <= medium`` (default 0.003);
+* ``"high"`` if ``p <= high`` (default 0.001), or at most one calibration score is as high;
+* ``"medium"`` if ``p <= medium`` (default 0.003), or at most two are;
 * ``"low"`` otherwise (flagged by the detector's threshold, but less surprising).
 
 A feed overrides the cut-offs under ``severity:`` (``docs/feeds.md``). With the default
@@ -23,6 +23,7 @@ A feed overrides the cut-offs under ``severity:`` (``docs/feeds.md``). With the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -175,17 +176,107 @@ class ScoreLookup:
         return normalized, p
 
 
+def reachable_cutoffs(
+    n_calibration: int, cutoffs: SeverityCutoffs | None = None
+) -> tuple[float, float, float]:
+    """The ``(medium, high, critical)`` cut-offs severity applies with ``n_calibration`` scores.
+
+    With ``n`` calibration scores the p-values are ``1/(n+1), 2/(n+1), ...``: a cut-off below
+    ``1/(n+1)`` is never reached (the default critical 0.0001 needs ``n >= 9999``). So each tier
+    is at least as wide as the rank it can resolve: ``critical`` = at most 0 calibration scores
+    at or above the row (``p <= max(critical, 1/(n+1))``), ``high`` = at most 1 (``2/(n+1)``),
+    ``medium`` = at most 2 (``3/(n+1)``). Large calibration sets keep the configured cut-offs.
+    """
+    cutoffs = cutoffs or SeverityCutoffs()
+    rank = 1.0 / (n_calibration + 1.0)
+    slack = 1 + 1e-9  # p is computed as (1 + k) / (n + 1): compare with a hair of tolerance
+    critical = max(cutoffs.critical, rank * slack)
+    high = max(cutoffs.high, 2 * rank * slack, critical)
+    medium = max(cutoffs.medium, 3 * rank * slack, high)
+    return medium, high, critical
+
+
 def severity(
     p: np.ndarray, flagged: np.ndarray, n_calibration: int, cutoffs: SeverityCutoffs | None = None
 ) -> np.ndarray:
     """Severity label per row (see the module docstring), shape ``(n,)`` of str."""
-    cutoffs = cutoffs or SeverityCutoffs()
+    medium, high, critical = reachable_cutoffs(n_calibration, cutoffs)
     p = np.asarray(p, dtype=float)
-    floor = 1.0 / (n_calibration + 1.0)
-    level = np.select(
-        [p <= max(cutoffs.critical, floor * (1 + 1e-9)), p <= cutoffs.high, p <= cutoffs.medium],
-        [4, 3, 2],
-        default=1,
-    )
+    level = np.select([p <= critical, p <= high, p <= medium], [4, 3, 2], default=1)
     level = np.where(np.asarray(flagged, dtype=bool), level, 0)
-    return np.asarray(LEVELS, dtype=object)[level]
+    return cast("np.ndarray", np.asarray(LEVELS, dtype=object)[level])
+
+
+# ------------------------------------------------------------------ alert budget
+@dataclass(frozen=True)
+class AlertBudget:
+    """How many flagged rows of a day may become alerts (a feed's ``scoring`` budget keys).
+
+    A detector's threshold flags every row above it, however many there are; on a day that
+    drifts, that can be hundreds of pages for one incident. The budget caps the *alerts*, not the
+    scores: the flagged rows are ranked by score and only the top ``budget`` stay alerts, the rest
+    stay flagged (``is_anomaly``) and scored but are marked over budget (``is_alert`` false), so
+    nothing is deleted and a reviewer can still find them.
+
+    ``max_per_day``: at most this many alerts per day; ``max_rate``: at most this share of the
+    day's rows (rounded up, so a day with rows gets at least one). Both set: the smaller wins.
+    Neither: no budget, every flagged row is an alert. A partition shorter than a day (hourly)
+    gets the per-day number prorated to its length, rounded up.
+    """
+
+    max_per_day: int | None = None
+    max_rate: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_per_day is not None and self.max_per_day < 0:
+            raise ValueError(f"max_alerts_per_day must be >= 0, got {self.max_per_day}")
+        if self.max_rate is not None and not 0.0 < self.max_rate <= 1.0:
+            raise ValueError(f"max_alert_rate must be in (0, 1], got {self.max_rate}")
+
+    @property
+    def active(self) -> bool:
+        return self.max_per_day is not None or self.max_rate is not None
+
+    def limit(self, rows: int, days: float = 1.0) -> int | None:
+        """Alerts allowed for a partition of ``rows`` rows spanning ``days`` days (None: unlimited)."""
+        limits = []
+        if self.max_per_day is not None:
+            limits.append(int(np.ceil(self.max_per_day * days - 1e-9)))
+        if self.max_rate is not None:
+            limits.append(int(np.ceil(self.max_rate * rows - 1e-9)))
+        return min(limits) if limits else None
+
+
+def within_budget(scores: np.ndarray, flagged: np.ndarray, limit: int | None) -> np.ndarray:
+    """Which flagged rows stay alerts under a budget of ``limit`` alerts (None: all of them).
+
+    The ``limit`` highest-scoring flagged rows; ties at the cut are broken by row order (the
+    earlier row wins), so a partition never gets more than ``limit`` alerts.
+    """
+    flagged = np.asarray(flagged, dtype=bool)
+    if limit is None or int(flagged.sum()) <= limit:
+        return flagged.copy()
+    scores = np.asarray(scores, dtype=float)
+    idx = np.flatnonzero(flagged)
+    # stable sort of -score: equal scores keep row order
+    order = np.argsort(-scores[idx], kind="stable")
+    alerts = np.zeros(len(flagged), dtype=bool)
+    alerts[idx[order[:limit]]] = True
+    return alerts
+
+
+def budget_metadata(flagged: np.ndarray, alerts: np.ndarray, limit: int | None) -> dict[str, float]:
+    """What a scored partition records about its budget (numbers, charted per day).
+
+    ``alerts``: rows that are alerts; ``alerts_over_budget``: flagged rows the budget turned
+    away; ``alert_budget``: the partition's limit (-1: no budget); ``alert_budget_used``: alerts /
+    budget (0 without a budget; 1.0 = the budget was spent, and then some rows may be over it).
+    """
+    n_flagged, n_alerts = int(np.sum(flagged)), int(np.sum(alerts))
+    used = 0.0 if limit is None else (n_alerts / limit if limit > 0 else float(n_flagged > 0))
+    return {
+        "alerts": n_alerts,
+        "alerts_over_budget": n_flagged - n_alerts,
+        "alert_budget": -1 if limit is None else int(limit),
+        "alert_budget_used": float(used),
+    }

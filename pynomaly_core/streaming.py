@@ -14,6 +14,15 @@ For a detector that scores each row on its own (IForest, KNN, LOF, PCA, ECOD aft
 the chunked output equals the in-memory output row for row. Detectors that standardize or
 score a batch relative to itself (DIF, CD, COF, LMDD, LOCI, SOD, SOS; see docs/detectors.md)
 give slightly batch-dependent scores in either path; large chunks keep the difference small.
+A sequence-aware detector (ConvAE, LSTMAE) gets each chunk with the tail of the rows before it
+(:meth:`AnomalyModel.history_tail`), so in a time-ordered file its chunked scores equal the
+in-memory ones too.
+
+The alert budget (``scoring.max_alerts_per_day`` / ``max_alert_rate``,
+:class:`pynomaly_core.severity.AlertBudget`) ranks a partition's flagged rows by score: only the
+top ``ScoringLayout.alert_limit`` are alerts (``is_alert``). It needs every score of the
+partition, so the chunked path writes ``is_alert = is_anomaly`` first and, when the budget binds,
+rewrites the ``is_alert`` column row group by row group at the end (memory: one row group).
 
 Example
 -------
@@ -32,11 +41,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
 
-from pynomaly_core.severity import LEVELS
+from pynomaly_core.severity import LEVELS, within_budget
+
+if TYPE_CHECKING:
+    from pynomaly_core.model import AnomalyModel
 
 SCORE_COLUMNS = ["score", "normalized_score", "is_anomaly", "p_value", "severity", "top_features"]
 SCORE_DTYPES = ["float64", "float64", "bool", "float64", "object", "object"]
@@ -54,6 +67,8 @@ class ScoringLayout:
     label: str | None
     model_name: str
     model_version: str
+    alert_limit: int | None = None
+    """Alerts the partition may raise (:meth:`AlertBudget.limit`); None: every flagged row."""
 
     @property
     def kept(self) -> list[str]:
@@ -66,7 +81,10 @@ def empty_scores() -> pd.DataFrame:
 
 
 def assemble_scored_frame(
-    validated: pd.DataFrame, scored: pd.DataFrame, layout: ScoringLayout
+    validated: pd.DataFrame,
+    scored: pd.DataFrame,
+    layout: ScoringLayout,
+    alerts: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """The stored ``anomaly_scores`` frame: kept input columns, score columns, model, label.
 
@@ -74,7 +92,8 @@ def assemble_scored_frame(
     ``RangeIndex`` without copying them (selecting, re-indexing, concatenating and renaming
     copied each kept column four times, a chunk's worth of memory and time per chunk). The
     frame therefore shares memory with ``validated`` and ``scored``: neither is written to
-    afterwards, by the asset or by :func:`score_parquet`.
+    afterwards, by the asset or by :func:`score_parquet`. ``alerts``: the ``is_alert`` column
+    (None: every flagged row is an alert).
     """
     renamed = {layout.record_key: "record_key", layout.event_time: "event_time"}
     index = pd.RangeIndex(len(validated))
@@ -84,6 +103,9 @@ def assemble_scored_frame(
         {i: c.set_axis(index, copy=False) for i, c in enumerate(columns)}, copy=False
     )
     out.columns = [renamed.get(c, c) for c in [*layout.kept, *scored.columns]]
+    out["is_alert"] = (
+        scored["is_anomaly"].to_numpy(dtype=bool).copy() if alerts is None else np.asarray(alerts)
+    )
     out["model_name"] = layout.model_name
     out["model_version"] = layout.model_version
     if layout.label is not None:
@@ -92,7 +114,10 @@ def assemble_scored_frame(
 
 
 def score_frame(
-    model, validated: pd.DataFrame, layout: ScoringLayout, history: pd.DataFrame | None = None
+    model: AnomalyModel,
+    validated: pd.DataFrame,
+    layout: ScoringLayout,
+    history: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Score an in-memory partition (``model``: a fitted :class:`AnomalyModel`).
 
@@ -100,7 +125,12 @@ def score_frame(
     derived features uses as their warm-up.
     """
     scored = _score(model, validated, history) if len(validated) else empty_scores()
-    return assemble_scored_frame(validated, scored, layout)
+    alerts = within_budget(
+        scored["score"].to_numpy(dtype="float64"),
+        scored["is_anomaly"].to_numpy(dtype=bool),
+        layout.alert_limit,
+    )
+    return assemble_scored_frame(validated, scored, layout, alerts)
 
 
 @dataclass
@@ -117,14 +147,16 @@ class ChunkedScoringResult:
     flags: np.ndarray
     labels: np.ndarray | None
     """Labels as int8, :data:`NO_LABEL` where missing; None when the feed has no label."""
+    alerts: np.ndarray
+    """``is_alert`` of every row (the flags within the alert budget)."""
     severity_counts: dict[str, int] = field(default_factory=dict)
 
 
-def _needed_columns(model, layout: ScoringLayout, available: Sequence[str]) -> list[str]:
+def _needed_columns(
+    model: AnomalyModel, layout: ScoringLayout, available: Sequence[str]
+) -> list[str]:
     wanted = [*layout.kept, *(f.name for f in model.features)]
-    derivation = getattr(model, "derivation", None)
-    if derivation is not None:
-        wanted += [c for c in (derivation.event_time, derivation.entity) if c]
+    wanted += list(getattr(model, "history_columns", []))
     if layout.label is not None:
         wanted.append(layout.label)
     missing = [c for c in dict.fromkeys(wanted) if c not in available]
@@ -135,7 +167,7 @@ def _needed_columns(model, layout: ScoringLayout, available: Sequence[str]) -> l
     return list(dict.fromkeys(wanted))
 
 
-def _output_schema(first: pd.DataFrame, source_schema, layout: ScoringLayout):
+def _output_schema(first: pd.DataFrame, source_schema: Any, layout: ScoringLayout) -> Any:
     """Arrow schema of the output: input columns keep their stored types, score columns fixed ones.
 
     The first chunk alone cannot decide a column that is empty in it (``top_features`` of a chunk
@@ -147,6 +179,7 @@ def _output_schema(first: pd.DataFrame, source_schema, layout: ScoringLayout):
         "score": pa.float64(),
         "normalized_score": pa.float64(),
         "is_anomaly": pa.bool_(),
+        "is_alert": pa.bool_(),
         "p_value": pa.float64(),
         "severity": pa.string(),
         "top_features": pa.string(),
@@ -165,32 +198,41 @@ def _output_schema(first: pd.DataFrame, source_schema, layout: ScoringLayout):
     return pa.schema(fields, metadata=table.schema.metadata)
 
 
-def _score(model, frame: pd.DataFrame, history: pd.DataFrame | None) -> pd.DataFrame:
-    """``model.score(frame)``, with ``history`` for a model that derives features (others take none)."""
-    if getattr(model, "derivation", None) is None:
+def _needs_history(model: AnomalyModel) -> bool:
+    """Whether ``model`` scores with warm-up rows (derived features or a sequence-aware detector)."""
+    return bool(getattr(model, "needs_history", False))
+
+
+def _score(model: AnomalyModel, frame: pd.DataFrame, history: pd.DataFrame | None) -> pd.DataFrame:
+    """``model.score(frame)``, with ``history`` for a model that needs warm-up (others take none)."""
+    if not _needs_history(model):
         return model.score(frame)
     return model.score(frame, history=history)
 
 
-def _next_history(model, history: pd.DataFrame | None, chunk: pd.DataFrame) -> pd.DataFrame | None:
+def _next_history(
+    model: AnomalyModel, history: pd.DataFrame | None, chunk: pd.DataFrame
+) -> pd.DataFrame | None:
     """The warm-up of the chunk after ``chunk``: the tail of ``history`` + ``chunk`` it needs."""
-    derivation = getattr(model, "derivation", None)
-    if derivation is None or not len(chunk):
+    if not _needs_history(model) or not len(chunk):
         return None
-    from pynomaly_core.features.derived import history_tail
-
+    columns = model.history_columns
     rows = (
-        chunk
+        chunk[columns]
         if history is None or not len(history)
-        else pd.concat([history, chunk], ignore_index=True)
+        else pd.concat([history[columns], chunk[columns]], ignore_index=True)
     )
     # every row so far counts: the next chunk starts after them in a time-ordered file
-    after = pd.to_datetime(rows[derivation.event_time], utc=True).max() + pd.Timedelta(1, "ns")
-    return history_tail(rows, derivation, after)
+    ordering = model.series if model.sequence_rows else model.derivation
+    if ordering is None:
+        raise ValueError("a model scoring with warm-up rows needs its series order or derivation")
+    time_column = ordering.event_time
+    after = pd.to_datetime(rows[time_column], utc=True).max() + pd.Timedelta(1, "ns")
+    return model.history_tail(rows, after)
 
 
 def score_parquet(
-    model,
+    model: AnomalyModel,
     source: str | Path,
     destination: str | Path,
     layout: ScoringLayout,
@@ -272,12 +314,15 @@ def score_parquet(
             rows += len(out)
             chunks += 1
             del out
+        alerts = within_budget(scores[:rows], flags[:rows], layout.alert_limit)
         if writer is None:  # an empty partition: write the empty frame the in-memory path would
             empty = parquet.read(columns=columns).to_pandas()
             score_frame(model, empty, layout).to_parquet(tmp, index=False)
         else:
             writer.close()
             writer = None
+            if not np.array_equal(alerts, flags[:rows]):
+                _rewrite_alerts(Path(tmp), alerts, compression)
         os.replace(tmp, destination)
     except BaseException:
         if writer is not None:
@@ -294,11 +339,39 @@ def score_parquet(
         flags=flags[:rows],
         labels=labels[:rows] if layout.label is not None else None,
         severity_counts=severity_counts,
+        alerts=alerts,
     )
+
+
+def _rewrite_alerts(path: Path, alerts: np.ndarray, compression: str) -> None:
+    """Replace the ``is_alert`` column of the scored file ``path`` by ``alerts``, one row group at
+    a time (the budget is known only once every chunk is scored)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fd, rewritten = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=path.parent)
+    os.close(fd)
+    try:
+        source = pq.ParquetFile(path, pre_buffer=False)
+        column = source.schema_arrow.get_field_index("is_alert")
+        with pq.ParquetWriter(rewritten, source.schema_arrow, compression=compression) as writer:
+            start = 0
+            for group in range(source.num_row_groups):
+                table = source.read_row_group(group)
+                end = start + table.num_rows
+                table = table.set_column(
+                    column, "is_alert", pa.array(alerts[start:end], type=pa.bool_())
+                )
+                writer.write_table(table)
+                start = end
+        os.replace(rewritten, path)
+    except BaseException:
+        Path(rewritten).unlink(missing_ok=True)
+        raise
 
 
 def parquet_rows(path: str | Path) -> int:
     """Row count of a Parquet file from its footer (nothing else is read)."""
     import pyarrow.parquet as pq
 
-    return pq.ParquetFile(path).metadata.num_rows
+    return cast("int", pq.ParquetFile(path).metadata.num_rows)

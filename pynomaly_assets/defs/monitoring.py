@@ -28,14 +28,19 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from pynomaly_assets.feed_context import FeedContext
+from pynomaly_assets.feed_context import FeedContext, transient
 from pynomaly_assets.names import (
     DRIFT_WITHIN_BOUNDS,
     MODEL_VERSION_KEY,
     PARTITION_KEY,
     PERFORMANCE_NOT_DEGRADED,
 )
-from pynomaly_assets.resources import ModelStoreResource, ReportStoreResource, WarehouseResource
+from pynomaly_assets.resources import (
+    FrameStoreResource,
+    ModelStoreResource,
+    ReportStoreResource,
+    WarehouseResource,
+)
 from pynomaly_core.storage import atomic_write_text
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -191,6 +196,7 @@ def build_monitoring_reference_asset(fc: FeedContext) -> dg.AssetsDefinition:
         model_store: ModelStoreResource,
     ):
         from pynomaly_core.drift import build_normal_days, build_reference
+        from pynomaly_core.drift.reference import save_derivation
         from pynomaly_core.evaluation.health import canaries_for, performance_baseline
         from pynomaly_core.lifecycle import ChampionRecord, NoChampionError, split_holdout
 
@@ -213,9 +219,13 @@ def build_monitoring_reference_asset(fc: FeedContext) -> dg.AssetsDefinition:
             raise dg.Failure(f"asset {reference_key.to_user_string()}: {exc}") from exc
         seed = feed.detector.random_state or 0
         holdout_scores = np.asarray(model.decision_function(holdout), dtype=float)
+        # the derived columns drift too: computed with the champion's own derivation, in time order
+        derived = model.derivation.derived_names if model.derivation is not None else []
+        reference_rows = model.derive(training_window) if derived else training_window
+        save_derivation(directory, model.derivation)
         build_reference(
-            training_window[feed.feature_names],
-            numeric,
+            reference_rows[[*feed.feature_names, *derived]],
+            [*numeric, *derived],
             categorical,
             holdout_scores,
             expected_alert_rate=feed.detector.contamination,
@@ -236,7 +246,7 @@ def build_monitoring_reference_asset(fc: FeedContext) -> dg.AssetsDefinition:
             training_window,
             feed,
             model,
-            numeric=numeric,
+            numeric=[*numeric, *derived],
             categorical=categorical,
             canaries=canaries_for(feed, numeric),
             random_state=seed,
@@ -286,11 +296,33 @@ def _drift_metadata(
         "score_reference": result.score_reference,
         "drift_seconds": float(result.seconds),
         "reference_version": version,
+        MODEL_VERSION_KEY: version,  # the model switch on the partition charts
         "in_training_window": in_window,
         "report_html": dg.MetadataValue.path(str(html)),
         "report_json": dg.MetadataValue.path(str(json_path)),
         "columns": dg.MetadataValue.md(result.columns.to_markdown(index=False, floatfmt=".4f")),
     }
+
+
+def derived_day(
+    context: dg.AssetExecutionContext,
+    fc: FeedContext,
+    frame_store: FrameStoreResource,
+    reference_dir: Path,
+    validated: pd.DataFrame,
+) -> pd.DataFrame:
+    """``validated`` with the champion's derived columns (stored beside its reference), computed
+    with the warm-up read from the previous partitions as scoring does; unchanged without any."""
+    from pynomaly_core.drift.reference import load_derivation
+
+    derivation = load_derivation(reference_dir)
+    if derivation is None:
+        return validated
+    from pynomaly_assets.defs.scoring import warmup_history
+    from pynomaly_core.model import AnomalyModel
+
+    deriver = AnomalyModel(fc.feed.features, derivation=derivation)
+    return deriver.derive(validated, warmup_history(context, fc, frame_store.store(), deriver))
 
 
 def build_drift_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
@@ -313,6 +345,7 @@ def build_drift_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
             dg.AssetCheckSpec(
                 DRIFT_WITHIN_BOUNDS,
                 asset=drift_key,
+                partitions_def=fc.partitions_def,  # one history row per evaluation, with its day
                 blocking=False,
                 description="Held to the feed's normal day-to-day range (measured on the champion's reference days): "
                 f"a share of features whose PSI is past its normal limit (monitoring.normal_quantile "
@@ -331,6 +364,7 @@ def build_drift_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
         anomaly_scores: pd.DataFrame,
         validated: pd.DataFrame,
         reports: ReportStoreResource,
+        frame_store: FrameStoreResource,
     ):
         from pynomaly_core.drift import DriftReference, judge
         from pynomaly_core.drift import drift_report as run_drift
@@ -340,14 +374,19 @@ def build_drift_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
         baseline = read_baseline(
             reports, fc, version
         )  # fails clearly when the reference was never built
-        in_window = day in set(baseline.get("training_days") or [])
+        in_window = day[:10] in set(baseline.get("training_days") or [])  # an hour: its day
         reference = DriftReference.load(reports.reference_dir(feed.name, version))
         normal, ranges = read_normal(reports, fc, version)
         out_dir = reports.feed_dir(feed.name, "drift")
-        html = out_dir / f"{day}.html"
+        # one report per day AND model version: a rescore by a new champion must not erase the
+        # evidence (the drift the first scoring saw) that led to it
+        html = out_dir / f"{day}.model-{version}.html"
+        current = derived_day(
+            context, fc, frame_store, reports.reference_dir(feed.name, version), validated
+        )
         result = run_drift(
             reference,
-            validated[feed.feature_names].reset_index(drop=True),
+            current[reference.features].reset_index(drop=True),
             anomaly_scores["score"].to_numpy(dtype=float),
             anomaly_scores["is_anomaly"].to_numpy(dtype=bool),
             html_path=html,
@@ -370,7 +409,7 @@ def build_drift_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
             **result.summary(),
             **judged,
         }
-        json_path = _write_json(out_dir / f"{day}.json", summary)
+        json_path = _write_json(out_dir / f"{day}.model-{version}.json", summary)
         check = _check_result(
             DRIFT_WITHIN_BOUNDS,
             verdict,
@@ -465,6 +504,7 @@ def build_detector_performance_asset(fc: FeedContext) -> dg.AssetsDefinition:
             dg.AssetCheckSpec(
                 PERFORMANCE_NOT_DEGRADED,
                 asset=performance_key,
+                partitions_def=fc.partitions_def,  # one history row per evaluation, with its day
                 blocking=False,
                 description="With labels: average precision within monitoring.ap_tolerance_warn / _error of the "
                 "champion's baseline. Without: canary recall and alert rate within the feed's normal day-to-day "
@@ -499,9 +539,18 @@ def build_detector_performance_asset(fc: FeedContext) -> dg.AssetsDefinition:
         version = scored_version(anomaly_scores, fc)
         _require_drift_of_version(fc, drift_report, day, version)
         baseline = read_baseline(reports, fc, version)
-        feedback = read_feedback(
-            warehouse.engine(), feed=feed.name, start=day, end=day, schema=warehouse.schema_name
-        )
+        try:
+            feedback = read_feedback(
+                warehouse.engine(),
+                feed=feed.name,
+                start=day[:10],
+                end=day[:10],
+                schema=warehouse.schema_name,
+            )
+        except Exception as exc:
+            if transient(exc):  # a warehouse restart: retry the step (feed setting retries)
+                raise fc.retry_requested(context) from exc
+            raise
         measured = measure_partition(
             baseline_champion(baseline).load(model_store.signing_key()),
             validated,
@@ -511,7 +560,8 @@ def build_detector_performance_asset(fc: FeedContext) -> dg.AssetsDefinition:
             settings,
             score_health=health_measurements(drift_report),
             canaries=canaries_for(feed, numeric),
-            random_state=(feed.detector.random_state or 0) + int(day.replace("-", "")) % 10_000,
+            random_state=(feed.detector.random_state or 0)
+            + int("".join(filter(str.isdigit, day))) % 10_000,
         )
         verdict = judge(
             measured.values, baseline, settings, normal=read_normal(reports, fc, version)[1]

@@ -12,6 +12,7 @@ it (``model_version``) and the one whose scores it replaced (``previous_model_ve
 """
 
 import base64
+import dataclasses
 import io
 import time
 from typing import TYPE_CHECKING
@@ -20,9 +21,18 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from pynomaly_assets.defs.validation import (
+    AcceptFailedValidation,
+    accept_hint,
+    accepted_partitions,
+    failed_validations,
+    is_accepted,
+    record_accepted,
+)
 from pynomaly_assets.feed_context import FeedContext
 from pynomaly_assets.names import MODEL_VERSION_KEY, PREVIOUS_MODEL_VERSION_KEY
 from pynomaly_assets.resources import FrameStoreResource, ModelStoreResource
+from pynomaly_core.severity import budget_metadata
 from pynomaly_core.streaming import (
     NO_LABEL,
     SEVERITY_LEVELS,
@@ -108,8 +118,8 @@ def label_codes(labels: pd.Series) -> np.ndarray:
     return labels.astype("float64").fillna(NO_LABEL).to_numpy().astype("int8")
 
 
-class ScoringConfig(dg.Config):
-    """Run config of ``anomaly_scores``."""
+class ScoringConfig(AcceptFailedValidation):
+    """Run config of ``anomaly_scores`` (``accept_failed_validation``: see :func:`validation_gate`)."""
 
     allow_hindsight: bool = False
     """Rescore a partition that another model version scored even though the champion's training
@@ -159,6 +169,43 @@ def hindsight_guard(
     }
 
 
+def validation_gate(
+    context: dg.AssetExecutionContext, fc: FeedContext, configured: list[str]
+) -> dict:
+    """Refuse (``dg.Failure``) a partition whose latest ``validated`` evaluation failed a blocking check.
+
+    The checks block downstream steps only inside the run that evaluated them; a later scoring
+    run reads the verdict from the instance. Returns the metadata recording an accepted override.
+    """
+    partition = context.partition_key
+    failed = failed_validations(context.instance, fc.key("validated"), [partition])
+    if not failed:
+        return {}
+    if not is_accepted(partition, accepted_partitions(context, configured)):
+        raise dg.Failure(
+            f"feed {fc.name!r}: {failed[partition].describe()}, so "
+            f"{context.asset_key.to_user_string()} refuses to use it: a partition that failed "
+            f"validation is neither scored, exported nor trained on until it passes. Fix the source and "
+            f"re-materialize {fc.key('validated').to_user_string()} (job {fc.name}__ingest), or, "
+            f"{accept_hint(context.asset_key, context.op_def.name, partition)}.",
+            allow_retries=False,
+        )
+    return record_accepted(context, failed)
+
+
+def alert_limit(context: dg.AssetExecutionContext, fc: FeedContext, rows: int) -> int | None:
+    """Alerts the partition may raise under the feed's budget (None: no budget), the per-day
+    number prorated to the partition's length (:class:`~pynomaly_core.severity.AlertBudget`)."""
+    from pynomaly_core.severity import AlertBudget
+
+    budget = AlertBudget(fc.feed.scoring.max_alerts_per_day, fc.feed.scoring.max_alert_rate)
+    if not budget.active:
+        return None
+    window = context.partition_time_window
+    days = (pd.Timestamp(window.end) - pd.Timestamp(window.start)) / pd.Timedelta(days=1)
+    return budget.limit(rows, days)
+
+
 #: at most this many earlier partitions are read for one partition's warm-up (a sparse feed's
 #: previous day may hold fewer rows than the longest look-back)
 MAX_WARMUP_PARTITIONS = 31
@@ -167,31 +214,29 @@ MAX_WARMUP_PARTITIONS = 31
 def warmup_history(
     context: dg.AssetExecutionContext, fc: FeedContext, store, model
 ) -> pd.DataFrame | None:
-    """The earlier rows that the champion's derived features need (None: no derivation).
+    """The earlier rows that the champion's derived features and sequence-aware detector need
+    (None: neither; :meth:`AnomalyModel.history_tail`).
 
-    Read explicitly from the previous validated partitions (only the columns the derivation uses),
+    Read explicitly from the previous validated partitions (only the columns the warm-up uses),
     going back until the warm-up is covered for every entity of this partition
     (:func:`~pynomaly_core.features.derived.warmup_covered`), at most
     :data:`MAX_WARMUP_PARTITIONS`, so a day scored alone equals the same day scored inside a long
     run. A missing earlier partition stops the walk with a warning: the rows it would have
     warmed up get imputed derived values.
     """
-    from pynomaly_core.features.derived import history_tail, warmup, warmup_covered
-
-    derivation = model.derivation
-    if derivation is None or not warmup(derivation).needed:
+    if not model.needs_history:
         return None
     keys = fc.partitions_def.get_partition_keys()
     position = keys.index(context.partition_key)
-    columns = derivation.columns
+    columns = model.history_columns
     start = pd.Timestamp(context.partition_time_window.start).tz_convert("UTC")
     validated = list(fc.key("validated").path)
     entities = None
-    if derivation.entity is not None and derivation.derived.per_entity:
+    if model.warmup_entity is not None:
         entities = pd.read_parquet(
-            store.path(validated, context.partition_key), columns=[derivation.entity]
+            store.path(validated, context.partition_key), columns=[model.warmup_entity]
         )
-        entities = entities[derivation.entity].to_numpy()
+        entities = entities[model.warmup_entity].to_numpy()
     parts: list[pd.DataFrame] = []
     for key in reversed(keys[max(0, position - MAX_WARMUP_PARTITIONS) : position]):
         path = store.path(validated, key)
@@ -202,9 +247,9 @@ def warmup_history(
             )
             break
         parts.insert(0, pd.read_parquet(path, columns=columns))
-        if warmup_covered(pd.concat(parts, ignore_index=True), derivation, start, entities):
+        if model.warmup_covered(pd.concat(parts, ignore_index=True), start, entities):
             break
-    return history_tail(pd.concat(parts, ignore_index=True), derivation, start) if parts else None
+    return model.history_tail(pd.concat(parts, ignore_index=True), start) if parts else None
 
 
 def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
@@ -216,6 +261,7 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
         deps=[fc.key("validated")],
         ins={"champion": dg.AssetIn(key=fc.key("champion"))},
         partitions_def=fc.partitions_def,
+        backfill_policy=fc.backfill_policy,
         group_name=feed.name,
         kinds={"parquet"},
         io_manager_key="frame_io_manager",
@@ -230,8 +276,25 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
         frame_store: FrameStoreResource,
         model_store: ModelStoreResource,
     ):
+        return fc.each_partition(
+            context,
+            score_one,
+            config=config,
+            champion=champion,
+            frame_store=frame_store,
+            model_store=model_store,
+        )
+
+    def score_one(
+        context: dg.AssetExecutionContext,
+        config: ScoringConfig,
+        champion: dict,
+        frame_store: FrameStoreResource,
+        model_store: ModelStoreResource,
+    ):
         from pynomaly_core.lifecycle import ChampionRecord, NoChampionError
 
+        accepted = validation_gate(context, fc, config.accept_failed_validation)
         record = ChampionRecord.from_value(champion)
         try:
             model = record.load(model_store.signing_key())
@@ -260,7 +323,9 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
         title = f"{feed.name} {partition}"
         chunk_rows = feed.scoring.chunk_rows
         history = warmup_history(context, fc, store, model)
-        if parquet_rows(source) > chunk_rows:
+        rows = parquet_rows(source)
+        layout = dataclasses.replace(layout, alert_limit=alert_limit(context, fc, rows))
+        if rows > chunk_rows:
             destination = store.path(list(context.asset_key.path), partition)
             result = score_parquet(
                 model, source, destination, layout, chunk_rows=chunk_rows, history=history
@@ -277,6 +342,8 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
             metadata.update(
                 {
                     **versions,
+                    **accepted,
+                    **budget_metadata(result.flags, result.alerts, layout.alert_limit),
                     "path": dg.MetadataValue.path(str(destination)),
                     "scoring_chunks": result.chunks,
                     "chunk_rows": chunk_rows,
@@ -298,6 +365,13 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
             champion,
             title,
         )
-        return dg.MaterializeResult(value=out, metadata={**metadata, **versions})
+        budget = budget_metadata(
+            out["is_anomaly"].to_numpy(dtype=bool),
+            out["is_alert"].to_numpy(dtype=bool),
+            layout.alert_limit,
+        )
+        return dg.MaterializeResult(
+            value=out, metadata={**metadata, **versions, **accepted, **budget}
+        )
 
     return anomaly_scores

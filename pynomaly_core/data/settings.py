@@ -25,8 +25,24 @@ class Strict(BaseModel):
 
 
 class Partitioning(Strict):
+    """How a feed is cut into partitions (UTC days or hours) and how a range of them is backfilled."""
+
     start_date: dt.date
-    end_offset: int = Field(0, ge=0, description="Partitions after today that may be materialized.")
+    end_offset: int = Field(
+        0,
+        ge=0,
+        description="Partitions (days or hours) after the current one that may be materialized.",
+    )
+    granularity: Literal["daily", "hourly"] = Field(
+        "daily",
+        description="One partition per UTC day or per UTC hour (keys 2026-01-01 or 2026-01-01-13:00).",
+    )
+    max_partitions_per_run: int | None = Field(
+        None,
+        ge=1,
+        description="A backfill of ingest, validation, scoring and export runs this many partitions per "
+        "run (default: the whole range in one run).",
+    )
 
 
 _SPAN = re.compile(r"\A\d+\s*(s|sec|min|h|d)\Z")
@@ -84,11 +100,15 @@ class DerivedFeature(Strict):
         return f"{self.source}__{self.kind}_{arg}"
 
 
+def _default_calendar_fields() -> list[Literal["hour", "dayofweek", "month"]]:
+    return ["hour", "dayofweek"]
+
+
 class CalendarFeatures(Strict):
     """Calendar features of the event time (UTC, or ``zone``): hour of day, day of week, month."""
 
     fields: list[Literal["hour", "dayofweek", "month"]] = Field(
-        default_factory=lambda: ["hour", "dayofweek"]
+        default_factory=_default_calendar_fields
     )
     #: sin/cos pairs instead of integers, so 23:00 and 00:00 are neighbours
     cyclical: bool = True
@@ -125,8 +145,9 @@ class DerivedSettings(Strict):
     def names(self) -> list[str]:
         """Names of the derived columns, in order: the declared features, then calendar columns."""
         names = [spec.column for spec in self.features]
-        for field in self.calendar.fields if self.calendar is not None else []:
-            names += [f"{field}_sin", f"{field}_cos"] if self.calendar.cyclical else [field]
+        if self.calendar is not None:
+            for field in self.calendar.fields:
+                names += [f"{field}_sin", f"{field}_cos"] if self.calendar.cyclical else [field]
         return names
 
     def inputs(self, event_time: str, entity: str | None) -> list[str]:
@@ -256,6 +277,19 @@ class ScoringSettings(Strict):
         ge=1_000,
         description="A validated partition with more rows than this is scored in chunks of this many rows "
         "(bounded peak memory).",
+    )
+    max_alerts_per_day: int | None = Field(
+        None,
+        ge=0,
+        description="Alert budget: at most this many alerts per day; flagged rows beyond it (the lowest "
+        "scores) stay scored and flagged but are not alerts (is_alert false). Default: no budget.",
+    )
+    max_alert_rate: float | None = Field(
+        None,
+        gt=0.0,
+        le=1.0,
+        description="Alert budget as a share of the day's rows (rounded up); with max_alerts_per_day "
+        "the smaller applies.",
     )
 
 
@@ -393,6 +427,22 @@ class MonitoringSettings(Strict):
         return self
 
 
+class RetrySettings(Strict):
+    """Step retries of the I/O steps (``raw``, ``validated``, ``anomaly_table``): a warehouse or
+    source that restarts or drops a connection fails one attempt, not the run. Each retry waits
+    ``delay_seconds`` times 2 per earlier retry, with random jitter (so the steps of many runs
+    do not reconnect at once). Errors that retrying cannot fix (bad data, a missing file, a
+    failed check) are never retried."""
+
+    max_retries: int = Field(
+        3, ge=0, le=20, description="Retries of a failed I/O step (0: no retries)."
+    )
+    delay_seconds: float = Field(
+        2.0, ge=0.0, le=600.0, description="Wait before the first retry; doubled for each next one."
+    )
+    jitter: bool = Field(True, description="Randomize each wait by up to +/- its length.")
+
+
 class ScheduleSettings(Strict):
     daily_cron: str = Field(
         "0 1 * * *", description="When the daily job runs (UTC); it processes the previous day."
@@ -400,14 +450,30 @@ class ScheduleSettings(Strict):
     daily_running: bool = Field(
         False, description="Start the daily schedule running (default: stopped)."
     )
+    hourly_cron: str = Field(
+        "10 * * * *",
+        description="Hourly feeds (partitioning.granularity: hourly): when the daily job's schedule runs "
+        "(UTC); it processes the hour that ended. daily_cron is not used by them.",
+    )
     maintenance_cron: str = Field(
         "0 3 * * 1", description="Weekly maintenance (UTC), for the week that ended."
     )
     maintenance_running: bool = Field(
         False, description="Start the weekly maintenance schedule running."
     )
+    trigger: Literal["cron", "arrival"] = Field(
+        "cron",
+        description="cron: the daily schedule runs each ended day; arrival: <feed>__arrival_sensor "
+        "runs a day when its files land or change (csv/parquet sources, local or remote).",
+    )
+    arrival_interval_seconds: int = Field(
+        60, ge=10, description="How often the arrival sensor lists the source."
+    )
+    arrival_lookback_days: int = Field(
+        3, ge=1, le=366, description="Days (ending today, UTC) the arrival sensor lists each tick."
+    )
 
-    @field_validator("daily_cron", "maintenance_cron")
+    @field_validator("daily_cron", "hourly_cron", "maintenance_cron")
     @classmethod
     def _cron(cls, value: str) -> str:
         fields = value.split()
@@ -445,3 +511,32 @@ class NotificationSettings(Strict):
     max_retrains: int = Field(2, ge=0)
     min_average_precision: float = Field(0.3, ge=0.0, le=1.0)
     cooldown_hours: float = Field(24.0, ge=0.0)
+    #: the alert sensors (docs/operations.md): run failures and days with critical anomalies
+    alerts_running: bool = Field(True, description="Start the alert sensors running.")
+    alert_on_run_failure: bool = True
+    alert_min_critical_rows: int = Field(
+        1, ge=0, description="Critical rows in a scored day that send an alert (0 = never)."
+    )
+    alert_cooldown_hours: float = Field(
+        6.0, ge=0.0, description="At most one alert of a kind per feed within this time."
+    )
+
+
+class FreshnessSettings(Strict):
+    """When a day's data must have landed: ``expected_by`` (``HH:MM``, UTC) on the next day."""
+
+    expected_by: str | None = None
+
+    @field_validator("expected_by")
+    @classmethod
+    def _clock(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError(f"{value!r} is not a time of day HH:MM (UTC), e.g. 06:00")
+        return value
+
+    def deadline_cron(self) -> str | None:
+        """The cron of the deadline (``expected_by`` every day)."""
+        if self.expected_by is None:
+            return None
+        hour, minute = self.expected_by.split(":")
+        return f"{int(minute)} {int(hour)} * * *"

@@ -17,10 +17,22 @@ time steps of ONE series, and a row's score depends on the rows before it:
   interleaved are read as one series jumping between them.
 
 Everything here is plain Python: it tells the model pipeline what to do without importing
-torch (reading a class attribute, never fitting anything). Not yet done: ``AnomalyModel`` and
-chunked scoring pass the warm-up only to the derived features, not to a sequence-aware detector,
-and do not split rows by entity; until they do, a partition's first ``window_size - 1`` rows are
-scored on edge-padded windows, and these detectors are not in any default portfolio.
+torch (reading a class attribute, never fitting anything). The pipeline does it in
+:class:`pynomaly_core.model.AnomalyModel` when the model has a
+:class:`~pynomaly_core.model.SeriesOrder` (every model the lifecycle trains has the feed's event
+time and entity): it fits on the rows sorted by event time, entity after entity; it scores each
+entity on its own, in time order, after the previous rows that
+:meth:`~pynomaly_core.model.AnomalyModel.history_tail` cut (the derived features' look-back plus
+``window_size - 1`` rows); and it returns the scores aligned to the rows as given. The scoring
+asset reads that tail from the previous validated partitions and chunked scoring
+(:func:`pynomaly_core.streaming.score_parquet`) hands each chunk the tail of the one before, so a
+day scored alone equals the same day inside a long run. Training windows are fitted as one
+series per call, entity blocks one after the other: the ``window_size - 1`` windows at each
+entity boundary span two entities during training only (the training scores that set the
+threshold are computed per entity). A time-aware feed (``entity`` or ``derived`` section) gets
+ConvAE and LSTMAE in its default portfolio
+(:data:`pynomaly_core.lifecycle.candidates.SEQUENCE_CANDIDATE_PARAMS`). A model built without a
+``SeriesOrder`` reads the rows as given, first rows edge-padded.
 """
 
 from __future__ import annotations
@@ -50,7 +62,7 @@ def warmup_rows(detector: Any) -> int:
     if not is_sequence_aware(detector):
         return 0
     if isinstance(detector, type):  # a class: its constructor's default window
-        size = inspect.signature(detector.__init__).parameters["window_size"].default
+        size = inspect.signature(detector).parameters["window_size"].default
     else:
         size = getattr(detector, "window_size", None)
     owner = detector.__name__ if isinstance(detector, type) else type(detector).__name__

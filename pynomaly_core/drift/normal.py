@@ -53,14 +53,16 @@ days than each one alone. With fewer reference days than ``normal_min_days`` (or
 Stored beside the drift reference (:meth:`NormalDays.save`: a JSON manifest, the per-day table
 and the pooled scores as Parquet, digests checked on load).
 
-Derived features (a feed's ``derived`` section) are not yet computed inside the model; once
-they are, three things here must follow: :func:`_unfitted_copy` must build the fold model with
-the same derivation as the champion; a fold's training rows (the window minus a block of days)
-and a scored reference day must be given their warm-up history
-(:func:`pynomaly_core.features.derived.history_tail`) so lags and windows do not reach across
-the held-out block; and ``psi:<column>`` should cover the derived columns too
-(``feed.model_feature_names``). Canaries already go in through the raw feature columns and the
-model's scoring call (:func:`pynomaly_core.evaluation.health.series_canary_recall`).
+Derived features (a feed's ``derived`` section) and sequence-aware detectors: the fold models
+are built with the champion's derivation and series order (:func:`_unfitted_copy`); a scored
+reference day gets the rows before it as warm-up
+(:meth:`~pynomaly_core.model.AnomalyModel.history_tail`), as a scored day does; and
+``psi:<column>`` covers the derived columns that ``numeric`` names, computed with the champion's
+derivation over the whole window in time order (the values the long run has, each from past rows
+only). A fold's training rows are the window minus a block of days: the first rows after the
+block see the rows before it as their look-back (a gap of a few rows in a long fit). Canaries go
+in through the raw feature columns and the model's scoring call
+(:func:`pynomaly_core.evaluation.health.series_canary_recall`).
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 import pandas as pd
@@ -90,7 +92,8 @@ from pynomaly_core.drift.reference import MAX_REFERENCE_SCORES, _read_parquet, _
 from pynomaly_core.storage import atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pynomaly_core.data.config import FeedConfig, MonitoringSettings
+    from pynomaly_core.data.config import FeedConfig
+    from pynomaly_core.data.settings import MonitoringSettings
     from pynomaly_core.evaluation.health import Canaries
     from pynomaly_core.model import AnomalyModel
 
@@ -279,7 +282,7 @@ class NormalDays:
             )
             if r is not None:
                 out[column] = r
-        specs = (
+        specs: tuple[tuple[str, str, Direction, float | None], ...] = (
             ("score_psi", "anomaly-score PSI", "above", PSI_FLOOR),
             (
                 "alert_rate",
@@ -410,14 +413,32 @@ def _unfitted_copy(model: AnomalyModel) -> AnomalyModel:
         scaling=model.scaling,
         severity_cutoffs=model.severity_cutoffs,
         derivation=getattr(model, "derivation", None),
+        series=getattr(model, "series", None),
     )
+
+
+def _warm(model: AnomalyModel, window: pd.DataFrame, day: str) -> pd.DataFrame | None:
+    """The rows of ``window`` before ``day`` that ``model`` needs as warm-up (None: none)."""
+    if not getattr(model, "needs_history", False):
+        return None
+    # history_tail keeps the rows before the day only
+    return model.history_tail(window, pd.Timestamp(str(day), tz="UTC"))
+
+
+def derived_columns(model: AnomalyModel, numeric: list[str]) -> list[str]:
+    """The columns of ``numeric`` that ``model``'s derivation computes (not in the feed's rows)."""
+    derivation = getattr(model, "derivation", None)
+    names = set(derivation.derived_names) if derivation is not None else set()
+    return [c for c in numeric if c in names]
 
 
 def normalized_scores(model: AnomalyModel, scores: np.ndarray) -> np.ndarray:
     """Raw ``scores`` of ``model`` as the share of its training scores below them (``normalized_score``)."""
     from pynomaly_core.model import QUANTILE_LEVELS
 
-    return np.interp(np.asarray(scores, dtype=float), model.quantiles_, QUANTILE_LEVELS)
+    return cast(
+        "np.ndarray", np.interp(np.asarray(scores, dtype=float), model.quantiles_, QUANTILE_LEVELS)
+    )
 
 
 def _feature_psi(
@@ -483,7 +504,12 @@ def build_normal_days(
     settings = feed.monitoring
     features = [*numeric, *categorical]
     expected = float(feed.detector.contamination)
-    require_columns(window, [*features, feed.event_time], f"training window of feed {feed.name!r}")
+    derived = derived_columns(model, numeric)
+    require_columns(
+        window,
+        [*(c for c in features if c not in derived), feed.event_time],
+        f"training window of feed {feed.name!r}",
+    )
     days = pd.to_datetime(window[feed.event_time], utc=True).dt.strftime("%Y-%m-%d").to_numpy()
     unique = sorted(pd.unique(days[pd.notna(days)]))
 
@@ -517,7 +543,10 @@ def build_normal_days(
         else None
     )
     window = window.reset_index(drop=True)
-    values: dict[str, Any] = {c: numeric_values(window, c, "training window") for c in numeric}
+    with_derived = model.derive(window) if derived else window
+    values: dict[str, Any] = {
+        c: numeric_values(with_derived, c, "training window") for c in numeric
+    }
     values.update({c: window[c] for c in categorical})
     oof = np.full(len(window), np.nan)
     per_day: dict[str, dict[str, float]] = {}
@@ -546,7 +575,13 @@ def build_normal_days(
         for day in block:
             rows = days == day
             frame = window[rows].reset_index(drop=True)
-            raw = np.asarray(fold_model.decision_function(frame), dtype=float)
+            history = _warm(fold_model, window, day)
+            raw = np.asarray(
+                fold_model.decision_function(frame)
+                if history is None
+                else fold_model.decision_function(frame, history),
+                dtype=float,
+            )
             oof[rows] = normalized_scores(fold_model, raw)
             if day not in measured:
                 continue

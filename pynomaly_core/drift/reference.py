@@ -333,3 +333,28 @@ def build_reference(
         bins=bins,
         n_scores=int(scores.size),
     )
+
+
+#: the champion's derivation, stored beside its drift reference (JSON)
+DERIVATION_FILE = "derivation.json"
+
+
+def save_derivation(directory: Path, derivation: Any) -> None:
+    """Store the champion's :class:`~pynomaly_core.features.derived.Derivation` (or its absence)
+    beside its reference, so a day's drift derives its columns exactly as the champion did, even
+    after the feed file changes."""
+    from pynomaly_core.storage import atomic_write_text
+
+    payload = derivation.to_dict() if derivation is not None else None
+    atomic_write_text(Path(directory) / DERIVATION_FILE, json.dumps(payload))
+
+
+def load_derivation(directory: Path) -> Any:
+    """The derivation :func:`save_derivation` stored (None: none stored, or the champion has none)."""
+    from pynomaly_core.features.derived import Derivation
+
+    path = Path(directory) / DERIVATION_FILE
+    if not path.exists():
+        return None
+    payload = json.loads(path.read_text())
+    return Derivation.from_dict(payload) if payload else None

@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,22 @@ def _require_evidently() -> Any:
     return evidently
 
 
+#: numeric values Evidently sees are clipped to +-this: its histograms and statistics take
+#: differences and squares, which overflow (NaN, "Too many bins") for valid values near 1e308.
+#: Order is kept, and a value this far out is drift by any measure.
+EVIDENTLY_VALUE_LIMIT = 1e150
+
+
+def _within_limit(frame: pd.DataFrame, numeric: list[str]) -> pd.DataFrame:
+    """``frame`` with its ``numeric`` columns clipped to +-:data:`EVIDENTLY_VALUE_LIMIT` (a copy
+    only when some value lies beyond it)."""
+    values = {c: frame[c].astype("float64") for c in numeric}
+    if not any((v.abs() > EVIDENTLY_VALUE_LIMIT).any() for v in values.values()):
+        return frame
+    limit = EVIDENTLY_VALUE_LIMIT
+    return frame.assign(**{c: v.clip(-limit, limit) for c, v in values.items()})
+
+
 def evidently_drift(
     reference: pd.DataFrame,
     current: pd.DataFrame,
@@ -69,6 +85,7 @@ def evidently_drift(
     report = Report(
         [DataDriftPreset(columns=features, drift_share=drift_share_threshold)], include_tests=True
     )
+    current, reference = _within_limit(current, numeric), _within_limit(reference, numeric)
     # Evidently's correlation widgets divide by a zero std on constant columns
     with np.errstate(divide="ignore", invalid="ignore"):
         snapshot = report.run(
@@ -160,7 +177,7 @@ class DriftResult:
 
     @property
     def drifted_columns(self) -> list[str]:
-        return self.columns.loc[self.columns["drifted"], "column"].tolist()
+        return cast("list[str]", self.columns.loc[self.columns["drifted"], "column"].tolist())
 
     def summary(self) -> dict[str, Any]:
         """All fields as plain JSON types (columns as a list of dicts, NaN as None)."""
@@ -252,10 +269,10 @@ def drift_report(
         )
     scores = np.asarray(current_scores, dtype=np.float64).ravel()
     flags = np.asarray(current_flags).ravel()
-    for name, values in (("current_scores", scores), ("current_flags", flags)):
-        if values.size != rows:
+    for name, given in (("current_scores", scores), ("current_flags", flags)):
+        if given.size != rows:
             raise DriftError(
-                f"{name} has {values.size} values but the current partition has {rows} rows"
+                f"{name} has {given.size} values but the current partition has {rows} rows"
             )
     if not np.isfinite(scores).all():
         raise DriftError(

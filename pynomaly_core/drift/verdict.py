@@ -27,7 +27,7 @@ import numpy as np
 from pynomaly_core.evaluation.health import Severity, Verdict
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pynomaly_core.data.config import MonitoringSettings
+    from pynomaly_core.data.settings import MonitoringSettings
     from pynomaly_core.drift.normal import NormalRanges
     from pynomaly_core.drift.report import DriftResult
 

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import pandas as pd
@@ -29,9 +29,14 @@ from pynomaly_core.lifecycle.evaluation import (
     score_models,
     write_evaluation_frame,
 )
+from pynomaly_core.lifecycle.feedback import (
+    labels_for,
+    training_verdicts,
+    with_feedback_candidate,
+)
 from pynomaly_core.lifecycle.record import LifecycleError
 from pynomaly_core.lifecycle.window import format_days, frame_days
-from pynomaly_core.model import AnomalyModel
+from pynomaly_core.model import AnomalyModel, SeriesOrder
 from pynomaly_core.severity import SeverityCutoffs
 from pynomaly_core.storage import FrameStore
 
@@ -43,6 +48,28 @@ ONE_DAY_HOLDOUT_FRACTION = 0.2
 #: champion, read back from the registry, still knows what it has seen
 TAG_TRAINING_DAYS = "pynomaly.training_days"
 _LOG = logging.getLogger(__name__)
+
+#: Sequence-aware candidates a time-aware feed (an ``entity`` or ``derived`` section) gets in its
+#: default portfolio, with small settings so a first training stays quick on a CPU: short windows,
+#: few epochs, early stopping. ``lifecycle.candidates`` with ``detector.params`` overrides them.
+SEQUENCE_CANDIDATE_PARAMS: dict[str, dict[str, Any]] = {
+    "ConvAE": {
+        "window_size": 16,
+        "channels": [16, 8],
+        "epochs": 15,
+        "batch_size": 128,
+        "patience": 3,
+    },
+    "LSTMAE": {
+        "window_size": 16,
+        "hidden_size": 16,
+        "epochs": 10,
+        "batch_size": 128,
+        "patience": 3,
+    },
+}
+#: seats of the default portfolio a time-aware feed gives to sequence-aware candidates
+SEQUENCE_SEATS = 2
 
 #: ``feedback(first_day, last_day)``: reviewer verdicts (columns record_key, label) of those holdout days
 FeedbackReader = Callable[[str, str], "pd.DataFrame | None"]
@@ -72,9 +99,29 @@ def split_holdout(frame: pd.DataFrame, feed: FeedConfig) -> tuple[pd.DataFrame, 
     return train.reset_index(drop=True), holdout.reset_index(drop=True)
 
 
+def time_aware(feed: FeedConfig) -> bool:
+    """Whether ``feed`` declares its rows a series (an ``entity`` or a ``derived`` section)."""
+    return feed.entity is not None or feed.derived is not None
+
+
+def sequence_candidates(feed: FeedConfig) -> list[str]:
+    """The sequence-aware detectors a time-aware feed's default portfolio adds (installed ones:
+    they need torch), at most :data:`SEQUENCE_SEATS` and never more than leaves a row-wise seat."""
+    if not time_aware(feed):
+        return []
+    from pynomaly_core.detectors.sequence import sequence_aware_names
+
+    installed = set(sequence_aware_names(installed_only=True))
+    seats = min(SEQUENCE_SEATS, feed.lifecycle.max_candidates - 1)
+    return [n for n in SEQUENCE_CANDIDATE_PARAMS if n in installed][: max(seats, 0)]
+
+
 def candidate_names(feed: FeedConfig, n_rows: int) -> list[str]:
     """The detectors to train: ``lifecycle.candidates`` or the default portfolio, with
-    ``detector.name`` first; semi-supervised detectors only when the feed has labels."""
+    ``detector.name`` first; semi-supervised detectors only when the feed has labels.
+
+    A time-aware feed's default portfolio seats :func:`sequence_candidates` next to the row-wise
+    registry portfolio (which keeps the other seats)."""
     from pynomaly_core.detectors import get_spec
 
     settings = feed.lifecycle
@@ -83,9 +130,15 @@ def candidate_names(feed: FeedConfig, n_rows: int) -> list[str]:
     else:
         from pynomaly_core.detectors.auto import default_portfolio
 
-        names = default_portfolio(
-            n_rows, len(feed.features), max_candidates=settings.max_candidates
-        )
+        sequence = sequence_candidates(feed)
+        names = [
+            *sequence,
+            *default_portfolio(
+                n_rows,
+                len(feed.features),
+                max_candidates=max(settings.max_candidates - len(sequence), 1),
+            ),
+        ]
     ordered = [feed.detector.name, *[n for n in names if n != feed.detector.name]]
     chosen: list[str] = []
     for name in ordered:
@@ -108,7 +161,10 @@ class Candidate:
 def _labels(frame: pd.DataFrame, feed: FeedConfig) -> np.ndarray | None:
     if feed.label is None:
         return None
-    return pd.to_numeric(frame[feed.label], errors="coerce").fillna(0).astype(int).to_numpy()
+    return cast(
+        "np.ndarray | None",
+        pd.to_numeric(frame[feed.label], errors="coerce").fillna(0).astype(int).to_numpy(),
+    )
 
 
 def _input_example(feed: FeedConfig, train: pd.DataFrame) -> pd.DataFrame:
@@ -125,7 +181,11 @@ def _input_example(feed: FeedConfig, train: pd.DataFrame) -> pd.DataFrame:
 
 
 def train_candidates(
-    feed: FeedConfig, train: pd.DataFrame, holdout: pd.DataFrame, names: list[str]
+    feed: FeedConfig,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    names: list[str],
+    verdicts: np.ndarray | None = None,
 ) -> list[Candidate]:
     """Fit each candidate on ``train`` (shared preprocessing); a failing candidate is kept
     with its error so the evaluation shows why it is missing.
@@ -141,8 +201,13 @@ def train_candidates(
     X = preprocessor.transform(derived_train)
     labels = _labels(train, feed)
     out = []
+    series = SeriesOrder(feed.event_time, feed.entity)
     for name in names:
-        params = dict(feed.detector.params) if name == feed.detector.name else {}
+        params = (
+            dict(feed.detector.params)
+            if name == feed.detector.name
+            else dict(SEQUENCE_CANDIDATE_PARAMS.get(name, {}))
+        )
         model = AnomalyModel(
             feed.features,
             detector=name,
@@ -152,6 +217,7 @@ def train_candidates(
             scaling=feed.detector.scaling,
             severity_cutoffs=severity_cutoffs(feed),
             derivation=derivation,
+            series=series,
         )
         start = time.perf_counter()
         try:
@@ -159,11 +225,11 @@ def train_candidates(
             # lost: non-finite scores are detected and reported as the candidate's error
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
-                model.fit(train, labels, preprocessor=preprocessor, X=X)
+                model.fit(train, labels_for(name, labels, verdicts), preprocessor=preprocessor, X=X)
                 holdout_scores = model.decision_function(
-                    holdout, history=train if derivation is not None else None
+                    holdout, history=_holdout_history(model, train, holdout, feed)
                 )
-            model.calibrate(np.concatenate([model.detector_.decision_scores_, holdout_scores]))
+            model.calibrate(np.concatenate([model.train_scores_, holdout_scores]))
         except Exception as exc:  # noqa: BLE001 - one broken candidate must not sink the others
             out.append(
                 Candidate(name, None, time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
@@ -171,6 +237,16 @@ def train_candidates(
             continue
         out.append(Candidate(name, model, time.perf_counter() - start))
     return out
+
+
+def _holdout_history(
+    model: AnomalyModel, train: pd.DataFrame, holdout: pd.DataFrame, feed: FeedConfig
+) -> pd.DataFrame | None:
+    """The training rows the holdout's first rows need as warm-up (derived features, windows)."""
+    if not model.needs_history:
+        return None
+    start = pd.to_datetime(holdout[feed.event_time], utc=True).min()
+    return model.history_tail(train, start)
 
 
 def float_metrics(row: pd.Series) -> dict[str, float]:
@@ -251,10 +327,12 @@ def train_candidate_batch(
     try:
         train, holdout = split_holdout(window, feed)
         names = candidate_names(feed, len(train))
+        train_verdicts = training_verdicts(feed, train, feedback)
+        names = with_feedback_candidate(names, train_verdicts)
     except ValueError as exc:
         raise LifecycleError(str(exc)) from exc
     log.info(f"training {len(names)} candidates on {len(train)} rows: {', '.join(names)}")
-    candidates = train_candidates(feed, train, holdout, names)
+    candidates = train_candidates(feed, train, holdout, names, train_verdicts)
     days = pd.to_datetime(holdout[feed.event_time], utc=True).dt.strftime("%Y-%m-%d")
     verdicts = feedback(days.min(), days.max()) if feedback is not None else None
     try:

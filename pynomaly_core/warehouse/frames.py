@@ -53,7 +53,14 @@ def to_arrow(spec: TableSpec, frame: pd.DataFrame, *, feed: str, day: dt.date) -
                 f"it is filled from the {name} argument"
             )
     expected = {c.name for c in spec.frame_columns}
-    missing = [c.name for c in spec.frame_columns if c.name not in frame.columns]
+    filled = {
+        c.name: c.fill_from
+        for c in spec.frame_columns
+        if c.name not in frame.columns and c.fill_from in frame.columns
+    }
+    missing = [
+        c.name for c in spec.frame_columns if c.name not in frame.columns and c.name not in filled
+    ]
     extra = [str(c) for c in frame.columns if c not in expected]
     if missing or extra:
         problems = [f"missing column(s) {missing}"] if missing else []
@@ -65,7 +72,8 @@ def to_arrow(spec: TableSpec, frame: pd.DataFrame, *, feed: str, day: dt.date) -
         "partition_date": pa.repeat(pa.scalar(day, pa.date32()), rows),
     }
     for column in spec.frame_columns:
-        arrays[column.name] = _column_array(spec.name, column, frame[column.name])
+        series = frame[filled.get(column.name, column.name)]
+        arrays[column.name] = _column_array(spec.name, column, series)
     return pa.Table.from_arrays(
         [arrays[c.name] for c in spec.columns], names=[c.name for c in spec.columns]
     )

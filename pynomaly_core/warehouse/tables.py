@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -34,6 +34,8 @@ from pynomaly_core.warehouse.sql import (
 
 __all__ = [
     "ANOMALY_TABLE",
+    "ATTRIBUTE_ROLES",
+    "ATTRIBUTE_TABLE",
     "BI_VIEWS",
     "FEEDBACK_TABLE",
     "FEEDBACK_VERDICTS",
@@ -58,7 +60,7 @@ BI_VIEWS = ("anomaly_daily_summary", "anomaly_top", "model_versions_in_use")
 """The views :func:`~pynomaly_core.warehouse.views.create_views` builds over the anomaly and
 feedback tables; a migration that rewrites one of those tables drops them and builds them again."""
 
-_SQL_TYPES: dict[Dialect, dict[ColumnKind, sa.types.TypeEngine]] = {
+_SQL_TYPES: dict[Dialect, dict[ColumnKind, sa.types.TypeEngine[Any]]] = {
     "postgresql": {
         "text": sa.TEXT(),
         "float": sa.DOUBLE_PRECISION(),
@@ -103,6 +105,9 @@ class Column:
         Enforce ``allowed`` in the database too, with a CHECK constraint named
         ``ck_<table>_<column>``: for tables people write with plain SQL, where the
         loaders' validation does not run (reviewers' verdicts).
+    fill_from
+        A column added by a later release: a frame written before it existed (e.g. a day
+        scored earlier) lacks it, and the loader fills it from this other column of the frame.
     """
 
     name: str
@@ -111,6 +116,7 @@ class Column:
     allowed: frozenset[str] | None = None
     bounds: tuple[float, float] | None = None
     check: bool = field(default=False, kw_only=True)
+    fill_from: str | None = field(default=None, kw_only=True)
 
     def __post_init__(self) -> None:
         validate_identifier(self.name)
@@ -222,11 +228,42 @@ ANOMALY_TABLE = TableSpec(
         Column("contribution_2", "float", nullable=True),
         Column("feature_3", "text", nullable=True),
         Column("contribution_3", "float", nullable=True),
+        # added by a later release: nullable, so an older table gains it in place (ADD COLUMN); a
+        # day scored before the alert budget existed had every flagged row as an alert
+        Column("is_alert", "bool", nullable=True, fill_from="is_anomaly"),
     ),
     primary_key=("feed", "partition_date", "record_key"),
     order_by=("record_key",),
 )
 """One row per scored record; see ``docs/anomaly_table.md``."""
+
+ATTRIBUTE_ROLES = ("entity", "passthrough", "feature")
+ATTRIBUTE_TABLE = TableSpec(
+    name="anomaly_attributes",
+    columns=(
+        Column("feed", "text"),
+        Column("partition_date", "date"),
+        Column("record_key", "text"),
+        Column("event_time", "timestamp", nullable=True),
+        Column("attribute", "text"),
+        Column("role", "text", allowed=frozenset(ATTRIBUTE_ROLES)),
+        Column("text_value", "text", nullable=True),
+        Column("number_value", "float", nullable=True),
+    ),
+    primary_key=("feed", "partition_date", "record_key", "attribute"),
+    order_by=("record_key", "attribute"),
+    # "which machines had ...": rows of one attribute (machine_id) of a feed, by value
+    indexes=(("feed", "attribute", "text_value"),),
+)
+"""The scored records' context, one row per (record, attribute): long, so any feed's columns fit.
+
+``entity`` (the feed's ``entity`` column) and ``passthrough`` columns for every scored row; the
+scored ``feature`` values for the flagged rows (``is_anomaly``). Text in ``text_value``; numbers in
+``number_value`` (and, for entity and passthrough columns, as text too, so a join on the value
+works whatever its type). Columns listed under the feed's ``pii`` (or features with ``pii: true``)
+are not exported. Joined to ``anomaly_scores`` on ``(feed, partition_date, record_key)``; see
+``docs/anomaly_table.md``.
+"""
 
 QUARANTINE_TABLE = TableSpec(
     name="quarantine",
@@ -283,7 +320,9 @@ NOTIFICATIONS_TABLE = TableSpec(
         Column("severity", "text", allowed=frozenset(NOTIFICATION_SEVERITIES)),
         Column("message", "text"),
         Column("payload", "json"),
-        Column("channel", "text", allowed=frozenset({"webhook", "table"})),
+        Column(
+            "channel", "text", allowed=frozenset({"webhook", "slack", "email", "multiple", "table"})
+        ),
         Column("delivered", "bool", nullable=True),
         Column("delivery_error", "text", nullable=True),
     ),
@@ -295,9 +334,10 @@ NOTIFICATIONS_TABLE = TableSpec(
 )
 """Notifications of the maintenance jobs; ``partition_date`` is the UTC day of ``created_at``.
 
-``channel`` is ``webhook`` when a webhook URL was configured (``delivered`` true/false, NULL
-while the POST is in flight) or ``table`` when the notification was only recorded here
-(``delivered`` NULL). The webhook URL itself is never stored.
+``channel`` is ``webhook`` (generic JSON), ``slack`` or ``email`` when one channel was configured,
+``multiple`` for several (``delivered`` true when all accepted it, NULL while delivery is in
+flight; ``delivery_error`` names each that failed) or ``table`` when the notification was only
+recorded here (``delivered`` NULL). Webhook URLs and SMTP passwords are never stored.
 """
 
 
@@ -405,7 +445,7 @@ def _add_missing_columns(conn: sa.Connection, spec: TableSpec, schema: str | Non
     types = _SQL_TYPES[dialect_of(conn)]
     for column in missing:
         sql_type = types[column.kind].compile(dialect=conn.dialect)
-        # nosec B608 - DDL: SQLAlchemy has no ADD COLUMN construct; names are validated and preparer-quoted
+        # nosec B608: DDL: SQLAlchemy has no ADD COLUMN construct; names are validated and preparer-quoted
         conn.execute(
             sa.text(f"ALTER TABLE {table} ADD COLUMN {quote(conn, column.name)} {sql_type}")
         )
@@ -474,7 +514,8 @@ def _drops_views(dialect: Dialect, spec: TableSpec, migration: _Migration) -> bo
 
 def _drop_views(conn: sa.Connection, schema: str | None) -> None:
     for view in BI_VIEWS:
-        conn.execute(DropView(table_clause(conn, view, schema=schema), if_exists=True))
+        view_clause = table_clause(conn, view, schema=schema)
+        conn.execute(DropView(view_clause, if_exists=True))  # type: ignore[arg-type]  # stub: Table; a clause works
 
 
 def _migrate_postgres(
@@ -490,7 +531,7 @@ def _migrate_postgres(
         name = quote(conn, column.name)
         try:
             with conn.begin_nested():
-                # nosec B608 - DDL: SQLAlchemy has no ALTER COLUMN construct; names are validated and preparer-quoted
+                # nosec B608: DDL: SQLAlchemy has no ALTER COLUMN construct; names are validated and preparer-quoted
                 conn.execute(
                     sa.text(
                         f"ALTER TABLE {table} ALTER COLUMN {name} TYPE {bigint} USING CAST({name} AS {bigint})"
@@ -545,7 +586,7 @@ def _rebuild_sqlite(engine: sa.Engine, spec: TableSpec) -> None:
         )
         conn.execute(sa.schema.DropTable(sa.Table(sql_name(spec.name), sa.MetaData())))
         try:
-            # nosec B608 - DDL: SQLAlchemy has no RENAME construct; names are validated and preparer-quoted
+            # nosec B608: DDL: SQLAlchemy has no RENAME construct; names are validated and preparer-quoted
             conn.execute(
                 sa.text(f"ALTER TABLE {quote(conn, staging)} RENAME TO {quote(conn, spec.name)}")
             )

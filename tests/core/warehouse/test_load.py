@@ -73,6 +73,8 @@ def test_round_trip_keeps_types(engine: sa.Engine) -> None:
             [{"feature": "x", "weight": 2}],
             {"already": "serialized"},
         ],
+        # a frame without is_alert (scored before the alert budget): filled from is_anomaly
+        is_alert=pd.array(frame["is_anomaly"].tolist(), dtype="boolean"),
     )
     expected.insert(0, "partition_date", [dt.date(2024, 5, 1)] * 4)
     expected.insert(0, "feed", "payments")
