@@ -19,6 +19,19 @@ fail a check (detection at the day level) under each rule.
 
     nice python benchmarks/monitoring_real.py                     # every realTweets series, 30 days
     nice python benchmarks/monitoring_real.py --series realTweets/Twitter_volume_AAPL.csv
+
+``--graph`` measures the self-healing loop THROUGH THE ASSET GRAPH instead (issue #12's proof
+list), on the NAB series the lifecycle tests use (``--series`` to choose): each series cut into
+daily CSV files, the README's feed example with ``monitoring.cooldown_hours: 0`` (weeks played in
+minutes), the first ``--first-week`` days ingested, trained on and scored, then each later day
+ingested and scored with the retraining sensor evaluated after it as the daemon would, its
+retrains and rescorings run (``tests/assets/real_series.py``, shared with the tests). Measured
+from the exported warehouse table: check failures on days without a labelled window; alerts
+per day outside the windows on days scored by the first champion (before the sensor acted) and
+by champions the sensor promoted (after), and what the first champion left alone flags on those
+same after-days; alerts per normal day against twice ``contamination`` x rows.
+
+    nice python benchmarks/monitoring_real.py --graph             # 825cc2 and 5f5533, ~10 min each
 """
 
 from __future__ import annotations
@@ -193,6 +206,100 @@ def run_series(series: str, n_days: int, train_days: int) -> dict | None:
     }
 
 
+#: the NAB series of ``tests/assets/test_lifecycle_real.py`` (one weak first champion, one level drop)
+GRAPH_SERIES = (
+    "realAWSCloudwatch/ec2_cpu_utilization_825cc2.csv",
+    "realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv",
+)
+
+
+def graph_series(series: str, root: Path, first_week: int, max_days: int | None = None) -> dict:
+    """One NAB series through the asset graph with the monitoring loop on; the proof list's figures."""
+    from tests.assets.real_series import (
+        flags_outside_windows,
+        labelled_windows,
+        left_alone,
+        nab_series,
+        run_feed,
+        write_days,
+    )
+
+    frame = nab_series(series)
+    days = write_days(frame, root / "feeds" / "data")[:max_days]
+    feed = {
+        "name": "cpu",
+        "source": {"kind": "csv", "path": "data/{date}.csv"},
+        "event_time": "timestamp",
+        "record_key": "reading_id",
+        "features": [{"name": "value", "type": "float", "min": 0}],
+        "partitioning": {"start_date": days[0]},
+        "detector": {"name": "IForest", "contamination": 0.01},
+        "monitoring": {"cooldown_hours": 0},
+    }
+    graph = run_feed(root, feed, days, first_week)
+    windows = labelled_windows(series)
+    table = graph.table
+    loop = flags_outside_windows(table, windows).reindex(days, fill_value=0)
+    alone = flags_outside_windows(left_alone(graph), windows).reindex(days, fill_value=0)
+    from pynomaly_core.lifecycle import ChampionRecord
+
+    first = str(ChampionRecord.from_value(graph.first_value).version) if graph.first_value else None
+    versions = table.groupby(table["partition_date"].astype(str))["model_version"].agg(
+        lambda v: set(v.astype(str))
+    )
+    before = [d for d in days if versions.get(d) == {first}]
+    after = [d for d in days if d in versions and first not in versions[d]]
+    marked = labelled_days(series)
+    normal = [d for d in days if d not in marked and d in graph.checks]
+    failing = [d for d in normal if not all(v is not False for v in graph.checks[d].values())]
+    rows = table.groupby(table["partition_date"].astype(str)).size()
+    alerts = table.groupby(table["partition_date"].astype(str))["is_anomaly"].sum()
+    normal_alerts = alerts.reindex(normal, fill_value=0)
+    budget = 2 * 0.01 * rows.reindex(normal, fill_value=0)
+
+    def mean(values: pd.Series, keys: list[str]) -> float | None:
+        return round(float(values[keys].mean()), 2) if keys else None
+
+    return {
+        "series": series,
+        "days": len(days),
+        "first_gate": graph.first_champion.get("gate", "none"),
+        "retrains": graph.retrains,
+        "retrains_blocked": graph.retrains_blocked,
+        "failed_runs": len(graph.failed),
+        "normal_days": len(normal),
+        "normal_days_failing_a_check": len(failing),
+        "flags_outside_before": mean(loop, before),
+        "flags_outside_after": mean(loop, after),
+        "first_alone_after": mean(alone, after),
+        "alerts_per_normal_day": mean(normal_alerts, normal),
+        "normal_days_over_2x": int((normal_alerts > budget).sum()),
+        "per_day": {
+            d: f"v{','.join(sorted(versions.get(d, set())))} {int(loop[d])}/{int(alone[d])}"
+            + (" W" if d in marked else "")
+            for d in days
+        },
+    }
+
+
+def main_graph(series: list[str], first_week: int, max_days: int | None) -> list[dict]:
+    import tempfile
+
+    out = []
+    with tempfile.TemporaryDirectory(prefix="pynomaly-monitoring-graph-") as tmp:
+        for i, name in enumerate(series):
+            result = graph_series(name, Path(tmp) / str(i), first_week, max_days)
+            out.append(result)
+            print(json.dumps(result), flush=True)
+    table = pd.DataFrame(out).drop(columns=["per_day"])
+    print(table.to_markdown(index=False))
+    print(
+        "per_day: model version(s) of the exported rows, alerts outside the windows by the loop / "
+        "by the first champion left alone, W: a labelled window touches the day"
+    )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -202,10 +309,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--train-days", type=int, default=14, help="training window (default 14, last one held out)"
     )
+    parser.add_argument(
+        "--graph",
+        action="store_true",
+        help="the self-healing loop through the asset graph (see the module docstring)",
+    )
+    parser.add_argument(
+        "--first-week", type=int, default=7, help="--graph: days of the first training (default 7)"
+    )
+    parser.add_argument(
+        "--max-days", type=int, default=None, help="--graph: only the first N days of each series"
+    )
     args = parser.parse_args(argv)
     if not NAB.is_dir():
         print(f"{NAB}: shared NAB data absent; see ../shared/datasets/timeseries/README.md")
         return 1
+    if args.graph:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            main_graph(args.series or list(GRAPH_SERIES), args.first_week, args.max_days)
+        return 0
     series = args.series or sorted(
         f"realTweets/{p.name}" for p in (NAB / "realTweets").glob("*.csv")
     )

@@ -25,6 +25,7 @@ STAGES = [
     "data_quality_report",
     "model_health",
     "retention_cleanup",
+    "platform_audit",
     "maintenance_report",
 ]
 
@@ -33,7 +34,10 @@ def test_default_definitions_have_the_demo_feed_graph():
     from pynomaly_assets.definitions import defs
 
     keys = {k.to_user_string() for k in defs.resolve_all_asset_keys()}
-    assert keys == {f"demo_telemetry/{stage}" for stage in STAGES}
+    # the synthetic demo feed and the real one (nab_ec2_cpu), each with the whole graph
+    assert keys == {
+        f"{feed}/{stage}" for feed in ("demo_telemetry", "nab_ec2_cpu") for stage in STAGES
+    }
     assert {j.name for j in defs.resolve_all_job_defs()} >= {
         "demo_telemetry__ingest",
         "demo_telemetry__train",

@@ -39,6 +39,7 @@ from tests.assets.helpers import (
     run_job,
     write_feed,
 )
+from tests.assets.real_series import Daemon
 
 TIMESERIES = Path(
     os.environ.get(
@@ -87,46 +88,6 @@ def labelled_windows() -> list[tuple[pd.Timestamp, pd.Timestamp]]:
     return [(pd.Timestamp(a), pd.Timestamp(b)) for a, b in windows]
 
 
-class Daemon:
-    """The retraining sensor evaluated as the daemon would, its run requests executed in process."""
-
-    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance) -> None:
-        self.defs, self.instance, self.cursor = defs, instance, None
-        self.requests: list[dg.RunRequest] = []
-        self.failed: list[str] = []
-        #: retrains whose candidate the promotion gate refused (the run fails by design; the champion stays)
-        self.blocked: list[str] = []
-
-    def tick(self, max_ticks: int = 4) -> None:
-        sensor = self.defs.resolve_sensor_def(f"{FEED}__retrain_sensor")
-        for _ in range(max_ticks):
-            with dg.build_sensor_context(
-                instance=self.instance, cursor=self.cursor, definitions=self.defs
-            ) as ctx:
-                data = sensor.evaluate_tick(ctx)
-            self.cursor = data.cursor
-            if not data.run_requests:
-                return
-            for request in data.run_requests:
-                self.requests.append(request)
-                result = self.defs.resolve_job_def(request.job_name).execute_in_process(
-                    instance=self.instance,
-                    partition_key=request.partition_key,
-                    run_config=request.run_config or {},
-                    tags=request.tags,
-                    raise_on_error=False,
-                )
-                if result.success:
-                    continue
-                message = failure_message(result)
-                gate = (
-                    request.job_name.endswith("__retrain") and "champion: promotion_gate" in message
-                )
-                (self.blocked if gate else self.failed).append(
-                    f"{request.job_name}[{request.partition_key}]: {message}"
-                )
-
-
 @pytest.fixture(scope="module")
 def real(tmp_path_factory):
     root = tmp_path_factory.mktemp("real_cpu")
@@ -153,7 +114,7 @@ def real(tmp_path_factory):
         out["first_value"] = JsonStore(root / "home" / "values").read([FEED, "champion"])
         for day in days[:FIRST_WEEK]:
             out["scored"][day] = run_job(defs, instance, f"{FEED}__score", day)
-        daemon = Daemon(defs, instance)
+        daemon = Daemon(defs, instance, FEED)
         daemon.tick()
         for day in days[FIRST_WEEK:]:
             for job in ("ingest", "score"):

@@ -85,8 +85,11 @@ def test_missing_feeds_directory_names_the_env_var(tmp_path):
 
 def test_shipped_demo_feed_is_valid():
     feeds = load_feeds(Path(__file__).resolve().parents[3] / "pynomaly_assets" / "feeds")
-    assert [f.name for f in feeds] == ["demo_telemetry"]
-    assert feeds[0].source.kind == "demo"
+    # the synthetic demo and the real NAB series (pynomaly_assets/feeds/nab_ec2_cpu/SOURCE.md)
+    assert {f.name: f.source.kind for f in feeds} == {
+        "demo_telemetry": "demo",
+        "nab_ec2_cpu": "csv",
+    }
 
 
 def test_monitoring_defaults_match_the_documented_schedule(tmp_path):
@@ -181,8 +184,9 @@ def test_an_absolute_path_under_a_configured_data_root_is_allowed(tmp_path, monk
     assert feed.source.path == f"{root}/{{date}}.csv"
 
 
-def test_a_url_source_path_is_refused_with_a_clear_message(tmp_path):
-    with pytest.raises(FeedConfigError, match="is a URL; this version reads local files only"):
+def test_a_url_source_path_is_refused_with_a_clear_message(tmp_path, monkeypatch):
+    monkeypatch.delenv("PYNOMALY_REMOTE_SOURCES", raising=False)
+    with pytest.raises(FeedConfigError, match="is a URL; remote sources are read only under"):
         load_feed(
             write(
                 tmp_path, {**MINIMAL, "source": {"kind": "csv", "path": "s3://bucket/{date}.csv"}}
