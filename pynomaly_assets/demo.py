@@ -9,7 +9,10 @@ a new champion. The drifted days keep their first scores: the new champion has s
 rescoring them would judge the past with hindsight (the demo shows the refusal; run config
 ``allow_hindsight: true`` on ``anomaly_scores`` overrides it). The next 4 days arrive and the
 new champion scores them: they recover. Last, the weekly maintenance runs for the weeks, and
-it prints what landed in the warehouse. The runs are recorded in the Dagster instance at
+it prints what landed in the warehouse. Then the embedded REAL feed (``nab_ec2_cpu``: eight days
+of a NAB server's CPU, MIT licence) is ingested, trained on its first five days and scored,
+briefly: one line of alerts a day, NAB's labelled window marked (``--real-feed ''`` skips it).
+The runs are recorded in the Dagster instance at
 ``$DAGSTER_HOME``, so ``dagster dev`` afterwards shows them with their checks and metadata.
 """
 
@@ -20,9 +23,93 @@ import datetime as dt
 import os
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import dagster as dg
+
+WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"
+
+
+@dataclass(frozen=True)
+class CodeLocation:
+    """Where the UI finds this code: the workspace's code location (``workspace.yaml``).
+
+    The demo executes its runs in-process (no daemon, no run launcher, the same speed as before);
+    Dagster's job pages list a run only when it is labelled with the repository of a loaded code
+    location (the hidden ``.dagster/repository`` tag a launched run gets from its remote origin), and
+    a sensor's page lists the ticks recorded under the sensor's selector. This records both the
+    way a launched run and the daemon would, so ``dagster dev`` shows every demo run on its job
+    page, in the Overview timeline, and the retraining sensor's ticks with the runs they launched.
+    """
+
+    location_name: str
+    repository_name: str = "__repository__"  # the repository Dagster builds from a Definitions
+
+    @classmethod
+    def from_workspace(cls, workspace: Path = WORKSPACE) -> CodeLocation:
+        import yaml
+
+        try:
+            entries = yaml.safe_load(workspace.read_text())["load_from"]
+            (target,) = (entry["python_module"] for entry in entries if "python_module" in entry)
+            return cls(target["location_name"])
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{workspace}: expected one python_module entry with a location_name under "
+                f"load_from ({type(exc).__name__}: {exc})"
+            ) from exc
+
+    def repository_origin(self):
+        from dagster._core.remote_origin import (
+            ManagedGrpcPythonEnvCodeLocationOrigin,
+            RemoteRepositoryOrigin,
+        )
+        from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+
+        target = LoadableTargetOrigin(
+            executable_path=sys.executable,
+            module_name="pynomaly_assets.definitions",
+            working_directory=str(WORKSPACE.parent),
+        )
+        return RemoteRepositoryOrigin(
+            code_location_origin=ManagedGrpcPythonEnvCodeLocationOrigin(
+                loadable_target_origin=target, location_name=self.location_name
+            ),
+            repository_name=self.repository_name,
+        )
+
+    def run_tags(self) -> dict[str, str]:
+        """The repository label a run launched from this code location carries."""
+        from dagster._core.storage.tags import REPOSITORY_LABEL_TAG
+
+        return {REPOSITORY_LABEL_TAG: self.repository_origin().get_label()}
+
+    def start_tick(self, instance: dg.DagsterInstance, sensor: str, cursor: str | None):
+        """A sensor tick recorded as the daemon records it (under the sensor's selector id)."""
+        from dagster._core.definitions.selector import InstigatorSelector
+        from dagster._core.remote_origin import RemoteInstigatorOrigin
+        from dagster._core.scheduler.instigation import InstigatorType, TickData, TickStatus
+
+        selector = InstigatorSelector(
+            location_name=self.location_name, repository_name=self.repository_name, name=sensor
+        )
+        return instance.create_tick(
+            TickData(
+                instigator_origin_id=RemoteInstigatorOrigin(
+                    repository_origin=self.repository_origin(), instigator_name=sensor
+                ).get_id(),
+                instigator_name=sensor,
+                instigator_type=InstigatorType.SENSOR,
+                status=TickStatus.STARTED,
+                timestamp=time.time(),
+                selector_id=selector.get_id(),
+                cursor=cursor,
+            )
+        )
 
 
 @dataclass
@@ -51,6 +138,7 @@ def run_feed(
     echo=print,
     monitor: bool = True,
     after_end: dt.date | None = None,
+    maintenance: bool = True,
 ) -> PipelineReport:
     """Ingest ``start..end``, train on the window ending ``train_end``, score ``start..end``; with
     ``monitor``, let the retraining sensor act, show that a day the new champion has seen is not
@@ -58,6 +146,7 @@ def run_feed(
     the sensor left, and run the weekly maintenance."""
     report = PipelineReport(feed)
     began = time.perf_counter()
+    location = CodeLocation.from_workspace()
 
     def run(
         job_name: str,
@@ -65,7 +154,7 @@ def run_feed(
         run_config: dict | None = None,
         tags: dict | None = None,
         expect_refusal: bool = False,
-    ) -> None:
+    ) -> str:
         job = defs.resolve_job_def(job_name)
         # the full event log goes to the instance (and the UI); the console gets warnings only (an
         # expected refusal's error is printed below, once)
@@ -76,7 +165,7 @@ def run_feed(
             partition_key=partition,
             run_config=config,
             raise_on_error=False,
-            tags=tags,
+            tags={**(tags or {}), **location.run_tags()},
         )
         report.runs += 1
         label = f"{job_name}[{partition}]" if partition else job_name
@@ -93,18 +182,24 @@ def run_feed(
             if expect_refusal and "hindsight" in reason:
                 report.refused.append(f"{label}: {first_line}")
                 echo(f"  refused {label} as expected: {first_line}")
-                return
+                return result.run_id
             report.failed_runs.append(label)
             echo(f"  FAILED {label}: {first_line}")
         else:
             echo(f"  ok     {label}")
+        return result.run_id
 
-    def run_request(request: dg.RunRequest) -> None:
-        run(
+    def run_request(request: dg.RunRequest) -> str:
+        from dagster._core.storage.tags import SENSOR_NAME_TAG
+
+        if request.job_name is None:
+            raise ValueError(f"run request {request.run_key!r} names no job")
+        return run(
             request.job_name,
             request.partition_key,
             dict(request.run_config or {}),
-            dict(request.tags),
+            # the daemon tags a sensor's runs with its name (the run list's "launched by")
+            {**request.tags, SENSOR_NAME_TAG: f"{feed}__retrain_sensor"},
         )
 
     for day in _days(start, end):
@@ -119,7 +214,7 @@ def run_feed(
         run(f"{feed}__score", day)
     if monitor:
         report.sensor_ticks, cursor = self_heal(
-            defs, feed, instance, run_request=run_request, echo=echo
+            defs, feed, instance, run_request=run_request, echo=echo, location=location
         )
         # no hindsight: the new champion was trained on the drifted days, so they keep their first scores
         run(f"{feed}__score", end.isoformat(), expect_refusal=True)
@@ -133,12 +228,18 @@ def run_feed(
             run(f"{feed}__score", day)
         if later:
             ticks, _ = self_heal(
-                defs, feed, instance, run_request=run_request, echo=echo, cursor=cursor
+                defs,
+                feed,
+                instance,
+                run_request=run_request,
+                echo=echo,
+                cursor=cursor,
+                location=location,
             )
             report.sensor_ticks += ticks
         last = dt.date.fromisoformat(later[-1]) if later else end
         weekly = defs.resolve_job_def(f"{feed}__maintenance").partitions_def
-        for week in weekly.get_partition_keys():
+        for week in weekly.get_partition_keys() if maintenance and weekly is not None else []:
             if (
                 start.isoformat() <= week <= last.isoformat()
                 or week <= start.isoformat() < _week_end(week)
@@ -161,25 +262,38 @@ def self_heal(
     echo=print,
     max_ticks: int = 6,
     cursor: str | None = None,
+    location: CodeLocation | None = None,
 ) -> tuple[list[str], str | None]:
     """Evaluate the retraining sensor as the daemon would and run what it asks for, until it skips.
 
     ``cursor``: the sensor's cursor from the previous call (None: a fresh one, which reads every
-    check evaluation the demo recorded); returns the ticks and the cursor to continue with.
+    check evaluation the demo recorded); returns the ticks and the cursor to continue with. With
+    ``location`` each evaluation is recorded as a tick of the sensor (skipped, or a success with
+    the runs it launched), which the sensor's page in the UI lists.
     """
+    from dagster._core.scheduler.instigation import TickStatus
+
     sensor = defs.resolve_sensor_def(f"{feed}__retrain_sensor")
     ticks = []
     for _ in range(max_ticks):
+        tick = location.start_tick(instance, sensor.name, cursor) if location else None
         with dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs) as ctx:
             data = sensor.evaluate_tick(ctx)
         cursor = data.cursor
         if not data.run_requests:
             ticks.append(f"skip: {data.skip_message}")
             echo(f"  sensor {sensor.name}: skipped ({data.skip_message})")
+            if tick is not None:
+                instance.update_tick(
+                    tick.with_status(TickStatus.SKIPPED)
+                    .with_reason(data.skip_message)
+                    .with_cursor(cursor)
+                )
             break
+        run_ids = []
         for request in data.run_requests:
             ticks.append(f"{request.job_name}[{request.partition_key or ''}]")
-            if request.job_name.endswith("__retrain"):
+            if request.job_name is not None and request.job_name.endswith("__retrain"):
                 echo(
                     f"  sensor {sensor.name}: retrain, because {request.tags['pynomaly/reason'][:160]}..."
                 )
@@ -188,18 +302,43 @@ def self_heal(
                     f"  sensor {sensor.name}: rescore {request.partition_key} "
                     f"({request.tags.get('pynomaly/reason', '')})"
                 )
-            run_request(request)
+            run_ids.append(run_request(request))
+        if tick is not None:
+            for run_id in run_ids:
+                tick = tick.with_run_info(run_id=run_id)
+            instance.update_tick(
+                tick.with_status(TickStatus.SUCCESS)
+                .with_run_requests(data.run_requests)
+                .with_cursor(cursor)
+            )
     return ticks, cursor
 
 
 def summarize(feed: str, instance: dg.DagsterInstance | None = None) -> str:
     """The champion, and per-day rows, anomalies, severities and ROC-AUC of ``feed`` in the warehouse."""
-    from sqlalchemy import text
+    with resolved_resources("warehouse") as resources:
+        return _summary(feed, resources.warehouse, instance)
 
+
+@contextmanager
+def resolved_resources(*keys: str) -> Iterator[Any]:
+    """The code location's resources ``keys`` resolved as Dagster resolves them in a run.
+
+    Why: :func:`default_resources` configures them with ``dg.EnvVar`` (so secrets never land in
+    run config), which only Dagster's resource initialization replaces by the variable's value;
+    a resource built outside a run would hand the ``EnvVar`` object itself to SQLAlchemy.
+    ``dg.build_resources`` runs the same initialization (and the teardown afterwards).
+    """
     from pynomaly_assets.resources import default_resources
 
-    resources = default_resources()
-    warehouse = resources["warehouse"]
+    available = default_resources()
+    with dg.build_resources({key: available[key] for key in keys}) as built:
+        yield built
+
+
+def _summary(feed: str, warehouse: Any, instance: dg.DagsterInstance | None) -> str:
+    from sqlalchemy import text
+
     engine = warehouse.engine()
     # the schema as SQL needs it: a mixed-case one ("Anomalies") quoted, else it folds to anomalies
     prefix = (
@@ -210,14 +349,14 @@ def summarize(feed: str, instance: dg.DagsterInstance | None = None) -> str:
     with engine.connect() as conn:
         rows = conn.execute(
             text(
-                f"SELECT partition_date, rows, anomalies, low, medium, high, critical "
+                f"SELECT partition_date, rows, anomalies, low, medium, high, critical "  # nosec B608: schema quoted, values bound
                 f"FROM {prefix}anomaly_daily_summary WHERE feed = :feed ORDER BY partition_date"
             ),
             {"feed": feed},
         ).all()
         top = conn.execute(
             text(
-                f"SELECT partition_date, record_key, severity, feature_1, contribution_1, feature_2 "
+                f"SELECT partition_date, record_key, severity, feature_1, contribution_1, feature_2 "  # nosec B608: schema quoted, values bound
                 f"FROM {prefix}anomaly_top WHERE feed = :feed AND anomaly_rank = 1 ORDER BY partition_date DESC"
             ),
             {"feed": feed},
@@ -229,7 +368,7 @@ def summarize(feed: str, instance: dg.DagsterInstance | None = None) -> str:
     if instance is not None:
         lines += _monitoring_lines(feed, instance)
     lines += [
-        f"warehouse {warehouse.resolved_url()} view {prefix}anomaly_daily_summary:",
+        f"warehouse {engine.url.render_as_string(hide_password=True)} view {prefix}anomaly_daily_summary:",
         "  day         rows  anomalies  low  med high crit  ROC-AUC",
     ]
     for d, n, a, lo, me, hi, cr in rows:
@@ -329,8 +468,61 @@ def _roc_auc_by_day(feed: str, instance: dg.DagsterInstance) -> dict[str, float]
     for record in reversed(records):  # oldest first, so the latest run of a day wins
         event = record.event_log_entry.asset_materialization
         if event is not None and event.partition and "roc_auc" in event.metadata:
-            out[event.partition] = float(event.metadata["roc_auc"].value)
+            value = event.metadata["roc_auc"].value
+            if isinstance(value, (int, float)):
+                out[event.partition] = float(value)
     return out
+
+
+#: the embedded real feed (pynomaly_assets/feeds/nab_ec2_cpu.yaml): its days, its first training's
+#: last day, and NAB's labelled anomaly window (nab_ec2_cpu/SOURCE.md)
+REAL_FEED = "nab_ec2_cpu"
+REAL_DAYS = (dt.date(2014, 4, 10), dt.date(2014, 4, 17), dt.date(2014, 4, 14))
+REAL_WINDOW = ("2014-04-15 07:24", "2014-04-16 11:54")
+
+
+def run_real_feed(
+    defs: dg.Definitions, feed: str, instance: dg.DagsterInstance, *, echo=print
+) -> PipelineReport:
+    """The real feed, briefly: ingest its eight days, train on the first five, score all eight,
+    then one line a day of alerts, the NAB-labelled window marked (the feed itself has no labels)."""
+    start, end, train_end = REAL_DAYS
+    echo(f"\nReal telemetry: {feed} (NAB CPU of an AWS EC2 server, MIT licence)")
+    report = run_feed(
+        defs, feed, start, end, train_end, instance, echo=lambda _: None, monitor=False
+    )
+    echo(
+        f"{report.runs} runs in {report.seconds:.1f} s; {len(report.failed_runs)} failed"
+        + "".join(f"\n  FAILED {label}" for label in report.failed_runs)
+    )
+    with resolved_resources("warehouse") as resources:
+        echo(_real_lines(feed, resources.warehouse, instance))
+    return report
+
+
+def _real_lines(feed: str, warehouse: Any, instance: dg.DagsterInstance) -> str:
+    from sqlalchemy import text
+
+    engine = warehouse.engine()
+    prefix = (
+        f"{engine.dialect.identifier_preparer.quote_schema(warehouse.schema_name)}."
+        if warehouse.schema_name
+        else ""
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                f"SELECT partition_date, rows, anomalies FROM {prefix}anomaly_daily_summary "  # nosec B608: schema quoted, values bound
+                "WHERE feed = :feed ORDER BY partition_date"
+            ),
+            {"feed": feed},
+        ).all()
+    lines = _champion_lines(feed, instance)[:1]
+    lines.append(f"  day         rows  alerts   (NAB labels {REAL_WINDOW[0]} .. {REAL_WINDOW[1]})")
+    for day, n, alerts in rows:
+        labelled = REAL_WINDOW[0][:10] <= str(day) <= REAL_WINDOW[1][:10]
+        lines.append(f"  {day}  {n:5d}  {alerts:6d}   {'<- labelled window' if labelled else ''}")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,6 +538,11 @@ def main(argv: list[str] | None = None) -> int:
         help="days after --end up to this one are ingested and scored after the sensor acted",
     )
     parser.add_argument("--train-end", default="2026-11-07")
+    parser.add_argument(
+        "--real-feed",
+        default=REAL_FEED,
+        help=f"the embedded real feed run after the story ({REAL_FEED}; '' to skip it)",
+    )
     args = parser.parse_args(argv)
 
     # the console shows the story; MLflow's progress bars and INFO lines stay out of it
@@ -373,7 +570,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{report.runs} runs in {report.seconds:.1f} s; {len(report.failed_runs)} failed{refused}"
     )
     print(summarize(args.feed, instance))
-    return 1 if report.failed_runs else 0
+    failed = list(report.failed_runs)
+    if args.real_feed:
+        real = run_real_feed(defs, args.real_feed, instance)
+        failed += real.failed_runs
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

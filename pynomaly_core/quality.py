@@ -26,7 +26,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote, urlparse
 
 import numpy as np
@@ -40,11 +40,15 @@ RULE_REFERENCE = "reference"
 EXTRA = "quality"
 
 # Pandas dtypes each declared feature type may have in validated data (see data.validation).
+# Great Expectations resolves a name with ``np.dtype(name)``, else ``getattr(pandas, name)``: the
+# nullable extension dtypes validation produces (Int64, boolean, Float64, string) only match by their
+# class names (``Int64Dtype``...); their alias ("Int64") resolves to nothing, and the failure then
+# reports the dtype's scalar type ("observed int64"), a false alarm on every int/bool feature.
 _TYPE_LISTS: dict[str, list[str]] = {
-    "float": ["float64", "float32", "Float64", "Float32"],
-    "int": ["Int64", "int64", "Int32", "int32"],
-    "bool": ["boolean", "bool"],
-    "category": ["object", "str", "string", "category"],
+    "float": ["float64", "float32", "Float64Dtype", "Float32Dtype"],
+    "int": ["int64", "int32", "Int64Dtype", "Int32Dtype"],
+    "bool": ["bool", "BooleanDtype"],
+    "category": ["object", "str", "StringDtype"],
 }
 
 
@@ -69,12 +73,12 @@ def _import_gx() -> Any:
 # --------------------------------------------------------------------------------------------- spec
 
 
-def _expectation(rule: str, type_: str, description: str, **kwargs: Any) -> dict:
+def _expectation(rule: str, type_: str, description: str, **kwargs: Any) -> dict[str, Any]:
     return {"type": type_, "kwargs": kwargs, "rule": rule, "description": description}
 
 
-def _schema_expectations(feed: FeedConfig) -> list[dict]:
-    out: list[dict] = []
+def _schema_expectations(feed: FeedConfig) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
     for col in feed.expected_columns:
         out.append(
             _expectation(RULE_SCHEMA, "expect_column_to_exist", f"column {col} exists", column=col)
@@ -125,7 +129,7 @@ def _schema_expectations(feed: FeedConfig) -> list[dict]:
     return out
 
 
-def _feature_schema(spec: FeatureSpec) -> list[dict]:
+def _feature_schema(spec: FeatureSpec) -> list[dict[str, Any]]:
     col = spec.name
     out = [
         _expectation(
@@ -186,7 +190,7 @@ def _reference_numeric(
     quantiles: tuple[float, float],
     mostly: float,
     tolerance: float,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     col = spec.name
     values = values.astype("float64")
     values = values[np.isfinite(values)]
@@ -248,7 +252,7 @@ def _reference_categorical(
     values: pd.Series,
     mostly: float,
     max_kl_divergence: float,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     col = spec.name
     counts = values.dropna().value_counts(normalize=True).sort_index()
     if counts.empty:
@@ -286,7 +290,7 @@ def build_suite_spec(
     mostly: float = 0.99,
     tolerance: float = 0.5,
     max_kl_divergence: float = 0.05,
-) -> list[dict]:
+) -> list[dict[str, Any]]:
     """The data-quality suite of ``feed`` as JSON-able expectation dicts.
 
     Parameters
@@ -369,7 +373,7 @@ class QualityResult:
     failed: int
     success_percent: float
     #: one dict per failed expectation: type, rule, column, kwargs, observed value, unexpected count
-    failures: list[dict] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list[Any])
     rows: int = 0
     suite_name: str = ""
     #: index.html of the data docs site under output_dir
@@ -386,7 +390,7 @@ class QualityResult:
             counts[failure["rule"]] = counts.get(failure["rule"], 0) + 1
         return counts
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         """JSON-able headline numbers (e.g. for asset metadata)."""
         return {
             "feed": self.feed,
@@ -407,7 +411,7 @@ class QualityResult:
         }
 
 
-def _failure_line(failure: dict) -> str:
+def _failure_line(failure: dict[str, Any]) -> str:
     where = f"{failure['rule']}: {failure['type']} on {failure['column'] or 'the table'}"
     if failure["exception"]:
         return f"{where}: error {failure['exception']}"
@@ -417,8 +421,10 @@ def _failure_line(failure: dict) -> str:
     return f"{where}: observed {failure['observed_value']!r}"
 
 
-def _build_suite(gx: Any, feed: FeedConfig, suite_name: str, suite_spec: list[dict]) -> Any:
-    from great_expectations.exceptions import ExpectationNotFoundError
+def _build_suite(
+    gx: Any, feed: FeedConfig, suite_name: str, suite_spec: list[dict[str, Any]]
+) -> Any:
+    from great_expectations.exceptions.exceptions import ExpectationNotFoundError
     from great_expectations.expectations.registry import get_expectation_impl
 
     expectations = []
@@ -505,7 +511,7 @@ def _exception_messages(info: Any) -> list[str]:
     return sorted({m for value in info.values() for m in _exception_messages(value)})
 
 
-def _failure(feed: FeedConfig, result: Any) -> dict:
+def _failure(feed: FeedConfig, result: Any) -> dict[str, Any]:
     config = result.expectation_config
     kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
     details = result.result or {}
@@ -516,27 +522,30 @@ def _failure(feed: FeedConfig, result: Any) -> dict:
     if observed is None and partition:
         # KL divergence: GE reports an infinite divergence (a category the reference never had) as None
         observed = {"proportions": dict(zip(partition["values"], partition["weights"]))}
-    return _jsonable(
-        {
-            "feed": feed.name,
-            "type": config.type,
-            "rule": (config.meta or {}).get("rule"),
-            "column": kwargs.get("column"),
-            "description": getattr(config, "description", None),
-            "kwargs": kwargs,
-            "observed_value": observed,
-            "element_count": details.get("element_count"),
-            "unexpected_count": details.get("unexpected_count"),
-            "unexpected_percent": details.get("unexpected_percent"),
-            "partial_unexpected_list": details.get("partial_unexpected_list"),
-            "unexpected_record_keys": [
-                row.get(feed.record_key)
-                for row in details.get("partial_unexpected_index_list") or []
-                if isinstance(row, dict)
-            ]
-            or None,
-            "exception": "; ".join(messages) if messages else None,
-        }
+    return cast(
+        "dict[str, Any]",
+        _jsonable(
+            {
+                "feed": feed.name,
+                "type": config.type,
+                "rule": (config.meta or {}).get("rule"),
+                "column": kwargs.get("column"),
+                "description": getattr(config, "description", None),
+                "kwargs": kwargs,
+                "observed_value": observed,
+                "element_count": details.get("element_count"),
+                "unexpected_count": details.get("unexpected_count"),
+                "unexpected_percent": details.get("unexpected_percent"),
+                "partial_unexpected_list": details.get("partial_unexpected_list"),
+                "unexpected_record_keys": [
+                    row.get(feed.record_key)
+                    for row in details.get("partial_unexpected_index_list") or []
+                    if isinstance(row, dict)
+                ]
+                or None,
+                "exception": "; ".join(messages) if messages else None,
+            }
+        ),
     )
 
 
@@ -559,7 +568,7 @@ def _docs_page(context: Any, resource_identifier: Any = None) -> Path | None:
 def run_quality(
     feed: FeedConfig,
     frame: pd.DataFrame,
-    suite_spec: list[dict],
+    suite_spec: list[dict[str, Any]],
     *,
     run_name: str,
     output_dir: Path,
@@ -643,7 +652,7 @@ def run_quality(
 
 def _checkpoint(gx: Any, context: Any, feed: FeedConfig, suite: Any) -> Any:
     """The feed's weekly validation and checkpoint (created or updated), which renders the data docs."""
-    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.checkpoint.actions import UpdateDataDocsAction
 
     batch_definition = _batch_definition(context, feed)
     validation = context.validation_definitions.add_or_update(

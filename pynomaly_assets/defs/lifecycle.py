@@ -104,10 +104,30 @@ def champion_metadata(promotion: "Promotion", tracker: "Tracker") -> dict[str, A
             if k in ("roc_auc", "average_precision")
         },
         **{f"challenger_{k}": float(chal["metrics"][k]) for k in ("roc_auc", "average_precision")},
-        **{f"delta_ap_{k}": float(cmp[k]) for k in ("delta", "ci_low", "ci_high") if k in cmp},
+        # the champion before this decision on the same evaluation set: after a promotion the
+        # champion_* figures are the challenger's, and these keep the dethroned model's
+        **{
+            f"previous_champion_{k}": float(v)
+            for k, v in promotion.incumbent_metrics.items()
+            if k in ("roc_auc", "average_precision")
+        },
+        "previous_champion_version": promotion.incumbent_version or "none",
+        # challenger minus previous champion (paired bootstrap of average precision)
+        **{
+            name: float(cmp[k])
+            for k, name in (
+                ("delta", "delta_ap"),
+                ("ci_low", "delta_ap_ci_low"),
+                ("ci_high", "delta_ap_ci_high"),
+            )
+            if k in cmp
+        },
     }
     if record.run_url:
         metadata["mlflow_run"] = dg.MetadataValue.url(record.run_url)
+    model_url = tracker.model_version_url(record.feed, record.version) if record.version else None
+    if model_url:
+        metadata["mlflow_model_version"] = dg.MetadataValue.url(model_url)
     if chal.get("run_url"):
         metadata["challenger_mlflow_run"] = dg.MetadataValue.url(chal["run_url"])
     return metadata

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -149,10 +149,10 @@ def _group_metric(
     if metric == "roc_auc":
         fp_gt = above(lay.k_gt)
         below = N[:, None] - fp_ge
-        return (wg * (below + 0.5 * (fp_ge - fp_gt))).sum(axis=1) / (P * N)
+        return cast("np.ndarray", (wg * (below + 0.5 * (fp_ge - fp_gt))).sum(axis=1) / (P * N))
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = np.where(wg > 0, tp / (tp + fp_ge), 0.0)
-    return (wg * precision).sum(axis=1) / P
+    return cast("np.ndarray", (wg * precision).sum(axis=1) / P)
 
 
 def _metric(y: np.ndarray, scores: np.ndarray, metric: str) -> float:
@@ -177,7 +177,9 @@ def _counts(rng: np.random.Generator, b: int, m: int) -> np.ndarray:
 
 # --------------------------------------------------------------------------- public
 def metrics(y_true: Any, scores: Any) -> dict[str, float]:
-    """ROC-AUC, average precision and precision at k (k = number of positives) of ``scores``.
+    """ROC-AUC, average precision and ``precision_at_n_true``: the precision of the top k rows with
+    k = the number of true anomalies (R-precision), named so it is never mistaken for the
+    monitoring's ``precision_at_<top_k>``.
 
     Higher scores mean "more anomalous"; ``y_true`` is 1 for an anomaly.
     """
@@ -188,7 +190,7 @@ def metrics(y_true: Any, scores: Any) -> dict[str, float]:
     return {
         "roc_auc": _metric(y, s, "roc_auc"),
         "average_precision": _metric(y, s, "average_precision"),
-        "precision_at_k": float(y[top].mean()),
+        "precision_at_n_true": float(y[top].mean()),
     }
 
 

@@ -45,7 +45,8 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pynomaly_core.data.config import FeedConfig, MonitoringSettings
+    from pynomaly_core.data.config import FeedConfig
+    from pynomaly_core.data.settings import MonitoringSettings
     from pynomaly_core.drift.normal import NormalRanges
     from pynomaly_core.lifecycle import ChampionRecord
 
@@ -65,7 +66,11 @@ SERIES_MAX_ROWS = 20_000
 
 
 def labelled_metrics(y: np.ndarray, scores: np.ndarray, k: int) -> dict[str, float]:
-    """Average precision, ROC-AUC and precision at ``k`` (higher score = more anomalous)."""
+    """Average precision, ROC-AUC and ``precision_at_<k>`` (higher score = more anomalous).
+
+    The key names the requested ``k`` (e.g. ``precision_at_100``) so it cannot be confused with the
+    candidates' ``precision_at_n_true``; ``k`` holds the rows actually ranked (fewer on a small day).
+    """
     from sklearn.metrics import average_precision_score, roc_auc_score
 
     y = np.asarray(y, dtype=int)
@@ -74,12 +79,13 @@ def labelled_metrics(y: np.ndarray, scores: np.ndarray, k: int) -> dict[str, flo
         raise ValueError(f"labels ({y.shape}) and scores ({s.shape}) differ in shape")
     if len(np.unique(y)) < 2:
         raise ValueError("labelled metrics need both anomalies and normal rows")
-    k = max(1, min(int(k), len(s)))
+    requested = int(k)
+    k = max(1, min(requested, len(s)))
     top = np.argsort(-s, kind="mergesort")[:k]
     return {
         "average_precision": float(average_precision_score(y, s)),
         "roc_auc": float(roc_auc_score(y, s)),
-        "precision_at_k": float(y[top].mean()),
+        f"precision_at_{requested}": float(y[top].mean()),
         "k": float(k),
     }
 

@@ -47,6 +47,7 @@ numbers: 17 datasets x seeds 1-3) and only then run on the other 12:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -73,7 +74,7 @@ def _as_scores(scores: Mapping[str, np.ndarray], what: str) -> dict[str, np.ndar
 def _ranks(x: np.ndarray) -> np.ndarray:
     from scipy.stats import rankdata
 
-    return rankdata(x)
+    return cast("np.ndarray", rankdata(x))
 
 
 def _auc(neg: np.ndarray, pos: np.ndarray) -> float:

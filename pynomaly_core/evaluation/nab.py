@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,7 +66,7 @@ def probation_rows(n_rows: int) -> int:
 
 
 def window_rows(
-    timestamps: Sequence | pd.Series, windows: Sequence[Sequence[str]]
+    timestamps: Sequence[Any] | pd.Series, windows: Sequence[Sequence[str]]
 ) -> list[tuple[int, int]]:
     """``[(first_row, last_row)]`` of each labelled window (inclusive), in row positions."""
     times = pd.to_datetime(pd.Series(timestamps)).to_numpy()
@@ -93,7 +94,7 @@ def score_file(
     best = np.full(len(counted), -profile.fn_weight)
     detected = np.zeros(len(counted), dtype=bool)
     fp_total, fp_count = 0.0, 0
-    previous_end, previous_width = None, None
+    previous: tuple[int, int] | None = None  # end and width of the last window passed
     ends = {
         b: (b - a + 1) for a, b in windows
     }  # any window, probationary ones too, precedes a false alarm
@@ -107,14 +108,15 @@ def score_file(
                     best[k] = reward
                 detected[k] = True
             else:
-                if previous_end is None:
+                if previous is None:
                     cost = -1.0
                 else:
+                    previous_end, previous_width = previous
                     cost = sigma(abs(previous_end - i) / float(max(previous_width - 1, 1)))
                 fp_total += cost * profile.fp_weight
                 fp_count += 1
         if i in ends:
-            previous_end, previous_width = i, ends[i]
+            previous = (i, ends[i])
     score = float(best.sum() + fp_total)
     return FileScore(
         score=score,

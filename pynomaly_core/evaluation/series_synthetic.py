@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -128,7 +129,7 @@ def _robust_scale(x: np.ndarray) -> float:
 
 
 def _place(
-    rows: np.ndarray, length: int, taken: np.ndarray, rng, tries: int = 20
+    rows: np.ndarray, length: int, taken: np.ndarray, rng: np.random.Generator, tries: int = 20
 ) -> np.ndarray | None:
     """A run of ``length`` consecutive rows of one series, not touching an earlier event."""
     for _ in range(tries):
@@ -147,7 +148,7 @@ def _apply(
     cols: list[str],
     scale: dict[str, float],
     times: pd.Series,
-    rng,
+    rng: np.random.Generator,
 ) -> None:
     for col in cols:
         loc = out.columns.get_loc(col)
@@ -178,7 +179,7 @@ def _previous(rows: np.ndarray, position: int) -> int:
 
 def _contextual(
     out: pd.DataFrame, loc: int, placed: np.ndarray, rows: np.ndarray, times: pd.Series
-):
+) -> np.ndarray | None:
     """The values of the same series about :data:`CONTEXT_LAG` before each placed row, or None."""
     series_times = times.iloc[rows].to_numpy()
     wanted = times.iloc[placed].to_numpy() - CONTEXT_LAG.to_timedelta64()
@@ -189,4 +190,4 @@ def _contextual(
     gap = np.abs(times.iloc[found].to_numpy() - wanted)
     if (gap > np.timedelta64(2, "h")).any():
         return None
-    return out.iloc[found, loc].to_numpy(dtype="float64")
+    return cast("np.ndarray | None", out.iloc[found, loc].to_numpy(dtype="float64"))

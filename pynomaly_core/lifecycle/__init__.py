@@ -67,7 +67,13 @@ from pynomaly_core.lifecycle.evaluation import (
     score_models,
     write_evaluation_frame,
 )
-from pynomaly_core.lifecycle.promotion import CHALLENGER_ALIAS, CHAMPION_ALIAS, Promotion, promote
+from pynomaly_core.lifecycle.promotion import (
+    CHALLENGER_ALIAS,
+    CHAMPION_ALIAS,
+    PREVIOUS_ALIAS,
+    Promotion,
+    promote,
+)
 from pynomaly_core.lifecycle.record import ChampionRecord, LifecycleError, NoChampionError
 from pynomaly_core.lifecycle.window import (
     RescoringVerdict,
@@ -88,6 +94,7 @@ __all__ = [
     "EVALUATION_STAGE",
     "LABEL_COLUMN",
     "ONE_DAY_HOLDOUT_FRACTION",
+    "PREVIOUS_ALIAS",
     "SCORE_PREFIX",
     "TAG_TRAINING_DAYS",
     "Candidate",

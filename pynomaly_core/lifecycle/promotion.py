@@ -36,8 +36,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from pynomaly_core.tracking import ModelVersionInfo, Tracker
 
 CHAMPION_ALIAS = "champion"
-#: the previous champion after a promotion (the rollback target), else the rejected challenger
+#: the candidate under evaluation: a rejected challenger keeps it until the next decision
 CHALLENGER_ALIAS = "challenger"
+#: the champion a promotion dethroned (the rollback target)
+PREVIOUS_ALIAS = "previous"
 _LOG = logging.getLogger(__name__)
 
 
@@ -53,6 +55,11 @@ class Promotion:
     evaluation: str
     """The kind of evaluation set the decision was made on: labels, feedback or synthetic."""
     registered_model: str
+    incumbent_version: str | None = None
+    """The champion before this decision (None: there was none, or it could not be loaded)."""
+    incumbent_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    """That champion's metrics on the same evaluation set: after a promotion ``record.metrics`` are
+    the challenger's, so these are the only figures of the model it replaced."""
 
     @property
     def comparison(self) -> dict[str, Any]:
@@ -154,7 +161,21 @@ def promote(
         signing_key,
         candidates.get("training_days") or (),
     )
-    return Promotion(record, decision, chal, evalset.kind, tracker.registered_model_name(feed.name))
+    from pynomaly_core.evaluation.compare import metrics
+
+    return Promotion(
+        record,
+        decision,
+        chal,
+        evalset.kind,
+        tracker.registered_model_name(feed.name),
+        incumbent_version=str(incumbent.version)
+        if incumbent is not None and incumbent_scores is not None
+        else None,
+        incumbent_metrics=metrics(evalset.y, incumbent_scores)
+        if incumbent_scores is not None
+        else {},
+    )
 
 
 def _challenger(
@@ -207,16 +228,16 @@ def _move_aliases(
     challenger_version: str,
     incumbent: ModelVersionInfo | None,
 ) -> None:
-    """A promotion moves ``champion`` and keeps the previous champion as ``challenger``; a rejection
+    """A promotion moves ``champion``, points ``previous`` at the dethroned champion (the rollback
+    target) and clears ``challenger`` (no candidate is under evaluation any more); a rejection
     points ``challenger`` at the rejected candidate."""
     if not decision.promote:
         tracker.set_alias(feed, CHALLENGER_ALIAS, challenger_version)
         return
     tracker.set_alias(feed, CHAMPION_ALIAS, challenger_version)
+    tracker.delete_alias(feed, CHALLENGER_ALIAS)
     if incumbent is not None and incumbent.version != challenger_version:
-        tracker.set_alias(feed, CHALLENGER_ALIAS, incumbent.version)  # the rollback target
-    else:
-        tracker.delete_alias(feed, CHALLENGER_ALIAS)
+        tracker.set_alias(feed, PREVIOUS_ALIAS, incumbent.version)
 
 
 def _champion_now(
@@ -234,7 +255,7 @@ def _champion_now(
     current = tracker.get_alias(feed.name, CHAMPION_ALIAS)
     if current is None:
         return ChampionRecord.none(feed.name, decision.reason)
-    common = {
+    common: dict[str, Any] = {
         "mlflow_run_id": current.run_id,
         "registered_model": tracker.registered_model_name(feed.name),
         "promoted": decision.promote,
@@ -262,7 +283,7 @@ def _champion_now(
     return dataclasses.replace(
         kept,
         threshold=float(model.threshold_),
-        run_url=tracker.run_url(current.run_id),
+        run_url=tracker.run_url(current.run_id) if current.run_id is not None else None,
         metrics=metrics(evalset.y, incumbent_scores) if incumbent_scores is not None else {},
         **common,
     )

@@ -31,6 +31,8 @@ Modules: :mod:`~pynomaly_core.tracking.settings` (the URI, mlflow's process stat
 :class:`ModelVersionInfo`) and :mod:`~pynomaly_core.tracking.tracker` (:class:`Tracker`).
 """
 
+from typing import Any
+
 from pynomaly_core.tracking.records import CandidateRecord, ModelVersionInfo
 from pynomaly_core.tracking.settings import (
     INSTALL_HINT,
@@ -62,7 +64,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     """``PynomalyPyfunc`` is resolved lazily: its module imports mlflow."""
     if name == "PynomalyPyfunc":
         require_mlflow()

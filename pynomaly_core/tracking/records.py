@@ -20,6 +20,9 @@ TAG_ARCHIVED_AT = "pynomaly.archived_at"
 TAG_PROMOTION = "pynomaly.promotion"
 TAG_PROMOTION_REASON = "pynomaly.promotion_reason"
 TAG_PROMOTION_AT = "pynomaly.promotion_at"
+#: MLflow 3's experiment-type tag: the UI opens an experiment without it in the GenAI view
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND_ML = "custom_model_development"
 
 
 @dataclass

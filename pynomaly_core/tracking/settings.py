@@ -11,6 +11,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from pynomaly_core.paths import pynomaly_home
@@ -79,7 +80,7 @@ def uri_scheme(uri: str) -> str:
     return urlsplit(uri).scheme.split("+", 1)[0].lower()
 
 
-def require_mlflow():
+def require_mlflow() -> Any:
     """The mlflow module, or an ``ImportError`` naming the extra that installs it."""
     try:
         import mlflow
@@ -124,7 +125,7 @@ def default_pip_requirements() -> list[str]:
 
 
 @contextlib.contextmanager
-def fluent_tracking_uri(mlflow, uri: str, registry: bool = False) -> Iterator[None]:
+def fluent_tracking_uri(mlflow: Any, uri: str, registry: bool = False) -> Iterator[None]:
     """Point mlflow's process-wide tracking (and registry) URI at ``uri``; restore it afterwards.
 
     ``mlflow.set_tracking_uri`` / ``set_registry_uri`` also export ``MLFLOW_TRACKING_URI`` /

@@ -12,17 +12,20 @@ import datetime as dt
 import json
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+from uuid import uuid4
 
 from pynomaly_core.tracking.records import (
+    EXPERIMENT_KIND_ML,
     TAG_ARCHIVED,
     TAG_ARCHIVED_AT,
     TAG_ARCHIVED_REASON,
     TAG_DAGSTER_RUN,
     TAG_DETECTOR,
+    TAG_EXPERIMENT_KIND,
     TAG_FEED,
     TAG_MANIFEST,
     TAG_MODEL_DIR,
@@ -65,6 +68,14 @@ def _param_value(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, sort_keys=True, default=str)
+
+
+def _run_name(feed: str, detector: str, tags: Mapping[str, str]) -> str:
+    """``<feed>-<detector>-<Dagster run id[:8]>-<4 random hex>``: MLflow's run list tells the
+    trainings of one detector apart and points at the Dagster run; the random part keeps two logs
+    of one run (or none from Dagster) apart."""
+    run = str(tags.get("dagster_run_id") or "")[:8] or "local"
+    return f"{feed}-{detector}-{run}-{uuid4().hex[:4]}"
 
 
 def _now() -> str:
@@ -150,8 +161,10 @@ class Tracker:
         import urllib.request
 
         url = strip_userinfo(self.tracking_uri).rstrip("/") + "/health"
+        if uri_scheme(url) not in {"http", "https"}:
+            raise ValueError(f"{TRACKING_URI_ENV}: only an http(s) server can be health-checked")
         try:
-            urllib.request.urlopen(url, timeout=timeout).close()  # http(s) only
+            urllib.request.urlopen(url, timeout=timeout).close()  # nosec B310: http(s) only, above
         except urllib.error.HTTPError:
             return  # the server answered (maybe 401/404 behind a proxy): it is reachable
         except urllib.error.URLError as exc:
@@ -179,7 +192,7 @@ class Tracker:
         if scheme in {"http", "https"}:
             self._check_server()
         try:
-            client = mlflow.MlflowClient(
+            client: MlflowClient = mlflow.MlflowClient(
                 tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
             )
             client.search_experiments(
@@ -215,6 +228,11 @@ class Tracker:
         experiment = client.get_experiment_by_name(name)
         if experiment is not None and experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)
+        if experiment is not None and experiment.tags.get(TAG_EXPERIMENT_KIND) is None:
+            # an experiment created before the tag existed would open in the GenAI view
+            client.set_experiment_tag(
+                experiment.experiment_id, TAG_EXPERIMENT_KIND, EXPERIMENT_KIND_ML
+            )
         if experiment is None:
             location = None
             if self.artifact_root is not None:
@@ -226,12 +244,17 @@ class Tracker:
                 )
             try:
                 exp_id = client.create_experiment(
-                    name, artifact_location=location, tags={TAG_FEED: feed}
+                    name,
+                    artifact_location=location,
+                    tags={TAG_FEED: feed, TAG_EXPERIMENT_KIND: EXPERIMENT_KIND_ML},
                 )
             except MlflowException as exc:  # created concurrently by another process
                 if _error_code(exc) != "RESOURCE_ALREADY_EXISTS":
                     raise
-                exp_id = client.get_experiment_by_name(name).experiment_id
+                created = client.get_experiment_by_name(name)
+                if created is None:  # pragma: no cover - deleted again in between
+                    raise
+                exp_id = created.experiment_id
         else:
             exp_id = experiment.experiment_id
         self._experiments[name] = exp_id
@@ -245,6 +268,14 @@ class Tracker:
         if experiment_id is None:
             experiment_id = self.client.get_run(run_id).info.experiment_id
         return f"{strip_userinfo(self.tracking_uri).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def model_version_url(self, feed: str, version: str | int) -> str | None:
+        """The registry page of one version on a tracking server (credentials stripped); None for a
+        local backend, which has no UI until ``mlflow ui`` runs (see :meth:`ui_hint`)."""
+        if uri_scheme(self.tracking_uri) not in {"http", "https"}:
+            return None
+        base = strip_userinfo(self.tracking_uri).rstrip("/")
+        return f"{base}/#/models/{self.registered_model_name(feed)}/versions/{version}"
 
     def ui_hint(self) -> str:
         """How to look at the runs: the ``mlflow ui`` command for a local backend, else the server URL."""
@@ -284,7 +315,9 @@ class Tracker:
         client = self.client
         run_tags = {str(k): _tag_value(v) for k, v in tags.items()}
         run_tags.update({TAG_DETECTOR: detector, TAG_MANIFEST: manifest_sha256, TAG_FEED: feed})
-        run = client.create_run(exp_id, run_name=run_name or f"{feed}-{detector}", tags=run_tags)
+        run = client.create_run(
+            exp_id, run_name=run_name or _run_name(feed, detector, tags), tags=run_tags
+        )
         run_id = run.info.run_id
         try:
             self._log_run_data(run_id, params, metrics, evaluation)
@@ -304,7 +337,9 @@ class Tracker:
             model_id=getattr(model_info, "model_id", None),
         )
         if register:
-            version_tags = dict(run_tags)
+            # a version carries what identifies and loads it (the pynomaly.* tags); the run keeps
+            # the free text (reason, asset) that the registry UI would only show truncated
+            version_tags = {k: v for k, v in run_tags.items() if k.startswith("pynomaly.")}
             version_tags[TAG_MODEL_DIR] = str(model_dir)
             if tags.get("dagster_run_id"):
                 version_tags[TAG_DAGSTER_RUN] = str(tags["dagster_run_id"])
@@ -337,7 +372,14 @@ class Tracker:
         if evaluation is not None:
             self.client.log_table(run_id, data=evaluation, artifact_file=EVALUATION_ARTIFACT)
 
-    def _log_pyfunc(self, run_id, model, model_dir: Path, manifest_sha256: str, input_example):
+    def _log_pyfunc(
+        self,
+        run_id: str,
+        model: Any,
+        model_dir: Path,
+        manifest_sha256: str,
+        input_example: Any,
+    ) -> Any:
         mlflow = require_mlflow()
         from mlflow.models import infer_signature
 
@@ -364,7 +406,7 @@ class Tracker:
                 mlflow.end_run(status)
         return info
 
-    def _create_version(self, feed: str, model_info, run_id: str, tags: dict[str, str]):
+    def _create_version(self, feed: str, model_info: Any, run_id: str, tags: dict[str, str]) -> Any:
         from mlflow.exceptions import MlflowException
 
         client = self.client
@@ -387,7 +429,7 @@ class Tracker:
             name, source=source, run_id=run_id, tags=tags, model_id=model_id
         )
 
-    def load_pyfunc(self, model_uri: str):
+    def load_pyfunc(self, model_uri: str) -> Any:
         """``mlflow.pyfunc.load_model(model_uri)`` against this tracker's backend.
 
         ``model_uri`` may be ``models:/<model_id>``, ``models:/<name>/<version>`` or
@@ -406,7 +448,7 @@ class Tracker:
         *,
         decision: str | None = None,
         reason: str | None = None,
-        metrics: Mapping[str, float] | None = None,
+        metrics: Mapping[str, float | None] | None = None,
         tags: Mapping[str, str] | None = None,
     ) -> None:
         """Add the champion decision's evidence to the candidate's (finished) run.
@@ -437,7 +479,7 @@ class Tracker:
         version_tags = {k: v for k, v in all_tags.items() if k.startswith("pynomaly.promotion")}
         if version_tags:
             for info in self.list_versions(feed):
-                if info.run_id == run_id:
+                if info.run_id == run_id and info.registered_model is not None:
                     for key, value in version_tags.items():
                         client.set_model_version_tag(
                             info.registered_model, info.version, key, value
@@ -540,7 +582,7 @@ class Tracker:
         return ModelVersionInfo.from_mlflow(client.get_model_version(name, str(version)))
 
 
-def _all_pages(search, filter_string: str) -> Iterator[Any]:
+def _all_pages(search: Callable[..., Any], filter_string: str) -> Iterator[Any]:
     token = None
     while True:
         page = search(filter_string=filter_string, page_token=token)

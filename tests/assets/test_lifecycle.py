@@ -78,6 +78,7 @@ def story(tmp_path_factory):
                 "meta": latest_metadata(instance, [FEED, "champion"]),
                 "champion": tracker.get_alias(FEED, "champion"),
                 "challenger": tracker.get_alias(FEED, "challenger"),
+                "previous": tracker.get_alias(FEED, "previous"),
             }
 
         # HBOS's holdout ROC-AUC (~0.75) is below this floor: weak evidence
@@ -135,11 +136,19 @@ def test_better_challenger_replaces_the_champion(story):
     first, better = story["steps"]["first"], story["steps"]["better"]
     assert better["result"].success, failure_message(better["result"])
     assert better["meta"]["decision"] == "promoted", better["meta"]["reason"]
-    assert better["meta"]["delta_ap_ci_low"] > 0
+    meta = better["meta"]
+    assert meta["delta_ap_ci_low"] > 0 and "delta_ap_delta" not in meta
+    # champion_* are the new champion's (= the challenger's) figures; previous_champion_* keep the
+    # dethroned model's on the same rows, and delta_ap is their difference
+    assert meta["champion_average_precision"] == meta["challenger_average_precision"]
+    assert meta["previous_champion_version"] == first["champion"].version
+    assert meta["delta_ap"] == pytest.approx(
+        meta["challenger_average_precision"] - meta["previous_champion_average_precision"]
+    )
     assert better["champion"].detector == "KNN"
-    assert (
-        better["challenger"].version == first["champion"].version
-    )  # the previous champion: rollback target
+    # the previous champion is the rollback target; `challenger` is cleared
+    assert better["previous"].version == first["champion"].version
+    assert better["challenger"] is None
     # the decision is recorded on the challenger's MLflow run and version
     run = story["tracker"].client.get_run(better["champion"].run_id)
     assert run.data.tags["pynomaly.promotion"] == "champion"

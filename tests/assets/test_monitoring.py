@@ -199,7 +199,7 @@ def test_drift_metadata_is_float_for_charts(story):
     for name in ("drift_share", "score_psi", "score_ks", "alert_rate"):
         assert isinstance(meta[name], float), name
     perf = story["before"][DRIFTED[0]]["performance"]
-    for name in ("average_precision", "roc_auc", "precision_at_k", "canary_recall", "alert_rate"):
+    for name in ("average_precision", "roc_auc", "precision_at_100", "canary_recall", "alert_rate"):
         assert isinstance(perf[name], float), name
 
 

@@ -289,3 +289,52 @@ def test_module_imports_without_great_expectations_and_names_the_extra():
         cwd=Path(__file__).resolve().parents[2],
     )
     assert "pip install 'pynomaly[quality]'" in out.stdout
+
+
+def test_weekly_suite_passes_every_feature_type_in_each_dtype_validation_or_a_source_gives(
+    tmp_path,
+):
+    """Declared int/bool/float/category features pass their type expectations, whether the frame
+    holds numpy dtypes or pandas' nullable ones (a false alarm once read "observed int64")."""
+    import numpy as np
+
+    from pynomaly_core.data.config import parse_feed as parse
+
+    n = 300
+    rng = np.random.default_rng(0)
+    ints = rng.integers(0, 10, n)
+    columns = {
+        "i_numpy": ("int", ints.astype("int64")),
+        "i_nullable": ("int", pd.array(ints, dtype="Int64")),
+        "i_int32": ("int", ints.astype("int32")),
+        "f_numpy": ("float", rng.normal(size=n)),
+        "f_nullable": ("float", pd.array(rng.normal(size=n), dtype="Float64")),
+        "b_numpy": ("bool", ints % 2 == 0),
+        "b_nullable": ("bool", pd.array(ints % 2 == 0, dtype="boolean")),
+        "c_object": ("category", np.array(["a", "b", "c"], dtype=object)[ints % 3]),
+        "c_string": ("category", pd.array(["a", "b", "c"] * 100, dtype="string")),
+    }
+    feed = parse(
+        {
+            "name": "every_type",
+            "source": {"kind": "demo"},
+            "event_time": "t",
+            "record_key": "id",
+            "features": [{"name": name, "type": kind} for name, (kind, _) in columns.items()],
+            "partitioning": {"start_date": "2026-11-01"},
+        },
+        source="test_quality",
+    )
+    frame = pd.DataFrame(
+        {
+            "id": [f"r{i}" for i in range(n)],
+            "t": pd.date_range("2026-11-01", periods=n, freq="min", tz="UTC"),
+            **{name: values for name, (_, values) in columns.items()},
+        }
+    )
+    spec = [e for e in build_suite_spec(feed, frame) if e["rule"] == "schema"]
+    result = run_quality(feed, frame, spec, run_name="types", output_dir=tmp_path)
+    assert result.failures == []
+    assert result.success
+    typed = [e for e in spec if e["type"] == "expect_column_values_to_be_in_type_list"]
+    assert len(typed) == len(columns)

@@ -190,8 +190,8 @@ def test_metrics_match_scikit_learn_with_ties() -> None:
     assert m["roc_auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-12)
     assert m["average_precision"] == pytest.approx(average_precision_score(y, s), abs=1e-12)
     perfect = metrics([0, 0, 1, 1, 0], [0.1, 0.2, 0.9, 0.8, 0.3])
-    assert perfect == {"roc_auc": 1.0, "average_precision": 1.0, "precision_at_k": 1.0}
-    assert metrics([0, 1, 1, 0], [0.9, 0.8, 0.1, 0.2])["precision_at_k"] == 0.5
+    assert perfect == {"roc_auc": 1.0, "average_precision": 1.0, "precision_at_n_true": 1.0}
+    assert metrics([0, 1, 1, 0], [0.9, 0.8, 0.1, 0.2])["precision_at_n_true"] == 0.5
 
 
 @pytest.mark.parametrize("metric", ["average_precision", "roc_auc"])

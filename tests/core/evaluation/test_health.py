@@ -27,7 +27,7 @@ SETTINGS = MonitoringSettings()
 def test_labelled_metrics_on_a_perfect_and_a_random_ranking():
     y = np.r_[np.zeros(90, int), np.ones(10, int)]
     perfect = labelled_metrics(y, np.arange(100, dtype=float), k=10)
-    assert perfect["average_precision"] == pytest.approx(1.0) and perfect["precision_at_k"] == 1.0
+    assert perfect["average_precision"] == pytest.approx(1.0) and perfect["precision_at_10"] == 1.0
     rng = np.random.default_rng(0)
     noisy = labelled_metrics(y, rng.normal(size=100), k=10)
     assert noisy["average_precision"] < 0.5 and 0.2 < noisy["roc_auc"] < 0.8
@@ -148,7 +148,7 @@ def saved(window, tmp_path_factory):
         threshold=float(model.threshold_),
         promoted=True,
         evaluation="labels",
-        metrics={"average_precision": 0.8, "roc_auc": 0.95, "precision_at_k": 0.7},
+        metrics={"average_precision": 0.8, "roc_auc": 0.95, "precision_at_n_true": 0.7},
     )
     return model, record
 

@@ -342,6 +342,7 @@ def story(tmp_path_factory):
                 "promotion": promotion,
                 "champion": tracker.get_alias(f.name, "champion"),
                 "challenger": tracker.get_alias(f.name, "challenger"),
+                "previous": tracker.get_alias(f.name, "previous"),
                 # the decision's tags on the challenger's run (a later decision overwrites them)
                 "run_tags": tracker.client.get_run(promotion.challenger["mlflow_run_id"]).data.tags,
             }
@@ -368,7 +369,8 @@ def test_a_batch_is_trained_saved_logged_and_its_evaluation_stored(story):
     from pynomaly_core.lifecycle import read_evaluation_frame
 
     batch, value = story["batch"], story["value"]
-    assert story["asked"] == [("2026-11-03", "2026-11-03")]  # feedback of the holdout day
+    # verdicts of the training days (for a feedback-aware candidate), then of the holdout day
+    assert story["asked"] == [("2026-11-01", "2026-11-02"), ("2026-11-03", "2026-11-03")]
     assert list(value) == [
         "feed",
         "batch",
@@ -434,7 +436,12 @@ def test_a_better_candidate_replaces_the_champion_which_becomes_the_rollback_tar
     )
     assert p.comparison["ci_low"] > 0
     assert better["champion"].detector == "KNN" and p.record.version == better["champion"].version
-    assert better["challenger"].version == first["champion"].version
+    # the dethroned champion is the rollback target; no candidate is under evaluation any more
+    assert better["previous"].version == first["champion"].version
+    assert better["challenger"] is None
+    assert p.incumbent_version == first["champion"].version
+    assert p.incumbent_metrics["average_precision"] == pytest.approx(p.comparison["score_a"])
+    assert p.incumbent_metrics["average_precision"] < p.record.metrics["average_precision"]
     assert better["run_tags"]["pynomaly.promotion"] == "champion"
     assert better["run_tags"]["pynomaly.decided_by_dagster_run"] == "run-better"
     assert p.record.load().threshold_ == pytest.approx(p.record.threshold)

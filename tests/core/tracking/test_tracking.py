@@ -353,3 +353,45 @@ def test_archive_version_is_a_tag(env, records):
     assert info.tags["pynomaly.archived"] == "true"
     active = [v.version for v in tracker.list_versions(FEED, include_archived=False)]
     assert records[0].version not in active and records[1].version in active
+
+
+# ---------------------------------------------------------------- how the MLflow UI shows it
+def test_experiment_is_typed_ml_runs_are_named_uniquely_and_versions_carry_few_tags(env, records):
+    client = env["tracker"].client
+    experiment = client.get_experiment(records[0].experiment_id)
+    # MLflow 3 opens an experiment without this tag in its GenAI view
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    names = [client.get_run(r.run_id).info.run_name for r in records]
+    assert len(set(names)) == len(names)
+    # <feed>-<detector>-<Dagster run id[:8]>-<4 random hex>
+    assert names[0].startswith(f"{FEED}-IForest-dagster--") and len(names[0]) == len(FEED) + 22
+    version = client.get_model_version(records[0].registered_model, records[0].version)
+    # identity and loading tags only (a decision test above may add pynomaly.promotion*)
+    assert {
+        "pynomaly.detector",
+        "pynomaly.manifest_sha256",
+        "pynomaly.feed",
+        "pynomaly.model_dir",
+        "pynomaly.dagster_run_id",
+    } <= set(version.tags)
+    assert not {"reason", "feed", "dagster_run_id"} & set(version.tags)
+    assert all(k.startswith("pynomaly.") for k in version.tags)
+    # free text stays on the run
+    assert client.get_run(records[0].run_id).data.tags["reason"] == "first"
+
+
+def test_an_existing_experiment_without_the_kind_tag_gets_it(env):
+    tracker = env["tracker"]
+    exp_id = tracker.client.create_experiment(tracker.experiment_name("untyped"))
+    fresh = Tracker(tracking_uri=tracker.tracking_uri, artifact_root=str(env["root"] / "a2"))
+    assert fresh.experiment_id("untyped") == exp_id
+    tags = fresh.client.get_experiment(exp_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+
+
+def test_model_version_url_links_the_registry_page_of_a_server_without_credentials():
+    server = Tracker(tracking_uri="https://bob:secret@mlflow.example.org:5000/")
+    assert server.model_version_url(FEED, 7) == (
+        "https://mlflow.example.org:5000/#/models/pynomaly-machines/versions/7"
+    )
+    assert Tracker(tracking_uri="sqlite:///x.db").model_version_url(FEED, 7) is None
