@@ -12,6 +12,8 @@ import os
 
 import dagster as dg
 
+from pynomaly_assets.defs.alerts import build_alert_sensors
+from pynomaly_assets.defs.arrival import build_arrival_sensor, build_freshness
 from pynomaly_assets.defs.explain import build_explanations_asset
 from pynomaly_assets.defs.export import build_export_asset
 from pynomaly_assets.defs.ingest import build_raw_asset
@@ -29,6 +31,8 @@ from pynomaly_assets.resources import default_resources
 def build_feed_definitions(fc: FeedContext) -> dg.Definitions:
     """All assets, checks, jobs, schedules and sensors of one feed."""
     jobs, schedules = build_jobs(fc)
+    freshness_checks, freshness_sensors = build_freshness(fc)
+    arrival = build_arrival_sensor(fc, jobs)
     return dg.Definitions(
         assets=[
             build_raw_asset(fc),
@@ -40,9 +44,15 @@ def build_feed_definitions(fc: FeedContext) -> dg.Definitions:
             *build_monitoring_assets(fc),
             *build_maintenance_assets(fc),
         ],
+        asset_checks=freshness_checks,
         jobs=jobs,
         schedules=schedules,
-        sensors=[build_retrain_sensor(fc, jobs)],
+        sensors=[
+            build_retrain_sensor(fc, jobs),
+            *build_alert_sensors(fc, jobs),
+            *([arrival] if arrival is not None else []),
+            *freshness_sensors,
+        ],
     )
 
 

@@ -39,12 +39,14 @@ from pynomaly_core.data.settings import (  # noqa: F401
     DerivedSettings,
     DetectorSettings,
     ExplanationSettings,
+    FreshnessSettings,
     LifecycleSettings,
     MonitoringSettings,
     NotificationSettings,
     Partitioning,
     RetentionSettings,
     RetrainWindow,
+    RetrySettings,
     ScheduleSettings,
     ScoringSettings,
     SeveritySettings,
@@ -54,6 +56,9 @@ from pynomaly_core.data.settings import (  # noqa: F401
     iana_zone,
 )
 
+# imported under this name (not assigned) so the pydantic mypy plugin types subclasses' __init__
+from pynomaly_core.data.settings import Strict as _Strict
+
 #: an environment-variable reference: $NAME or ${NAME}
 _ENV_REFERENCE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 FEEDS_DIR_ENV = "PYNOMALY_FEEDS_DIR"  # read by the code location; quoted in errors
@@ -61,9 +66,6 @@ FEEDS_DIR_ENV = "PYNOMALY_FEEDS_DIR"  # read by the code location; quoted in err
 
 class FeedConfigError(ValueError):
     """A feed file is missing, unreadable or invalid; the message names the file and key."""
-
-
-_Strict = Strict
 
 
 class CsvSource(_Strict):
@@ -212,6 +214,8 @@ class FeedConfig(_Strict):
     schedules: ScheduleSettings = ScheduleSettings()
     retention: RetentionSettings = RetentionSettings()
     notifications: NotificationSettings = NotificationSettings()
+    freshness: FreshnessSettings = FreshnessSettings()
+    retries: RetrySettings = RetrySettings()
     #: directory of the YAML file; relative source paths resolve against it
     base_dir: Path = Field(default_factory=Path.cwd, exclude=True)
 
@@ -246,9 +250,9 @@ class FeedConfig(_Strict):
             "label": self.label,
             "entity": self.entity,
         }
-        for key, col in special.items():
-            if col is not None and col in names:
-                raise ValueError(f"{key}: column {col!r} is also listed under features")
+        for key, special_col in special.items():
+            if special_col is not None and special_col in names:
+                raise ValueError(f"{key}: column {special_col!r} is also listed under features")
         self._check_derived(names)
         maskable = {*self.passthrough, *([self.entity] if self.entity else [])}
         for col in self.pii:
@@ -257,6 +261,17 @@ class FeedConfig(_Strict):
                     f"pii: {col!r} is not a passthrough or entity column (mark a feature with pii: true; "
                     "record_key and event_time identify rows in quarantine and cannot be masked)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _arrival_needs_files(self) -> FeedConfig:
+        if self.schedules.trigger == "arrival" and not isinstance(
+            self.source, (CsvSource, ParquetSource)
+        ):
+            raise ValueError(
+                f"schedules.trigger: 'arrival' watches files; a {self.source.kind} source has none "
+                "(use trigger: cron)"
+            )
         return self
 
     def _check_derived(self, names: list[str]) -> None:
@@ -306,12 +321,65 @@ class FeedConfig(_Strict):
         return cols
 
     def resolve_path(self, pattern: str) -> str:
+        """A local pattern made absolute against the feed file's directory; a URL as it is."""
+        if is_url(pattern):
+            return pattern
         path = Path(pattern)
         return str(path if path.is_absolute() else self.base_dir / path)
 
 
 #: directories (os.pathsep-separated) besides the feed file's own directory that file sources may read
 DATA_ROOTS_ENV = "PYNOMALY_DATA_ROOTS"
+#: URL prefixes (comma- or space-separated) remote file sources may read, e.g. ``s3://landing/feeds/``;
+#: unset: no remote source is allowed
+REMOTE_SOURCES_ENV = "PYNOMALY_REMOTE_SOURCES"
+#: fsspec protocols a file source may name, and the package that implements each
+REMOTE_PROTOCOLS = {
+    "s3": "s3fs",
+    "gs": "gcsfs",
+    "gcs": "gcsfs",
+    "abfs": "adlfs",
+    "abfss": "adlfs",
+    "az": "adlfs",
+}
+
+
+def is_url(path: str) -> bool:
+    """``scheme://...``: a path fsspec reads from a remote file system."""
+    return re.match(r"\A[A-Za-z][A-Za-z0-9+.\-]*://", path) is not None
+
+
+def remote_prefixes() -> list[str]:
+    """The URL prefixes of ``$PYNOMALY_REMOTE_SOURCES``, each ending in ``/``."""
+    raw = os.environ.get(REMOTE_SOURCES_ENV, "")
+    return [p if p.endswith("/") else p + "/" for p in re.split(r"[,\s]+", raw) if p]
+
+
+def check_remote(feed: FeedConfig, url: str) -> None:
+    """Refuse a URL source the deployment does not allow (protocol, credentials, prefix)."""
+    scheme, _, rest = url.partition("://")
+    where = f"feed {feed.name!r}: source.path {url!r}"
+    if scheme.lower() not in REMOTE_PROTOCOLS:
+        raise FeedConfigError(
+            f"{where} is a URL with protocol {scheme!r}; file sources read local paths or "
+            f"{', '.join(p + '://' for p in REMOTE_PROTOCOLS)}"
+        )
+    userinfo = rest.split("/", 1)[0].rpartition("@")[0]
+    # abfs://container@account.dfs.core.windows.net/ names a container, not credentials
+    azure = scheme.lower() in ("abfs", "abfss", "az")
+    if (userinfo and (not azure or ":" in userinfo)) or "/../" in f"/{rest}/":
+        raise FeedConfigError(
+            f"{where}: credentials and '..' segments are not allowed in source URLs; credentials "
+            "come from the environment (docs/feeds.md)"
+        )
+    allowed = remote_prefixes()
+    if not any(url.startswith(prefix) for prefix in allowed):
+        listed = f"it allows {allowed}" if allowed else "it is unset"
+        raise FeedConfigError(
+            f"{where} is a URL; remote sources are read only under the URL prefixes listed in "
+            f"{REMOTE_SOURCES_ENV} (a deployment setting, e.g. {REMOTE_SOURCES_ENV}=s3://landing/feeds/) "
+            f"and {listed}"
+        )
 
 
 def data_roots(feed: FeedConfig) -> list[Path]:
@@ -326,7 +394,7 @@ def path_inside(path: str, roots: list[Path]) -> bool:
 
 
 def check_confined(feed: FeedConfig) -> None:
-    """Refuse a file source whose path leaves the allowed directories (or is a URL).
+    """Refuse a file source whose path leaves the allowed directories (or URL prefixes).
 
     The directory part before the first glob character must lie inside a data root, so a
     glob class (``/etc/passw[d{date}]``) cannot reach an arbitrary file either.
@@ -335,9 +403,8 @@ def check_confined(feed: FeedConfig) -> None:
     if not isinstance(src, (CsvSource, ParquetSource)):
         return
     if "://" in src.path:
-        raise FeedConfigError(
-            f"feed {feed.name!r}: source.path {src.path!r} is a URL; this version reads local files only"
-        )
+        check_remote(feed, src.path)
+        return
     resolved = feed.resolve_path(src.path)
     fixed = resolved[
         : min((resolved.find(c) for c in "*?[{" if c in resolved), default=len(resolved))

@@ -1,21 +1,28 @@
-"""Notifications: record one in the warehouse table ``notifications`` and post it to a webhook.
+"""Notifications: record one in the warehouse table ``notifications`` and deliver it.
 
 :func:`notify` writes through the warehouse layer (:data:`~pynomaly_core.warehouse.NOTIFICATIONS_TABLE`,
 :func:`~pynomaly_core.warehouse.insert_rows`, :func:`~pynomaly_core.warehouse.select_rows`,
-:func:`~pynomaly_core.warehouse.upsert_rows`), at most once per feed and kind within a cooldown.
-The webhook URL is a secret: it is written nowhere.
+:func:`~pynomaly_core.warehouse.upsert_rows`), at most once per feed and kind within a cooldown,
+then delivers it to each channel: a generic JSON webhook (:class:`JsonWebhook`), a
+Slack-compatible webhook (:class:`SlackWebhook`, a ``text`` payload) or e-mail over SMTP
+(:class:`EmailChannel`). Webhook URLs and SMTP passwords are secrets: they are written nowhere.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import email.message
 import http.client
 import json
+import smtplib
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -31,7 +38,15 @@ from pynomaly_core.warehouse import (
     upsert_rows,
 )
 
-__all__ = ["WEBHOOK_URL_ENV", "NotifyResult", "notify"]
+__all__ = [
+    "WEBHOOK_URL_ENV",
+    "Channel",
+    "EmailChannel",
+    "JsonWebhook",
+    "NotifyResult",
+    "SlackWebhook",
+    "notify",
+]
 
 WEBHOOK_URL_ENV = "PYNOMALY_NOTIFY_WEBHOOK_URL"
 
@@ -68,7 +83,7 @@ def notify(
     feed: str,
     kind: str,
     message: str,
-    payload: dict,
+    payload: dict[str, Any],
     *,
     webhook_url: str | None,
     cooldown: dt.timedelta,
@@ -76,6 +91,7 @@ def notify(
     schema: str | None = None,
     timeout_s: float = 5.0,
     severity: str = "warning",
+    channels: Sequence[Channel] = (),
 ) -> NotifyResult:
     """Record a notification in table ``notifications`` and POST it to the webhook, unless one is recent.
 
@@ -87,6 +103,10 @@ def notify(
     and updated with the outcome. A failing webhook is recorded (``delivered`` false,
     ``delivery_error``) and does not raise. The webhook URL is a secret: it is written nowhere
     (occurrences in ``message`` or ``payload`` are replaced by ``***``).
+
+    ``channels`` deliver it too (``webhook_url`` is the same as a :class:`JsonWebhook` first in
+    the list); ``delivered`` is true when every channel accepted it, and ``delivery_error`` names
+    each channel that did not. ``channel`` is the one channel's name, ``multiple`` or ``table``.
     """
     if not isinstance(kind, str) or not kind.strip() or "\x00" in kind:
         raise ValueError(f"notification kind must be a non-empty string, got {kind!r}")
@@ -97,14 +117,21 @@ def notify(
     if cooldown < dt.timedelta(0):
         raise ValueError(f"notification cooldown must not be negative, got {cooldown}")
     moment = _utc(now or dt.datetime.now(dt.UTC))
-    webhook_url = webhook_url or None
-    message = _redact(str(message), webhook_url)
-    payload_text = _redact(json.dumps(json_safe(payload), allow_nan=False), webhook_url)
-    row = _notification_row(kind, moment, severity, message, payload_text, webhook_url is not None)
+    channels = [*([JsonWebhook(webhook_url, timeout_s)] if webhook_url else []), *channels]
+    secrets = [s for c in channels for s in c.secrets()]
+    message = _redact_all(str(message), secrets)
+    payload_text = _redact_all(json.dumps(json_safe(payload), allow_nan=False), secrets)
+    names = {c.name for c in channels}
+    channel = "table" if not names else (names.pop() if len(names) == 1 else "multiple")
+    row = _notification_row(kind, moment, severity, message, payload_text, channel)
     notification_id = str(row.at[0, "notification_id"])
-    partition = {"feed": feed, "partition_date": moment.date().isoformat(), "schema": schema}
+    partition: dict[str, Any] = {
+        "feed": feed,
+        "partition_date": moment.date().isoformat(),
+        "schema": schema,
+    }
 
-    ensure_table(engine, NOTIFICATIONS_TABLE, schema)
+    _ensure_table(engine, schema)
     holding = _record_unless_recent(engine, row, moment - cooldown, **partition)
     if holding is not None:
         return NotifyResult(
@@ -113,7 +140,7 @@ def notify(
             error=None,
             suppressed_reason=_suppressed_reason(holding, feed, kind, cooldown),
         )
-    if webhook_url is None:
+    if not channels:
         return NotifyResult(
             sent=True,
             suppressed_reason=None,
@@ -121,20 +148,22 @@ def notify(
             error=None,
             notification_id=notification_id,
         )
-    body = json.dumps(
-        {
-            "notification_id": notification_id,
-            "feed": feed,
-            "kind": kind,
-            "severity": severity,
-            "created_at": moment.isoformat(),
-            "message": message,
-            "payload": json.loads(payload_text),
-        }
-    ).encode()
-    error = _post(webhook_url, body, timeout_s)
-    if error is not None:
-        error = _redact(error, webhook_url)
+    body = {
+        "notification_id": notification_id,
+        "feed": feed,
+        "kind": kind,
+        "severity": severity,
+        "created_at": moment.isoformat(),
+        "message": message,
+        "payload": json.loads(payload_text),
+    }
+    errors = []
+    for target in channels:
+        failed = target.send(body)
+        if failed is not None:
+            prefix = f"{target.name}: " if len(channels) > 1 else ""
+            errors.append(prefix + _redact_all(failed, secrets))
+    error = "; ".join(errors) or None
     outcome = row.assign(
         delivered=pd.array([error is None], dtype="boolean"), delivery_error=[error]
     )
@@ -148,8 +177,18 @@ def notify(
     )
 
 
+def _ensure_table(engine: sa.Engine, schema: str | None) -> None:
+    """Create table ``notifications`` if needed. Two first notifications at once (alert sensors,
+    a maintenance run) race in PostgreSQL's ``CREATE ... IF NOT EXISTS``; the loser's retry finds
+    what the winner created."""
+    try:
+        ensure_table(engine, NOTIFICATIONS_TABLE, schema)
+    except (sa.exc.IntegrityError, sa.exc.ProgrammingError):
+        ensure_table(engine, NOTIFICATIONS_TABLE, schema)
+
+
 def _notification_row(
-    kind: str, moment: dt.datetime, severity: str, message: str, payload_text: str, webhook: bool
+    kind: str, moment: dt.datetime, severity: str, message: str, payload_text: str, channel: str
 ) -> pd.DataFrame:
     """The notification's row of ``NOTIFICATIONS_TABLE``, not delivered yet (``delivered`` NULL)."""
     return pd.DataFrame(
@@ -160,7 +199,7 @@ def _notification_row(
             "severity": [severity],
             "message": [message],
             "payload": [payload_text],
-            "channel": ["webhook" if webhook else "table"],
+            "channel": [channel],
             "delivered": pd.array([None], dtype="boolean"),
             "delivery_error": pd.Series([None], dtype=object),
         }
@@ -249,11 +288,11 @@ def _redact(text: str, secret: str | None) -> str:
     return text
 
 
-def _post(url: str, body: bytes, timeout_s: float) -> str | None:
+def _post(url: str, body: bytes, timeout_s: float, env: str = WEBHOOK_URL_ENV) -> str | None:
     """POST ``body``; the error (None on a 2xx answer), never containing the URL."""
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
-        return f"notification webhook ({WEBHOOK_URL_ENV}) must be an http(s) URL, got scheme {scheme!r}"
+        return f"notification webhook ({env}) must be an http(s) URL, got scheme {scheme!r}"
     request = urllib.request.Request(
         url,
         data=body,
@@ -261,17 +300,132 @@ def _post(url: str, body: bytes, timeout_s: float) -> str | None:
         headers={"Content-Type": "application/json", "User-Agent": "pynomaly-maintenance"},
     )
     try:
-        with urllib.request.urlopen(
+        with urllib.request.urlopen(  # nosec B310: the scheme is restricted to http(s) above
             request, timeout=timeout_s
-        ) as response:  # the scheme is checked above
+        ) as response:
             response.read()
             status = response.status
     except urllib.error.HTTPError as exc:
-        return f"notification webhook ({WEBHOOK_URL_ENV}) answered HTTP {exc.code} {exc.reason}"
+        return f"notification webhook ({env}) answered HTTP {exc.code} {exc.reason}"
     except urllib.error.URLError as exc:
-        return f"notification webhook ({WEBHOOK_URL_ENV}) cannot be reached: {exc.reason}"
+        return f"notification webhook ({env}) cannot be reached: {exc.reason}"
     except (OSError, ValueError, http.client.HTTPException) as exc:
-        return f"notification webhook ({WEBHOOK_URL_ENV}) failed: {type(exc).__name__}: {exc}"
+        return f"notification webhook ({env}) failed: {type(exc).__name__}: {exc}"
     if not 200 <= status < 300:
-        return f"notification webhook ({WEBHOOK_URL_ENV}) answered HTTP {status}"
+        return f"notification webhook ({env}) answered HTTP {status}"
     return None
+
+
+def _redact_all(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        text = _redact(text, secret)
+    return text
+
+
+class Channel:
+    """Where a notification goes besides the warehouse table. ``send`` returns the error (None
+    when the receiver accepted it) and never raises; ``secrets`` are redacted everywhere."""
+
+    name = "webhook"
+
+    def send(self, body: dict[str, Any]) -> str | None:
+        raise NotImplementedError
+
+    def secrets(self) -> list[str]:
+        return []
+
+
+@dataclass
+class JsonWebhook(Channel):
+    """POST the notification as JSON (``notification_id, feed, kind, severity, created_at,
+    message, payload``) to any HTTP receiver."""
+
+    url: str
+    timeout_s: float = 5.0
+    env: str = WEBHOOK_URL_ENV
+    name = "webhook"
+
+    def send(self, body: dict[str, Any]) -> str | None:
+        return _post(self.url, json.dumps(body).encode(), self.timeout_s, env=self.env)
+
+    def secrets(self) -> list[str]:
+        return [self.url]
+
+
+def _link(body: dict[str, Any]) -> str | None:
+    link = body.get("payload", {}).get("link") if isinstance(body.get("payload"), dict) else None
+    return str(link) if link else None
+
+
+def _headline(body: dict[str, Any]) -> str:
+    return f"[{body['severity']}] {body['feed']}: {body['kind']}"
+
+
+@dataclass
+class SlackWebhook(Channel):
+    """POST ``{"text": ...}``: what Slack incoming webhooks (and Mattermost, Rocket.Chat, Teams
+    workflows) accept; the link in Slack's ``<url|label>`` form."""
+
+    url: str
+    timeout_s: float = 5.0
+    env: str = "PYNOMALY_ALERT_SLACK_WEBHOOK_URL"
+    name = "slack"
+
+    def send(self, body: dict[str, Any]) -> str | None:
+        link = _link(body)
+        text = f"*{_headline(body)}*\n{body['message']}"
+        if link:
+            text += f"\n<{link}|Open in Dagster>"
+        return _post(self.url, json.dumps({"text": text}).encode(), self.timeout_s, env=self.env)
+
+    def secrets(self) -> list[str]:
+        return [self.url]
+
+
+@dataclass
+class EmailChannel(Channel):
+    """E-mail over SMTP (STARTTLS when ``starttls``, implicit TLS when ``ssl``); the password is
+    a secret read from the environment by :mod:`pynomaly_core.alerts`."""
+
+    host: str
+    port: int
+    sender: str
+    recipients: list[str]
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    starttls: bool = False
+    use_ssl: bool = False
+    timeout_s: float = 10.0
+    name = "email"
+
+    def send(self, body: dict[str, Any]) -> str | None:
+        mail = email.message.EmailMessage()
+        mail["Subject"] = f"[pynomaly] {_headline(body)}"
+        mail["From"] = self.sender
+        mail["To"] = ", ".join(self.recipients)
+        link = _link(body)
+        details = json.dumps(body.get("payload", {}), indent=2, sort_keys=True)
+        mail.set_content(
+            f"{body['message']}\n\n"
+            + (f"Open: {link}\n\n" if link else "")
+            + f"Details:\n{details}\n"
+        )
+        try:
+            factory: Callable[..., smtplib.SMTP] = (
+                smtplib.SMTP_SSL if self.use_ssl else smtplib.SMTP
+            )
+            kwargs: dict[str, Any] = (
+                {"context": ssl.create_default_context()} if self.use_ssl else {}
+            )
+            with factory(self.host, self.port, timeout=self.timeout_s, **kwargs) as smtp:
+                if self.starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if self.user:
+                    smtp.login(self.user, self.password or "")
+                smtp.send_message(mail)
+        except (smtplib.SMTPException, OSError) as exc:
+            return f"SMTP server {self.host}:{self.port}: {type(exc).__name__}: {exc}"
+        return None
+
+    def secrets(self) -> list[str]:
+        return [self.password] if self.password else []
