@@ -12,7 +12,8 @@
 -- Run it as `owner` or a superuser, after the first export (which creates every table and
 -- view), and again after upgrading Pynomaly. Running it twice changes nothing.
 --
--- The role may SELECT anomaly_scores and the views anomaly_daily_summary, anomaly_top and
+-- The role may SELECT anomaly_scores, anomaly_attributes (entity, passthrough and feature values;
+-- columns marked pii are never exported) and the views anomaly_daily_summary, anomaly_top and
 -- model_versions_in_use, nothing else: not quarantine (raw input rows, which may hold personal
 -- data), not anomaly_feedback (its verdicts are in the views) nor notifications, and it may
 -- write nothing. Every export drops and re-creates the views, which would drop a plain GRANT on
@@ -46,7 +47,7 @@ DECLARE
     missing text;
 BEGIN
     SELECT string_agg(name, ', ') INTO missing
-    FROM unnest(ARRAY['anomaly_scores', 'anomaly_feedback', 'quarantine', 'notifications',
+    FROM unnest(ARRAY['anomaly_scores', 'anomaly_attributes', 'anomaly_feedback', 'quarantine', 'notifications',
                       'anomaly_daily_summary', 'anomaly_top', 'model_versions_in_use']) AS name
     WHERE to_regclass(format('%I.%I', warehouse, name)) IS NULL;
     IF missing IS NOT NULL THEN
@@ -62,8 +63,8 @@ $$;
 GRANT USAGE ON SCHEMA :"schema" TO :"role";
 -- start from nothing, so that running it again (after an upgrade) removes what no longer belongs
 REVOKE ALL ON ALL TABLES IN SCHEMA :"schema" FROM :"role";
-GRANT SELECT ON :"schema".anomaly_scores, :"schema".anomaly_daily_summary, :"schema".anomaly_top,
-    :"schema".model_versions_in_use TO :"role";
+GRANT SELECT ON :"schema".anomaly_scores, :"schema".anomaly_attributes,
+    :"schema".anomaly_daily_summary, :"schema".anomaly_top, :"schema".model_versions_in_use TO :"role";
 -- the views every export re-creates (and views added by later releases)
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA :"schema" GRANT SELECT ON TABLES TO :"role";
 COMMIT;

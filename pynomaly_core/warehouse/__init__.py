@@ -20,11 +20,13 @@ Modules
 ``catalog``    every table and view at once (:func:`ensure_warehouse`)
 ``feedback``   reviewer verdicts (:func:`upsert_feedback`, :func:`read_feedback`)
 ``anomalies``  the anomaly table's rows from scores and explanations (:func:`anomaly_rows`)
+``attributes`` entity, passthrough and feature values of the scored rows (:func:`attribute_rows`)
 """
 
 from __future__ import annotations
 
 from pynomaly_core.warehouse.anomalies import anomaly_rows
+from pynomaly_core.warehouse.attributes import attribute_rows
 from pynomaly_core.warehouse.catalog import WAREHOUSE_TABLES, ensure_warehouse
 from pynomaly_core.warehouse.feedback import read_feedback, upsert_feedback
 from pynomaly_core.warehouse.load import (
@@ -45,6 +47,7 @@ from pynomaly_core.warehouse.sql import (
 )
 from pynomaly_core.warehouse.tables import (
     ANOMALY_TABLE,
+    ATTRIBUTE_TABLE,
     BI_VIEWS,
     FEEDBACK_TABLE,
     FEEDBACK_VERDICTS,
@@ -62,6 +65,7 @@ from pynomaly_core.warehouse.views import ANOMALY_TOP_N, create_views
 __all__ = [
     "ANOMALY_TABLE",
     "ANOMALY_TOP_N",
+    "ATTRIBUTE_TABLE",
     "BI_VIEWS",
     "FEEDBACK_TABLE",
     "FEEDBACK_VERDICTS",
@@ -74,6 +78,7 @@ __all__ = [
     "ColumnKind",
     "TableSpec",
     "anomaly_rows",
+    "attribute_rows",
     "count_partition",
     "create_views",
     "delete_before",

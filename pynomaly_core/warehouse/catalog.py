@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from pynomaly_core.warehouse.tables import (
     ANOMALY_TABLE,
+    ATTRIBUTE_TABLE,
     FEEDBACK_TABLE,
     NOTIFICATIONS_TABLE,
     QUARANTINE_TABLE,
@@ -26,6 +27,7 @@ __all__ = ["WAREHOUSE_TABLES", "ensure_warehouse"]
 
 WAREHOUSE_TABLES: tuple[TableSpec, ...] = (
     ANOMALY_TABLE,
+    ATTRIBUTE_TABLE,
     FEEDBACK_TABLE,
     QUARANTINE_TABLE,
     NOTIFICATIONS_TABLE,

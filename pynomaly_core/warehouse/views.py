@@ -9,6 +9,8 @@ is assembled from strings.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.schema import CreateView, DropView
 
@@ -38,7 +40,7 @@ def _count_if(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
     return sa.func.sum(sa.case((condition, 1), else_=0))
 
 
-def _view_selects(bind: sa.Engine | sa.Connection, schema: str | None) -> dict[str, sa.Select]:
+def _view_selects(bind: sa.Engine | sa.Connection, schema: str | None) -> dict[str, sa.Select[Any]]:
     """The SELECT of each view, feedback joined on the record's key."""
     table = _source(bind, ANOMALY_TABLE, schema)
     feedback = _source(bind, FEEDBACK_TABLE, schema).alias("f")

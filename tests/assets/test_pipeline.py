@@ -1,5 +1,7 @@
 """The whole graph materializes in-process on a fresh Dagster instance and leaves a queryable table."""
 
+import json
+
 import dagster as dg
 import pandas as pd
 import pytest
@@ -211,3 +213,24 @@ def test_top_anomalies_carry_shap_explanations_p_values_and_severity(pipeline):
     meta = latest_metadata(pipeline["instance"], [FEED, "explanations"], DAYS[-1])
     assert meta["summary_plot"].startswith("![")
     assert meta["explained_rows"] == int(flagged["partition_date"].astype(str).eq(DAYS[-1]).sum())
+
+
+def test_export_carries_the_machine_feature_values_and_one_explanation(pipeline):
+    """anomaly_attributes: machine_id of every row, feature values of the flagged rows; top_features = SHAP's."""
+    engine = warehouse(pipeline["home"])
+    scores = pd.read_sql("SELECT * FROM anomaly_scores", engine)
+    attributes = pd.read_sql("SELECT * FROM anomaly_attributes", engine)
+    machines = attributes[attributes["attribute"] == "machine_id"]
+    assert len(machines) == len(scores) and set(machines["role"]) == {"passthrough"}
+    assert (
+        machines["record_key"].str[:3] == machines["text_value"]
+    ).all()  # reading_id m01-... belongs to m01
+    features = attributes[attributes["role"] == "feature"]
+    flagged = scores[scores["is_anomaly"].astype(bool)]
+    assert len(features) == len(flagged) * len(SMALL_DEMO["features"])
+    explained = flagged[flagged["explanation_method"].notna()]
+    tops = explained["top_features"].map(json.loads)
+    assert (
+        len(tops)
+        and tops.tolist() == explained[["feature_1", "feature_2", "feature_3"]].values.tolist()
+    )

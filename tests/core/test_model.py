@@ -53,9 +53,9 @@ def test_save_and_load_give_identical_scores(fitted, tmp_path):
 
 def test_tampered_model_file_is_refused(fitted, tmp_path):
     path = fitted.save(tmp_path / "model")
-    target = path / "preprocessor.joblib"
+    target = path / "preprocessor.npz"
     target.write_bytes(target.read_bytes() + b"\x00")
-    with pytest.raises(ModelIntegrityError, match="preprocessor.joblib"):
+    with pytest.raises(ModelIntegrityError, match="preprocessor.npz"):
         load_object(path)
 
 
@@ -107,9 +107,10 @@ def test_severity_levels_follow_p_value_cutoffs_for_flagged_rows_only():
 def test_beyond_every_calibration_score_is_critical_on_small_calibration_sets():
     from pynomaly_core.severity import severity
 
-    # n = 99: the smallest p-value is 1/100, above every default cut-off
-    labels = severity(np.array([0.01, 0.02]), np.array([True, True]), n_calibration=99)
-    assert labels.tolist() == ["critical", "low"]
+    # n = 99: the smallest p-value is 1/100, above every default cut-off; the tiers widen to
+    # what 99 calibration scores resolve (0, 1 or 2 of them at or above the row)
+    labels = severity(np.array([0.01, 0.02, 0.03, 0.04]), np.ones(4, dtype=bool), n_calibration=99)
+    assert labels.tolist() == ["critical", "high", "medium", "low"]
 
 
 def test_severity_cutoffs_must_be_ordered():

@@ -141,7 +141,7 @@ def test_the_bi_role_reads_the_anomaly_table_and_views_and_nothing_else(
             conn.execute(sa.text(f'ALTER ROLE "{role}" LOGIN'))
         export(engine, schema, day="2024-05-02")  # drops and re-creates the views: still readable
 
-        readable = ["anomaly_scores", *BI_VIEWS]
+        readable = ["anomaly_scores", "anomaly_attributes", *BI_VIEWS]
         closed = ["quarantine", "notifications", "anomaly_feedback"]
         with psycopg.connect(libpq(url, user=role), autocommit=True) as conn:
             quoted = {name: f'"{schema}".{name}' for name in readable + closed}
@@ -151,6 +151,7 @@ def test_the_bi_role_reads_the_anomaly_table_and_views_and_nothing_else(
             }
             assert counts == {
                 "anomaly_scores": 20,
+                "anomaly_attributes": 0,
                 "anomaly_daily_summary": 2,
                 "anomaly_top": 6,
                 "model_versions_in_use": 1,
@@ -185,7 +186,8 @@ def test_the_script_refuses_to_run_before_the_first_export(role: str) -> None:
         done = run_script(url, schema="anomalies", role=role)
         assert done.returncode != 0
         assert (
-            "schema anomalies has no anomaly_scores, anomaly_feedback, quarantine, notifications, "
+            "schema anomalies has no anomaly_scores, anomaly_attributes, anomaly_feedback, quarantine, "
+            "notifications, "
             "anomaly_daily_summary, anomaly_top, model_versions_in_use; run this after the first export"
         ) in done.stderr
         missing = run_script(url, role=role)

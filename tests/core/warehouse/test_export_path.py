@@ -239,8 +239,16 @@ def test_the_export_asset_names_its_table_as_sql_does(warehouse) -> None:
     def explanations() -> pd.DataFrame:
         return explained
 
+    @dg.asset(key=fc.key("validated"), partitions_def=fc.partitions_def)
+    def validated() -> pd.DataFrame:  # the scored rows' passthrough and feature values
+        numbers = {f["name"]: 1.0 for f in SMALL_DEMO["features"]}
+        return pd.DataFrame(
+            {**numbers, "machine_type": "press", "machine_id": "m01", "anomaly_kind": ""},
+            index=range(5),
+        )
+
     result = dg.materialize_to_memory(
-        [anomaly_scores, explanations, build_export_asset(fc)],
+        [anomaly_scores, explanations, validated, build_export_asset(fc)],
         partition_key=day,
         resources={"warehouse": WarehouseResource(url=url, schema_name=schema)},
     )
