@@ -35,10 +35,10 @@ SKLEARN = f"{_ADAPTERS}:SklearnDetector"
 ENSEMBLE = "pynomaly_core.detectors.ensemble:EnsembleDetector"
 
 #: extras (``pip install 'pynomaly[<extra>]'``) for detectors outside the core install
-TORCH = {"extra": "torch", "requires_module": "torch"}
-ZOO_COMBO = {"extra": "zoo", "requires_module": "combo"}
-ZOO_SUOD = {"extra": "zoo", "requires_module": "suod"}
-ZOO_XGBOOST = {"extra": "zoo", "requires_module": "xgboost"}
+TORCH: dict[str, Any] = {"extra": "torch", "requires_module": "torch"}
+ZOO_COMBO: dict[str, Any] = {"extra": "zoo", "requires_module": "combo"}
+ZOO_SUOD: dict[str, Any] = {"extra": "zoo", "requires_module": "suod"}
+ZOO_XGBOOST: dict[str, Any] = {"extra": "zoo", "requires_module": "xgboost"}
 
 
 def _pyod(
@@ -591,6 +591,22 @@ register(
         cost_class="sum of the members' fit and score costs",
         description="Normalised, combined scores of several registry detectors (default IForest, "
         "HBOS, ECOD, KNN): more robust than any single one when the anomaly type is unknown.",
+    )
+)
+register(
+    DetectorSpec(
+        name="FeedbackBoost",
+        family="ensemble",
+        framework="pynomaly",
+        target="pynomaly_core.detectors.feedback:FeedbackDetector",
+        supervision="semi-supervised",
+        cost_class="the Ensemble's fit and score, plus (n_folds + 1) gradient-boosting fits "
+        "O(t·n·d) on the confirmed, rejected and (at most max_unlabelled) unlabelled rows",
+        description="Learns from reviewer verdicts (y: 1 confirmed, 0 rejected, -1 no verdict): "
+        "gradient boosting on the features plus the IForest/HBOS/ECOD/KNN ensemble's scores, "
+        "unlabelled rows kept as unlabelled (only likely-normal ones train as normal, down-weighted), "
+        "blended with the unsupervised ensemble by a cross-fitted weight; the lifecycle adds it "
+        "when a feed has verdicts.",
     )
 )
 register(
