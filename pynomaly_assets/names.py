@@ -26,6 +26,9 @@ AFFECTED_TAG = "pynomaly/affected_partitions"
 TRIGGER_TAG = "pynomaly/trigger"
 #: on a rescoring run: the retrain run whose champion it scores with
 RETRAIN_RUN_TAG = "pynomaly/retrain_run"
+#: partitions whose failed blocking validation checks the user accepts for this run
+#: (comma-separated partition keys, or ``*``): they are scored, exported and trained on anyway
+ACCEPT_FAILED_VALIDATION_TAG = "pynomaly/accept_failed_validation"
 
 # --- metadata keys read by another stage ----------------------------------------------------
 #: on ``champion`` materializations: ``promoted`` or ``kept``
@@ -41,3 +44,6 @@ PREVIOUS_MODEL_VERSION_KEY = "previous_model_version"
 MODEL_VERSION_KEY = "model_version"
 #: on monitoring check evaluations: the partition the evaluation judged
 PARTITION_KEY = "partition"
+#: on ``anomaly_scores``/``anomaly_table``/``training_window`` materializations: the partitions used
+#: although a blocking validation check failed (the user's override), with the failed checks
+FAILED_VALIDATION_ACCEPTED_KEY = "failed_validation_accepted"

@@ -12,14 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 import mlflow.models
-import mlflow.pyfunc
 import pandas as pd
+from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
 ARTIFACT_KEY = "pynomaly_model"
 SHA_KEY = "manifest_sha256"
 
 
-class PynomalyPyfunc(mlflow.pyfunc.PythonModel):
+class PynomalyPyfunc(PythonModel):
     """``predict(frame)`` returns :meth:`AnomalyModel.score` of the frame.
 
     ``load_context`` loads the artifact directory with
@@ -29,7 +29,7 @@ class PynomalyPyfunc(mlflow.pyfunc.PythonModel):
     ``PYNOMALY_SIGNING_KEY`` or ``$PYNOMALY_HOME/.signing_key``).
     """
 
-    def load_context(self, context) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         from pynomaly_core.detectors.persistence import load_object
         from pynomaly_core.signing import default_signing_key
 
@@ -41,7 +41,10 @@ class PynomalyPyfunc(mlflow.pyfunc.PythonModel):
         )
 
     def predict(
-        self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+        self,
+        context: PythonModelContext,
+        model_input: pd.DataFrame,
+        params: dict[str, Any] | None = None,
     ) -> pd.DataFrame:
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         return self._model.score(frame)

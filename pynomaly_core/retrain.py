@@ -35,7 +35,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pynomaly_core.data.config import MonitoringSettings
+from pynomaly_core.data.settings import MonitoringSettings
 from pynomaly_core.lifecycle.window import day_of, format_days
 
 #: how many handled retrain runs the cursor remembers; the sensor reads fewer successful runs

@@ -29,6 +29,7 @@ the instance into its inputs and turns its plan into run requests.
 from __future__ import annotations
 
 import time
+from typing import Literal, cast
 
 import dagster as dg
 
@@ -207,9 +208,10 @@ def _failures(
             if record.status.value != FAILED:
                 continue
             failed += 1
-            evaluation = record.event.asset_check_evaluation if record.event is not None else None
-            if evaluation is not None:
-                failures.append(_failure(check, record.id, record.event.timestamp, evaluation))
+            event = record.event
+            evaluation = event.asset_check_evaluation if event is not None else None
+            if event is not None and evaluation is not None:
+                failures.append(_failure(check, record.id, event.timestamp, evaluation))
             if failed == MAX_FAILURES:
                 break
         if len(records) < MAX_FAILURES:
@@ -231,7 +233,7 @@ def _failure(
         check=check,
         evaluation_id=evaluation_id,
         evaluated_at=when,
-        severity=evaluation.severity.value.lower(),
+        severity=cast(Literal["warn", "error"], evaluation.severity.value.lower()),
         partition=None if partition is None else str(partition.value),
         model_version=None if version is None else str(version.value),
         description=evaluation.description,

@@ -27,7 +27,9 @@ The same (seed, date) always yields the same frame.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -112,7 +114,10 @@ def generate_day(day: dt.date, settings: DemoSettings = DemoSettings()) -> pd.Da
 
 
 def _inject(
-    frame: pd.DataFrame, rng: np.random.Generator, settings: DemoSettings, hours_of
+    frame: pd.DataFrame,
+    rng: np.random.Generator,
+    settings: DemoSettings,
+    hours_of: Callable[[np.ndarray], pd.Series],
 ) -> None:
     n = len(frame)
     budget = round(settings.anomaly_rate * n)
@@ -129,7 +134,7 @@ def _inject(
         free = candidates[~taken[candidates]]
         chosen = rng.choice(free, size=min(count, free.size), replace=False)
         taken[chosen] = True
-        return chosen
+        return cast("np.ndarray", chosen)
 
     # point anomalies: a spike in one sensor
     idx = pick(n_point, np.arange(n))

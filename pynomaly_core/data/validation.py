@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -169,10 +170,10 @@ def _feature_column(spec: FeatureSpec) -> pa.Column:
     )
 
 
-def _coerce(raw: pd.DataFrame, feed: FeedConfig) -> tuple[pd.DataFrame, list[dict]]:
+def _coerce(raw: pd.DataFrame, feed: FeedConfig) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Cast raw columns to their declared types; unparseable values become failures."""
     typed = pd.DataFrame(index=raw.index)
-    failures: list[dict] = []
+    failures: list[dict[str, Any]] = []
 
     def record(col: str, bad: pd.Series, rule: str) -> None:
         for idx, value in raw.loc[bad[bad].index, col].items():
@@ -300,7 +301,9 @@ def validate_partition(
     return ValidationResult(valid=valid, quarantine=quarantine, raw_rows=len(raw))
 
 
-def _quarantine_frame(raw: pd.DataFrame, feed: FeedConfig, failures: list[dict]) -> pd.DataFrame:
+def _quarantine_frame(
+    raw: pd.DataFrame, feed: FeedConfig, failures: list[dict[str, Any]]
+) -> pd.DataFrame:
     if not failures:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in QUARANTINE_COLUMNS}).astype(
             {"row_number": "int64"}

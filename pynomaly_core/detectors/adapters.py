@@ -28,7 +28,7 @@ import io
 import math
 import numbers
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -61,6 +61,7 @@ def pyod_member(item: Any, random_state: int | None = None) -> Any:
     """
     if hasattr(item, "fit") and hasattr(item, "decision_function"):
         return copy.deepcopy(item)
+    params: Mapping[str, Any]
     if isinstance(item, str):
         name, params = item, {}
     elif isinstance(item, Mapping) and "name" in item:
@@ -186,7 +187,7 @@ class PyODDetector(_WrappedDetector):
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         with seeded(self.random_state):
-            return self.estimator_.decision_function(X)
+            return cast("np.ndarray", self.estimator_.decision_function(X))
 
     def isolation_forest(self) -> Any:
         """The scikit-learn forest inside PyOD's ``IForest`` (``estimator_.detector_``), else None.
@@ -320,7 +321,7 @@ class DevNetDetector(SemiSupervisedPyODDetector):
     """
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
-        module = importlib.import_module(self.model.partition(":")[0])
+        module: Any = importlib.import_module(self.model.partition(":")[0])
         original = module.deviation_loss
         faulty = _DEVNET_FAULTY_CALL in inspect.getsource(module.DevNet.fit)
         if faulty:
@@ -379,7 +380,7 @@ class SklearnDetector(_WrappedDetector):
         return self._score(X)
 
     def _score(self, X: np.ndarray) -> np.ndarray:
-        return -self.estimator_.score_samples(X)
+        return cast("np.ndarray", -self.estimator_.score_samples(X))
 
     def isolation_forest(self) -> Any:
         """The wrapped ``IsolationForest`` (the score is minus its ``score_samples``), else None."""
@@ -389,7 +390,7 @@ class SklearnDetector(_WrappedDetector):
         return estimator if isinstance(estimator, IsolationForest) else None
 
 
-class NystroemSGDOneClassSVM(BaseEstimator):
+class NystroemSGDOneClassSVM(BaseEstimator):  # type: ignore[misc]  # sklearn has no stubs: Any
     """``SGDOneClassSVM`` on a Nyström approximation of the RBF kernel.
 
     A plain ``SGDOneClassSVM`` is linear: it separates the data from the origin
@@ -452,4 +453,4 @@ class NystroemSGDOneClassSVM(BaseEstimator):
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """Higher for normal points (scikit-learn convention)."""
-        return self.pipeline_.score_samples(X)
+        return cast("np.ndarray", self.pipeline_.score_samples(X))

@@ -44,6 +44,7 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -70,6 +71,29 @@ COST_BUDGET = 2e9
 MIN_SPLIT_ROWS = 10
 
 _SHELL = "auto.joblib"
+#: marks the selection evidence stored as plain lists in the skops shell
+_EVIDENCE_KIND = "pynomaly-evidence-frame"
+
+
+def _frame_to_lists(frame: Any) -> dict[str, Any]:
+    """A DataFrame as plain Python lists and dtype names (exact floats), for skops."""
+    return {
+        "kind": _EVIDENCE_KIND,
+        "index": frame.index.tolist(),
+        "index_name": frame.index.name,
+        "columns": {str(c): frame[c].tolist() for c in frame.columns},
+        "dtypes": {str(c): str(t) for c, t in frame.dtypes.items()},
+    }
+
+
+def _lists_to_frame(doc: dict[str, Any]) -> Any:
+    """The DataFrame :func:`_frame_to_lists` wrote."""
+    import pandas as pd
+
+    index = pd.Index(doc["index"], name=doc["index_name"])
+    return pd.DataFrame(doc["columns"], index=index).astype(doc["dtypes"])
+
+
 _BEST = "best"
 
 
@@ -338,7 +362,7 @@ class AutoDetector(BaseDetector):
 
     def _score_candidates(
         self, names: list[str], X_train: np.ndarray, X_hold: np.ndarray, X_eval: np.ndarray
-    ) -> tuple[dict, dict, dict, dict[str, str]]:
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, str]]:
         """Fit every candidate and score the holdout and synthetic rows.
 
         Returns ``(holdout scores, synthetic scores, fit seconds, failures)`` by name; a candidate
@@ -404,19 +428,20 @@ class AutoDetector(BaseDetector):
 
     # ------------------------------------------------------------ persistence
     def _save_payload(self, dirpath: Path, key: bytes) -> None:
-        """The selector without its model (joblib) and the chosen model as its own saved model.
+        """The selector without its model (skops) and the chosen model as its own saved model.
 
         The model goes through :func:`~pynomaly_core.detectors.persistence.save_object` with
         the selector's ``key``, so a deep choice keeps its framework-native files; the
         manifest of this directory checksums every file below it.
         """
-        import joblib
-
         from pynomaly_core.detectors.persistence import save_object
+        from pynomaly_core.detectors.safe_io import dump_estimator
 
         shell = copy.copy(self)
         shell.__dict__.pop("best_model_", None)
-        joblib.dump(shell, dirpath / _SHELL)
+        if hasattr(shell, "evidence_"):  # a DataFrame, which skops cannot store: plain lists
+            shell.evidence_ = _frame_to_lists(shell.evidence_)
+        dump_estimator(shell, dirpath, "auto")
         if hasattr(self, "best_model_"):
             save_object(
                 self.best_model_,
@@ -429,12 +454,16 @@ class AutoDetector(BaseDetector):
     @classmethod
     def _load_payload(cls, dirpath: Path, key: bytes) -> AutoDetector:
         """Rebuild a selector written by :meth:`_save_payload`."""
-        import joblib
-
         from pynomaly_core.detectors.persistence import load_object
+        from pynomaly_core.detectors.safe_io import load_payload_file
 
         dirpath = Path(dirpath)
-        shell = joblib.load(dirpath / _SHELL)
+        safe = dirpath / "auto.skops"
+        # models of format 1 and shells skops cannot represent: a pickle, verified by the caller
+        shell = load_payload_file(safe if safe.exists() else dirpath / _SHELL)
+        evidence = getattr(shell, "evidence_", None)
+        if isinstance(evidence, dict) and evidence.get("kind") == _EVIDENCE_KIND:
+            shell.evidence_ = _lists_to_frame(evidence)
         if (dirpath / _BEST).is_dir():
             shell.best_model_ = load_object(dirpath / _BEST, key=key)
-        return shell
+        return cast("AutoDetector", shell)

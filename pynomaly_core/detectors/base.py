@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numbers
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from sklearn.base import BaseEstimator
@@ -43,7 +43,7 @@ class NotFittedError(DetectorError):
     """Raised when a detector is used before ``fit``."""
 
 
-class BaseDetector(BaseEstimator):
+class BaseDetector(BaseEstimator):  # type: ignore[misc]  # sklearn has no stubs: Any
     """Base class of the detector contract.
 
     Parameters
@@ -159,7 +159,7 @@ class BaseDetector(BaseEstimator):
         """Load a detector saved with :meth:`save`, verifying its signature with ``key`` first."""
         from pynomaly_core.detectors.persistence import load_detector
 
-        return load_detector(path, key=key)
+        return cast("BaseDetector", load_detector(path, key=key))
 
     # --------------------------------------------------------------- helpers
     @property
@@ -216,4 +216,4 @@ class BaseDetector(BaseEstimator):
                 f"{name}: X has {X.shape[1]} features but the detector was fitted on "
                 f"{self.n_features_in_}."
             )
-        return X
+        return cast("np.ndarray", X)

@@ -22,7 +22,7 @@ import copy
 import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -211,32 +211,37 @@ class EnsembleDetector(BaseDetector):
                 hi = np.searchsorted(ref, scores[:, j], side="right")
                 out[:, j] = (lo + hi) / (2.0 * ref.size)
             return out
-        return (scores - self.center_) / self.scale_
+        return cast("np.ndarray", (scores - self.center_) / self.scale_)
 
     def _combine(self, scores: np.ndarray) -> np.ndarray:
         if self.combination == "average":
-            return scores.mean(axis=1)
+            return cast("np.ndarray", scores.mean(axis=1))
         if self.combination == "maximum":
-            return scores.max(axis=1)
+            return cast("np.ndarray", scores.max(axis=1))
         if self.combination == "aom":
-            return np.column_stack([scores[:, b].max(axis=1) for b in self.buckets_]).mean(axis=1)
-        return np.column_stack([scores[:, b].mean(axis=1) for b in self.buckets_]).max(axis=1)
+            return cast(
+                "np.ndarray",
+                np.column_stack([scores[:, b].max(axis=1) for b in self.buckets_]).mean(axis=1),
+            )
+        return cast(
+            "np.ndarray",
+            np.column_stack([scores[:, b].mean(axis=1) for b in self.buckets_]).max(axis=1),
+        )
 
     # ------------------------------------------------------------ persistence
     def _save_payload(self, dirpath: Path, key: bytes) -> None:
-        """Write the ensemble without its members (joblib) and each member as its own saved model.
+        """Write the ensemble without its members (skops) and each member as its own saved model.
 
         Members go through :func:`~pynomaly_core.detectors.persistence.save_object` with the
         ensemble's ``key``, so deep members keep their framework-native files; the ensemble's
         manifest checksums every file below it, the members' included.
         """
-        import joblib
-
         from pynomaly_core.detectors.persistence import save_object
+        from pynomaly_core.detectors.safe_io import dump_estimator
 
         shell = copy.copy(self)
         shell.__dict__.pop("members_", None)
-        joblib.dump(shell, dirpath / _SHELL)
+        dump_estimator(shell, dirpath, "ensemble")
         for i, member in enumerate(getattr(self, "members_", [])):
             save_object(
                 member,
@@ -249,15 +254,16 @@ class EnsembleDetector(BaseDetector):
     @classmethod
     def _load_payload(cls, dirpath: Path, key: bytes) -> EnsembleDetector:
         """Rebuild an ensemble written by :meth:`_save_payload`."""
-        import joblib
-
         from pynomaly_core.detectors.persistence import load_object
+        from pynomaly_core.detectors.safe_io import load_payload_file
 
         dirpath = Path(dirpath)
-        shell = joblib.load(dirpath / _SHELL)
+        safe = dirpath / "ensemble.skops"
+        # models of format 1 and shells skops cannot represent: a pickle, verified by the caller
+        shell = load_payload_file(safe if safe.exists() else dirpath / _SHELL)
         if hasattr(shell, "member_names_"):
             shell.members_ = [
                 load_object(dirpath / f"member-{i}", key=key)
                 for i in range(len(shell.member_names_))
             ]
-        return shell
+        return cast("EnsembleDetector", shell)

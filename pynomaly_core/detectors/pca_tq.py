@@ -96,7 +96,7 @@ class PCATQDetector(BaseDetector):
         q = np.sum(residual**2, axis=1)
         return t2, q
 
-    def statistics(self, X) -> tuple[np.ndarray, np.ndarray]:
+    def statistics(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Hotelling T² and Q of each row of ``X`` (for reports)."""
         self._check_fitted()
         return self._statistics(self._validate(X, fitting=False))

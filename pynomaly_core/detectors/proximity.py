@@ -38,7 +38,7 @@ import json
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -88,7 +88,7 @@ def _tree_kneighbors(
 ) -> tuple[np.ndarray, np.ndarray]:
     """``tree.query`` split over threads (the query loop releases the GIL)."""
     if n_threads == 1 or len(queries) < 2 * n_threads:
-        return tree.query(queries, k=k)
+        return cast("tuple[np.ndarray, np.ndarray]", tree.query(queries, k=k))
     parts = np.array_split(queries, n_threads)
     with ThreadPoolExecutor(n_threads) as pool:
         results = list(pool.map(lambda part: tree.query(part, k=k), parts))
@@ -288,7 +288,7 @@ class _NeighbourDetector(BaseDetector):
 
     def _choose_algorithm(self, device: Any, n_features: int) -> str:
         if self.algorithm != "auto":
-            return self.algorithm
+            return cast("str", self.algorithm)
         if device.type == "cpu" and n_features <= TREE_MAX_FEATURES:
             return "kd_tree"
         return "brute"
@@ -337,7 +337,7 @@ class _NeighbourDetector(BaseDetector):
 
     def _training_scores(self, X: np.ndarray) -> np.ndarray:
         # Computed in _fit with each row excluded from its own neighbours.
-        return self._fit_scores
+        return cast("np.ndarray", self._fit_scores)
 
     # ------------------------------------------------------------------ persistence
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -461,8 +461,8 @@ class TorchKNN(_NeighbourDetector):
         if self.method == "largest":
             return distances[:, -1]
         if self.method == "mean":
-            return distances.mean(axis=1)
-        return np.median(distances, axis=1)
+            return cast("np.ndarray", distances.mean(axis=1))
+        return cast("np.ndarray", np.median(distances, axis=1))
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
         self._check_params()
@@ -524,7 +524,7 @@ class TorchLOF(_NeighbourDetector):
 
     def _local_density(self, distances: np.ndarray, indices: np.ndarray) -> np.ndarray:
         reach = np.maximum(distances, self.k_distance_[indices])
-        return 1.0 / (reach.mean(axis=1) + 1e-10)
+        return cast("np.ndarray", 1.0 / (reach.mean(axis=1) + 1e-10))
 
     def _fit(self, X: np.ndarray, y: np.ndarray | None) -> None:
         self._check_params()
@@ -546,7 +546,10 @@ class TorchLOF(_NeighbourDetector):
 
     def _score(self, X: np.ndarray) -> np.ndarray:
         distances, indices = self._kneighbors(X, self.n_neighbors_)
-        return (self.lrd_[indices] / self._local_density(distances, indices)[:, None]).mean(axis=1)
+        return cast(
+            "np.ndarray",
+            (self.lrd_[indices] / self._local_density(distances, indices)[:, None]).mean(axis=1),
+        )
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {**super()._arrays(), "k_distance": self.k_distance_, "lrd": self.lrd_}

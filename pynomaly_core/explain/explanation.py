@@ -11,7 +11,7 @@ import base64
 import io
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -252,7 +252,7 @@ def _matrix(model: Any, frame: pd.DataFrame) -> np.ndarray:
     derivation = getattr(model, "derivation", None)
     if derivation is not None and not set(derivation.derived_names) <= set(frame.columns):
         frame = model.derive(frame)
-    return model.preprocessor_.transform(frame)
+    return cast("np.ndarray", model.preprocessor_.transform(frame))
 
 
 def _input_features(model: Any, columns: list[str]) -> tuple[list[str], np.ndarray]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import weakref
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -38,7 +38,7 @@ MAX_TABLE_ENTRIES = 50_000_000
 #: fewest rows :func:`isolation_forest_shap` spreads over numba's threads
 PARALLEL_MIN_ROWS = 2048
 
-_TABLE_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_TABLE_CACHE: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _KERNELS: dict[str, Any] = {}
 _UNITS = (
     "tree SHAP (path-dependent) of the forest's mean path length, negated: contributions "
@@ -114,8 +114,17 @@ def _average_path_length(n: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------ numba kernels
 def _paths(
-    left, right, feature, cover, max_d, depth, path_d, path_f, path_z, bit
-):  # pragma: no cover
+    left: Any,
+    right: Any,
+    feature: Any,
+    cover: Any,
+    max_d: Any,
+    depth: Any,
+    path_d: Any,
+    path_f: Any,
+    path_z: Any,
+    bit: Any,
+) -> Any:  # pragma: no cover
     """Per node: depth, distinct path features (first-appearance order), zero fractions, split bit."""
     # nodes are numbered in preorder (children after their parent)
     for p in range(left.shape[0]):
@@ -144,7 +153,9 @@ def _paths(
             depth[c] = depth[p] + 1
 
 
-def _tables(leaves, path_d, path_z, value, offsets, out):  # pragma: no cover - numba
+def _tables(
+    leaves: Any, path_d: Any, path_z: Any, value: Any, offsets: Any, out: Any
+) -> Any:  # pragma: no cover - numba
     """Fill each leaf's table (2**d patterns x d features); returns the tree's expected value."""
     base = 0.0
     for li in range(leaves.shape[0]):
@@ -192,25 +203,25 @@ def _tables(leaves, path_d, path_z, value, offsets, out):  # pragma: no cover - 
 
 
 def _rows(
-    XT,
-    node_off,
-    n_nodes,
-    internal,
-    internal_off,
-    leaves,
-    leaf_off,
-    feature,
-    threshold,
-    left,
-    right,
-    bit,
-    leaf_d,
-    leaf_foff,
-    leaf_feats,
-    leaf_toff,
-    tab,
-    block,
-):  # pragma: no cover
+    XT: Any,
+    node_off: Any,
+    n_nodes: Any,
+    internal: Any,
+    internal_off: Any,
+    leaves: Any,
+    leaf_off: Any,
+    feature: Any,
+    threshold: Any,
+    left: Any,
+    right: Any,
+    bit: Any,
+    leaf_d: Any,
+    leaf_foff: Any,
+    leaf_feats: Any,
+    leaf_toff: Any,
+    tab: Any,
+    block: Any,
+) -> Any:  # pragma: no cover
     """SHAP values of every row (``XT`` is features x rows); blocks of rows run in parallel.
 
     Per block and tree: which side of every split each row takes (as the bit pattern of
@@ -303,13 +314,13 @@ class _Tree:
 
     @property
     def table_sizes(self) -> np.ndarray:
-        return self.leaf_d * (1 << self.leaf_d)
+        return cast("np.ndarray", self.leaf_d * (1 << self.leaf_d))
 
     @property
     def leaf_feats(self) -> np.ndarray:
         """Each leaf's distinct path features, leaf after leaf."""
         max_d = self.path_f.shape[1]
-        return self.path_f[self.leaves][np.arange(max_d) < self.leaf_d[:, None]]
+        return cast("np.ndarray", self.path_f[self.leaves][np.arange(max_d) < self.leaf_d[:, None]])
 
 
 def _prefix(counts: Any) -> np.ndarray:
@@ -368,7 +379,7 @@ def _fill_tables(t: _Tree, tree: Any, n_trees: int, kernels: dict[str, Any]) -> 
     )
 
 
-def _flatten(trees: list[_Tree]) -> tuple:
+def _flatten(trees: list[_Tree]) -> tuple[Any, ...]:
     """The trees concatenated into the arrays :func:`_rows` takes, plus the forest's base value."""
     node_off = _prefix([t.n_nodes for t in trees])
     feat_off = _prefix([int(t.leaf_d.sum()) for t in trees])
@@ -415,12 +426,12 @@ def _at_leaves(t: _Tree, values: np.ndarray) -> np.ndarray:
     return out
 
 
-def _forest_tables(forest: Any) -> tuple:
+def _forest_tables(forest: Any) -> tuple[Any, ...]:
     """Flattened trees and per-leaf tables of ``forest`` (cached per fitted forest)."""
     estimators = forest.estimators_
     cached = _TABLE_CACHE.get(forest)
     if cached is not None and cached[0] is estimators:
-        return cached[1]
+        return cast("tuple[Any, ...]", cached[1])
     kernels = _compile()
     trees: list[_Tree] = []
     total_entries = 0

@@ -15,11 +15,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
-from pynomaly_core.data.config import DerivedFeature, DerivedSettings, FeedConfig
+from pynomaly_core.data.config import FeedConfig
+from pynomaly_core.data.settings import DerivedFeature, DerivedSettings
 
 #: |z| is capped here: a change after a flat stretch (std 0) is very anomalous, not infinite
 Z_CAP = 1_000.0
@@ -95,7 +97,7 @@ def warmup_covered(
     history: pd.DataFrame,
     feed: FeedConfig | Derivation,
     start: pd.Timestamp,
-    entities: Sequence[object] | None = None,
+    entities: Sequence[object] | np.ndarray | None = None,
 ) -> bool:
     """Whether ``history`` (the earlier rows read so far, before :func:`history_tail` cuts them)
     holds the whole warm-up of the rows from ``start``.
@@ -224,7 +226,7 @@ def _exact_statistic(series: pd.Series, window: int, stat: str) -> pd.Series:
     return pd.Series(np.clip((values - mean) / scale, -Z_CAP, Z_CAP), index=series.index)
 
 
-def _statistic(series: pd.Series, rolling, stat: str) -> pd.Series:
+def _statistic(series: pd.Series, rolling: Any, stat: str) -> pd.Series:
     if stat == "mean":
         return rolling.mean()
     if stat == "std":
@@ -245,7 +247,9 @@ def _min_periods(stat: str) -> int:
 
 
 def _calendar(times: pd.Series, feed: FeedConfig | Derivation) -> pd.DataFrame:
-    calendar = feed.derived.calendar  # type: ignore[union-attr]
+    calendar = feed.derived.calendar if feed.derived is not None else None
+    if calendar is None:
+        raise ValueError("calendar features need the feed's derived.calendar settings")
     local = times.dt.tz_convert(calendar.zone)
     out = {}
     for field in calendar.fields:
@@ -263,9 +267,9 @@ def _calendar(times: pd.Series, feed: FeedConfig | Derivation) -> pd.DataFrame:
     return pd.DataFrame(out, index=times.index)
 
 
-def _group_keys(frame: pd.DataFrame, feed: FeedConfig | Derivation):
+def _group_keys(frame: pd.DataFrame, feed: FeedConfig | Derivation) -> np.ndarray | None:
     if feed.entity is not None and feed.derived is not None and feed.derived.per_entity:
-        return frame[feed.entity].to_numpy()
+        return cast("np.ndarray | None", frame[feed.entity].to_numpy())
     return None
 
 
@@ -306,7 +310,7 @@ class Derivation:
             out.setdefault(name, self.event_time)
         return out
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "event_time": self.event_time,
             "entity": self.entity,
@@ -314,7 +318,7 @@ class Derivation:
         }
 
     @classmethod
-    def from_dict(cls, value: dict) -> Derivation:
+    def from_dict(cls, value: dict[str, Any]) -> Derivation:
         return cls(
             value["event_time"], value["entity"], DerivedSettings.model_validate(value["derived"])
         )

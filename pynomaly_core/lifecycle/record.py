@@ -8,7 +8,7 @@ Scoring, monitoring and explanations read the stored JSON value back with
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:  # pragma: no cover
     from pynomaly_core.model import AnomalyModel
@@ -122,6 +122,9 @@ class ChampionRecord:
         from pynomaly_core.detectors import load_object
 
         record = self.require()
-        return load_object(  # type: ignore[arg-type]
-            record.path, expected_sha256=record.manifest_sha256, key=signing_key
+        if record.path is None:  # require() checked it; narrowed here for the type checker
+            raise NoChampionError(self.feed, self.reason or "not trained")
+        return cast(
+            "AnomalyModel",
+            load_object(record.path, expected_sha256=record.manifest_sha256, key=signing_key),
         )

@@ -72,7 +72,7 @@ def _key_value_table(values: Mapping[str, Any]) -> str:
     return f'<table class="kv">{rows}</table>'
 
 
-def _records_table(records: list[dict]) -> str:
+def _records_table(records: list[dict[str, Any]]) -> str:
     columns: list[str] = []
     for record in records:
         columns += [str(k) for k in record if str(k) not in columns]
@@ -93,7 +93,7 @@ _CSS = (
 
 
 def render_report(
-    feed: str, week: str, sections: dict[str, dict], out_dir: Path
+    feed: str, week: str, sections: dict[str, dict[str, Any]], out_dir: Path
 ) -> tuple[Path, Path]:
     """Write the week's report: one self-contained HTML page and one JSON file.
 
@@ -161,7 +161,9 @@ def _numbers(value: Any) -> list[float]:
     return out
 
 
-def crossed_thresholds(sections: dict[str, dict], thresholds: dict[str, float]) -> list[str]:
+def crossed_thresholds(
+    sections: dict[str, dict[str, Any]], thresholds: dict[str, float]
+) -> list[str]:
     """The thresholds the week crossed, as human-readable reasons (empty: nothing to notify).
 
     ``thresholds`` keys are those of :data:`THRESHOLDS` (other keys not starting with
@@ -225,7 +227,7 @@ QUALITY_KEYS = (
 """What the report keeps of the ``data_quality_report`` summary."""
 
 
-def _finite(values: list) -> list[float]:
+def _finite(values: list[Any]) -> list[float]:
     return [
         float(v)
         for v in values
@@ -240,8 +242,8 @@ def weekly_sections(
     cleanup: Mapping[str, Any],
     drift_days: Sequence[Mapping[str, Any]],
     performance_days: Sequence[Mapping[str, Any]],
-    retrains: list[dict],
-) -> dict[str, dict]:
+    retrains: list[dict[str, Any]],
+) -> dict[str, dict[str, Any]]:
     """The week's report sections from what the maintenance and monitoring stages produced.
 
     ``quality`` is the data-quality summary, ``model_health`` the health section (its
@@ -293,7 +295,7 @@ def weekly_sections(
     }
 
 
-def _judged_share(day: dict) -> Any:
+def _judged_share(day: Mapping[str, Any]) -> Any:
     """The drift share the day's check judged: features past the feed's normal range when the day
     was judged against its normal days, Evidently's share under the fixed cut-offs. Evidently's
     share alone flags nearly every normal day of a moving real series (docs/monitoring.md)."""
@@ -301,7 +303,7 @@ def _judged_share(day: dict) -> Any:
     return day.get("drift_share") if share is None else share
 
 
-def _judged_features(day: dict) -> list[str]:
+def _judged_features(day: Mapping[str, Any]) -> list[str]:
     if day.get("abnormal_feature_share") is not None:
         return list(day.get("abnormal_features") or [])
     return list(day.get("drifted_columns") or [])

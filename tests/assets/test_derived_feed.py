@@ -103,12 +103,9 @@ def test_a_day_scored_alone_equals_the_day_in_one_long_frame(env):
     from pynomaly_core.storage import FrameStore, JsonStore
 
     frames = FrameStore(env["home"] / "frames")
-    key = (
-        (env["home"] / ".signing_key").read_text().strip().encode()
-    )  # the module's home, not this test's
     model = ChampionRecord.from_value(
         JsonStore(env["home"] / "values").read([NAME, "champion"])
-    ).load(key)
+    ).load()  # the session's key file, outside every home
     assert (
         model.derivation is not None
         and "temperature__rolling_zscore_12" in model.preprocessor_.feature_names_out_

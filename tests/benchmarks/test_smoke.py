@@ -50,14 +50,17 @@ def environment_is_left_alone():
 #: every script this module runs, by the module path it is imported under (``benchmarks/<name>.py``)
 SCRIPTS = {
     "adbench": "benchmarks.adbench",
+    "backfill": "benchmarks.backfill",
     "deep_autoencoder": "benchmarks.deep_autoencoder",
     "drift": "benchmarks.drift",
     "explain": "benchmarks.explain",
     "export_copy": "benchmarks.export_copy",
+    "feedback": "benchmarks.feedback",
     "knn": "benchmarks.knn",
     "load_time": "benchmarks.load_time",
     "machine": "benchmarks.machine",
     "monitoring_real": "benchmarks.monitoring_real",
+    "real_graph": "benchmarks.real_graph",
     "scoring": "benchmarks.scoring",
     "selection": "benchmarks.selection",
     "streaming": "benchmarks.streaming",
@@ -108,6 +111,29 @@ def test_every_benchmark_script_has_a_smoke_test():
         if f'"{p.stem}"' not in tests and p.name not in tests
     )
     assert not missing, f"no smoke test in tests/benchmarks/ runs {missing}"
+
+
+def test_backfill_prints_single_run_against_one_run_per_partition():
+    # in its own process: run in this one after TensorFlow was imported (tests/core/detectors),
+    # its Dagster runs left pytest's captured stderr closed and every later test on the worker erred
+    import subprocess
+    import sys
+
+    env = dict(os.environ)  # the session's signing key file; the script sets its own home
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.backfill", "--hours", "4", "--sample", "2"],
+        cwd=REPO_ROOT,
+        env={**env, "PYTHONPATH": str(REPO_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "runs: 4 vs 1" in out
+    _figures(r"one run per partition / single run, wall time: " + NUMBER + "x", out)
+    assert "extrapolated from 2 measured runs" in out
+    assert "4 of 4 validated partitions" in out
 
 
 def test_machine_describes_cpu_time_and_load():
@@ -354,6 +380,35 @@ def test_selection_prints_auto_against_iforest(capsys, tmp_path):
     _figures(r"mean \(1 datasets\)\s+" + NUMBER, out, count=2)
 
 
+@needs_adbench
+def test_feedback_prints_ours_against_the_baselines_side_by_side(capsys, tmp_path):
+    code, out = _run(
+        "feedback",
+        [
+            "--datasets",
+            "WBC",
+            "--budgets",
+            "0.1",
+            "--rounds",
+            "1",
+            "--per-round",
+            "8",
+            "--baselines",
+            "DevNet",
+            "--devnet-epochs",
+            "1",
+            "--out",
+            str(tmp_path / "feedback.csv"),
+        ],
+        capsys,
+    )
+    assert code == 0
+    # best label-free, ours, DevNet, then ours minus each
+    _figures(r"\| 10% \| 1 \| ROC-AUC \| " + NUMBER + r" \| " + NUMBER + r" \| " + NUMBER, out)
+    _figures(r"\| 1 \| 8 \| AP \| " + NUMBER + r" \| " + NUMBER + r" \| " + NUMBER, out)
+    assert "Targets:" in out
+
+
 @pytest.mark.skipif(not NAB_DIR.is_dir(), reason=f"NAB series not found at {NAB_DIR}")
 def test_monitoring_real_prints_failing_days_under_both_rules(capsys):
     code, out = _run(
@@ -366,3 +421,18 @@ def test_monitoring_real_prints_failing_days_under_both_rules(capsys):
         r"normal days failing a check (\d+)/(\d+) \(normal-day profile\) vs (\d+)/(\d+)", out
     )
     assert figures[1] == figures[3] > 0  # both rules judge the same normal days
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not NAB_DIR.is_dir() or not (NAB_DIR.parent / "skab").is_dir(),
+    reason=f"NAB or SKAB not found under {NAB_DIR.parent}",
+)
+def test_real_graph_prints_graph_against_direct_for_nab_and_skab(capsys):
+    tables, out = _run("real_graph", ["--smoke"], capsys)
+    nab_scores = re.search(r"all NAB rows: graph (-?[0-9.]+) vs direct (-?[0-9.]+)", out)
+    assert nab_scores, out  # NAB scores may be negative (worse than detecting nothing)
+    assert all(math.isfinite(float(v)) for v in nab_scores.groups())
+    _figures(r"SKAB graph/direct F1 ratio " + NUMBER + ", FAR ratio " + NUMBER, out)
+    assert list(tables["skab"]["path"]) == ["graph (exported table)", "direct (benchmarks/skab.py)"]
+    assert "FAILED" not in out

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -130,7 +130,7 @@ class KerasDetector(BaseDetector):
 
     # ---------------------------------------------------------------------- helpers
     def _standardized(self, X: np.ndarray) -> np.ndarray:
-        return ((X - self.scaler_mean_) / self.scaler_scale_).astype(np.float32)
+        return cast("np.ndarray", ((X - self.scaler_mean_) / self.scaler_scale_).astype(np.float32))
 
     def _chunk_rows(self) -> int:
         return int(self.score_batch_size or _SCORE_CHUNK_ROWS)
@@ -167,7 +167,7 @@ class KerasDetector(BaseDetector):
             self._train(tf, networks, models, state, optimizer, train, validation, rng)
         self.models_ = models
         self.device_ = device
-        self._compiled_scorer = None
+        self._compiled_scorer: Any = None
 
     def _train(
         self,
@@ -188,7 +188,7 @@ class KerasDetector(BaseDetector):
         if n_batches > 1 and n_train % batch_size == 1:
             n_batches -= 1  # batch-norm cannot normalise a single row
 
-        @tf.function
+        @tf.function  # type: ignore[untyped-decorator]  # tensorflow ships no type hints
         def train_epoch(shuffled: Any) -> Any:
             total = tf.constant(0.0)
             for i in tf.range(n_batches):
@@ -201,7 +201,7 @@ class KerasDetector(BaseDetector):
                 total += loss
             return total / n_batches
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=True)  # type: ignore[untyped-decorator]  # no tf hints
         def validation_loss(part: Any) -> Any:
             return loss_fn(models, part, False, state)
 
@@ -263,13 +263,13 @@ class KerasDetector(BaseDetector):
         dirpath = Path(dirpath)
         for name, model in self.models_.items():
             model.save(dirpath / f"{name}.keras")
-        np.savez(
-            dirpath / ARRAYS_FILE,
-            scaler_mean=self.scaler_mean_,
-            scaler_scale=self.scaler_scale_,
-            decision_scores=self.decision_scores_,
+        arrays: dict[str, Any] = {
+            "scaler_mean": self.scaler_mean_,
+            "scaler_scale": self.scaler_scale_,
+            "decision_scores": self.decision_scores_,
             **self._extra_arrays(),
-        )
+        }
+        np.savez(dirpath / ARRAYS_FILE, **arrays)
         write_config(self, dirpath, models=sorted(self.models_))
 
     @classmethod
@@ -289,7 +289,7 @@ class KerasDetector(BaseDetector):
         restore_trained_state(detector, config, loaded.pop("decision_scores"))
         for name, value in loaded.items():
             setattr(detector, f"{name}_", value)
-        return detector
+        return cast("KerasDetector", detector)
 
 
 @document_params(_COMMON_PARAMS_DOC)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -265,7 +265,7 @@ class TorchDetector(BaseDetector):
         ):
             for part in validation.split(chunk):
                 total += float(network.loss(part)) * part.shape[0]
-        return total / validation.shape[0]
+        return cast("float", total / validation.shape[0])
 
     # ---------------------------------------------------------------------- scoring
     def _score(self, X: np.ndarray) -> np.ndarray:
@@ -291,7 +291,7 @@ class TorchDetector(BaseDetector):
                 torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None),
             ):
                 scores = [score_chunk(start) for start in starts]
-        return torch.cat(scores).cpu().double().numpy()
+        return cast("np.ndarray", torch.cat(scores).cpu().double().numpy())
 
     # ------------------------------------------------------------------ persistence
     def _save_payload(self, dirpath: Path, key: bytes) -> None:
@@ -322,4 +322,4 @@ class TorchDetector(BaseDetector):
         detector.scaler_mean_ = tensors["scaler_mean"].numpy()
         detector.scaler_scale_ = tensors["scaler_scale"].numpy()
         restore_trained_state(detector, config, tensors["decision_scores"].numpy())
-        return detector
+        return cast("TorchDetector", detector)

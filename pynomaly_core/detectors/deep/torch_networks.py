@@ -21,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -90,7 +91,7 @@ def fold(modules: Iterable[nn.Module]) -> list[FoldedLayer]:
     list of (weight_t, bias, activation)
         ``weight_t`` has shape ``(in, out)`` and is contiguous, ready for ``addmm``.
     """
-    folded: list[list] = []
+    folded: list[list[Any]] = []
     for module in modules:
         if isinstance(module, nn.Linear):
             weight_t = module.weight.detach().t()
@@ -102,6 +103,8 @@ def fold(modules: Iterable[nn.Module]) -> list[FoldedLayer]:
             folded.append([weight_t, bias, None])
         elif isinstance(module, nn.BatchNorm1d):
             weight_t, bias, _ = folded[-1]
+            if module.running_var is None or module.running_mean is None:
+                raise TypeError("cannot fold a BatchNorm1d without running statistics")
             scale = torch.rsqrt(module.running_var + module.eps)
             if module.affine:
                 scale = scale * module.weight.detach()
@@ -130,7 +133,7 @@ def run_folded(x: torch.Tensor, layers: Sequence[FoldedLayer]) -> torch.Tensor:
 
 def _row_distance(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
     """Euclidean distance between matching rows, computed in float32."""
-    return torch.linalg.vector_norm(x_hat.float() - x, dim=1)
+    return cast(torch.Tensor, torch.linalg.vector_norm(x_hat.float() - x, dim=1))
 
 
 class AutoEncoderNet(nn.Module):
@@ -152,7 +155,8 @@ class AutoEncoderNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))
+        reconstruction: torch.Tensor = self.decoder(self.encoder(x))
+        return reconstruction
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         return F.mse_loss(self(x), x)
@@ -195,8 +199,8 @@ class VAENet(nn.Module):
         h = self.encoder(x)
         mean, log_var = self.mean(h), self.log_var(h).clamp(-10.0, 10.0)
         z = mean + torch.randn_like(mean) * torch.exp(0.5 * log_var) if self.training else mean
-        reconstruction = 0.5 * (self.decoder(z) - x).square().sum(dim=1)
-        kl = -0.5 * (1.0 + log_var - mean.square() - log_var.exp()).sum(dim=1)
+        reconstruction: torch.Tensor = 0.5 * (self.decoder(z) - x).square().sum(dim=1)
+        kl: torch.Tensor = -0.5 * (1.0 + log_var - mean.square() - log_var.exp()).sum(dim=1)
         return (reconstruction + self.beta * kl).mean()
 
     def scorer(self) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -211,6 +215,8 @@ class DeepSVDDNet(nn.Module):
     could map every input to the centre (hypersphere collapse).
     """
 
+    center: torch.Tensor  # registered buffer
+
     def __init__(self, n_features: int, hidden_neurons: Sequence[int], dropout_rate: float) -> None:
         super().__init__()
         self.network = _mlp(
@@ -223,12 +229,15 @@ class DeepSVDDNet(nn.Module):
         """Set the centre to the mean embedding of the rows, pushing near-zero coordinates to ±0.1."""
         was_training = self.training
         self.eval()
-        total, n_rows = None, 0
+        total: torch.Tensor | None = None
+        n_rows = 0
         for x in batches:
-            batch_sum = self.network(x).float().sum(dim=0)
+            batch_sum: torch.Tensor = self.network(x).float().sum(dim=0)
             total = batch_sum if total is None else total + batch_sum
             n_rows += x.shape[0]
         self.train(was_training)
+        if total is None:
+            raise ValueError("Deep SVDD initialize needs at least one batch of training rows")
         center = total / n_rows
         eps = 0.1
         small = center.abs() < eps
@@ -237,7 +246,8 @@ class DeepSVDDNet(nn.Module):
         self.center.copy_(center)
 
     def loss(self, x: torch.Tensor) -> torch.Tensor:
-        return (self.network(x).float() - self.center).square().sum(dim=1).mean()
+        embedding: torch.Tensor = self.network(x).float()
+        return (embedding - self.center).square().sum(dim=1).mean()
 
     def scorer(self) -> Callable[[torch.Tensor], torch.Tensor]:
         layers = fold(self.network)
@@ -256,6 +266,10 @@ class DAGMMNet(nn.Module):
 
     #: jitter added to the covariance diagonals before the Cholesky factorisation
     COV_JITTER = 1e-4
+    # registered buffers: the mixture estimated from all training rows by finalize()
+    mixture_weights: torch.Tensor
+    means: torch.Tensor
+    covariances: torch.Tensor
 
     def __init__(
         self,
@@ -345,7 +359,7 @@ class DAGMMNet(nn.Module):
 
         Sums are accumulated in float64 on the CPU (MPS has no float64).
         """
-        mass = weighted_sum = weighted_outer = None
+        sums: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         n_rows = 0
         for x in batches:
             _, z = self._code(x)
@@ -353,15 +367,14 @@ class DAGMMNet(nn.Module):
             z = z.cpu().double()
             batch_mass, batch_sum = gamma.sum(dim=0), gamma.t() @ z
             batch_outer = torch.einsum("nk,ni,nj->kij", gamma, z, z)
-            if mass is None:
-                mass, weighted_sum, weighted_outer = batch_mass, batch_sum, batch_outer
+            if sums is None:
+                sums = (batch_mass, batch_sum, batch_outer)
             else:
-                mass, weighted_sum, weighted_outer = (
-                    mass + batch_mass,
-                    weighted_sum + batch_sum,
-                    weighted_outer + batch_outer,
-                )
+                sums = (sums[0] + batch_mass, sums[1] + batch_sum, sums[2] + batch_outer)
             n_rows += x.shape[0]
+        if sums is None:
+            raise ValueError("DAGMM finalize needs at least one batch of training rows")
+        mass, weighted_sum, weighted_outer = sums
         mass = mass.clamp_min(1e-12)
         means = weighted_sum / mass[:, None]
         covariances = weighted_outer / mass[:, None, None] - means[:, :, None] * means[:, None, :]

@@ -13,7 +13,7 @@ import json
 import numbers
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -37,7 +37,11 @@ def check_real(
     high_inclusive: bool = False,
 ) -> None:
     """``value`` must be a real number in the interval given by ``low`` / ``high``."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    ok = (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and bool(np.isfinite(cast(float, value)))
+    )
     if ok:
         ok = value >= low if low_inclusive else value > low
     if ok and high is not None:
@@ -185,7 +189,7 @@ def document_params(template: str) -> Callable[[type], type]:
     def decorate(cls: type) -> type:
         defaults = {
             name: p.default
-            for name, p in inspect.signature(cls.__init__).parameters.items()
+            for name, p in inspect.signature(cls).parameters.items()
             if p.default is not inspect.Parameter.empty
         }
         cls.__doc__ = (cls.__doc__ or "").rstrip() + "\n" + template.format(**defaults)

@@ -43,7 +43,7 @@ Example
 from __future__ import annotations
 
 import itertools
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
@@ -175,7 +175,7 @@ class WindowDetector(TorchDetector):
                 torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None),
             ):
                 scores = [score_chunk(start) for start in starts]
-        return torch.cat(scores).cpu().double().numpy()
+        return cast("np.ndarray", torch.cat(scores).cpu().double().numpy())
 
 
 @document_params(WINDOW_PARAMS_DOC + COMMON_PARAMS_DOC)

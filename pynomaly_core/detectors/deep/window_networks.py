@@ -12,6 +12,7 @@ implements the interface of :mod:`pynomaly_core.detectors.deep.torch_networks`:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import cast
 
 import torch
 from torch import nn
@@ -76,7 +77,7 @@ class ConvAENet(_WindowAutoEncoder):
         self.decoder = nn.Sequential(*decoder)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.encoder(x))[..., : self.window_size]
+        return cast("torch.Tensor", self.decoder(self.encoder(x))[..., : self.window_size])
 
 
 class LSTMAENet(_WindowAutoEncoder):
@@ -111,4 +112,4 @@ class LSTMAENet(_WindowAutoEncoder):
             _, (hidden, _) = self.encoder(rows)
             repeated = hidden[-1].unsqueeze(1).expand(-1, self.window_size, -1).contiguous()
             decoded, _ = self.decoder(repeated)
-            return self.output(decoded).transpose(1, 2)
+            return cast("torch.Tensor", self.output(decoded).transpose(1, 2))
