@@ -20,7 +20,7 @@ cov_args=(--cov --cov-report=term:skip-covered)
 if [ "$#" -eq 0 ]; then
   bash "$REPO_ROOT/scripts/check.sh"
   checks=$?
-  cov_args+=(--cov-fail-under="${PYNOMALY_COVERAGE_FLOOR:-70}")
+  cov_args+=(--cov-fail-under="${PYNOMALY_COVERAGE_FLOOR:-92}")
 fi
 # two workers (the machines have 2 cores); --dist loadfile keeps each file's tests, and so its
 # module-scoped story fixtures, on one worker instead of building them twice
