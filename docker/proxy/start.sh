@@ -4,7 +4,11 @@
 # arguments and the environment, then replaces itself with nginx in the foreground.
 #
 #   sh docker/proxy/start.sh --host 0.0.0.0 --dagster-port 3000 --dagster-upstream webserver:3000 \
-#                            --mlflow-port 5000 --mlflow-upstream mlflow:5000
+#                            --mlflow-port 5000 --mlflow-upstream mlflow:5000 \
+#                            [--review-port 3100 --review-upstream review:3100]
+#
+# With --review-port, the review page (pynomaly_review) is served there behind the same basic auth
+# and users as the Dagster UI; without it, the proxy serves the two UIs only.
 #
 # Environment (secrets only here, never in arguments: `ps` shows those):
 #   DAGSTER_UI_PASSWORD   password of the Dagster UI user (required)
@@ -28,6 +32,8 @@ dagster_port=
 dagster_upstream=
 mlflow_port=
 mlflow_upstream=
+review_port=
+review_upstream=
 while [ "$#" -gt 0 ]; do
     [ "$#" -ge 2 ] || die "option $1 needs a value"
     case "$1" in
@@ -36,6 +42,8 @@ while [ "$#" -gt 0 ]; do
         --dagster-upstream) dagster_upstream=$2 ;;
         --mlflow-port) mlflow_port=$2 ;;
         --mlflow-upstream) mlflow_upstream=$2 ;;
+        --review-port) review_port=$2 ;;
+        --review-upstream) review_upstream=$2 ;;
         *) die "unknown option $1" ;;
     esac
     shift 2
@@ -53,6 +61,15 @@ check --mlflow-port "$mlflow_port" '[!0-9]'
 check --dagster-upstream "$dagster_upstream" '[!0-9A-Za-z.:_-]'
 check --mlflow-upstream "$mlflow_upstream" '[!0-9A-Za-z.:_-]'
 [ "$dagster_port" != "$mlflow_port" ] || die "--dagster-port and --mlflow-port are both $dagster_port"
+review_block='/@REVIEW_BEGIN@/,/@REVIEW_END@/d'
+if [ -n "$review_port$review_upstream" ]; then
+    check --review-port "$review_port" '[!0-9]'
+    check --review-upstream "$review_upstream" '[!0-9A-Za-z.:_-]'
+    case "$review_port" in
+        "$dagster_port" | "$mlflow_port") die "--review-port $review_port is taken by another UI" ;;
+    esac
+    review_block='/@REVIEW_BEGIN@/d;/@REVIEW_END@/d'
+fi
 
 username=${DAGSTER_UI_USERNAME:-admin}
 password=${DAGSTER_UI_PASSWORD:-}
@@ -75,7 +92,7 @@ fi
 
 # upstream names are resolved per request (a recreated container gets a new address)
 resolver=
-case "$dagster_upstream$mlflow_upstream" in
+case "$dagster_upstream$mlflow_upstream$review_upstream" in
     *[A-Za-z]*)
         dns=${PROXY_RESOLVER:-$(awk '$1 == "nameserver" { print $2; exit }' /etc/resolv.conf 2>/dev/null || true)}
         check PROXY_RESOLVER "$dns" '[!0-9A-Fa-f.:]'
@@ -111,7 +128,8 @@ if [ "$(id -u)" = 0 ]; then
     chown -R "$worker" "$run_dir"
 fi
 
-sed -e "s|@USER@|$user|" \
+sed -e "$review_block" \
+    -e "s|@USER@|$user|" \
     -e "s|@RUN_DIR@|$run_dir|g" \
     -e "s|@HOST@|$host|g" \
     -e "s|@SSL@|$ssl|g" \
@@ -121,10 +139,14 @@ sed -e "s|@USER@|$user|" \
     -e "s|@DAGSTER_UPSTREAM@|$dagster_upstream|g" \
     -e "s|@MLFLOW_PORT@|$mlflow_port|g" \
     -e "s|@MLFLOW_UPSTREAM@|$mlflow_upstream|g" \
+    -e "s|@REVIEW_PORT@|$review_port|g" \
+    -e "s|@REVIEW_UPSTREAM@|$review_upstream|g" \
     "$here/nginx.conf.template" > "$run_dir/nginx.conf"
 
 scheme=http
 [ -z "$ssl" ] || scheme=https
+review_note=
+[ -z "$review_port" ] || review_note=", review page $scheme://$host:$review_port -> $review_upstream (basic auth)"
 echo "proxy: Dagster UI $scheme://$host:$dagster_port -> $dagster_upstream (basic auth, user $username)," \
-     "MLflow $scheme://$host:$mlflow_port -> $mlflow_upstream (MLflow's own auth)"
+     "MLflow $scheme://$host:$mlflow_port -> $mlflow_upstream (MLflow's own auth)$review_note"
 exec "$nginx" -p "$run_dir" -c "$run_dir/nginx.conf" -e stderr -g 'daemon off;'

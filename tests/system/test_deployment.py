@@ -11,7 +11,6 @@ non-admin user the one-shot mlflow_users service creates.
 
 from __future__ import annotations
 
-import base64
 import http.server
 import json
 import os
@@ -33,6 +32,7 @@ import sqlalchemy as sa
 import yaml
 
 from tests.assets.helpers import SMALL_DEMO, write_feed
+from tests.browser import Chromium, chromium_or_skip, visible_text
 from tests.pg import temporary_database
 from tests.system.services import (
     COMPOSE_FILE,
@@ -68,7 +68,7 @@ MLFLOW_ADMIN = ("admin", "system-test-mlflow-admin")
 MLFLOW_USER = ("pynomaly", "system-test-mlflow-pynomaly")
 WRONG_PASSWORD = "not-the-password"
 # the proxy forwards to the services by their compose names; locally they are all on loopback
-UPSTREAM_OPTIONS = ("--dagster-upstream", "--mlflow-upstream")
+UPSTREAM_OPTIONS = ("--dagster-upstream", "--mlflow-upstream", "--review-upstream")
 MLFLOW_SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
 RUN_TIMEOUT = 420  # generous: CI runs this beside the rest of the suite on 2 cores
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
@@ -459,7 +459,7 @@ def test_compose_publishes_only_the_authenticating_proxy_and_keeps_secrets_off_c
     assert option(proxy, "--mlflow-upstream") == f"mlflow:{option(commands['mlflow'], '--port')}"
     # ... and publishes exactly the ports it listens on
     ports = {interpolate(port, {}).split(":")[-1] for port in services["proxy"]["ports"]}
-    assert ports == {option(proxy, "--dagster-port"), option(proxy, "--mlflow-port")}
+    assert ports == {option(proxy, f"--{ui}-port") for ui in ("dagster", "mlflow", "review")}
     # `ps` shows command lines: passwords and keys come from the environment only
     for name, service in services.items():
         variables = re.findall(r"\$\{(\w+)", " ".join(map(str, service.get("command", []))))
@@ -623,122 +623,6 @@ def test_runs_launched_through_graphql_land_in_the_postgres_warehouse(deployment
     finally:
         mlflow_db.dispose()
     assert (f"pynomaly-{FEED}", "champion") in [tuple(a) for a in aliases]
-
-
-def chromium_or_skip() -> str:
-    """Debian's chromium; scripts/browser.sh installs it when missing (scripts/test.sh runs it first)."""
-    if shutil.which("chromium") is None:
-        installed = subprocess.run(
-            ["bash", str(REPO / "scripts" / "browser.sh")],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=600,
-        )
-        if shutil.which("chromium") is None:
-            pytest.skip(
-                f"chromium is not installed and scripts/browser.sh could not install it: "
-                f"{installed.stderr.strip()[-500:]}"
-            )
-    return shutil.which("chromium")
-
-
-class Chromium:
-    """Headless chromium driven over its DevTools protocol, sending the proxy's ``Authorization``
-    header with every request of the page (the HTML, the UI's GraphQL fetches, its websocket).
-
-    Credentials in the URL (``http://user:pass@host/``) would not do: the page's own URL then
-    carries them, and the UI's fetches of URLs resolved against it are refused by the browser.
-    """
-
-    def __init__(self, browser: str, profile: Path, authorization: str) -> None:
-        port = free_port()
-        self.log = profile.with_suffix(".log")
-        with self.log.open("wb") as log:
-            self.process = subprocess.Popen(
-                [
-                    browser,
-                    "--headless",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--hide-scrollbars",
-                    "--window-size=1600,1000",
-                    f"--remote-debugging-port={port}",
-                    f"--user-data-dir={profile}",
-                    "about:blank",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        from websockets.sync.client import connect
-
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{port}/json/list", timeout=5
-                ) as response:
-                    pages = [t for t in json.loads(response.read()) if t["type"] == "page"]
-                if pages:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                raise AssertionError(
-                    f"chromium's DevTools did not come up on port {port}: {self.log_tail()}"
-                )
-            time.sleep(0.5)
-        self.socket = connect(pages[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=30)
-        self.calls = 0
-        self.call(
-            "Emulation.setDeviceMetricsOverride",
-            width=1600,
-            height=1000,
-            deviceScaleFactor=1,
-            mobile=False,
-        )
-        self.call("Network.enable")
-        self.call("Network.setExtraHTTPHeaders", headers={"Authorization": authorization})
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-
-    def call(self, method: str, **params) -> dict:
-        self.calls += 1
-        self.socket.send(json.dumps({"id": self.calls, "method": method, "params": params}))
-        while True:  # events (network, page) come in between: skip to the answer
-            message = json.loads(self.socket.recv(timeout=120))
-            if message.get("id") == self.calls:
-                if "error" in message:
-                    raise AssertionError(f"chromium {method}: {message['error']}")
-                return message["result"]
-
-    def open(self, url: str) -> None:
-        self.call("Page.navigate", url=url)
-
-    def html(self) -> str:
-        result = self.call(
-            "Runtime.evaluate", expression="document.documentElement.outerHTML", returnByValue=True
-        )
-        return result["result"].get("value", "")
-
-    def screenshot(self) -> bytes:
-        return base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"])
-
-    def close(self) -> None:
-        self.socket.close()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=30)
-
-
-def visible_text(html: str) -> str:
-    html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.DOTALL)
-    return " ".join(re.sub(r"<[^>]+>", " ", html).split())
 
 
 def missing_stages(text: str) -> list[str]:
