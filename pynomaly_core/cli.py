@@ -1,7 +1,8 @@
 """``pynomaly``: what the Dagster CLI does not cover (checking a feed file, the registry, offline scoring).
 
 * ``pynomaly feed check FEED.yaml`` parses the feed and validates a sample of one day of its
-  source against it, printing what ingestion would quarantine, by rule, with example rows;
+  source against it, printing what ingestion would quarantine, by rule, with example rows, and
+  when the day passes the feed's partition keys and the commands that launch its first runs;
 * ``pynomaly detectors`` prints the detector registry as a table;
 * ``pynomaly score --feed FEED.yaml FILE`` scores a CSV or Parquet file with the feed's champion
   (as the last training run in ``$PYNOMALY_HOME`` recorded it), offline, and writes a CSV with
@@ -132,7 +133,31 @@ def _feed_check(args: argparse.Namespace, out: TextIO) -> int:
     failing = rate is not None and rate < feed.validation.min_pass_rate
     if too_few:
         print(f"\nfewer rows than validation.min_rows ({feed.validation.min_rows})", file=out)
-    return 1 if failing or too_few else 0
+    if failing or too_few:
+        return 1
+    _print_next_steps(feed, args.file, day, out)
+    return 0
+
+
+def _print_next_steps(feed: FeedConfig, path: Path, day: dt.date, out: TextIO) -> None:
+    """The partition keys of the feed and the commands that launch its first runs (docs/run_a_feed.md)."""
+    start = feed.partitioning.start_date
+    if feed.partitioning.granularity == "hourly":
+        key, first = f"{day}-00:00", f"{start}-00:00"
+        unit, this = "UTC hour (keys YYYY-MM-DD-HH:MM)", "this day's first hour"
+    else:
+        key, first, unit, this = str(day), str(start), "UTC day (keys YYYY-MM-DD)", "this day"
+    launch = "dagster job launch -w workspace.yaml -j"
+    tags = f'--tags \'{{"dagster/partition": "{key}"}}\''
+    print(
+        f"\npartitions: one per {unit} from {first}; {this}: {key}\n"
+        f"next (docs/run_a_feed.md): with PYNOMALY_FEEDS_DIR={path.resolve().parent}, from the "
+        "directory of workspace.yaml:\n"
+        f"  ingest it:   {launch} {feed.name}__ingest {tags}\n"
+        f"  train:       {launch} {feed.name}__train\n"
+        f"  score it:    {launch} {feed.name}__score {tags}",
+        file=out,
+    )
 
 
 def _day(text: str) -> dt.date:

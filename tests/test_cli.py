@@ -147,3 +147,31 @@ def test_score_writes_scores_p_values_and_severity_with_the_champion(
 def test_the_command_is_installed_as_pynomaly() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts == {"pynomaly": "pynomaly_core.cli:main"}
+
+
+def test_feed_check_prints_the_partition_keys_and_the_commands_to_launch(feed_file: Path) -> None:
+    feed_file.write_text(yaml.safe_dump({**FEED, "validation": {"min_rows": 10}}))
+    (feed_file.parent / "landing" / f"{DAY}.csv").write_text(
+        generate_day(DAY, DemoSettings(machines=2, interval_minutes=60))[COLUMNS].to_csv(
+            index=False
+        )
+    )
+    status, text = run("feed", "check", str(feed_file))
+    assert status == 0, text
+    assert f"partitions: one per UTC day (keys YYYY-MM-DD) from {DAY}; this day: {DAY}" in text
+    assert f"PYNOMALY_FEEDS_DIR={feed_file.parent.resolve()}" in text
+    tags = f'--tags \'{{"dagster/partition": "{DAY}"}}\''
+    launch = "dagster job launch -w workspace.yaml -j telemetry"
+    assert f"{launch}__ingest {tags}" in text and f"{launch}__score {tags}" in text
+    assert f"{launch}__train\n" in text
+    hourly = {**FEED, "partitioning": {"start_date": str(DAY), "granularity": "hourly"}}
+    feed_file.write_text(yaml.safe_dump({**hourly, "validation": {"min_rows": 10}}))
+    status, text = run("feed", "check", str(feed_file))
+    assert status == 0, text
+    assert f"one per UTC hour (keys YYYY-MM-DD-HH:MM) from {DAY}-00:00" in text
+    assert f'"dagster/partition": "{DAY}-00:00"' in text
+
+
+def test_feed_check_prints_no_commands_when_the_day_fails(feed_file: Path) -> None:
+    status, text = run("feed", "check", str(feed_file))
+    assert status == 1 and "partitions:" not in text and "dagster job launch" not in text

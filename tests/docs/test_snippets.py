@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import yaml
@@ -35,6 +36,25 @@ def yaml_snippets() -> list[tuple[str, str]]:
 
 
 SNIPPETS = yaml_snippets()
+
+#: marks the ```bash block after it as a long-running service (a daemon), started in the background
+SERVICE_MARK = "<!-- snippet: service -->"
+
+
+class ShellSnippet(NamedTuple):
+    where: str  # docs/x.md#2: the doc and the block's index among its shell blocks
+    text: str
+    service: bool
+
+
+def shell_snippets(doc: Path) -> list[ShellSnippet]:
+    """The ```bash / ```sh blocks of ``doc``, in order (tests/docs/test_run_a_feed.py runs them)."""
+    block = rf"({re.escape(SERVICE_MARK)}\n)?```(?:bash|sh)\n(.*?)```"
+    fences = re.finditer(block, doc.read_text(), re.DOTALL)
+    return [
+        ShellSnippet(f"{doc.relative_to(ROOT)}#{i}", m.group(2), m.group(1) is not None)
+        for i, m in enumerate(fences)
+    ]
 
 
 def test_the_docs_have_yaml_snippets():
