@@ -213,6 +213,60 @@ GRAPH_SERIES = (
 )
 
 
+def failing_details(home: Path, feed: str, day: str, failed: list[str]) -> dict:
+    """Why ``day``'s checks failed: the verdict of its latest drift report (the JSON the
+    ``drift_report`` asset writes) and of its ``detector_performance`` value, with their numbers."""
+    out: dict = {"failed": failed}
+    drift = sorted((home / "reports" / feed / "drift").glob(f"{day}.model-*.json"))
+    if drift:
+        doc = json.loads(drift[-1].read_text())
+        out["drift"] = {
+            k: doc[k]
+            for k in ("severity", "reasons", "score_psi", "score_ks", "drift_share", "alert_rate")
+            if k in doc
+        } | {k: v for k, v in doc.items() if k.endswith("_limit")}
+    for path in sorted(home.rglob(f"*{day}*")):
+        if "detector_performance" not in str(path) or not path.is_file():
+            continue
+        try:
+            doc = json.loads(path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        out["performance"] = {
+            k: v
+            for k, v in doc.items()
+            if k in ("model_version", "severity", "reasons", "rule", "canary_recall", "alert_rate")
+            or k.endswith("_limit")
+        }
+    return out
+
+
+def decisions(home: Path) -> list[dict]:
+    """Every champion decision of the run, in time order, from the MLflow tags the lifecycle
+    writes on the challenger's run: decision, gate, reason, and the days it was trained / fitted on."""
+    import sqlite3
+
+    keys = (
+        "pynomaly.promotion",
+        "pynomaly.promotion_at",
+        "pynomaly.promotion_reason",
+        "pynomaly.gate",
+        "pynomaly.training_days",
+        "pynomaly.fitted_days",
+        "pynomaly.detector",
+    )
+    out = []
+    for db in home.rglob("mlflow.db"):
+        with sqlite3.connect(db) as con:
+            rows = con.execute("SELECT run_uuid, key, value FROM tags").fetchall()
+        runs: dict[str, dict] = {}
+        for run, key, value in rows:
+            if key in keys:
+                runs.setdefault(run, {})[key.removeprefix("pynomaly.")] = value
+        out += [r for r in runs.values() if "promotion" in r]
+    return sorted(out, key=lambda r: r.get("promotion_at", ""))
+
+
 def graph_series(series: str, root: Path, first_week: int, max_days: int | None = None) -> dict:
     """One NAB series through the asset graph with the monitoring loop on; the proof list's figures."""
     from tests.assets.real_series import (
@@ -252,6 +306,13 @@ def graph_series(series: str, root: Path, first_week: int, max_days: int | None 
     marked = labelled_days(series)
     normal = [d for d in days if d not in marked and d in graph.checks]
     failing = [d for d in normal if not all(v is not False for v in graph.checks[d].values())]
+    home = graph.home or root / "home"
+    why = {
+        d: failing_details(
+            home, feed["name"], d, [k for k, v in graph.checks[d].items() if v is False]
+        )
+        for d in failing
+    }
     rows = table.groupby(table["partition_date"].astype(str)).size()
     alerts = table.groupby(table["partition_date"].astype(str))["is_anomaly"].sum()
     normal_alerts = alerts.reindex(normal, fill_value=0)
@@ -274,6 +335,9 @@ def graph_series(series: str, root: Path, first_week: int, max_days: int | None 
         "first_alone_after": mean(alone, after),
         "alerts_per_normal_day": mean(normal_alerts, normal),
         "normal_days_over_2x": int((normal_alerts > budget).sum()),
+        "champions": graph.champions,
+        "decisions": decisions(home),
+        "failing": why,
         "per_day": {
             d: f"v{','.join(sorted(versions.get(d, set())))} {int(loop[d])}/{int(alone[d])}"
             + (" W" if d in marked else "")
@@ -291,7 +355,7 @@ def main_graph(series: list[str], first_week: int, max_days: int | None) -> list
             result = graph_series(name, Path(tmp) / str(i), first_week, max_days)
             out.append(result)
             print(json.dumps(result), flush=True)
-    table = pd.DataFrame(out).drop(columns=["per_day"])
+    table = pd.DataFrame(out).drop(columns=["per_day", "failing", "champions", "decisions"])
     print(table.to_markdown(index=False))
     print(
         "per_day: model version(s) of the exported rows, alerts outside the windows by the loop / "

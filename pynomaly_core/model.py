@@ -137,6 +137,20 @@ class AnomalyModel:
         self.derivation = derivation
         self.series = series
 
+    def unfitted(self) -> AnomalyModel:
+        """A new, unfitted model with this one's configuration (what a cross-fitting fold fits)."""
+        return AnomalyModel(
+            self.features,
+            detector=self.detector,
+            contamination=self.contamination,
+            params=dict(self.params),
+            random_state=self.random_state,
+            scaling=self.scaling,
+            severity_cutoffs=self.severity_cutoffs,
+            derivation=getattr(self, "derivation", None),
+            series=getattr(self, "series", None),
+        )
+
     # ------------------------------------------------------------ time order and warm-up
     @property
     def sequence_rows(self) -> int:
@@ -409,7 +423,9 @@ class AnomalyModel:
         """Use ``scores`` (raw detector scores of representative rows) for p-values and severity.
 
         ``fit`` calibrates on the training scores; the lifecycle recalibrates on the
-        training scores plus the out-of-sample scores of the held-out slice.
+        training scores plus the out-of-sample scores of the held-out slice, and a model
+        refitted on the whole window on cross-fitted out-of-fold scores only
+        (:mod:`pynomaly_core.lifecycle.refit`).
         """
         scores = np.asarray(scores, dtype=float)
         self.calibration_ = calibration_set(scores)

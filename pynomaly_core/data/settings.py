@@ -244,6 +244,19 @@ class LifecycleSettings(Strict):
         le=1.0,
         description="Promotion gate: a new champion may trail the previous one's average precision by at most this.",
     )
+    refit_on_window: bool = Field(
+        True,
+        description="Refit the candidate the evaluation picked on the whole training window (holdout "
+        "included) before it is registered, so a retrain learns the day that triggered it; its p-values "
+        "are calibrated on cross-fitted out-of-fold scores (lifecycle.calibration_folds). False: the "
+        "registered model is the evaluated one, fitted without the holdout.",
+    )
+    calibration_folds: int = Field(
+        5,
+        ge=2,
+        le=20,
+        description="Contiguous blocks of days of the out-of-fold scores a refitted model is calibrated on.",
+    )
 
 
 class ExplanationSettings(Strict):
@@ -277,6 +290,14 @@ class ScoringSettings(Strict):
         ge=1_000,
         description="A validated partition with more rows than this is scored in chunks of this many rows "
         "(bounded peak memory).",
+    )
+    fan_out_rows: int | None = Field(
+        None,
+        ge=1_000,
+        description="Score a partition as chunks of this many rows, each in its own step (Dagster "
+        "dynamic outputs), so an executor that runs steps in parallel (multiprocess, celery, k8s) "
+        "spreads one partition over processes or machines; the chunks are combined in order into "
+        "the same anomaly_scores file. Each chunk is held in memory. Default: off (one step).",
     )
     max_alerts_per_day: int | None = Field(
         None,
@@ -461,10 +482,12 @@ class ScheduleSettings(Strict):
     maintenance_running: bool = Field(
         False, description="Start the weekly maintenance schedule running."
     )
-    trigger: Literal["cron", "arrival"] = Field(
+    trigger: Literal["cron", "arrival", "automation"] = Field(
         "cron",
         description="cron: the daily schedule runs each ended day; arrival: <feed>__arrival_sensor "
-        "runs a day when its files land or change (csv/parquet sources, local or remote).",
+        "runs a day when its files land or change (csv/parquet sources, local or remote); "
+        "automation: declarative automation (<feed>__automation_sensor) materializes raw on "
+        "daily_cron and each later stage of a day when its upstream partition updates.",
     )
     arrival_interval_seconds: int = Field(
         60, ge=10, description="How often the arrival sensor lists the source."

@@ -4,7 +4,10 @@
    window out of training (a one-day window holds out its last 20 % by event time).
 2. :func:`train_candidates` fits every candidate detector on the rest, sharing one fitted
    preprocessor, and calibrates each on its training scores plus its out-of-sample
-   holdout scores (:meth:`AnomalyModel.calibrate`).
+   holdout scores (:meth:`AnomalyModel.calibrate`). With ``lifecycle.refit_on_window`` the
+   candidate the evaluation picks is then refitted on the whole window, holdout included,
+   and calibrated on cross-fitted scores (:mod:`~pynomaly_core.lifecycle.refit`) before it is
+   registered.
 3. :func:`evaluation_set` labels the holdout: the feed's label column and the BI users'
    feedback (confirmed = 1, rejected = 0) when they hold at least
    ``lifecycle.min_labelled_anomalies`` anomalies and as many normal rows; otherwise the
@@ -19,7 +22,8 @@
    :func:`promotion_gate` then blocks any promotion whose ROC-AUC is below
    ``lifecycle.min_auc``, or whose average precision trails the champion's by more than
    ``lifecycle.max_regression`` or with statistical confidence (a forced promotion
-   included). With no champion to defend, the best candidate is promoted whatever its
+   included); below ``min_auc`` it still passes a champion whose ROC-AUC is lower and
+   which the challenger beats with confidence. With no champion to defend, the best candidate is promoted whatever its
    evidence; a weak one fails the gate as a warning (it scores, and says why it is weak).
 6. The champion records the days it was trained on; :mod:`~pynomaly_core.lifecycle.window`
    holds the window of a retrain (the champion's reference days plus the recent ones) and

@@ -2,8 +2,10 @@
 
 :func:`train_candidate_batch` is the whole ``detector_candidates`` stage without Dagster:
 holdout split, fitting (:func:`train_candidates`), the evaluation set and its scores, the
-stored evaluation frame, one signed model directory and one MLflow run (and registered
-version) per usable candidate, and the value the champion decision reads.
+stored evaluation frame, the evaluation's pick refitted on the whole window
+(``lifecycle.refit_on_window``, :mod:`~pynomaly_core.lifecycle.refit`), one signed model
+directory and one MLflow run (and registered version) per usable candidate, and the value the
+champion decision reads.
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from pynomaly_core.data.config import FeedConfig
 from pynomaly_core.data.preprocess import FeaturePreprocessor
 from pynomaly_core.features.derived import Derivation, derive
 from pynomaly_core.lifecycle.evaluation import (
+    EvaluationKind,
     EvaluationSet,
+    choose_challenger,
     evaluate,
     evaluation_set,
     score_models,
@@ -35,6 +39,7 @@ from pynomaly_core.lifecycle.feedback import (
     with_feedback_candidate,
 )
 from pynomaly_core.lifecycle.record import LifecycleError
+from pynomaly_core.lifecycle.refit import TRAINING_AND_HOLDOUT, Refit, refit_on_window
 from pynomaly_core.lifecycle.window import format_days, frame_days
 from pynomaly_core.model import AnomalyModel, SeriesOrder
 from pynomaly_core.severity import SeverityCutoffs
@@ -47,6 +52,9 @@ ONE_DAY_HOLDOUT_FRACTION = 0.2
 #: MLflow run and version tag: the UTC days of the training window (:func:`format_days`), so a kept
 #: champion, read back from the registry, still knows what it has seen
 TAG_TRAINING_DAYS = "pynomaly.training_days"
+#: MLflow run and version tag: the UTC days of the rows the model was fitted on (the whole window
+#: when refitted, else the window minus its holdout), so a user sees which rows a champion learnt
+TAG_FITTED_DAYS = "pynomaly.fitted_days"
 _LOG = logging.getLogger(__name__)
 
 #: Sequence-aware candidates a time-aware feed (an ``entity`` or ``derived`` section) gets in its
@@ -277,6 +285,9 @@ class CandidateBatch:
     """Per candidate: detector, error, fit_seconds and, when usable, where its model and MLflow run are."""
     training_days: tuple[str, ...] = ()
     """UTC days of the training window (training and holdout rows): what every candidate has seen."""
+    refit: dict[str, Any] | None = None
+    """The candidate the evaluation picked and refitted on the whole window (``lifecycle.refit_on_window``):
+    detector, fitted_days, calibration, seconds, error (why it kept the evaluated model); None: off."""
 
     @property
     def failed(self) -> int:
@@ -297,6 +308,7 @@ class CandidateBatch:
             "holdout_rows": self.holdout_rows,
             "candidates": self.records,
             "training_days": list(self.training_days),
+            "refit": self.refit,
         }
 
 
@@ -349,10 +361,22 @@ def train_candidate_batch(
         )
     scores = score_models(fitted, evalset)
     table = evaluate(candidates, evalset, scores)
+    picked, refit, refit_error = _refit_picked(
+        feed, window, candidates, table, evalset.kind, feedback, log
+    )
 
     stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%SZ")
     batch = f"{stamp}-{run_id[:8]}"
-    evaluation_path = write_evaluation_frame(frames, feed.name, batch, evalset, scores)
+    # the registered model of the picked candidate is the refit: record its scores too, so the
+    # weekly model-health check re-scores a version against what that version itself gave
+    refit_scores = (
+        score_models({picked: refit.model}, evalset)
+        if picked is not None and refit is not None
+        else None
+    )
+    evaluation_path = write_evaluation_frame(
+        frames, feed.name, batch, evalset, scores, refit_scores
+    )
     days = frame_days(window, feed.event_time)
     run_tags = {
         "dagster_run_id": run_id,
@@ -369,6 +393,7 @@ def train_candidate_batch(
         "evaluation": evalset.kind,
     }
     example = _input_example(feed, train)
+    train_days = frame_days(train, feed.event_time)
     records = []
     for c in candidates:
         entry: dict[str, Any] = {
@@ -378,24 +403,47 @@ def train_candidate_batch(
         }
         if c.model is not None and entry["error"] is None:
             version = f"{batch}-{c.name}"
+            refitted = refit if c.name == picked else None
+            model = refitted.model if refitted is not None else c.model
+            # which rows the registered model learnt, beside the holdout evidence it is judged on
+            lineage: dict[str, Any] = {
+                "refit_on_window": refitted is not None,
+                "fitted_rows": int(model.training_rows_),
+                "calibration": refitted.calibration
+                if refitted is not None
+                else TRAINING_AND_HOLDOUT,
+            }
+            fitted_days = refitted.fitted_days if refitted is not None else train_days
             entry.update(
                 _save_and_log(
                     feed,
                     c.name,
-                    c.model,
+                    model,
                     model_dir(version),
                     version=version,
                     tracker=tracker,
                     run_id=run_id,
-                    params={"detector": c.name, **params, **(c.model.params or {})},
+                    params={"detector": c.name, **params, **lineage, **(c.model.params or {})},
                     metrics=float_metrics(table.loc[c.name]),
-                    tags=run_tags,
+                    tags={**run_tags, TAG_FITTED_DAYS: format_days(fitted_days)},
                     input_example=example,
                     evaluation=table.reset_index(),
                     signing_key=signing_key,
                 )
             )
+            entry.update(lineage, fitted_days=list(fitted_days))
         records.append(entry)
+    refit_value = (
+        None
+        if picked is None
+        else {
+            "detector": picked,
+            "fitted_days": list(refit.fitted_days) if refit is not None else list(train_days),
+            "calibration": refit.calibration if refit is not None else TRAINING_AND_HOLDOUT,
+            "seconds": float(refit.seconds) if refit is not None else None,
+            "error": refit_error,
+        }
+    )
     return CandidateBatch(
         feed.name,
         batch,
@@ -407,7 +455,51 @@ def train_candidate_batch(
         len(holdout),
         records,
         days,
+        refit_value,
     )
+
+
+def _refit_picked(
+    feed: FeedConfig,
+    window: pd.DataFrame,
+    candidates: list[Candidate],
+    table: pd.DataFrame,
+    kind: EvaluationKind,
+    feedback: FeedbackReader | None,
+    log: logging.Logger,
+) -> tuple[str | None, Refit | None, str | None]:
+    """(picked, refit, error): the candidate the evaluation picks (:func:`choose_challenger`, as
+    :func:`~pynomaly_core.lifecycle.promote` will) refitted on the whole ``window``
+    (:func:`~pynomaly_core.lifecycle.refit.refit_on_window`). ``picked`` is None when
+    ``lifecycle.refit_on_window`` is off; a failed refit keeps the evaluated model and says why."""
+    if not feed.lifecycle.refit_on_window:
+        return None, None, None
+    try:
+        picked = choose_challenger(table, kind)
+    except ValueError:
+        return None, None, None
+    model = next(c.model for c in candidates if c.name == picked)
+    if model is None:  # choose_challenger only picks fitted candidates
+        return None, None, None
+    try:
+        verdicts = training_verdicts(feed, window, feedback)
+        refit = refit_on_window(
+            model,
+            window,
+            feed.event_time,
+            labels_for(picked, _labels(window, feed), verdicts),
+            folds=feed.lifecycle.calibration_folds,
+        )
+    except Exception as exc:  # noqa: BLE001 - the evaluated model is still a valid candidate
+        error = f"refit of {picked} on the whole window failed, the evaluated model is kept: {type(exc).__name__}: {exc}"
+        log.warning(error)
+        return picked, None, error
+    log.info(
+        f"{picked} refitted on the whole window ({refit.model.training_rows_} rows, "
+        f"{refit.fitted_days[0]}..{refit.fitted_days[-1]}), calibrated {refit.calibration}, "
+        f"in {refit.seconds:.1f} s"
+    )
+    return picked, refit, None
 
 
 def _save_and_log(

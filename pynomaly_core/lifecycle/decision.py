@@ -56,13 +56,32 @@ def promotion_gate(
     old_metrics: dict[str, float] | None,
     comparison: dict[str, Any] | None,
 ) -> tuple[bool, str]:
-    """May a model with ``new_metrics`` replace one with ``old_metrics`` (same rows)?"""
+    """May a model with ``new_metrics`` replace one with ``old_metrics`` (same rows)?
+
+    ``lifecycle.min_auc`` keeps weak models from scoring, but not at the price of a weaker one: a
+    challenger below it that beats a champion below it too (a higher ROC-AUC, and average precision
+    better with confidence: ``comparison["ci_low"] > 0``) passes, and the reason says both are weak.
+    Refusing it would keep scoring with the model the same rows show to be worse (measured on NAB
+    ``ec2_cpu_utilization_5f5533``: after a level drop the retrain that had learnt it was refused
+    for a label-free ROC-AUC under the floor, and the old champion flagged 190 normal rows a day)."""
     s = feed.lifecycle
     auc = float(new_metrics["roc_auc"])
+    weak_note = ""
     if auc < s.min_auc:
-        return (
-            False,
-            f"ROC-AUC {auc:.3f} on the evaluation set is below lifecycle.min_auc = {s.min_auc}",
+        old_auc = float(old_metrics["roc_auc"]) if old_metrics is not None else None
+        if (
+            old_auc is None
+            or comparison is None
+            or not (comparison["ci_low"] > 0 and old_auc < auc)
+        ):
+            return (
+                False,
+                f"ROC-AUC {auc:.3f} on the evaluation set is below lifecycle.min_auc = {s.min_auc}",
+            )
+        weak_note = (
+            f"ROC-AUC {auc:.3f} is below lifecycle.min_auc = {s.min_auc}, but the champion's is lower "
+            f"({old_auc:.3f}) and the challenger beats it with {comparison['confidence']:.0%} confidence: "
+            "the better of two weak models scores; "
         )
     if old_metrics is not None:
         new_ap, old_ap = (
@@ -79,7 +98,8 @@ def promotion_gate(
                 f"worse than the current champion with {comparison['confidence']:.0%} confidence "
                 f"(ΔAP {comparison['delta']:+.3f}, CI [{comparison['ci_low']:+.3f}, {comparison['ci_high']:+.3f}])"
             )
-    return True, f"ROC-AUC {auc:.3f} >= {s.min_auc}" + (
+    passed = weak_note or f"ROC-AUC {auc:.3f} >= {s.min_auc}; "
+    return True, passed.removesuffix("; ") + (
         ""
         if old_metrics is None
         else f"; AP {new_metrics['average_precision']:.3f} vs {old_metrics['average_precision']:.3f}"

@@ -34,6 +34,9 @@ EVALUATION_STAGE = ("detector_candidates", "evaluation")
 LABEL_COLUMN = "_label"
 #: prefix of the evaluation frame's score columns: ``_score_<detector>``
 SCORE_PREFIX = "_score_"
+#: the column prefix of the registered model's raw scores where it is not the evaluated one: the
+#: candidate refitted on the whole window (``lifecycle.refit_on_window``)
+REFIT_SCORE_PREFIX = "_refit_score_"
 
 
 @dataclass
@@ -258,13 +261,24 @@ def choose_challenger(evaluation: pd.DataFrame, kind: EvaluationKind) -> str:
 
 # ------------------------------------------------------------------ the stored evaluation frame
 def write_evaluation_frame(
-    store: FrameStore, feed: str, batch: str, evalset: EvaluationSet, scores: dict[str, np.ndarray]
+    store: FrameStore,
+    feed: str,
+    batch: str,
+    evalset: EvaluationSet,
+    scores: dict[str, np.ndarray],
+    refit_scores: dict[str, np.ndarray] | None = None,
 ) -> Path:
     """Store the evaluation rows with their labels (:data:`LABEL_COLUMN`) and each candidate's raw
-    scores (``_score_<detector>``) as partition ``batch`` of ``[feed, *EVALUATION_STAGE]``."""
+    scores (``_score_<detector>``) as partition ``batch`` of ``[feed, *EVALUATION_STAGE]``.
+
+    ``refit_scores`` are the raw scores, on the same rows, of a candidate whose registered model is
+    not the evaluated one (refitted on the whole window): ``_refit_score_<detector>``, what the
+    weekly model-health check re-scores the registered version against."""
     frame = evalset.frame.assign(**{LABEL_COLUMN: evalset.y})
     for name, s in scores.items():
         frame[f"{SCORE_PREFIX}{name}"] = s
+    for name, s in (refit_scores or {}).items():
+        frame[f"{REFIT_SCORE_PREFIX}{name}"] = s
     return store.write(frame, [feed, *EVALUATION_STAGE], batch)
 
 
@@ -276,6 +290,14 @@ class StoredEvaluation:
     y: np.ndarray
     scores: dict[str, np.ndarray]
     path: Path
+    refit_scores: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def registered_scores_of(self, detector: str) -> np.ndarray:
+        """The recorded scores of the model registered for ``detector``: the refitted model's
+        where the candidate was refitted on the whole window, else the evaluated model's."""
+        if detector in self.refit_scores:
+            return self.refit_scores[detector]
+        return self.scores_of(detector)
 
     def scores_of(self, detector: str) -> np.ndarray:
         """The recorded scores of ``detector``; a KeyError naming the file when it has none."""
@@ -293,7 +315,11 @@ def read_evaluation_frame(store: FrameStore, feed: str, batch: str) -> StoredEva
     key = [feed, *EVALUATION_STAGE]
     frame = store.read(key, batch)
     score_columns = [c for c in frame.columns if str(c).startswith(SCORE_PREFIX)]
+    refit_columns = [c for c in frame.columns if str(c).startswith(REFIT_SCORE_PREFIX)]
     scores = {str(c)[len(SCORE_PREFIX) :]: frame[c].to_numpy(dtype=float) for c in score_columns}
+    refit_scores = {
+        str(c)[len(REFIT_SCORE_PREFIX) :]: frame[c].to_numpy(dtype=float) for c in refit_columns
+    }
     y = frame[LABEL_COLUMN].to_numpy()
-    features = frame.drop(columns=[LABEL_COLUMN, *score_columns])
-    return StoredEvaluation(features, y, scores, store.path(key, batch))
+    features = frame.drop(columns=[LABEL_COLUMN, *score_columns, *refit_columns])
+    return StoredEvaluation(features, y, scores, store.path(key, batch), refit_scores)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from pynomaly_core.data.config import FeedConfig
-from pynomaly_core.lifecycle.candidates import TAG_TRAINING_DAYS
+from pynomaly_core.lifecycle.candidates import TAG_FITTED_DAYS, TAG_TRAINING_DAYS
 from pynomaly_core.lifecycle.decision import Decision, decide
 from pynomaly_core.lifecycle.evaluation import (
     EvaluationSet,
@@ -218,6 +218,7 @@ def _version_record(feed: FeedConfig, info: ModelVersionInfo) -> ChampionRecord:
         mlflow_run_id=info.run_id,
         reason=f"registered version {info.version} has no tag pynomaly.model_dir",
         training_days=parse_days(info.tags.get(TAG_TRAINING_DAYS)),
+        fitted_days=parse_days(info.tags.get(TAG_FITTED_DAYS)),
     )
 
 
@@ -273,6 +274,8 @@ def _champion_now(
             run_url=chal["run_url"],
             metrics=chal["metrics"],
             training_days=tuple(training_days),
+            fitted_days=tuple(chal.get("fitted_days") or ()),
+            calibration=chal.get("calibration"),
             **common,
         )
     from pynomaly_core.evaluation.compare import metrics

@@ -53,6 +53,12 @@ class ChampionRecord:
     """The UTC days (``YYYY-MM-DD``, ascending) of the window the model was trained on; empty when
     unknown (a value stored before the window was recorded). Rescoring reads it: see
     :func:`pynomaly_core.lifecycle.rescoring_verdict`."""
+    fitted_days: tuple[str, ...] = ()
+    """The UTC days of the rows the detector was fitted on: the whole training window when it was
+    refitted (``lifecycle.refit_on_window``), else the window minus its holdout; empty when unknown."""
+    calibration: str | None = None
+    """How its p-values are calibrated: ``cross-fit (K folds)`` (out-of-fold scores of the window)
+    or ``training+holdout``; None when unknown."""
 
     @property
     def exists(self) -> bool:
@@ -85,6 +91,7 @@ class ChampionRecord:
             kwargs["version"] = str(kwargs["version"])
         kwargs["metrics"] = dict(kwargs.get("metrics") or {})
         kwargs["training_days"] = tuple(sorted(str(d) for d in kwargs.get("training_days") or ()))
+        kwargs["fitted_days"] = tuple(sorted(str(d) for d in kwargs.get("fitted_days") or ()))
         return cls(**kwargs)
 
     def to_value(self) -> dict[str, Any]:
@@ -108,6 +115,8 @@ class ChampionRecord:
             "training_days": list(self.training_days),
             "window_first": self.window_first,
             "window_last": self.window_last,
+            "fitted_days": list(self.fitted_days),
+            "calibration": self.calibration,
         }
 
     def require(self) -> ChampionRecord:

@@ -82,7 +82,8 @@ def recorded_scores_from_frame_store(frame_store: Any, feed: str) -> RecordedSco
     """The default lookup of a version's recorded sample: the lifecycle's evaluation frame.
 
     ``detector_candidates`` stores, per training batch, the evaluation rows with one column
-    ``_score_<detector>`` per candidate (:func:`pynomaly_core.lifecycle.write_evaluation_frame`,
+    ``_score_<detector>`` per candidate, and ``_refit_score_<detector>`` for the candidate whose
+    registered model was refitted on the whole window (:func:`pynomaly_core.lifecycle.write_evaluation_frame`,
     read back with :func:`~pynomaly_core.lifecycle.read_evaluation_frame`). The returned callable gives ``(feature frame, recorded scores)``
     for a version, None for a version not logged by the lifecycle, and raises
     ``FileNotFoundError`` (naming the file) when the batch's frame is gone, or ``KeyError``
@@ -98,7 +99,7 @@ def recorded_scores_from_frame_store(frame_store: Any, feed: str) -> RecordedSco
         if batch is None:
             return None
         stored = read_evaluation_frame(store, feed, batch)
-        return stored.frame, stored.scores_of(str(info.detector))
+        return stored.frame, stored.registered_scores_of(str(info.detector))
 
     return lookup
 

@@ -233,6 +233,10 @@ def test_champion_record_round_trips_through_its_stored_value():
         "training_days",
         "window_first",
         "window_last",
+        # which rows the detector was fitted on and how its p-values are calibrated
+        # (lifecycle.refit_on_window)
+        "fitted_days",
+        "calibration",
     ]
     assert (value["window_first"], value["window_last"]) == ("2026-11-01", "2026-11-02")
     assert ChampionRecord.from_value(value) == record
@@ -280,6 +284,26 @@ def test_the_evaluation_frame_reads_back_what_was_written(tmp_path):
         stored.scores_of("PCA")
     again = EvaluationSet.from_description(stored.frame, stored.y, evalset.describe())
     assert again.describe() == evalset.describe()
+
+
+def test_a_refitted_candidate_is_recorded_with_the_registered_models_scores(tmp_path):
+    """The picked candidate's registered model is its refit on the whole window: the weekly
+    model-health check must compare a version with the refit's scores, the gate with the
+    evaluated model's (held-out) ones."""
+    from pynomaly_core.lifecycle import read_evaluation_frame, write_evaluation_frame
+    from pynomaly_core.storage import FrameStore
+
+    evalset, good, weak = _evalset(n=50, positives=5)
+    refit = good + 1.0
+    store = FrameStore(tmp_path)
+    write_evaluation_frame(
+        store, "telemetry", "batch-1", evalset, {"KNN": good, "HBOS": weak}, {"KNN": refit}
+    )
+    stored = read_evaluation_frame(store, "telemetry", "batch-1")
+    assert list(stored.frame.columns) == ["x"]
+    assert np.array_equal(stored.scores_of("KNN"), good)
+    assert np.array_equal(stored.registered_scores_of("KNN"), refit)
+    assert np.array_equal(stored.registered_scores_of("HBOS"), weak)
 
 
 # ------------------------------------------------------------------ train a batch, promote on a real MLflow
@@ -369,8 +393,13 @@ def test_a_batch_is_trained_saved_logged_and_its_evaluation_stored(story):
     from pynomaly_core.lifecycle import read_evaluation_frame
 
     batch, value = story["batch"], story["value"]
-    # verdicts of the training days (for a feedback-aware candidate), then of the holdout day
-    assert story["asked"] == [("2026-11-01", "2026-11-02"), ("2026-11-03", "2026-11-03")]
+    # verdicts of the training days (for a feedback-aware candidate), then of the holdout day,
+    # then of the whole window (the picked candidate is refitted on it: lifecycle.refit_on_window)
+    assert story["asked"] == [
+        ("2026-11-01", "2026-11-02"),
+        ("2026-11-03", "2026-11-03"),
+        ("2026-11-01", "2026-11-03"),
+    ]
     assert list(value) == [
         "feed",
         "batch",
@@ -380,8 +409,17 @@ def test_a_batch_is_trained_saved_logged_and_its_evaluation_stored(story):
         "holdout_rows",
         "candidates",
         "training_days",
+        "refit",
     ]
     assert value["training_days"] == ["2026-11-01", "2026-11-02", "2026-11-03"]
+    # the evaluation picks KNN: it alone is refitted on the whole window, holdout day included
+    assert value["refit"]["detector"] == "KNN" and value["refit"]["error"] is None
+    assert value["refit"]["fitted_days"] == value["training_days"]
+    fitted = {c["detector"]: (c["fitted_days"], c["calibration"]) for c in value["candidates"]}
+    assert fitted == {
+        "KNN": (["2026-11-01", "2026-11-02", "2026-11-03"], "cross-fit (3 folds)"),
+        "HBOS": (["2026-11-01", "2026-11-02"], "training+holdout"),
+    }
     assert value["batch"].endswith("-run-trai") and value["dagster_run_id"] == "run-train-0001"
     assert value["evaluation"]["kind"] == "labels" and value["evaluation"]["path"] == str(
         batch.evaluation_path
@@ -396,6 +434,11 @@ def test_a_batch_is_trained_saved_logged_and_its_evaluation_stored(story):
         )
         assert run.data.tags["pynomaly.training_days"] == "2026-11-01..2026-11-03"
         assert run.data.params["evaluation"] == "labels"
+        refitted = entry["detector"] == "KNN"
+        assert run.data.params["refit_on_window"] == ("true" if refitted else "false")
+        assert run.data.tags["pynomaly.fitted_days"] == (
+            "2026-11-01..2026-11-03" if refitted else "2026-11-01..2026-11-02"
+        )
     stored = read_evaluation_frame(story["frames"], "promo", value["batch"])
     assert len(stored.y) == value["evaluation"]["rows"] and sorted(stored.scores) == ["HBOS", "KNN"]
 
@@ -425,6 +468,9 @@ def test_the_first_champion_is_promoted_without_comparison(story):
         "training_days": ["2026-11-01", "2026-11-02", "2026-11-03"],
         "window_first": "2026-11-01",
         "window_last": "2026-11-03",
+        # forced, not the evaluation's pick: the registered HBOS is the evaluated one
+        "fitted_days": ["2026-11-01", "2026-11-02"],
+        "calibration": "training+holdout",
     }
 
 
@@ -445,6 +491,9 @@ def test_a_better_candidate_replaces_the_champion_which_becomes_the_rollback_tar
     assert better["run_tags"]["pynomaly.promotion"] == "champion"
     assert better["run_tags"]["pynomaly.decided_by_dagster_run"] == "run-better"
     assert p.record.load().threshold_ == pytest.approx(p.record.threshold)
+    # the evaluation's pick was refitted on the whole window before it was registered
+    assert p.record.fitted_days == ("2026-11-01", "2026-11-02", "2026-11-03")
+    assert p.record.calibration == "cross-fit (3 folds)"
 
 
 def test_a_forced_worse_candidate_is_blocked_and_the_champion_kept(story):
@@ -469,8 +518,10 @@ def test_a_forced_worse_candidate_is_blocked_and_the_champion_kept(story):
         kept.path == better["promotion"].record.path
         and kept.manifest_sha256 == better["champion"].manifest_sha256
     )
-    # the kept champion's figures are re-measured on this batch's rows
-    assert kept.metrics["roc_auc"] == pytest.approx(better["promotion"].record.metrics["roc_auc"])
+    # the kept champion's figures are re-measured on this batch's rows: the registered KNN was
+    # refitted on the whole window (lifecycle.refit_on_window), this batch's holdout included, so
+    # they are its own re-measurement, not the evaluated (holdout-free) model's figures
+    assert kept.metrics == p.incumbent_metrics and kept.metrics["roc_auc"] > 0.9
     assert kept.threshold == pytest.approx(better["promotion"].record.threshold)
     # the kept champion's training days come back from its registered version's tags
     assert kept.training_days == ("2026-11-01", "2026-11-02", "2026-11-03")
