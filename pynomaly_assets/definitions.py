@@ -14,6 +14,7 @@ import dagster as dg
 
 from pynomaly_assets.defs.alerts import build_alert_sensors
 from pynomaly_assets.defs.arrival import build_arrival_sensor, build_freshness
+from pynomaly_assets.defs.automation import build_automation_sensor, with_automation
 from pynomaly_assets.defs.explain import build_explanations_asset
 from pynomaly_assets.defs.export import build_export_asset
 from pynomaly_assets.defs.ingest import build_raw_asset
@@ -33,17 +34,22 @@ def build_feed_definitions(fc: FeedContext) -> dg.Definitions:
     jobs, schedules = build_jobs(fc)
     freshness_checks, freshness_sensors = build_freshness(fc)
     arrival = build_arrival_sensor(fc, jobs)
+    automation = build_automation_sensor(fc)
     return dg.Definitions(
-        assets=[
-            build_raw_asset(fc),
-            build_validated_asset(fc),
-            *build_training_assets(fc),
-            build_scoring_asset(fc),
-            build_explanations_asset(fc),
-            build_export_asset(fc),
-            *build_monitoring_assets(fc),
-            *build_maintenance_assets(fc),
-        ],
+        # schedules.trigger: automation adds the conditions (defs/automation.py); others unchanged
+        assets=with_automation(
+            fc,
+            [
+                build_raw_asset(fc),
+                build_validated_asset(fc),
+                *build_training_assets(fc),
+                build_scoring_asset(fc),
+                build_explanations_asset(fc),
+                build_export_asset(fc),
+                *build_monitoring_assets(fc),
+                *build_maintenance_assets(fc),
+            ],
+        ),
         asset_checks=freshness_checks,
         jobs=jobs,
         schedules=schedules,
@@ -51,6 +57,7 @@ def build_feed_definitions(fc: FeedContext) -> dg.Definitions:
             build_retrain_sensor(fc, jobs),
             *build_alert_sensors(fc, jobs),
             *([arrival] if arrival is not None else []),
+            *([automation] if automation is not None else []),
             *freshness_sensors,
         ],
     )

@@ -12,6 +12,8 @@ production (PostgreSQL warehouse, shared volumes):
   and the model registry (default: SQLite and artifacts under ``$PYNOMALY_HOME/mlflow``);
 * ``PYNOMALY_REPORTS_DIR`` — drift, data-quality and maintenance reports and the drift
   references of each champion (default ``$PYNOMALY_HOME/reports``);
+* ``PYNOMALY_REPORTS_URL`` — optional URL where a web server serves that directory: reports
+  and plots then get a link in the Dagster UI beside their path;
 * ``PYNOMALY_NOTIFY_WEBHOOK_URL`` — optional webhook the weekly maintenance report posts to
   when a threshold is crossed (a secret: read at run time, never stored in metadata);
 * ``PYNOMALY_SIGNING_KEY`` — the HMAC key that signs and verifies saved models (a secret, read
@@ -111,6 +113,9 @@ class ReportStoreResource(dg.ConfigurableResource):
     """Where reports (HTML, JSON) and per-champion drift references are written."""
 
     base_dir: str
+    base_url: str | None = None
+    """Where a web server serves ``base_dir`` (``$PYNOMALY_REPORTS_URL``): reports then get a link
+    in the UI beside their path (pynomaly_assets/metadata.py)."""
 
     def feed_dir(self, feed: str, kind: str) -> Path:
         path = Path(self.base_dir) / feed / kind
@@ -236,7 +241,10 @@ def default_resources() -> dict[str, Any]:
     return {
         "warehouse": WarehouseResource(url=url, schema_name=schema),
         "reports": ReportStoreResource(
-            base_dir=dg.EnvVar("PYNOMALY_REPORTS_DIR") if reports else home_subdir("reports")
+            base_dir=dg.EnvVar("PYNOMALY_REPORTS_DIR") if reports else home_subdir("reports"),
+            base_url=dg.EnvVar("PYNOMALY_REPORTS_URL")
+            if os.environ.get("PYNOMALY_REPORTS_URL")
+            else None,
         ),
         "notifier": NotifierResource(),
         "model_store": ModelStoreResource(base_dir=home_subdir("models"), signing_secret=signing),

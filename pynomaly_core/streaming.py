@@ -375,3 +375,198 @@ def parquet_rows(path: str | Path) -> int:
     import pyarrow.parquet as pq
 
     return cast("int", pq.ParquetFile(path).metadata.num_rows)
+
+
+# ---------------------------------------------------------------- fan-out: one partition, many steps
+#
+# ``scoring.fan_out_rows`` splits a partition into row ranges (:func:`chunk_ranges`) that separate
+# processes or machines score on their own (:func:`score_parquet_range`, one file per range);
+# :func:`combine_scored_chunks` joins the files in order into the partition's scored file. The
+# combined file equals what :func:`score_parquet` writes for the same rows: every chunk is scored
+# with the warm-up of the rows before it, and the alert budget is applied over the whole partition.
+
+
+def chunk_ranges(rows: int, chunk_rows: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` row ranges of at most ``chunk_rows`` rows covering ``rows`` rows, in order
+    (one empty range for an empty partition, so it is still written).
+
+    >>> chunk_ranges(2500, 1000)
+    [(0, 1000), (1000, 2000), (2000, 2500)]
+    >>> chunk_ranges(0, 1000)
+    [(0, 0)]
+    """
+    if chunk_rows < 1:
+        raise ValueError(
+            f"chunk_rows must be at least 1, got {chunk_rows} (setting scoring.fan_out_rows)"
+        )
+    if rows <= 0:
+        return [(0, 0)]
+    return [(start, min(start + chunk_rows, rows)) for start in range(0, rows, chunk_rows)]
+
+
+def read_rows(source: str | Path, columns: Sequence[str], start: int, stop: int) -> pd.DataFrame:
+    """Rows ``[start, stop)`` of the Parquet file ``source`` (only ``columns``), reading only the
+    row groups that hold them."""
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(source, pre_buffer=False)
+    groups, first, offset = [], None, 0
+    for group in range(parquet.num_row_groups):
+        size = parquet.metadata.row_group(group).num_rows
+        if offset + size > start and offset < stop:
+            groups.append(group)
+            first = offset if first is None else first
+        offset += size
+    if not groups:
+        return parquet.schema_arrow.empty_table().select(list(columns)).to_pandas()
+    table = parquet.read_row_groups(groups, columns=list(columns))
+    begin = start - (first or 0)
+    return cast("pd.DataFrame", table.slice(begin, stop - start).to_pandas())
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """One row range of a partition scored into its own file by :func:`score_parquet_range`."""
+
+    index: int
+    path: Path
+    rows: int
+    scoring_seconds: float
+
+
+def score_parquet_range(
+    model: AnomalyModel,
+    source: str | Path,
+    destination: str | Path,
+    layout: ScoringLayout,
+    *,
+    start: int,
+    stop: int,
+    index: int = 0,
+    history: pd.DataFrame | None = None,
+) -> ScoredChunk:
+    """Score rows ``[start, stop)`` of the validated Parquet file ``source`` into ``destination``.
+
+    ``history``: the rows before the partition (its warm-up, as for :func:`score_parquet`); a
+    range that does not start at row 0 also gets the tail of the partition's rows before it, so
+    each range scores exactly as it would inside one pass over the file. ``is_alert`` is written
+    as ``is_anomaly``: the alert budget needs the whole partition (:func:`combine_scored_chunks`).
+    ``destination`` is replaced atomically, so a retried range overwrites its own file.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source, destination = Path(source), Path(destination)
+    schema_arrow = pq.ParquetFile(source).schema_arrow
+    columns = _needed_columns(model, layout, schema_arrow.names)
+    if _needs_history(model) and start > 0:
+        before = read_rows(source, model.history_columns, 0, start)
+        history = _next_history(model, history, before)
+    chunk = read_rows(source, columns, start, stop)
+    t0 = time.perf_counter()
+    scored = _score(model, chunk, history) if len(chunk) else empty_scores()
+    seconds = time.perf_counter() - t0
+    out = assemble_scored_frame(chunk, scored, layout)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=destination.parent)
+    os.close(fd)
+    try:
+        schema = _output_schema(out, schema_arrow, layout)
+        pq.write_table(pa.Table.from_pandas(out, schema=schema, preserve_index=False), tmp)
+        os.replace(tmp, destination)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return ScoredChunk(index=index, path=destination, rows=len(out), scoring_seconds=seconds)
+
+
+def combine_scored_chunks(
+    chunks: Sequence[ScoredChunk],
+    destination: str | Path,
+    layout: ScoringLayout,
+    compression: str = "snappy",
+) -> ChunkedScoringResult:
+    """Join the files of :func:`score_parquet_range` in ``index`` order into ``destination``.
+
+    The partition's alert budget (``layout.alert_limit``) is applied over every chunk's scores
+    while the rows are copied (one chunk in memory at a time). ``destination`` is replaced
+    atomically: combining the same chunks again writes the same file, and a chunk listed twice (a
+    retried step reported twice) is refused rather than duplicated.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    start = time.perf_counter()
+    ordered = sorted(chunks, key=lambda c: c.index)
+    indexes = [c.index for c in ordered]
+    if indexes != list(range(len(ordered))):
+        raise ValueError(
+            f"scored chunks {indexes} are not the ranges 0..{len(ordered) - 1} of one partition, "
+            "each once; rescore the partition"
+        )
+    parts = [
+        pq.read_table(
+            c.path,
+            columns=["score", "is_anomaly", "severity"]
+            + (["label"] if layout.label is not None else []),
+        )
+        for c in ordered
+    ]
+    scores = np.concatenate([p.column("score").to_numpy() for p in parts]).astype("float64")
+    flags = np.concatenate([p.column("is_anomaly").to_numpy() for p in parts]).astype(bool)
+    labels = None
+    if layout.label is not None:
+        labels = np.concatenate(
+            [
+                p.column("label").to_pandas().astype("float64").fillna(NO_LABEL).to_numpy()
+                for p in parts
+            ]
+        ).astype("int8")
+    severity_counts = dict.fromkeys(SEVERITY_LEVELS, 0)
+    for part in parts:
+        counts = part.column("severity").to_pandas().value_counts()
+        for level in SEVERITY_LEVELS:
+            severity_counts[level] += int(counts.get(level, 0))
+    del parts
+    alerts = within_budget(scores, flags, layout.alert_limit)
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".parquet", dir=destination.parent)
+    os.close(fd)
+    writer = None
+    try:
+        row = 0
+        for chunk in ordered:
+            table = pq.read_table(chunk.path)
+            if writer is None:
+                schema = table.schema
+                writer = pq.ParquetWriter(tmp, schema, compression=compression)
+            end = row + table.num_rows
+            table = table.set_column(
+                table.schema.get_field_index("is_alert"),
+                "is_alert",
+                pa.array(alerts[row:end], type=pa.bool_()),
+            )
+            writer.write_table(table.cast(schema))
+            row = end
+        if writer is not None:
+            writer.close()
+            writer = None
+        os.replace(tmp, destination)
+    except BaseException:
+        if writer is not None:
+            writer.close()
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return ChunkedScoringResult(
+        path=destination,
+        rows=len(scores),
+        chunks=len(ordered),
+        scoring_seconds=sum(c.scoring_seconds for c in ordered),
+        total_seconds=time.perf_counter() - start,
+        scores=scores,
+        flags=flags,
+        labels=labels,
+        alerts=alerts,
+        severity_counts=severity_counts,
+    )

@@ -1,6 +1,8 @@
 """Alert sensors: a failed run (naming its failed blocking checks) and days with critical anomalies.
 
-* ``<feed>__alert_on_failure`` — a run-failure sensor over the feed's jobs. A run that failed
+* ``<feed>__alert_on_failure`` — a run-failure sensor over the feed's jobs (for a feed with
+  ``schedules.trigger: automation``, also the runs Dagster's automation launches for it: runs of
+  the implicit asset job, recognised by the feed's ``feed`` run tag). A run that failed
   because a blocking check failed (row accounting, schema pass rate, minimum rows, the promotion
   gate) is alerted as ``blocking_check_failed:<job>`` naming the checks; any other failure as
   ``run_failure:<job>`` with the failed steps' errors. The link opens the run.
@@ -59,10 +61,13 @@ def failed_blocking_checks(
 
 def build_failure_alert_sensor(fc: FeedContext, jobs: list) -> dg.SensorDefinition:
     settings = fc.feed.notifications
+    # automation runs are runs of Dagster's implicit asset job, not of the feed's jobs: watch every
+    # job of the code location and keep the runs tagged with this feed
+    automated = fc.feed.schedules.trigger == "automation"
 
     @dg.run_failure_sensor(
         name=f"{fc.name}__alert_on_failure",
-        monitored_jobs=jobs,
+        monitored_jobs=None if automated else jobs,
         default_status=_status(settings.alerts_running and settings.alert_on_run_failure),
         description=f"Alerts when a run of a `{fc.name}` job fails (naming failed blocking checks), at "
         f"most once per job within {settings.alert_cooldown_hours} h; channels from the environment "
@@ -70,6 +75,8 @@ def build_failure_alert_sensor(fc: FeedContext, jobs: list) -> dg.SensorDefiniti
     )
     def alert_on_failure(context: dg.RunFailureSensorContext, warehouse: WarehouseResource):
         run = context.dagster_run
+        if automated and run.tags.get("feed") != fc.name:
+            return
         errors = [
             event.step_failure_data.error.message.strip()
             for event in context.get_step_failure_events()

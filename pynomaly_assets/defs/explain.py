@@ -12,6 +12,7 @@ import pandas as pd
 
 from pynomaly_assets.defs.scoring import warmup_history
 from pynomaly_assets.feed_context import FeedContext
+from pynomaly_assets.metadata import rounded
 from pynomaly_assets.resources import FrameStoreResource, ModelStoreResource
 
 TOP = 3
@@ -118,22 +119,26 @@ def build_explanations_asset(fc: FeedContext) -> dg.AssetsDefinition:
         mean_abs = result.mean_abs()
         return dg.MaterializeResult(
             value=out[EXPLANATION_COLUMNS],
-            metadata={
-                "explained_rows": len(out),
-                "method": result.method,
-                "explain_seconds": float(result.seconds),
-                "rows_per_second": float(len(out) / result.seconds) if result.seconds > 0 else 0.0,
-                "background_rows": int(result.background_rows),
-                "note": "; ".join(n for n in (result.note, background_note) if n),
-                "mean_abs_contribution": dg.MetadataValue.json(
-                    {k: float(v) for k, v in mean_abs.items()}
-                ),
-                "summary_plot": dg.MetadataValue.md(
-                    summary_plot_markdown(
-                        result, f"{feed.name} {context.partition_key}: top {len(out)} anomalies"
-                    )
-                ),
-            },
+            metadata=rounded(
+                {
+                    "explained_rows": len(out),
+                    "method": result.method,
+                    "explain_seconds": float(result.seconds),
+                    "rows_per_second": float(len(out) / result.seconds)
+                    if result.seconds > 0
+                    else 0.0,
+                    "background_rows": int(result.background_rows),
+                    "note": "; ".join(n for n in (result.note, background_note) if n),
+                    "mean_abs_contribution": dg.MetadataValue.json(
+                        {k: float(v) for k, v in mean_abs.items()}
+                    ),
+                    "summary_plot": dg.MetadataValue.md(
+                        summary_plot_markdown(
+                            result, f"{feed.name} {context.partition_key}: top {len(out)} anomalies"
+                        )
+                    ),
+                }
+            ),
         )
 
     return explanations

@@ -22,6 +22,7 @@ import dagster as dg
 import pandas as pd
 
 from pynomaly_assets.feed_context import FeedContext
+from pynomaly_assets.metadata import rounded
 from pynomaly_assets.names import (
     CHAMPION_TRAINING_DAYS_KEY,
     CHAMPION_VERSION_KEY,
@@ -182,7 +183,7 @@ def build_candidates_asset(fc: FeedContext) -> dg.AssetsDefinition:
         except LifecycleError as exc:
             raise dg.Failure(f"asset {candidates_key.to_user_string()}: {exc}") from exc
         return dg.MaterializeResult(
-            value=batch.to_value(), metadata=candidates_metadata(batch, tracker)
+            value=batch.to_value(), metadata=rounded(candidates_metadata(batch, tracker))
         )
 
     return detector_candidates
@@ -245,17 +246,19 @@ def build_champion_asset(fc: FeedContext) -> dg.AssetsDefinition:
             if promotion.gate_severity == "warn"
             else dg.AssetCheckSeverity.ERROR,
             description=promotion.gate_description,
-            metadata={
-                "challenger": decision.challenger,
-                "forced": decision.forced,
-                "reason": decision.reason,
-                "challenger_roc_auc": float(promotion.challenger["metrics"]["roc_auc"]),
-                "min_auc": float(feed.lifecycle.min_auc),
-            },
+            metadata=rounded(
+                {
+                    "challenger": decision.challenger,
+                    "forced": decision.forced,
+                    "reason": decision.reason,
+                    "challenger_roc_auc": float(promotion.challenger["metrics"]["roc_auc"]),
+                    "min_auc": float(feed.lifecycle.min_auc),
+                }
+            ),
         )
         return dg.MaterializeResult(
             value=record.to_value(),
-            metadata=champion_metadata(promotion, tracker),
+            metadata=rounded(champion_metadata(promotion, tracker)),
             check_results=[gate],
             data_version=dg.DataVersion(str(record.manifest_sha256 or "none")[:16]),
         )

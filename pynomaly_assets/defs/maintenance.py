@@ -31,6 +31,7 @@ from pynomaly_assets.defs.jobs import job_names
 from pynomaly_assets.defs.monitoring import labels_for_partition, read_baseline
 from pynomaly_assets.defs.sensors import champion_version
 from pynomaly_assets.feed_context import FeedContext
+from pynomaly_assets.metadata import report_links, rounded
 from pynomaly_assets.names import AFFECTED_TAG, REASON_TAG
 from pynomaly_assets.resources import (
     FrameStoreResource,
@@ -138,7 +139,7 @@ def build_quality_asset(fc: FeedContext) -> dg.AssetsDefinition:
         summary = {**result.summary(), "week": week, "days": present, "reference_version": version}
         return dg.MaterializeResult(
             value=summary,
-            metadata=_quality_metadata(result, summary),
+            metadata=rounded(_quality_metadata(result, summary)),
             check_results=[_quality_check(fc, week, result, summary)],
         )
 
@@ -174,7 +175,9 @@ def _quality_check(fc: FeedContext, week: str, result: Any, summary: dict) -> dg
         check_name=EXPECTATIONS_MET,
         passed=bool(result.success),
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"failed": int(result.failed), "success_percent": float(result.success_percent)},
+        metadata=rounded(
+            {"failed": int(result.failed), "success_percent": float(result.success_percent)}
+        ),
         description=f"{fc.name} week {week}: {result.failed} of {result.evaluated} expectations failed"
         + (": " + "; ".join(summary["failures"][:3]) if result.failed else ""),
     )
@@ -231,7 +234,7 @@ def build_model_health_asset(fc: FeedContext) -> dg.AssetsDefinition:
         section["champion_week"] = _champion_week(fc, week, store, champion, warehouse)
         return dg.MaterializeResult(
             value=section,
-            metadata=_health_metadata(section, champion),
+            metadata=rounded(_health_metadata(section, champion)),
             check_results=[_health_check(fc, section)],
         )
 
@@ -526,7 +529,14 @@ def build_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
                 "reasons": reasons,
                 "notified": notified,
             },
-            metadata=_report_metadata(sections, html, json_path, reasons, notified),
+            metadata=rounded(
+                {
+                    **_report_metadata(sections, html, json_path, reasons, notified),
+                    **report_links(
+                        reports.base_dir, reports.base_url, report_html=html, report_json=json_path
+                    ),
+                }
+            ),
         )
 
     return maintenance_report

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from pynomaly_assets.feed_context import FeedContext, transient
+from pynomaly_assets.metadata import report_links, rounded
 from pynomaly_assets.names import (
     DRIFT_WITHIN_BOUNDS,
     MODEL_VERSION_KEY,
@@ -132,7 +133,7 @@ def _check_result(
         check_name=name,
         passed=verdict.passed,
         severity=severity,
-        metadata=metadata,
+        metadata=rounded(metadata),
         description=description,
     )
 
@@ -143,12 +144,14 @@ def _reference_result(
 ) -> dg.MaterializeResult:
     return dg.MaterializeResult(
         value={"version": version, "path": str(directory)},
-        metadata={
-            "reference_version": version,
-            **built,
-            "path": dg.MetadataValue.path(str(directory)),
-            **_baseline_metadata(baseline),
-        },
+        metadata=rounded(
+            {
+                "reference_version": version,
+                **built,
+                "path": dg.MetadataValue.path(str(directory)),
+                **_baseline_metadata(baseline),
+            }
+        ),
     )
 
 
@@ -426,8 +429,13 @@ def build_drift_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
         metadata = {
             **_drift_metadata(result, version, in_window, html, json_path),
             **_json_safe(judged),
+            **report_links(
+                reports.base_dir, reports.base_url, report_html=html, report_json=json_path
+            ),
         }
-        return dg.MaterializeResult(value=summary, metadata=metadata, check_results=[check])
+        return dg.MaterializeResult(
+            value=summary, metadata=rounded(metadata), check_results=[check]
+        )
 
     return drift_report
 
@@ -585,7 +593,7 @@ def build_detector_performance_asset(fc: FeedContext) -> dg.AssetsDefinition:
         )
         return dg.MaterializeResult(
             value=_performance_value(fc, day, version, measured, verdict, baseline),
-            metadata=_performance_metadata(version, measured, verdict, baseline),
+            metadata=rounded(_performance_metadata(version, measured, verdict, baseline)),
             check_results=[check],
         )
 

@@ -11,10 +11,10 @@ config sets ``allow_hindsight: true``. Every materialization records the version
 it (``model_version``) and the one whose scores it replaced (``previous_model_version``).
 """
 
-import base64
 import dataclasses
 import io
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import dagster as dg
@@ -30,8 +30,9 @@ from pynomaly_assets.defs.validation import (
     record_accepted,
 )
 from pynomaly_assets.feed_context import FeedContext
+from pynomaly_assets.metadata import histogram_table, report_links, rounded
 from pynomaly_assets.names import MODEL_VERSION_KEY, PREVIOUS_MODEL_VERSION_KEY
-from pynomaly_assets.resources import FrameStoreResource, ModelStoreResource
+from pynomaly_assets.resources import FrameStoreResource, ModelStoreResource, ReportStoreResource
 from pynomaly_core.severity import budget_metadata
 from pynomaly_core.streaming import (
     NO_LABEL,
@@ -46,8 +47,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from pynomaly_core.lifecycle import ChampionRecord
 
 
-def histogram_markdown(scores: np.ndarray, threshold: float, title: str) -> str:
-    """A score histogram with the threshold marked, as a markdown image (base64 PNG)."""
+def histogram_png(scores: np.ndarray, threshold: float, title: str) -> bytes:
+    """A score histogram with the threshold marked, as a PNG (log-scale counts)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,7 +67,7 @@ def histogram_markdown(scores: np.ndarray, threshold: float, title: str) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    return f"![score histogram](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})"
+    return buf.getvalue()
 
 
 def score_metadata(
@@ -77,8 +78,13 @@ def score_metadata(
     seconds: float,
     champion: dict,
     title: str,
+    histogram_png_path: Path | None = None,
 ) -> dict:
-    """Metadata of one scored partition; ``labels`` as int8 codes, :data:`NO_LABEL` where missing."""
+    """Metadata of one scored partition; ``labels`` as int8 codes, :data:`NO_LABEL` where missing.
+
+    The histogram is a table the UI shows inline; with ``histogram_png_path`` its plot is written
+    there too (linked by the caller). Floats are rounded (:func:`pynomaly_assets.metadata.rounded`).
+    """
     rows = len(scores)
     anomalies = int(flags.sum())
     metadata: dict = {
@@ -92,10 +98,11 @@ def score_metadata(
         "model_name": champion["detector"],
         MODEL_VERSION_KEY: str(champion["version"]),
         **{f"severity_{level}": int(severity_counts.get(level, 0)) for level in SEVERITY_LEVELS},
-        "score_histogram": dg.MetadataValue.md(
-            histogram_markdown(scores, float(champion["threshold"]), title)
-        ),
+        "threshold": float(champion["threshold"]),
+        "score_histogram": histogram_table(scores, float(champion["threshold"])),
     }
+    if histogram_png_path is not None:
+        histogram_png_path.write_bytes(histogram_png(scores, float(champion["threshold"]), title))
     if labels is not None:
         known = labels != NO_LABEL
         # a streamed partition can have 1e7 rows: no copies when every row is labelled
@@ -111,7 +118,7 @@ def score_metadata(
                 float((y[flagged] == 1).mean()) if flagged.any() else 0.0
             )
             metadata["recall_at_threshold"] = float(flagged[y == 1].mean())
-    return metadata
+    return rounded(metadata)
 
 
 def label_codes(labels: pd.Series) -> np.ndarray:
@@ -254,6 +261,10 @@ def warmup_history(
 
 def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
     feed = fc.feed
+    if feed.scoring.fan_out_rows is not None:  # one step per chunk of rows (scoring_fan_out.py)
+        from pynomaly_assets.defs.scoring_fan_out import build_fan_out_scoring_asset
+
+        return build_fan_out_scoring_asset(fc)
 
     @dg.asset(
         key=fc.key("anomaly_scores"),
@@ -275,6 +286,7 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
         champion: dict,
         frame_store: FrameStoreResource,
         model_store: ModelStoreResource,
+        reports: ReportStoreResource,
     ):
         return fc.each_partition(
             context,
@@ -283,6 +295,7 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
             champion=champion,
             frame_store=frame_store,
             model_store=model_store,
+            reports=reports,
         )
 
     def score_one(
@@ -291,6 +304,7 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
         champion: dict,
         frame_store: FrameStoreResource,
         model_store: ModelStoreResource,
+        reports: ReportStoreResource,
     ):
         from pynomaly_core.lifecycle import ChampionRecord, NoChampionError
 
@@ -321,6 +335,9 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
                 f"{fc.key('validated').to_user_string()}; materialize it first (job {feed.name}__ingest)"
             )
         title = f"{feed.name} {partition}"
+        # one plot per day and model version, beside the drift reports: a rescore keeps the first
+        png = reports.feed_dir(feed.name, "scores") / f"{partition}.model-{record.version}.hist.png"
+        links = report_links(reports.base_dir, reports.base_url, score_histogram_png=png)
         chunk_rows = feed.scoring.chunk_rows
         history = warmup_history(context, fc, store, model)
         rows = parquet_rows(source)
@@ -338,9 +355,11 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
                 result.scoring_seconds,
                 champion,
                 title,
+                png,
             )
             metadata.update(
                 {
+                    **links,
                     **versions,
                     **accepted,
                     **budget_metadata(result.flags, result.alerts, layout.alert_limit),
@@ -350,7 +369,7 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
                 }
             )
             # the file is written; the frame IO manager stores nothing for a None value
-            return dg.MaterializeResult(value=None, metadata=metadata)
+            return dg.MaterializeResult(value=None, metadata=rounded(metadata))
 
         validated = store.read(list(fc.key("validated").path), partition)
         start = time.perf_counter()
@@ -364,6 +383,7 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
             seconds,
             champion,
             title,
+            png,
         )
         budget = budget_metadata(
             out["is_anomaly"].to_numpy(dtype=bool),
@@ -371,7 +391,7 @@ def build_scoring_asset(fc: FeedContext) -> dg.AssetsDefinition:
             layout.alert_limit,
         )
         return dg.MaterializeResult(
-            value=out, metadata={**metadata, **versions, **accepted, **budget}
+            value=out, metadata=rounded({**metadata, **links, **versions, **accepted, **budget})
         )
 
     return anomaly_scores

@@ -25,6 +25,7 @@ from dagster_pandera import pandera_schema_to_dagster_type
 from pydantic import Field
 
 from pynomaly_assets.feed_context import FeedContext
+from pynomaly_assets.metadata import significant
 from pynomaly_assets.names import ACCEPT_FAILED_VALIDATION_TAG, FAILED_VALIDATION_ACCEPTED_KEY
 from pynomaly_assets.resources import WarehouseResource
 from pynomaly_core.data.config import ValidationSettings
@@ -176,7 +177,7 @@ def build_validated_asset(fc: FeedContext) -> dg.AssetsDefinition:
                 "dagster/column_schema": column_schema(fc),
                 "raw_rows": result.raw_rows,
                 "quarantined_rows": result.quarantined_rows,
-                "pass_rate": float(rate) if rate is not None else 0.0,
+                "pass_rate": significant(rate) if rate is not None else 0.0,
                 "failures_by_rule": dg.MetadataValue.json(result.failures_by_rule()),
                 "source": source,
             },
@@ -262,7 +263,7 @@ def _validation_checks(
         check_name=SCHEMA_PASS_RATE,
         passed=rate is not None and rate >= settings.min_pass_rate,
         metadata={
-            "pass_rate": float(rate) if rate is not None else 0.0,
+            "pass_rate": significant(rate) if rate is not None else 0.0,
             "min_pass_rate": settings.min_pass_rate,
             "failures_by_rule": dg.MetadataValue.json(result.failures_by_rule()),
         },

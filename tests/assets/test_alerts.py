@@ -22,7 +22,15 @@ import pytest
 import sqlalchemy as sa
 
 from pynomaly_core.warehouse import make_engine, warehouse_url_default
-from tests.assets.helpers import SMALL_DEMO, definitions_for, run_job, write_feed
+from tests.assets.helpers import (
+    SMALL_DEMO,
+    definitions_for,
+    failure_message,
+    run_job,
+    run_range,
+    seed_mlflow,
+    write_feed,
+)
 
 FEED = "payments"
 CSV_FEED = {
@@ -232,15 +240,19 @@ CRITICAL_DEMO = {
 
 
 @pytest.mark.slow
-def test_a_day_with_critical_anomalies_sends_one_alert_and_a_repeat_none(tmp_path, channels):
+def test_a_day_with_critical_anomalies_sends_one_alert_and_a_repeat_none(
+    tmp_path, channels, isolated_home
+):
     receiver, mailbox = channels
+    seed_mlflow(isolated_home)
     feed = CRITICAL_DEMO["name"]
     write_feed(tmp_path / "feeds", CRITICAL_DEMO)
     defs = definitions_for(tmp_path / "feeds")
     name = f"{feed}__alert_on_critical"
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
-        for day in ("2026-11-01", "2026-11-02", "2026-11-03", "2026-11-04"):
-            assert run_job(defs, instance, f"{feed}__ingest", day).success
+        # the four days in one run (a single-run backfill of the ingest assets)
+        ingest = run_range(defs, instance, f"{feed}__ingest", "2026-11-01", "2026-11-04")
+        assert ingest.success, failure_message(ingest)
         train_config = {"ops": {f"{feed}__training_window": {"config": {"end_date": "2026-11-03"}}}}
         assert run_job(defs, instance, f"{feed}__train", run_config=train_config).success
         cursor = tick(defs, instance, name, None).cursor
@@ -301,3 +313,39 @@ def test_the_cooldown_is_per_kind(tmp_path):
         engine, alert("run_failure:a"), cooldown=cooldown, channels=[], now=after
     ).sent
     engine.dispose()
+
+
+def test_a_failed_automation_run_of_the_feed_is_alerted(tmp_path, channels):
+    """Automation runs are runs of Dagster's implicit asset job, not of the feed's jobs: the
+    feed's failure sensor still alerts them (by the feed's run tag), and ignores other feeds' runs."""
+    feeds = _feed(tmp_path, schedules={"trigger": "automation"})
+    (feeds / "landing" / "2026-11-03.csv").write_text("payment_id,paid_at\nq,1\nr,2,3\n")
+    defs = definitions_for(feeds)
+    name = f"{FEED}__alert_on_failure"
+    asset_job = defs.resolve_implicit_global_asset_job_def()
+    raw = [dg.AssetKey([FEED, "raw"])]
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        cursor = tick(defs, instance, name, None).cursor
+        other = asset_job.execute_in_process(
+            instance=instance,
+            asset_selection=raw,
+            partition_key="2026-11-03",
+            tags={"feed": "another_feed"},
+            raise_on_error=False,
+        )
+        assert not other.success
+        cursor = tick(defs, instance, name, cursor).cursor
+        assert notifications() == []
+        failed = asset_job.execute_in_process(
+            instance=instance,
+            asset_selection=raw,
+            partition_key="2026-11-03",
+            tags={"feed": FEED, "pynomaly/trigger": "automation"},
+            raise_on_error=False,
+        )
+        assert not failed.success
+        tick(defs, instance, name, cursor)
+        rows = notifications()
+        assert len(rows) == 1, rows
+        assert rows[0]["kind"] == f"run_failure:{asset_job.name}"
+        assert failed.run_id in rows[0]["message"] or failed.run_id in str(rows[0])

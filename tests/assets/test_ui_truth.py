@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 
 import dagster as dg
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
@@ -13,6 +14,7 @@ from dagster._core.storage.asset_check_execution_record import AssetCheckExecuti
 from pynomaly_assets.defs.maintenance import _earlier_evaluations
 from pynomaly_assets.defs.validation import ROW_ACCOUNTING
 from pynomaly_assets.feed_context import load_feed_contexts
+from pynomaly_assets.metadata import histogram_table, report_links, rounded, significant
 from pynomaly_assets.names import DRIFT_WITHIN_BOUNDS, PERFORMANCE_NOT_DEGRADED
 from pynomaly_core.warehouse.catalog import ensure_warehouse
 from pynomaly_core.warehouse.sql import make_engine
@@ -50,6 +52,7 @@ FEED = "truth"
 DAYS = ["2026-11-01", "2026-11-02", "2026-11-03"]
 SCORED = "2026-11-04"  # after both champions' training window: rescoring it is no hindsight
 WEAK = {"name": "HBOS", "contamination": 0.05}
+REPORTS_URL = "http://reports.example:8001/pynomaly/"
 STRONG = {"name": "KNN", "contamination": 0.05}
 
 
@@ -89,6 +92,8 @@ def rescored(tmp_path_factory):
     mp.setenv("PYNOMALY_HOME", str(root / "home"))
     for var in ("PYNOMALY_WAREHOUSE_URL", "PYNOMALY_MLFLOW_TRACKING_URI", "PYNOMALY_REPORTS_DIR"):
         mp.delenv(var, raising=False)
+    # where a web server would serve $PYNOMALY_HOME/reports: reports get a link beside their path
+    mp.setenv("PYNOMALY_REPORTS_URL", REPORTS_URL)
     feeds = root / "feeds"
     window = {"ops": {f"{FEED}__training_window": {"config": {"end_date": DAYS[-1]}}}}
     out: dict = {"root": root}
@@ -179,3 +184,115 @@ def test_every_exported_column_has_a_description_in_the_column_schema():
     assert [c.name for c in schema.columns] == [c.name for c in ANOMALY_TABLE.columns]
     missing = [c.name for c in schema.columns if not c.description]
     assert not missing, f"exported columns without a description: {missing}"
+
+
+# ----------------------------------------------------------------- metadata the UI shows as it is
+def test_metadata_floats_keep_four_significant_digits_in_every_form():
+    meta = rounded(
+        {
+            "rate": 0.0123456789,
+            "p_value": 3.219876e-9,  # rounding to decimal places would show 0
+            "chart": dg.MetadataValue.float(0.987654321),
+            "json": dg.MetadataValue.json({"psi": [0.333333333, 2], "ok": True}),
+            "numpy": np.float32(1234.5678),
+            "rows": 12345678,
+            "flag": True,
+            "missing": float("nan"),
+        }
+    )
+    assert (meta["rate"], meta["p_value"]) == (0.01235, 3.22e-9)
+    assert meta["chart"] == dg.MetadataValue.float(0.9877)
+    assert meta["json"].data == {"psi": [0.3333, 2], "ok": True}
+    assert meta["numpy"] == 1235.0 and type(meta["numpy"]) is float
+    assert meta["rows"] == 12345678 and meta["flag"] is True and np.isnan(meta["missing"])
+
+
+def test_the_histogram_table_marks_exactly_the_rows_above_the_threshold():
+    scores = np.random.default_rng(0).normal(0, 1, 5000)
+    threshold = float(np.quantile(scores, 0.97))
+    scores[:3] = threshold  # at the threshold: not flagged (flags are score > threshold)
+    records = [r.data for r in histogram_table(scores, threshold).records]
+    assert sum(r["rows"] for r in records) == 5000
+    assert sum(r["rows"] for r in records if r["flagged"]) == int((scores > threshold).sum())
+    assert [r["flagged"] for r in records] == sorted(r["flagged"] for r in records)  # low to high
+    assert all(r["bar"] for r in records if r["rows"])  # every non-empty bin draws a bar
+    # no score below the threshold: the rows exactly at it get a bin of their own, unflagged
+    edge = [r.data for r in histogram_table(np.array([1.0, 1.0, 2.0, 3.0]), 1.0).records]
+    assert [(r["rows"], r["flagged"]) for r in edge if r["rows"]] == [
+        (2, False),
+        (1, True),
+        (1, True),
+    ]
+
+
+def test_a_report_gets_a_link_only_where_its_directory_is_served(tmp_path):
+    html = tmp_path / "feed" / "drift" / "2026-11-04.model-1.html"
+    assert report_links(tmp_path, None, report_html=html) == {
+        "report_html": dg.MetadataValue.path(str(html))
+    }
+    served = report_links(tmp_path, "http://h:8001/r/", report_html=html)
+    assert served["report_html_url"] == dg.MetadataValue.url(
+        "http://h:8001/r/feed/drift/2026-11-04.model-1.html"
+    )
+    elsewhere = report_links(tmp_path / "feed", "http://h:8001/r", report_html=tmp_path / "x.html")
+    assert "report_html_url" not in elsewhere
+
+
+def _floats(value) -> list[float]:
+    if isinstance(value, dg.FloatMetadataValue):
+        return [] if value.value is None else [value.value]
+    if isinstance(value, dg.JsonMetadataValue):
+        return _floats(value.data)
+    if isinstance(value, float):
+        return [value]
+    if isinstance(value, dict):
+        return [f for v in value.values() for f in _floats(v)]
+    if isinstance(value, list):
+        return [f for v in value for f in _floats(v)]
+    return []
+
+
+def test_every_float_in_asset_and_check_metadata_is_rounded(rescored):
+    instance = rescored["instance"]
+    unrounded, seen = [], 0
+    for run in instance.get_runs():
+        for event in instance.all_logs(run.run_id):
+            if event.asset_materialization is not None:
+                what, metadata = (
+                    event.asset_materialization.asset_key,
+                    event.asset_materialization.metadata,
+                )
+            elif event.asset_check_evaluation is not None:
+                check = event.asset_check_evaluation
+                what, metadata = (check.asset_key, check.check_name), check.metadata
+            else:
+                continue
+            for key, value in metadata.items():
+                for number in _floats(value):
+                    seen += 1
+                    if np.isfinite(number) and significant(number) != number:
+                        unrounded.append((what, key, number))
+    assert seen > 50  # the graph's scores, drift, performance, lifecycle and their checks
+    assert not unrounded, unrounded
+
+
+def test_the_score_histogram_shows_inline_and_its_plot_is_linked(rescored):
+    (first, latest) = rescored["events"]
+    meta = latest_metadata(rescored["instance"], [FEED, "anomaly_scores"], SCORED)
+    histogram = meta["score_histogram"]
+    assert isinstance(histogram, dg.TableMetadataValue)  # rendered inline, not behind a button
+    assert sum(r.data["rows"] for r in histogram.records) == meta["dagster/row_count"]
+    plot = Path(meta["score_histogram_png"])
+    assert plot.read_bytes().startswith(b"\x89PNG")
+    # one plot per day and model version, like the drift reports: the rescore kept the first
+    assert plot.name == f"{SCORED}.model-{latest['model_version']}.hist.png"
+    assert (plot.parent / f"{SCORED}.model-{first['model_version']}.hist.png").is_file()
+    reports = rescored["root"] / "home" / "reports"
+    assert meta["score_histogram_png_url"] == REPORTS_URL + plot.relative_to(reports).as_posix()
+
+
+def test_drift_reports_are_linked_where_the_reports_are_served(rescored):
+    latest = rescored["events"][-1]
+    reports = rescored["root"] / "home" / "reports"
+    html = Path(latest["report_html"])
+    assert latest["report_html_url"] == REPORTS_URL + html.relative_to(reports).as_posix()
