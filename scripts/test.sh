@@ -17,16 +17,20 @@ set +e
 # mypy, bandit) and holds the coverage floor; a run of some tests (`-k export`) does neither
 checks=0
 cov_args=(--cov --cov-report=term:skip-covered)
+# the slowest tests, so a run that creeps past the 15-minute aim shows where the time went
+cov_args+=(--durations=25)
 if [ "$#" -eq 0 ]; then
   bash "$REPO_ROOT/scripts/check.sh"
   checks=$?
   cov_args+=(--cov-fail-under="${PYNOMALY_COVERAGE_FLOOR:-92}")
 fi
 # two workers (the machines have 2 cores); --dist loadfile keeps each file's tests, and so its
-# module-scoped story fixtures, on one worker instead of building them twice
+# module-scoped story fixtures, on one worker instead of building them twice; --no-loadscope-reorder
+# keeps tests/conftest.py's order (the long graph files first) instead of xdist's most-tests-first
 # coverage of pynomaly_core and pynomaly_assets ([tool.coverage] in pyproject.toml) measured on the
 # suite's own run; the floor is the measured figure rounded down (docs/operations.md)
-"$VENV/bin/python" -m pytest -n "${PYNOMALY_TEST_WORKERS:-2}" --dist loadfile "${cov_args[@]}" "$@"
+"$VENV/bin/python" -m pytest -n "${PYNOMALY_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder \
+  "${cov_args[@]}" "$@"
 status=$?
 set -e
 if [ "$status" -eq 5 ]; then

@@ -34,3 +34,30 @@ def isolated_home(tmp_path, monkeypatch):
     monkeypatch.delenv("PYNOMALY_MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     return home
+
+
+#: files under these folders run whole asset graphs, servers and workers (tens of seconds to
+#: minutes a file): scheduled first, so the two xdist workers end on the many short core tests
+#: instead of one worker finishing a long graph file while the other idles
+_HEAVY_FIRST = (
+    "tests/docs/test_run_a_feed.py",  # the longest file: every documented command, each a process
+    "tests/system/",
+    "tests/assets/",
+    "tests/review/",
+    "tests/benchmarks/",
+    "tests/docs/",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Heavy folders first (in the order above), each file's tests kept together; with
+    ``--dist loadfile --no-loadscope-reorder`` (scripts/test.sh) xdist hands out files in this order."""
+
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.replace("\\", "/")
+        for i, prefix in enumerate(_HEAVY_FIRST):
+            if path.startswith(prefix):
+                return i
+        return len(_HEAVY_FIRST)
+
+    items.sort(key=rank)

@@ -20,6 +20,7 @@ from tests.assets.helpers import (
     failure_message,
     latest_metadata,
     run_job,
+    seed_mlflow,
     write_feed,
 )
 
@@ -80,6 +81,7 @@ def graph(tmp_path_factory):
     home = root / "pynomaly_home"
     mp = pytest.MonkeyPatch()
     mp.setenv("PYNOMALY_HOME", str(home))
+    seed_mlflow(home)
     feeds = root / "feeds"
     write_feed(feeds, FEED)
     landing = feeds / "landing"
@@ -184,19 +186,24 @@ def test_the_override_tag_scores_and_exports_the_day_and_records_it(graph):
 
 
 def test_the_override_config_trains_on_the_day(graph):
-    result = run_job(
-        graph["defs"],
-        graph["instance"],
-        f"{NAME}__train",
-        run_config={
-            "ops": {
-                f"{NAME}__training_window": {
-                    "config": {"end_date": LATER, "accept_failed_validation": [BAD]}
+    # only the window decides which days a training uses: the train job's run of that one asset
+    result = (
+        graph["defs"]
+        .resolve_job_def(f"{NAME}__train")
+        .execute_in_process(
+            instance=graph["instance"],
+            run_config={
+                "ops": {
+                    f"{NAME}__training_window": {
+                        "config": {"end_date": LATER, "accept_failed_validation": [BAD]}
+                    }
                 }
-            }
-        },
+            },
+            asset_selection=[dg.AssetKey([NAME, "training_window"])],
+            raise_on_error=False,
+        )
     )
-    # only the window is needed here; the rest of the train job runs as well
+    assert result.success, failure_message(result)
     meta = latest_metadata(graph["instance"], [NAME, "training_window"])
     assert meta["partitions_used"] == [GOOD, BAD, LATER], failure_message(result)
     assert meta["partitions_blocked"] == {}

@@ -20,7 +20,9 @@ from tests.assets.helpers import (
     definitions_for,
     failure_message,
     latest_metadata,
+    range_tags,
     run_job,
+    seed_mlflow,
     write_feed,
 )
 from tests.pg import temporary_database
@@ -50,14 +52,6 @@ TRAIN_HOURS = ("2026-11-01-00:00", "2026-11-01-03:00")
 SCORED = ["2026-11-02-00:00", "2026-11-02-01:00"]
 
 
-def range_tags(first: str, last: str) -> dict[str, str]:
-    """The tags Dagster gives the one run of a single-run backfill of ``first..last``."""
-    return {
-        "dagster/asset_partition_range_start": first,
-        "dagster/asset_partition_range_end": last,
-    }
-
-
 @pytest.fixture(scope="module")
 def hourly(tmp_path_factory):
     root = tmp_path_factory.mktemp("hourly")
@@ -65,6 +59,7 @@ def hourly(tmp_path_factory):
     with temporary_database() as url:
         mp.setenv("PYNOMALY_HOME", str(root / "home"))
         mp.setenv("PYNOMALY_WAREHOUSE_URL", url)
+        seed_mlflow(root / "home")
         write_feed(root / "feeds", HOURLY)
         defs = definitions_for(root / "feeds")
         with dg.instance_for_test(temp_dir=str(root)) as instance:

@@ -15,7 +15,14 @@ from pynomaly_assets.defs.validation import MIN_ROWS, ROW_ACCOUNTING, SCHEMA_PAS
 from pynomaly_assets.feed_context import FeedContext, _range_result
 from pynomaly_core.data.config import parse_feed
 from pynomaly_core.storage import FrameStore
-from tests.assets.helpers import SMALL_DEMO, definitions_for, failure_message, run_job, write_feed
+from tests.assets.helpers import (
+    SMALL_DEMO,
+    definitions_for,
+    failure_message,
+    range_tags,
+    run_job,
+    write_feed,
+)
 
 HOURLY = {
     **SMALL_DEMO,
@@ -28,13 +35,6 @@ KEYS = [f"2026-11-01-{h:02d}:00" for h in range(22, 24)] + [
     f"2026-11-02-{h:02d}:00" for h in range(4)
 ]
 CHECKS = (ROW_ACCOUNTING, SCHEMA_PASS_RATE, MIN_ROWS)
-
-
-def range_tags(first: str, last: str) -> dict[str, str]:
-    return {
-        "dagster/asset_partition_range_start": first,
-        "dagster/asset_partition_range_end": last,
-    }
 
 
 def evaluations(instance: dg.DagsterInstance, run_id: str) -> list:

@@ -20,7 +20,7 @@ from dagster._core.workspace.load_target import WorkspaceFileTarget
 from dagster_graphql.test.utils import execute_dagster_graphql
 
 from pynomaly_assets.demo import WORKSPACE, CodeLocation, run_feed
-from tests.assets.helpers import SMALL_DEMO, definitions_for, write_feed
+from tests.assets.helpers import SMALL_DEMO, definitions_for, seed_mlflow, write_feed
 
 pytestmark = pytest.mark.system
 
@@ -78,6 +78,7 @@ def story(tmp_path_factory):
     for var in ("PYNOMALY_WAREHOUSE_URL", "PYNOMALY_MLFLOW_TRACKING_URI", "PYNOMALY_REPORTS_DIR"):
         mp.delenv(var, raising=False)
     write_feed(root / "feeds", _feed())
+    seed_mlflow(root / "home")
     defs = definitions_for(root / "feeds")
     (root / "dagster").mkdir()
     with dg.instance_for_test(temp_dir=str(root / "dagster")) as instance:

@@ -28,7 +28,14 @@ import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from tests.assets.helpers import definitions_for, failure_message, run_job, write_feed
+from tests.assets.helpers import (
+    definitions_for,
+    failure_message,
+    run_job,
+    run_range,
+    seed_mlflow,
+    write_feed,
+)
 from tests.system.services import REPO, VENV_BIN, Deployment, free_port, grpc_healthy
 
 pytestmark = pytest.mark.system
@@ -171,8 +178,9 @@ def step_events(instance: dg.DagsterInstance, run_id: str, step: str) -> list[st
 
 
 def test_export_retries_through_a_warehouse_restart_and_the_table_is_exact(
-    cluster, tmp_path, monkeypatch
+    cluster, tmp_path, monkeypatch, isolated_home
 ):
+    seed_mlflow(isolated_home)
     feeds = tmp_path / "feeds"
     write_feed(feeds, FEED)
     (feeds / "landing").mkdir()
@@ -199,9 +207,8 @@ def test_export_retries_through_a_warehouse_restart_and_the_table_is_exact(
     instance = dg.DagsterInstance.from_config(str(dagster_home))
     dep = Deployment(env=env, log_dir=tmp_path / "logs", webserver_url="")
     try:
-        for day in DAYS:
-            result = run_job(defs, instance, f"{NAME}__ingest", day)
-            assert result.success, failure_message(result)
+        ingest = run_range(defs, instance, f"{NAME}__ingest", DAYS[0], DAYS[-1])
+        assert ingest.success, failure_message(ingest)
         train = run_job(
             defs,
             instance,
