@@ -445,3 +445,27 @@ def test_real_graph_prints_graph_against_direct_for_nab_and_skab():
     _figures(r"SKAB graph/direct F1 ratio " + NUMBER + ", FAR ratio " + NUMBER, out)
     assert "graph (exported table)" in out and "direct (benchmarks/skab.py)" in out
     assert "FAILED" not in out
+
+
+SCRIPTS["celery_workers"] = "benchmarks.celery_workers"
+
+
+@pytest.mark.postgres
+def test_celery_workers_prints_one_against_two_workers():
+    pytest.importorskip("dagster_celery", reason="dagster-celery is not installed (extra 'deploy')")
+    from tests.system.celery_cluster import rabbitmq_unavailable
+
+    reason = rabbitmq_unavailable()
+    if reason:
+        pytest.skip(reason)
+    with temporary_database():  # skips, saying why, without the test PostgreSQL server
+        pass
+    out = _run_apart(
+        "celery_workers",
+        ["--machines", "12", "--interval-minutes", "15", "--fan-out-rows", "1000"],
+    )
+    assert "1,152 rows (12 machines every 15 min), 2 chunks" in out
+    _figures(r"\n1\s+" + NUMBER + r"\s+" + NUMBER + r"\s+" + NUMBER + r"\s+" + NUMBER, out)
+    _figures(r"\n2\s+" + NUMBER + r"\s+" + NUMBER + r"\s+" + NUMBER + r"\s+" + NUMBER, out)
+    _figures(r"2 workers / 1 worker throughput: run " + NUMBER + r"x, chunk phase " + NUMBER, out)
+    assert "identical scored partitions (1 vs 2 workers): yes" in out
