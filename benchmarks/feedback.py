@@ -407,6 +407,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baselines", default="XGBOD,DevNet")
     p.add_argument("--devnet-epochs", type=int, default=50)
     p.add_argument(
+        "--order",
+        choices=("rows", "adbench"),
+        default="rows",
+        help="run the datasets smallest first (rows) or in ADBench's numbering order",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="datasets run in parallel, one process each")
+    p.add_argument(
         "--time-limit",
         type=float,
         default=0.0,
@@ -444,27 +451,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if rows else 1
 
 
+def _n_rows(path: Path) -> int:
+    with np.load(path, allow_pickle=False) as data:
+        return int(data["y"].shape[0])
+
+
+def dataset_rows(path: Path, args: argparse.Namespace, deadline: float) -> list[dict]:
+    """Every setting on one dataset, all seeds; nothing when started after ``deadline``
+    (a ``time.time()``, 0 for none)."""
+    name = adbench.dataset_name(path)
+    if deadline and time.time() > deadline:
+        print(f"time limit reached: {name} not started", flush=True)
+        return []
+    X, y = adbench.load_dataset(path)
+    rows: list[dict] = []
+    for seed in [int(s) for s in args.seeds.split(",") if s]:
+        split = adbench.adbench_split(X, y, seed)
+        t0 = time.perf_counter()
+        rows += label_free_rows(split, name)
+        rows += random_budget_rows(split, name, args)
+        rows += reviewer_rows(split, name, args)
+        print(f"{name} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+    return rows
+
+
 def run(args: argparse.Namespace) -> list[dict]:
+    """The benchmark; with ``--jobs`` > 1, datasets in parallel processes (same results: every
+    model is seeded per dataset and seed)."""
     data_dir = args.data_dir or adbench.default_data_dir()
     files = adbench.select_datasets(args.datasets, data_dir)
-    seeds = [int(s) for s in args.seeds.split(",") if s]
+    if args.order == "rows":
+        files = sorted(files, key=_n_rows)
+    deadline = time.time() + args.time_limit if args.time_limit else 0.0
     rows: list[dict] = []
-    t_start = time.perf_counter()
-    for path in files:
-        if args.time_limit and time.perf_counter() - t_start > args.time_limit:
-            print(f"time limit reached: stopped before {adbench.dataset_name(path)}", flush=True)
-            break
-        X, y = adbench.load_dataset(path)
-        name = adbench.dataset_name(path)
-        for seed in seeds:
-            split = adbench.adbench_split(X, y, seed)
-            t0 = time.perf_counter()
-            rows += label_free_rows(split, name)
-            rows += random_budget_rows(split, name, args)
-            rows += reviewer_rows(split, name, args)
-            print(f"{name} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
-        if args.out is not None:
-            write_csv(rows, args.out)
+    if args.jobs <= 1:
+        for path in files:
+            rows += dataset_rows(path, args, deadline)
+            if args.out is not None:
+                write_csv(rows, args.out)
+        return rows
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(dataset_rows, path, args, deadline) for path in files]
+        for future in as_completed(futures):
+            rows += future.result()
+            if args.out is not None:
+                write_csv(rows, args.out)
     return rows
 
 

@@ -600,11 +600,13 @@ register(
         framework="pynomaly",
         target="pynomaly_core.detectors.feedback:FeedbackDetector",
         supervision="semi-supervised",
-        cost_class="the Ensemble's fit and score, plus (n_folds + 1) gradient-boosting fits "
-        "O(t·n·d) on the confirmed, rejected and (at most max_unlabelled) unlabelled rows",
+        cost_class="the Ensemble's fit and score, plus one k-NN search and up to 3·n_folds "
+        "gradient-boosting fits O(t·n·d) on the confirmed, rejected and (at most max_unlabelled) "
+        "unlabelled rows",
         description="Learns from reviewer verdicts (y: 1 confirmed, 0 rejected, -1 no verdict): "
         "gradient boosting on the features plus the IForest/HBOS/ECOD/KNN ensemble's scores, "
-        "unlabelled rows kept as unlabelled (only likely-normal ones train as normal, down-weighted), "
+        "k-NN distances and LOF at 1-50 neighbours; unlabelled rows train as down-weighted "
+        "normal or, when that cross-fits worse, only the reliable ones, "
         "blended with the unsupervised ensemble by a cross-fitted weight; the lifecycle adds it "
         "when a feed has verdicts.",
     )

@@ -76,15 +76,54 @@ def test_verdicts_improve_ranking_of_new_rows_over_the_unsupervised_ensemble(dat
     assert ours > unsupervised + 0.05, (ours, unsupervised)
 
 
-def test_unlabelled_rows_are_not_trained_as_normal(data, fitted):
+@pytest.fixture(scope="module")
+def by_mode(data):
+    """The same verdicts fitted with each treatment of unlabelled rows."""
+    X, y, _, _ = data
+    v = verdicts_for(y, 0.3, seed=3)
+    return {
+        mode: create(
+            FEEDBACK_DETECTOR,
+            detectors=MEMBERS,
+            unlabelled=mode,
+            contamination=0.05,
+            random_state=SEED,
+        ).fit(X, v)
+        for mode in ("weighted", "reliable")
+    }
+
+
+def test_weighted_mode_trains_every_unlabelled_row_as_normal(data, by_mode):
+    _, y, _, _ = data
+    v = verdicts_for(y, 0.3, seed=3)
+    fitted = by_mode["weighted"]
+    np.testing.assert_array_equal(fitted.training_negatives_, v != 1)
+    w = fitted._weights(v, np.flatnonzero(v != 1))
+    unlabelled = v[v != 1] == -1
+    # an unlabelled normal row weighs unlabelled_weight (0.5) of a rejected one
+    assert np.allclose(w[unlabelled] / w[~unlabelled].mean(), 0.5)
+
+
+def test_auto_mode_keeps_the_treatment_with_the_better_cross_fitted_evidence(data, fitted, by_mode):
+    _, _, X_test, _ = data
+    best = {mode: max(det.cv_auc_.values()) for mode, det in by_mode.items()}
+    expected = "reliable" if best["reliable"] > best["weighted"] else "weighted"
+    assert fitted.unlabelled == "auto" and fitted.unlabelled_mode_ == expected
+    np.testing.assert_array_equal(
+        fitted.decision_function(X_test), by_mode[expected].decision_function(X_test)
+    )
+
+
+def test_reliable_mode_does_not_train_unreviewed_anomalies_as_normal(data, by_mode):
     """The unreviewed anomalies are in the top share the unsupervised score leaves out of the
     normal class (two-step PU), and the out-of-fold training scores rank them high."""
     _, y, _, _ = data
     v = verdicts_for(y, 0.3, seed=3)
+    fitted = by_mode["reliable"]
     unreviewed_anomalies = (v == -1) & (y == 1)
     negative = fitted.training_negatives_
     assert negative[v == 0].all() and not negative[v == 1].any()
-    unsupervised_only = fitted._training_negatives(v, fitted.ensemble_.decision_scores_)
+    unsupervised_only = fitted._training_negatives(v, fitted.ensemble_.decision_scores_, "reliable")
     assert (
         negative[unreviewed_anomalies].mean() < unsupervised_only[unreviewed_anomalies].mean() - 0.2
     )
@@ -92,18 +131,30 @@ def test_unlabelled_rows_are_not_trained_as_normal(data, fitted):
     assert roc_auc_score(y[v == -1], fitted.decision_scores_[v == -1]) > 0.9
 
 
-def test_too_few_confirmed_rows_fall_back_to_the_unsupervised_ensemble(data):
+def test_without_confirmed_rows_it_ranks_like_the_unsupervised_ensemble(data):
     X, y, X_test, _ = data
     v = np.full(len(y), -1)
-    v[np.flatnonzero(y == 1)[:2]] = 1  # fewer than min_labels = 3
-    v[:50] = 0
+    v[:50] = 0  # rejections alone say nothing about what an anomaly looks like
     det = create(FEEDBACK_DETECTOR, detectors=MEMBERS, random_state=SEED).fit(X, v)
-    assert det.mode_ == "unsupervised" and det.classifier_ is None and det.alpha_ == 0.0
+    assert det.mode_ == "unsupervised" and det.classifiers_ == [] and det.alpha_ == 0.0
     ensemble = create("Ensemble", detectors=list(MEMBERS), random_state=SEED).fit(X)
     from scipy.stats import spearmanr
 
     ours, theirs = det.decision_function(X_test), ensemble.decision_function(X_test)
     assert spearmanr(ours, theirs).statistic > 0.9999  # a monotone map of the ensemble score
+
+
+def test_one_or_two_confirmed_rows_get_a_prior_weight_and_already_help(data):
+    X, y, X_test, y_test = data
+    ensemble = create("Ensemble", detectors=list(MEMBERS), random_state=SEED).fit(X)
+    unsupervised = roc_auc_score(y_test, ensemble.decision_function(X_test))
+    for n_confirmed, alpha in ((1, 1 / 3), (2, 1 / 2)):
+        v = np.full(len(y), -1)
+        v[np.flatnonzero(y == 1)[:n_confirmed]] = 1  # fewer than min_labels = 3
+        det = create(FEEDBACK_DETECTOR, detectors=MEMBERS, random_state=SEED).fit(X, v)
+        assert det.mode_ == "few" and det.alpha_ == pytest.approx(alpha)
+        ours = roc_auc_score(y_test, det.decision_function(X_test))
+        assert ours > unsupervised + 0.02, (n_confirmed, ours, unsupervised)
 
 
 def test_bad_verdicts_are_refused_naming_them(data):
@@ -143,10 +194,43 @@ def test_save_load_round_trip_and_tampering_is_refused(fitted, data, tmp_path, m
         loaded.decision_function(X_test), fitted.decision_function(X_test)
     )
     np.testing.assert_array_equal(loaded.uncertainty(X_test), fitted.uncertainty(X_test))
-    shell = path / "feedback.joblib"
+    # the classifier and neighbour arrays are a skops file (no pickle); no joblib file is written
+    assert (path / "feedback.skops").exists() and not list(path.glob("*.joblib"))
+    shell = path / "feedback.skops"
     shell.write_bytes(shell.read_bytes() + b"\0")
-    with pytest.raises(ModelIntegrityError, match="feedback.joblib"):
+    with pytest.raises(ModelIntegrityError, match="feedback.skops"):
         BaseDetector.load(path)
+
+
+def test_neighbour_features_exclude_the_row_itself_and_score_isolated_rows_high():
+    from pynomaly_core.detectors.feedback import NeighbourScores
+
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(300, 2)), [[8.0, 8.0]]])
+    features = NeighbourScores((1, 10), max_rows=10_000, random_state=0)
+    train = features.fit_transform(X)
+    assert train.shape == (301, 4)  # 1st and 10th neighbour distance, LOF at 1 and 10
+    assert (train[:, 0] > 0).all()  # no row is its own nearest neighbour
+    assert train[-1, 0] == train[:, 0].max() and train[-1, 3] > 3 * np.median(train[:, 3])
+    # a new row at the same place as a training row has that row as its nearest neighbour
+    assert features.transform(X[-1:])[0, 0] == 0.0
+    # a sample of the rows as reference: the same features, up to sampling noise
+    sampled = NeighbourScores((1, 10), max_rows=200, random_state=0).fit_transform(X)
+    assert sampled.shape == (301, 4) and (sampled[:, 0] > 0).all()
+    assert sampled[-1, 3] > 3 * np.median(sampled[:, 3])
+
+
+@pytest.mark.parametrize(
+    ("param", "value", "message"),
+    [
+        ("unlabelled", "all", "unlabelled must be one of"),
+        ("neighbours", (0, 5), "neighbours must be a sequence of integers >= 1"),
+    ],
+)
+def test_bad_parameters_are_refused_naming_them(data, param, value, message):
+    X, y, _, _ = data
+    with pytest.raises(DetectorError, match=message):
+        create(FEEDBACK_DETECTOR, **{param: value}).fit(X, verdicts_for(y, 0.3, seed=3))
 
 
 def test_explanations_work_for_the_feedback_model(data):
@@ -236,4 +320,4 @@ def test_the_python_example_in_the_detector_docs_runs():
     code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
     namespace: dict = {}
     exec(compile(code, "docs/detectors.md", "exec"), namespace)  # noqa: S102 - our own docs
-    assert namespace["det"].mode_ in ("blend", "unsupervised")
+    assert namespace["det"].mode_ in ("blend", "few", "unsupervised")
