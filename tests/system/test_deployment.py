@@ -258,6 +258,9 @@ def deployment(tmp_path_factory):
                 "MLFLOW_SERVER_PORT": str(mlflow_port),
                 "PROXY_DAGSTER_PORT": str(ui_port),
                 "PROXY_MLFLOW_PORT": str(public_mlflow_port),
+                # the review page's proxy port too: never the default 3100 another test may hold
+                "PROXY_REVIEW_PORT": str(free_port()),
+                "PYNOMALY_REVIEW_PORT": str(free_port()),
                 "MLFLOW_ARTIFACTS_DESTINATION": str(root / "mlflow_artifacts"),
             }
         )
@@ -835,6 +838,9 @@ def test_proxy_speaks_https_with_a_certificate_and_takes_more_ui_users_from_an_h
         {
             "PROXY_DAGSTER_PORT": str(ui_port),
             "PROXY_MLFLOW_PORT": str(mlflow_port),
+            # free ports for the review page's server block: the module's stack holds its own
+            "PROXY_REVIEW_PORT": str(free_port()),
+            "PYNOMALY_REVIEW_PORT": str(upstream_port),
             "PYNOMALY_WEBSERVER_PORT": str(upstream_port),
             "MLFLOW_SERVER_PORT": str(upstream_port),
         }
