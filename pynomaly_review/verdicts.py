@@ -20,16 +20,15 @@ import pandas as pd
 import sqlalchemy as sa
 
 from pynomaly_core.warehouse import (
-    ANOMALY_TABLE,
     FEEDBACK_TABLE,
     FEEDBACK_VERDICTS,
     Column,
     TableSpec,
     ensure_table,
-    select_rows,
     upsert_feedback,
     upsert_rows,
 )
+from pynomaly_core.warehouse.feedback import exported_keys
 from pynomaly_core.warehouse.sql import dialect_of, partition_day, partition_params, table_clause
 
 __all__ = [
@@ -139,16 +138,7 @@ def record_verdict(
 def _require_exported(
     engine: sa.Engine, feed: str, day: str, record_key: str, schema: str | None
 ) -> None:
-    found = pd.DataFrame()
-    if sa.inspect(engine).has_table(ANOMALY_TABLE.name, schema=schema):
-        with engine.connect() as conn:
-            found = select_rows(
-                conn,
-                ANOMALY_TABLE,
-                equal={"feed": feed, "partition_date": day, "record_key": record_key},
-                schema=schema,
-            )
-    if found.empty:
+    if not exported_keys(engine, [record_key], feed, partition_day(day), schema):
         raise ValueError(
             f"record {record_key!r} was not exported to anomaly_scores for feed {feed!r} on {day}; "
             "nothing was written"

@@ -121,7 +121,7 @@ def _bad_keys(
         else []
     )
     given = verdicts.loc[~verdicts.index.isin(missing.index), "record_key"]
-    exported = _exported_keys(engine, given.unique(), feed, day, schema)
+    exported = exported_keys(engine, given.unique(), feed, day, schema)
     unknown = verdicts.loc[given.index[~given.isin(exported)]]
     if len(unknown):
         table = qualified(engine, ANOMALY_TABLE.name, schema)
@@ -132,7 +132,7 @@ def _bad_keys(
     return problems
 
 
-def _exported_keys(
+def exported_keys(
     engine: sa.Engine, keys: Iterable[str], feed: str, day: dt.date, schema: str | None
 ) -> set[str]:
     """Those of ``keys`` that ``anomaly_scores`` holds for ``(feed, day)``; none when the table does not exist."""
