@@ -29,6 +29,7 @@ from pynomaly_assets.names import (
     DECISION_KEY,
     PROMOTION_GATE,
     REASON_TAG,
+    TRIGGER_TAG,
 )
 from pynomaly_assets.resources import (
     FrameStoreResource,
@@ -234,6 +235,9 @@ def build_champion_asset(fc: FeedContext) -> dg.AssetsDefinition:
                 candidate=config.candidate,
                 logger=context.log,
                 signing_key=model_store.signing_key(),
+                champion_failed=context.run.tags.get(REASON_TAG)
+                if context.run.tags.get(TRIGGER_TAG) == "retrain_sensor"
+                else None,
             )
         except LifecycleError as exc:
             raise dg.Failure(f"asset {champion_key.to_user_string()}: {exc}") from exc

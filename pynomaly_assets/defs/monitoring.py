@@ -162,7 +162,7 @@ def _normal_metadata(normal: "NormalDays", settings: Any) -> dict[str, Any]:
         "normal_days": len(normal.table),
         "normal_folds": normal.folds,
         "normal_seconds": float(normal.seconds),
-        "normal_profile": "built" if ranges.calibrated else f"fixed cut-offs: {ranges.reason}",
+        "normal_profile": ranges.describe(),
     }
     if normal.canaries is not None:
         out["canaries"] = normal.canaries
@@ -354,8 +354,10 @@ def build_drift_report_asset(fc: FeedContext) -> dg.AssetsDefinition:
                 f"a share of features whose PSI is past its normal limit (monitoring.normal_quantile "
                 f"{settings.normal_quantile} x normal_margin {settings.normal_margin}) >= drift_share_warn "
                 f"({settings.drift_share_warn}) warns, >= drift_share_error ({settings.drift_share_error}) or an "
-                "anomaly-score PSI past its normal limit is an error. Fallback with fewer than "
-                f"monitoring.normal_min_days ({settings.normal_min_days}) reference days: fixed cut-offs on "
+                "anomaly-score PSI past its normal limit is an error. With fewer than monitoring.normal_min_days "
+                f"({settings.normal_min_days}) reference days the profile is provisional (the largest day is "
+                "normal); fallback with fewer than monitoring.normal_provisional_days "
+                f"({settings.normal_provisional_days}): fixed cut-offs on "
                 f"Evidently's drift share and score_psi_error ({settings.score_psi_error}).",
             )
         ],
@@ -517,8 +519,9 @@ def build_detector_performance_asset(fc: FeedContext) -> dg.AssetsDefinition:
                 description="With labels: average precision within monitoring.ap_tolerance_warn / _error of the "
                 "champion's baseline. Without: canary recall and alert rate within the feed's normal day-to-day "
                 f"range (reference days' p{settings.normal_quantile * 100:.0f} x normal_margin "
-                f"{settings.normal_margin}); with fewer than monitoring.normal_min_days ({settings.normal_min_days}) "
-                "reference days the fixed fallback: canary recall within canary_recall_tolerance of the baseline "
+                f"{settings.normal_margin}; provisional, the extreme day, with fewer than monitoring.normal_min_days "
+                f"({settings.normal_min_days})); with fewer than monitoring.normal_provisional_days "
+                f"({settings.normal_provisional_days}) reference days the fixed fallback: canary recall within canary_recall_tolerance of the baseline "
                 "and alert rate below alert_rate_max_ratio x contamination.",
             )
         ],

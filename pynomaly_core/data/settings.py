@@ -251,6 +251,13 @@ class LifecycleSettings(Strict):
         "are calibrated on cross-fitted out-of-fold scores (lifecycle.calibration_folds). False: the "
         "registered model is the evaluated one, fitted without the holdout.",
     )
+    replace_failing_champion: bool = Field(
+        True,
+        description="A retrain the retraining sensor launched because the champion failed its checks on "
+        "newer days promotes a challenger that is not worse with confidence (the promotion gate still "
+        "applies) and was fitted on days after the champion's: at par on the evaluation set, the failed "
+        "checks are the evidence. False: the champion is kept unless the challenger is better with confidence.",
+    )
     calibration_folds: int = Field(
         5,
         ge=2,
@@ -389,7 +396,16 @@ class MonitoringSettings(Strict):
         7,
         ge=2,
         le=366,
-        description="Reference days needed to judge against the normal days; fewer: the fixed cut-offs apply.",
+        description="Reference days for a full normal-day profile (a week covers the days of the week); with "
+        "fewer, but at least monitoring.normal_provisional_days, the profile is provisional (a statistic's normal "
+        "value is the largest of the days).",
+    )
+    normal_provisional_days: int = Field(
+        3,
+        ge=2,
+        le=366,
+        description="Fewest measured reference days a (provisional) normal-day profile is built from; fewer: the "
+        "fixed cut-offs apply. Set it to normal_min_days to use the fixed cut-offs below a full profile.",
     )
     normal_quantile: float = Field(
         0.95,

@@ -47,8 +47,19 @@ order of magnitude, and with 7 to 30 reference days a mean and a standard deviat
 median absolute deviation on a log scale) describe that tail worse than the days themselves do.
 Why a margin: the next days lie further from the reference than the reference days from each
 other (the series keeps moving), and the union of several statistics would otherwise fail more
-days than each one alone. With fewer reference days than ``normal_min_days`` (or
-``normal_folds: 0``) there is no profile and the checks use their fixed cut-offs, saying so.
+days than each one alone.
+
+**A young feed** (:func:`least_days`). With fewer measured reference days than
+``normal_min_days`` but at least ``normal_provisional_days`` (3), the profile is *provisional*:
+a statistic's normal value is the largest (for canary recall the smallest) of the days rather
+than a quantile, the conservative order statistic when the days are too few to estimate a tail
+(a new normal day exceeds the largest of *n* exchangeable ones with probability 1/(n+1) before
+the margin), and every check says the profile is provisional and on how many days. Without it a
+first champion trained on a week that starts mid-day (six whole days) fell back to the fixed
+cut-offs, and on NAB ``ec2_cpu_utilization_5f5533`` Evidently's per-column test called its single
+feature drifted on every day the first champion scored, its own training days included. With
+fewer than ``normal_provisional_days`` measured days (or ``normal_folds: 0``) there is no profile
+and the checks use their fixed cut-offs, saying so.
 
 Stored beside the drift reference (:meth:`NormalDays.save`: a JSON manifest, the per-day table
 and the pooled scores as Parquet, digests checked on load).
@@ -118,6 +129,11 @@ Direction = Literal["above", "below"]
 
 
 # ------------------------------------------------------------------------------ ranges
+def least_days(settings: MonitoringSettings) -> int:
+    """Fewest measured reference days any profile (full or provisional) is built from."""
+    return max(2, min(settings.normal_provisional_days, settings.normal_min_days))
+
+
 @dataclass(frozen=True)
 class NormalRange:
     """How far one statistic goes on normal reference days, and the limit a scored day is held to."""
@@ -130,6 +146,8 @@ class NormalRange:
     quantile: float
     days: int
     floored: bool = False
+    provisional: bool = False
+    """Fewer days than ``monitoring.normal_min_days``: ``normal`` is the extreme day, not a quantile."""
 
     def beyond(self, value: float) -> bool:
         """Whether ``value`` lies past the limit (NaN never does: an unmeasured value is not judged)."""
@@ -147,10 +165,12 @@ class NormalRange:
             else " (monitoring.canary_recall_tolerance below normal)"
         )
         limit = f"limit {self.limit:.3g}" + (bound if self.floored else "")
-        return (
-            f"{self.label} {value:.3g} vs normal {way} {self.normal:.3g} "
-            f"(reference days p{pct:.0f} of {self.days}), {limit}"
+        basis = (
+            f"{'largest' if self.direction == 'above' else 'smallest'} of {self.days} reference days, provisional"
+            if self.provisional
+            else f"reference days p{pct:.0f} of {self.days}"
         )
+        return f"{self.label} {value:.3g} vs normal {way} {self.normal:.3g} ({basis}), {limit}"
 
 
 @dataclass
@@ -160,10 +180,22 @@ class NormalRanges:
     ranges: dict[str, NormalRange] = field(default_factory=dict)
     days: int = 0
     reason: str | None = None
+    provisional: bool = False
+    """Built from fewer days than ``monitoring.normal_min_days`` (see :func:`least_days`)."""
+    min_days: int = 0
+    """``monitoring.normal_min_days`` when the ranges were made."""
 
     @property
     def calibrated(self) -> bool:
         return self.reason is None
+
+    def describe(self) -> str:
+        """``built`` / ``provisional (6 days < monitoring.normal_min_days 7)`` / ``fixed cut-offs: <reason>``."""
+        if not self.calibrated:
+            return f"fixed cut-offs: {self.reason}"
+        if self.provisional:
+            return f"provisional ({self.days} days < monitoring.normal_min_days {self.min_days})"
+        return "built"
 
     @classmethod
     def fixed(cls, reason: str) -> NormalRanges:
@@ -186,9 +218,10 @@ def _range(
     floor: float | None,
 ) -> NormalRange | None:
     values = values[np.isfinite(values)]
-    if len(values) < settings.normal_min_days:
+    if len(values) < least_days(settings):
         return None
-    q = settings.normal_quantile
+    provisional = len(values) < settings.normal_min_days
+    q = 1.0 if provisional else settings.normal_quantile  # the extreme day when the days are few
     if direction == "above":
         normal = float(np.quantile(values, q))
         limit = normal * settings.normal_margin
@@ -202,7 +235,15 @@ def _range(
         )
         limit, floored = min(by_margin, by_tolerance), by_tolerance < by_margin
     return NormalRange(
-        statistic, label, direction, normal, float(limit), q, len(values), bool(floored)
+        statistic,
+        label,
+        direction,
+        normal,
+        float(limit),
+        q,
+        len(values),
+        bool(floored),
+        provisional,
     )
 
 
@@ -264,10 +305,10 @@ class NormalDays:
         if settings.normal_folds == 0:
             return NormalRanges.fixed("monitoring.normal_folds is 0 (no normal-day profile)")
         days = len(self.table)
-        if days < settings.normal_min_days:
+        if days < least_days(settings):
             return NormalRanges.fixed(
-                f"only {days} measured reference day(s) < monitoring.normal_min_days="
-                f"{settings.normal_min_days}"
+                f"only {days} measured reference day(s) < monitoring.normal_provisional_days="
+                f"{least_days(settings)}"
             )
         out: dict[str, NormalRange] = {}
         for name in self.features:
@@ -298,7 +339,12 @@ class NormalDays:
             )
             if r is not None:
                 out[name] = r
-        return NormalRanges(out, days=days)
+        return NormalRanges(
+            out,
+            days=days,
+            provisional=days < settings.normal_min_days,
+            min_days=settings.normal_min_days,
+        )
 
     # -------------------------------------------------------------- persistence
     def save(self, directory: Path) -> Path:
@@ -497,7 +543,7 @@ def build_normal_days(
     ``model`` is the champion; only its configuration is used (fresh copies are fitted per
     fold). ``canaries`` is the recipe the performance check injects (None: no canary recall).
     Returns a profile whose ``reason`` says why it is empty when the window has fewer than
-    ``monitoring.normal_min_days`` days, ``monitoring.normal_folds`` is 0, or a fold's fit failed
+    :func:`least_days` measured days, ``monitoring.normal_folds`` is 0, or a fold's fit failed
     (monitoring then falls back to the fixed cut-offs rather than failing the training run).
     """
     start = time.perf_counter()
@@ -520,19 +566,19 @@ def build_normal_days(
 
     if settings.normal_folds == 0:
         return unavailable("monitoring.normal_folds is 0 (no normal-day profile)")
-    if len(unique) < max(settings.normal_min_days, 2):
+    if len(unique) < least_days(settings):
         return unavailable(
-            f"the training window has {len(unique)} day(s) < monitoring.normal_min_days="
-            f"{settings.normal_min_days}"
+            f"the training window has {len(unique)} day(s) < monitoring.normal_provisional_days="
+            f"{least_days(settings)}"
         )
     counts = pd.Series(days).value_counts()
     least = max(MIN_DAY_ROWS, MIN_DAY_SHARE * float(counts.median()))
     measured = [d for d in unique if counts[d] >= least]
     skipped = [d for d in unique if counts[d] < least]
-    if len(measured) < settings.normal_min_days:
+    if len(measured) < least_days(settings):
         return unavailable(
             f"only {len(measured)} day(s) of the training window have at least {least:.0f} rows "
-            f"(< monitoring.normal_min_days={settings.normal_min_days})"
+            f"(< monitoring.normal_provisional_days={least_days(settings)})"
         )
 
     folds = min(settings.normal_folds, len(unique))

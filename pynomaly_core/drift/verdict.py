@@ -12,7 +12,7 @@ Two rules, chosen by what the champion's reference knows:
   ``drift_share_warn`` / ``drift_share_error``, and an anomaly-score PSI past its normal limit
   is an error. Evidently's per-column decisions (fixed distance thresholds) are still reported
   but not judged: on a real series whose level moves every day they flag every normal day.
-* **fixed cut-offs** (no profile, or fewer reference days than ``monitoring.normal_min_days``):
+* **fixed cut-offs** (no profile, or fewer reference days than ``monitoring.normal_provisional_days``):
   Evidently's share of drifted features against ``drift_share_warn`` / ``drift_share_error``,
   and the anomaly-score PSI against ``score_psi_error``. The description says why.
 """

@@ -93,6 +93,7 @@ def promote(
     candidate: str | None = None,
     signing_key: bytes | None = None,
     logger: logging.Logger | None = None,
+    champion_failed: str | None = None,
 ) -> Promotion:
     """Decide whether the best candidate of ``candidates`` (the value of
     :meth:`~pynomaly_core.lifecycle.CandidateBatch.to_value`) replaces the feed's champion.
@@ -102,7 +103,8 @@ def promote(
     the challenger's MLflow run. A champion that can no longer be loaded cannot defend its
     title: the challenger is judged as the first champion and the reason says why. Raises
     :class:`LifecycleError` when the forced candidate is not a usable one of the batch or
-    the batch has no usable candidate.
+    the batch has no usable candidate. ``champion_failed``: why the retraining sensor launched
+    this run (the champion's failed checks); see :func:`~pynomaly_core.lifecycle.decide`.
     """
     log = logger or _LOG
     usable = {r["detector"]: r for r in candidates["candidates"] if r.get("error") is None}
@@ -113,9 +115,17 @@ def promote(
 
     incumbent = tracker.get_alias(feed.name, CHAMPION_ALIAS)
     incumbent_model, incumbent_scores, note = None, None, ""
+    newer_days: list[str] = []
     if incumbent is not None:
         try:
-            incumbent_model = _version_record(feed, incumbent).load(signing_key)
+            incumbent_record = _version_record(feed, incumbent)
+            if incumbent_record.fitted_days:
+                newer_days = sorted(
+                    str(d)
+                    for d in chal.get("fitted_days") or ()
+                    if str(d) > incumbent_record.fitted_days[-1]
+                )
+            incumbent_model = incumbent_record.load(signing_key)
             incumbent_scores = np.asarray(
                 incumbent_model.decision_function(evalset.frame), dtype=float
             )
@@ -132,6 +142,8 @@ def promote(
         forced=candidate is not None,
         incumbent_note=note,
         random_state=feed.detector.random_state or 0,
+        newer_days=newer_days,
+        champion_failed=champion_failed,
     )
     _move_aliases(tracker, feed.name, decision, chal["mlflow_version"], incumbent)
     cmp = decision.comparison or {}

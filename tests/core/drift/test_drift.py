@@ -585,9 +585,9 @@ def test_too_few_reference_days_fall_back_to_the_fixed_cut_offs_and_say_why(seri
     from pynomaly_core.drift import NormalRanges
 
     short = build_normal_days(
-        moving_series(4), series_feed, model, numeric=["value"], categorical=[], canaries=None
+        moving_series(2), series_feed, model, numeric=["value"], categorical=[], canaries=None
     )
-    assert not short.built and "4 day(s) < monitoring.normal_min_days=7" in short.reason
+    assert not short.built and "2 day(s) < monitoring.normal_provisional_days=3" in short.reason
     ranges = short.ranges(series_feed.monitoring)
     assert not ranges.calibrated and ranges.get("psi:value") is None
     off = series_feed.monitoring.model_copy(update={"normal_folds": 0})
@@ -611,6 +611,35 @@ def test_too_few_reference_days_fall_back_to_the_fixed_cut_offs_and_say_why(seri
     assert verdict.rule == "fixed" and verdict.severity == "error"
     assert verdict.describe().endswith(f"(fixed cut-offs: {short.reason})")
     assert isinstance(NormalRanges.fixed("x"), NormalRanges)
+
+
+def test_a_young_feed_is_judged_against_a_provisional_profile_of_its_few_days(series_feed, profile):
+    """Fewer days than normal_min_days (7), at least normal_provisional_days (3): the limits come
+    from the days there are, each statistic's normal value the extreme day, and the check says so."""
+    _, model, _, _ = profile
+    window = moving_series(5)
+    young = build_normal_days(
+        window, series_feed, model, numeric=["value"], categorical=[], canaries=None
+    )
+    assert young.built and len(young.table) == 5
+    settings = series_feed.monitoring
+    ranges = young.ranges(settings)
+    assert ranges.calibrated and ranges.provisional and ranges.days == 5
+    assert ranges.describe() == "provisional (5 days < monitoring.normal_min_days 7)"
+    psi_range = ranges.get("psi:value")
+    assert psi_range is not None and psi_range.provisional
+    largest = float(young.table["psi:value"].max())
+    assert psi_range.normal == pytest.approx(largest)
+    assert psi_range.limit == pytest.approx(max(largest * settings.normal_margin, 0.1))
+    assert "largest of 5 reference days, provisional" in psi_range.describe(0.2)
+    # the same days under the old rule (provisional days = normal_min_days): the fixed cut-offs
+    strict = settings.model_copy(update={"normal_provisional_days": settings.normal_min_days})
+    assert not young.ranges(strict).calibrated
+    assert "monitoring.normal_provisional_days=7" in (young.ranges(strict).reason or "")
+    # with two weeks the rule is the quantile, not the extreme day
+    full = profile[2].ranges(settings)
+    assert not full.provisional and full.describe() == "built"
+    assert full.get("psi:value").quantile == settings.normal_quantile
 
 
 def _any_result(profile):

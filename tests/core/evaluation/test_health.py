@@ -422,11 +422,13 @@ def test_judge_label_free_against_the_normal_days():
 def test_judge_falls_back_to_the_fixed_rule_and_says_why():
     from pynomaly_core.drift import NormalRanges
 
-    fixed = NormalRanges.fixed("only 4 measured reference day(s) < monitoring.normal_min_days=7")
+    fixed = NormalRanges.fixed(
+        "only 2 measured reference day(s) < monitoring.normal_provisional_days=3"
+    )
     verdict = judge({"canary_recall": 0.6}, {"canary_recall": 0.95}, SETTINGS, normal=fixed)
     assert verdict.severity == "error" and verdict.rule == "fixed"
     assert verdict.describe().endswith(
-        "(fixed cut-offs: only 4 measured reference day(s) < monitoring.normal_min_days=7)"
+        "(fixed cut-offs: only 2 measured reference day(s) < monitoring.normal_provisional_days=3)"
     )
 
 
@@ -439,6 +441,7 @@ def test_normal_settings_are_validated_naming_the_key():
         ({"normal_quantile": 0.3}, "normal_quantile"),
         ({"normal_margin": 0.5}, "normal_margin"),
         ({"normal_min_days": 1}, "normal_min_days"),
+        ({"normal_provisional_days": 1}, "normal_provisional_days"),
         ({"canaries": "spikes"}, "canaries"),
     ):
         with pytest.raises((FeedConfigError, ValueError), match=key):

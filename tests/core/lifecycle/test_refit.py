@@ -184,3 +184,38 @@ def test_the_registered_model_has_seen_the_window_s_last_day_only_when_refitted(
         assert entry["fitted_days"][-1] == "2026-02-06"
         assert entry["calibration"] == "training+holdout" and value["refit"] is None
         assert run.data.tags["pynomaly.fitted_days"] == "2026-02-01..2026-02-06"
+
+
+def test_a_retrain_that_only_adds_the_drifted_day_replaces_the_champion(tmp_path, monkeypatch):
+    """The retrain after a level drop: its evaluated candidate is the champion's configuration on
+    the champion's days (the window minus the new day, held out), so the evidence ties exactly;
+    the refitted model has seen the new day and replaces the stale champion."""
+    from pynomaly_core.lifecycle import promote
+    from pynomaly_core.storage import FrameStore
+
+    feed = cpu_feed(refit_on_window=True)
+    six = days_of([BEFORE] * 6)
+    seven = pd.concat([six, days_of([AFTER], start="2026-02-07", seed=5)], ignore_index=True)
+    seven["reading_id"] = np.arange(len(seven))
+    frames = FrameStore(tmp_path / "frames")
+    first, tracker = _batch(tmp_path, monkeypatch, feed, six)
+    assert promote(feed, first.to_value(), frames, tracker, run_id="run-1").decision.promote
+    from pynomaly_core.lifecycle import train_candidate_batch
+
+    second = train_candidate_batch(
+        feed,
+        seven,
+        frames=frames,
+        model_dir=lambda version: tmp_path / "models" / version,
+        tracker=tracker,
+        run_id="run-refit-0002",
+    )
+    promotion = promote(feed, second.to_value(), frames, tracker, run_id="run-2")
+    decision = promotion.decision
+    assert decision.comparison["delta"] == 0.0, decision.reason
+    assert decision.promote, decision.reason
+    assert "1 newer day(s) (2026-02-07)" in decision.reason
+    assert promotion.record.fitted_days[-1] == "2026-02-07"
+    model = promotion.record.load()
+    next_day = days_of([AFTER], start="2026-02-08", seed=1)
+    assert np.mean(model.decision_function(next_day) > model.threshold_) <= 0.03
