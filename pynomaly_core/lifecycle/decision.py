@@ -152,6 +152,13 @@ def indistinguishable(comparison: dict[str, Any]) -> bool:
     return all(float(comparison[k]) == 0.0 for k in ("delta", "ci_low", "ci_high"))
 
 
+def _newer(days: Sequence[str]) -> str:
+    """``1 newer day(s) (2026-02-25)`` or ``3 newer day(s) (2026-02-23..2026-02-25)``."""
+    ordered = sorted(days)
+    span = ordered[0] if len(ordered) == 1 else f"{ordered[0]}..{ordered[-1]}"
+    return f"{len(ordered)} newer day(s) ({span})"
+
+
 def _described(evalset: EvaluationSet) -> str:
     """``288 holdout rows + 500 synthetic anomalies`` or ``1440 rows, 17 anomalies``."""
     if evalset.kind == "synthetic":
@@ -223,12 +230,10 @@ def decide(
         )
     elif newer_days and indistinguishable(cmp):
         wanted = True
-        days = sorted(newer_days)
-        span = days[0] if len(days) == 1 else f"{days[0]}..{days[-1]}"
         reason = (
             f"{challenger} is indistinguishable from the champion on the evaluation set "
             f"(ΔAP {cmp['delta']:+.3f}, CI [{cmp['ci_low']:+.3f}, {cmp['ci_high']:+.3f}]) and was fitted on "
-            f"{len(days)} newer day(s) ({span}) than the champion: the fresher model replaces it"
+            f"{_newer(newer_days)} than the champion: the fresher model replaces it"
         )
     elif (
         newer_days
@@ -237,11 +242,9 @@ def decide(
         and cmp["ci_high"] > 0
     ):
         wanted = at_par_failing = True
-        days = sorted(newer_days)
-        span = days[0] if len(days) == 1 else f"{days[0]}..{days[-1]}"
         reason = (
             f"{challenger} is at par with the champion (ΔAP {cmp['delta']:+.3f}, {cmp['confidence']:.0%} CI "
-            f"[{cmp['ci_low']:+.3f}, {cmp['ci_high']:+.3f}]), was fitted on {len(days)} newer day(s) ({span}), "
+            f"[{cmp['ci_low']:+.3f}, {cmp['ci_high']:+.3f}]), was fitted on {_newer(newer_days)}, "
             f"and the champion failed its checks ({champion_failed[:200]}): "
             "lifecycle.replace_failing_champion promotes it"
         )

@@ -89,9 +89,9 @@ def at_par(seed: int = 4):
     return evalset, challenger, champion
 
 
-def test_an_at_par_challenger_on_newer_days_replaces_a_champion_that_failed_its_checks():
-    evalset, challenger, champion = at_par()
-    d = decide(
+def after_failed_checks(evalset, challenger, champion):
+    """The decision of a sensor retrain: the champion failed its checks, the challenger saw 02-25."""
+    return decide(
         FEED,
         evalset,
         "INNE",
@@ -100,6 +100,11 @@ def test_an_at_par_challenger_on_newer_days_replaces_a_champion_that_failed_its_
         newer_days=["2026-02-25"],
         champion_failed=FAILED,
     )
+
+
+def test_an_at_par_challenger_on_newer_days_replaces_a_champion_that_failed_its_checks():
+    evalset, challenger, champion = at_par()
+    d = after_failed_checks(evalset, challenger, champion)
     assert d.comparison["ci_low"] < 0 < d.comparison["ci_high"]
     assert d.promote and d.gate_passed, d.reason
     assert "at par" in d.reason and "(2026-02-25)" in d.reason and "failed its checks" in d.reason
@@ -136,15 +141,7 @@ def test_a_weak_at_par_challenger_passes_the_floor_only_against_a_weaker_failing
 ):
     evalset, challenger = scores(0.3)  # ROC-AUC 0.589, below the floor
     _, champion = scores(sep, seed=seed)  # 0.561 (weaker) / 0.596 (stronger), at par on AP
-    d = decide(
-        FEED,
-        evalset,
-        "INNE",
-        challenger,
-        champion,
-        newer_days=["2026-02-25"],
-        champion_failed=FAILED,
-    )
+    d = after_failed_checks(evalset, challenger, champion)
     assert d.comparison["ci_low"] < 0 < d.comparison["ci_high"]
     assert "at par" in d.reason
     assert d.promote is passes and d.gate_passed is passes, d.gate_reason
