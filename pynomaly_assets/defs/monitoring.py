@@ -217,11 +217,14 @@ def build_monitoring_reference_asset(fc: FeedContext) -> dg.AssetsDefinition:
             return _reference_result(version, directory, baseline, built=False)
         model = record.load(model_store.signing_key())
         try:
-            _, holdout = split_holdout(training_window, feed)
+            train, holdout = split_holdout(training_window, feed)
         except ValueError as exc:
             raise dg.Failure(f"asset {reference_key.to_user_string()}: {exc}") from exc
         seed = feed.detector.random_state or 0
-        holdout_scores = np.asarray(model.decision_function(holdout), dtype=float)
+        holdout_scores, holdout_scoring = _holdout_scores(
+            record, model, train, holdout, training_window, feed.event_time
+        )
+        context.log.info(f"holdout scores of the reference: {holdout_scoring}")
         # the derived columns drift too: computed with the champion's own derivation, in time order
         derived = model.derivation.derived_names if model.derivation is not None else []
         reference_rows = model.derive(training_window) if derived else training_window
@@ -262,10 +265,42 @@ def build_monitoring_reference_asset(fc: FeedContext) -> dg.AssetsDefinition:
             baseline,
             built=True,
             reference_rows=len(training_window),
+            holdout_scoring=holdout_scoring,
             **_normal_metadata(normal, settings),
         )
 
     return monitoring_reference
+
+
+def _holdout_scores(
+    record: Any,
+    model: Any,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    window: pd.DataFrame,
+    event_time: str,
+) -> tuple[np.ndarray, str]:
+    """The holdout's scores for the score-drift reference and the baseline's alert rate, and how
+    they were made: by the champion when it was not fitted on the holdout; out of sample
+    (:func:`~pynomaly_core.lifecycle.refit.held_out_scores`) when it was (refitted on the whole
+    window), as its in-sample scores would be lower than any new day's."""
+    from pynomaly_core.detectors.registry import get_spec
+    from pynomaly_core.lifecycle.refit import held_out_scores
+    from pynomaly_core.lifecycle.window import frame_days
+
+    seen = set(record.fitted_days) >= set(frame_days(holdout, event_time))
+    if seen and record.fitted_days and get_spec(model.detector).supervision == "unsupervised":
+        return held_out_scores(model, train, holdout, window, event_time), (
+            "out of sample (the champion was fitted on the holdout: a model of its configuration "
+            "fitted without it scored it, ranks mapped to the champion's scale)"
+        )
+    if seen and record.fitted_days:
+        return np.asarray(model.decision_function(holdout), dtype=float), (
+            "in-sample (the champion was fitted on the holdout; a supervised detector is not refitted here)"
+        )
+    return np.asarray(
+        model.decision_function(holdout), dtype=float
+    ), "by the champion (not fitted on the holdout)"
 
 
 # ------------------------------------------------------------------ drift_report

@@ -132,6 +132,36 @@ def out_of_fold_ranks(
     return scores
 
 
+def held_out_scores(
+    model: AnomalyModel,
+    train: pd.DataFrame,
+    holdout: pd.DataFrame,
+    window: pd.DataFrame,
+    event_time: str,
+) -> np.ndarray:
+    """The ``holdout`` rows scored out of sample, on ``model``'s scale.
+
+    A model refitted on the whole window has been fitted on its holdout, so its scores of those
+    rows are in-sample (lower than a new day's). A model of the same configuration is fitted on
+    ``train`` (the window without the holdout) and scores the holdout (with the rows before it as
+    warm-up from ``window``); each score is taken as its rank among that model's training scores
+    and put on ``model``'s scale at the same rank, as :func:`refit_on_window` does for its
+    calibration. Unsupervised detectors only (a supervised fit needs the window's labels)."""
+    holdout = holdout.reset_index(drop=True)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fold = model.unfitted().fit(train.reset_index(drop=True))
+        history = _warmup(fold, window, holdout, event_time)
+        raw = np.asarray(
+            fold.decision_function(holdout)
+            if history is None
+            else fold.decision_function(holdout, history=history),
+            dtype=float,
+        )
+    ranks = np.interp(raw, fold.quantiles_, QUANTILE_LEVELS)
+    return np.asarray(np.interp(ranks, QUANTILE_LEVELS, model.quantiles_), dtype=float)
+
+
 def refit_on_window(
     model: AnomalyModel,
     window: pd.DataFrame,

@@ -219,3 +219,31 @@ def test_a_retrain_that_only_adds_the_drifted_day_replaces_the_champion(tmp_path
     model = promotion.record.load()
     next_day = days_of([AFTER], start="2026-02-08", seed=1)
     assert np.mean(model.decision_function(next_day) > model.threshold_) <= 0.03
+
+
+def test_the_holdout_of_a_refitted_model_is_scored_out_of_sample_for_the_reference(level_drop):
+    """The monitoring reference's holdout scores: the refitted model has seen the holdout (in-sample,
+    low); held_out_scores gives them as a model that had not seen it does, on the refit's scale."""
+    from pynomaly_core.lifecycle.refit import held_out_scores
+
+    feed = cpu_feed()
+    config = AnomalyModel(feed.features, detector="IForest", contamination=0.01, random_state=0)
+    refitted = refit_on_window(config, level_drop, "timestamp", folds=5).model
+    train, holdout = level_drop.iloc[: 6 * ROWS_A_DAY], level_drop.iloc[6 * ROWS_A_DAY :]
+    in_sample = refitted.decision_function(holdout)
+    out = held_out_scores(refitted, train, holdout, level_drop, "timestamp")
+    assert out.shape == (ROWS_A_DAY,) and np.isfinite(out).all()
+    # the level drop: unseen, it is anomalous; seen, it is not
+    assert np.mean(in_sample > refitted.threshold_) <= 0.05
+    assert np.mean(out > refitted.threshold_) >= 0.5
+    # a day like the training days: out of sample it is flagged about as often as contamination says
+    steady = days_of([BEFORE] * 7, seed=3)
+    steady_model = refit_on_window(config, steady, "timestamp", folds=5).model
+    steady_out = held_out_scores(
+        steady_model,
+        steady.iloc[: 6 * ROWS_A_DAY],
+        steady.iloc[6 * ROWS_A_DAY :],
+        steady,
+        "timestamp",
+    )
+    assert np.mean(steady_out > steady_model.threshold_) <= 0.04
