@@ -95,6 +95,20 @@ def _warmup(
     return model.history_tail(window, start)
 
 
+def _ranks(
+    fold: AnomalyModel, window: pd.DataFrame, block: pd.DataFrame, event_time: str
+) -> np.ndarray:
+    """``block`` scored by ``fold`` (with its warm-up from ``window``), as ranks among its training scores."""
+    history = _warmup(fold, window, block, event_time)
+    raw = np.asarray(
+        fold.decision_function(block)
+        if history is None
+        else fold.decision_function(block, history=history),
+        dtype=float,
+    )
+    return np.asarray(np.interp(raw, fold.quantiles_, QUANTILE_LEVELS), dtype=float)
+
+
 def out_of_fold_ranks(
     model: AnomalyModel,
     window: pd.DataFrame,
@@ -116,14 +130,7 @@ def out_of_fold_ranks(
             window[~inside].reset_index(drop=True), None if labels is None else labels[~inside]
         )
         block = window[inside].reset_index(drop=True)
-        history = _warmup(fold, window, block, event_time)
-        raw = np.asarray(
-            fold.decision_function(block)
-            if history is None
-            else fold.decision_function(block, history=history),
-            dtype=float,
-        )
-        scores[inside] = np.interp(raw, fold.quantiles_, QUANTILE_LEVELS)
+        scores[inside] = _ranks(fold, window, block, event_time)
     if not np.isfinite(scores).all():
         bad = int((~np.isfinite(scores)).sum())
         raise ValueError(
@@ -151,14 +158,7 @@ def held_out_scores(
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         fold = model.unfitted().fit(train.reset_index(drop=True))
-        history = _warmup(fold, window, holdout, event_time)
-        raw = np.asarray(
-            fold.decision_function(holdout)
-            if history is None
-            else fold.decision_function(holdout, history=history),
-            dtype=float,
-        )
-    ranks = np.interp(raw, fold.quantiles_, QUANTILE_LEVELS)
+        ranks = _ranks(fold, window, holdout, event_time)
     return np.asarray(np.interp(ranks, QUANTILE_LEVELS, model.quantiles_), dtype=float)
 
 
