@@ -288,19 +288,19 @@ def _holdout_scores(
     from pynomaly_core.lifecycle.refit import held_out_scores
     from pynomaly_core.lifecycle.window import frame_days
 
-    seen = set(record.fitted_days) >= set(frame_days(holdout, event_time))
-    if seen and record.fitted_days and get_spec(model.detector).supervision == "unsupervised":
+    seen = bool(record.fitted_days) and set(record.fitted_days) >= set(
+        frame_days(holdout, event_time)
+    )
+    if not seen:
+        how = "by the champion (not fitted on the holdout)"
+    elif get_spec(model.detector).supervision == "unsupervised":
         return held_out_scores(model, train, holdout, window, event_time), (
             "out of sample (the champion was fitted on the holdout: a model of its configuration "
             "fitted without it scored it, ranks mapped to the champion's scale)"
         )
-    if seen and record.fitted_days:
-        return np.asarray(model.decision_function(holdout), dtype=float), (
-            "in-sample (the champion was fitted on the holdout; a supervised detector is not refitted here)"
-        )
-    return np.asarray(
-        model.decision_function(holdout), dtype=float
-    ), "by the champion (not fitted on the holdout)"
+    else:
+        how = "in-sample (the champion was fitted on the holdout; a supervised detector is not refitted here)"
+    return np.asarray(model.decision_function(holdout), dtype=float), how
 
 
 # ------------------------------------------------------------------ drift_report
